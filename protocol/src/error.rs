@@ -1,0 +1,60 @@
+//! The error carried by every actor reply in the fleet.
+
+use std::time::Duration;
+
+use crate::jsonrpc::{ErrorObject, error_codes};
+use crate::status::ExitInfo;
+
+/// Everything that can go wrong between an actor and a caller.
+///
+/// It is `Clone` so that one failure can answer many waiting callers (kameo replies need
+/// `Send + 'static`; several callers may wait on one launch).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FleetError {
+    #[error("unknown server `{name}`")]
+    UnknownServer { name: String },
+    #[error("a server named `{name}` already exists")]
+    DuplicateServer { name: String },
+    #[error("server `{server}` could not be started: {reason}")]
+    Spawn { server: String, reason: String },
+    #[error("server `{server}` failed the MCP handshake: {reason}")]
+    Handshake { server: String, reason: String },
+    #[error("server `{server}` did not answer `{method}` within {after:?}")]
+    Timeout {
+        server: String,
+        method: String,
+        after: Duration,
+    },
+    #[error("server `{server}` exited{}", exit.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    ServerExited {
+        server: String,
+        exit: Option<ExitInfo>,
+    },
+    #[error("server `{server}` is not ready (state: {state})")]
+    NotReady { server: String, state: String },
+    #[error("server `{server}` is not reading its input fast enough; request refused")]
+    Overloaded { server: String },
+    #[error("server `{server}` answered with error {}: {}", error.code, error.message)]
+    Upstream { server: String, error: ErrorObject },
+    #[error("{what} is not supported yet")]
+    Unsupported { what: String },
+    #[error("actor `{actor}` is unavailable: {reason}")]
+    ActorUnavailable { actor: String, reason: String },
+    #[error("invalid request: {reason}")]
+    InvalidRequest { reason: String },
+}
+
+impl FleetError {
+    /// The JSON-RPC error object a client of the fleet should receive for this failure.
+    /// An upstream error passes through unchanged; the fleet's own failures get the server's name
+    /// in the message so a client can tell which backend failed.
+    pub fn to_jsonrpc(&self) -> ErrorObject {
+        match self {
+            FleetError::Upstream { error, .. } => error.clone(),
+            FleetError::UnknownServer { .. } | FleetError::InvalidRequest { .. } => {
+                ErrorObject::new(error_codes::INVALID_PARAMS, self.to_string())
+            }
+            _ => ErrorObject::new(error_codes::INTERNAL_ERROR, self.to_string()),
+        }
+    }
+}

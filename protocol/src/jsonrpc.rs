@@ -1,0 +1,386 @@
+//! JSON-RPC 2.0 message types for MCP that keep every field they do not interpret.
+//!
+//! The fleet sits between clients and servers, so a message must leave as it came in: fields the
+//! fleet does not know (a newer spec's, a vendor's) are kept in `extra` and written back out.
+//! Parameters, results and error data stay as [`serde_json::Value`] with key order preserved.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Number, Value};
+
+/// The standard JSON-RPC error codes, and the MCP ones the fleet uses.
+pub mod error_codes {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// 2026-07-28: the requested protocol version is not supported (`data.supported` lists them).
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+}
+
+/// A request id: a JSON number or string, kept exactly as received.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Number(Number),
+    String(String),
+}
+
+impl From<u64> for RequestId {
+    fn from(n: u64) -> Self {
+        RequestId::Number(n.into())
+    }
+}
+
+impl RequestId {
+    /// The id as an unsigned integer, when it is one (the fleet numbers its own requests so).
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            RequestId::Number(n) => n.as_u64(),
+            RequestId::String(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestId::Number(n) => write!(f, "{n}"),
+            RequestId::String(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// A JSON-RPC error object; unknown members are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorObject {
+    pub code: i64,
+    pub message: String,
+    /// `Some(Value::Null)` when the member was present as `null`: kept apart from absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub data: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ErrorObject {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// A request: it has an id and expects exactly one response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: RequestId,
+    pub method: String,
+    pub params: Option<Value>,
+    /// Top-level members other than `jsonrpc`, `id`, `method` and `params`.
+    pub extra: Map<String, Value>,
+}
+
+/// A notification: no id, no response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub method: String,
+    pub params: Option<Value>,
+    pub extra: Map<String, Value>,
+}
+
+/// What a response carries: a result or an error, never both.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Result(Value),
+    Error(ErrorObject),
+}
+
+/// A response to a request. The id is `None` only for errors about a request whose id could not
+/// be read (a parse error), which JSON-RPC writes as `"id": null`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub id: Option<RequestId>,
+    pub outcome: Outcome,
+    pub extra: Map<String, Value>,
+}
+
+/// Any JSON-RPC message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Request(Request),
+    Notification(Notification),
+    Response(Response),
+}
+
+/// Why a JSON value is not a JSON-RPC message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMessage {
+    #[error("a JSON-RPC message must be a JSON object")]
+    NotAnObject,
+    #[error("JSON-RPC batches (arrays) are not allowed")]
+    Batch,
+    #[error("`jsonrpc` must be \"2.0\"")]
+    Version,
+    #[error("`method` must be a string")]
+    Method,
+    #[error("`id` must be a string or a number")]
+    Id,
+    #[error("`error` must be an object with a numeric code and a string message")]
+    ErrorMember,
+    #[error("a response must have exactly one of `result` and `error`")]
+    ResultAndError,
+    #[error("the object is neither a request, a notification nor a response")]
+    Unclassified,
+}
+
+impl Request {
+    pub fn new(id: impl Into<RequestId>, method: impl Into<String>, params: Option<Value>) -> Self {
+        Request {
+            id: id.into(),
+            method: method.into(),
+            params,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl Notification {
+    pub fn new(method: impl Into<String>, params: Option<Value>) -> Self {
+        Notification {
+            method: method.into(),
+            params,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl Response {
+    pub fn result(id: RequestId, result: Value) -> Self {
+        Response {
+            id: Some(id),
+            outcome: Outcome::Result(result),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn error(id: Option<RequestId>, error: ErrorObject) -> Self {
+        Response {
+            id,
+            outcome: Outcome::Error(error),
+            extra: Map::new(),
+        }
+    }
+}
+
+impl Message {
+    /// Classifies a parsed JSON value. Members the fleet does not interpret are kept in `extra`.
+    pub fn from_value(value: Value) -> Result<Message, InvalidMessage> {
+        let mut obj = match value {
+            Value::Object(obj) => obj,
+            Value::Array(_) => return Err(InvalidMessage::Batch),
+            _ => return Err(InvalidMessage::NotAnObject),
+        };
+        match obj.remove("jsonrpc") {
+            Some(Value::String(v)) if v == "2.0" => {}
+            _ => return Err(InvalidMessage::Version),
+        }
+        let id = match obj.remove("id") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(v) => Some(Some(parse_id(v)?)),
+        };
+        if let Some(method) = obj.remove("method") {
+            let Value::String(method) = method else {
+                return Err(InvalidMessage::Method);
+            };
+            let params = obj.remove("params");
+            return match id {
+                None => Ok(Message::Notification(Notification {
+                    method,
+                    params,
+                    extra: obj,
+                })),
+                Some(Some(id)) => Ok(Message::Request(Request {
+                    id,
+                    method,
+                    params,
+                    extra: obj,
+                })),
+                Some(None) => Err(InvalidMessage::Id),
+            };
+        }
+        let result = obj.remove("result");
+        let error = obj.remove("error");
+        let outcome = match (result, error) {
+            (Some(result), None) => Outcome::Result(result),
+            (None, Some(error)) => Outcome::Error(
+                serde_json::from_value(error).map_err(|_| InvalidMessage::ErrorMember)?,
+            ),
+            (Some(_), Some(_)) => return Err(InvalidMessage::ResultAndError),
+            (None, None) => return Err(InvalidMessage::Unclassified),
+        };
+        match id {
+            Some(id) => Ok(Message::Response(Response {
+                id,
+                outcome,
+                extra: obj,
+            })),
+            None => Err(InvalidMessage::Unclassified),
+        }
+    }
+
+    /// The message as a JSON value, members in the order JSON-RPC writes them, then the extras.
+    pub fn to_value(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("jsonrpc".into(), Value::String("2.0".into()));
+        let extra = match self {
+            Message::Request(r) => {
+                obj.insert("id".into(), id_value(Some(&r.id)));
+                obj.insert("method".into(), Value::String(r.method.clone()));
+                if let Some(p) = &r.params {
+                    obj.insert("params".into(), p.clone());
+                }
+                &r.extra
+            }
+            Message::Notification(n) => {
+                obj.insert("method".into(), Value::String(n.method.clone()));
+                if let Some(p) = &n.params {
+                    obj.insert("params".into(), p.clone());
+                }
+                &n.extra
+            }
+            Message::Response(r) => {
+                obj.insert("id".into(), id_value(r.id.as_ref()));
+                match &r.outcome {
+                    Outcome::Result(v) => obj.insert("result".into(), v.clone()),
+                    Outcome::Error(e) => obj.insert(
+                        "error".into(),
+                        serde_json::to_value(e).unwrap_or(Value::Null),
+                    ),
+                };
+                &r.extra
+            }
+        };
+        for (k, v) in extra {
+            obj.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Value::Object(obj)
+    }
+
+    /// The method of a request or notification.
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Message::Request(r) => Some(&r.method),
+            Message::Notification(n) => Some(&n.method),
+            Message::Response(_) => None,
+        }
+    }
+}
+
+/// Deserializes a member that is present (even as `null`) to `Some`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+fn parse_id(v: Value) -> Result<RequestId, InvalidMessage> {
+    match v {
+        Value::Number(n) => Ok(RequestId::Number(n)),
+        Value::String(s) => Ok(RequestId::String(s)),
+        _ => Err(InvalidMessage::Id),
+    }
+}
+
+fn id_value(id: Option<&RequestId>) -> Value {
+    match id {
+        Some(RequestId::Number(n)) => Value::Number(n.clone()),
+        Some(RequestId::String(s)) => Value::String(s.clone()),
+        None => Value::Null,
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Message::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<Request> for Message {
+    fn from(r: Request) -> Self {
+        Message::Request(r)
+    }
+}
+
+impl From<Notification> for Message {
+    fn from(n: Notification) -> Self {
+        Message::Notification(n)
+    }
+}
+
+impl From<Response> for Message {
+    fn from(r: Response) -> Self {
+        Message::Response(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_members_survive_a_round_trip() {
+        let v = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","z":1,"a":2},"vendor":{"k":true}});
+        let m = Message::from_value(v.clone()).unwrap();
+        assert_eq!(m.to_value(), v);
+        assert_eq!(serde_json::to_string(&m.to_value()).unwrap(), v.to_string());
+    }
+
+    #[test]
+    fn classifies_each_kind() {
+        assert!(matches!(
+            Message::from_value(json!({"jsonrpc":"2.0","method":"n"})),
+            Ok(Message::Notification(_))
+        ));
+        assert!(matches!(
+            Message::from_value(json!({"jsonrpc":"2.0","id":"a","result":{}})),
+            Ok(Message::Response(_))
+        ));
+        assert!(matches!(
+            Message::from_value(json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"p"}})),
+            Ok(Message::Response(Response { id: None, .. }))
+        ));
+        assert_eq!(
+            Message::from_value(json!([1])),
+            Err(InvalidMessage::Batch)
+        );
+        assert_eq!(
+            Message::from_value(json!({"jsonrpc":"1.0","method":"x"})),
+            Err(InvalidMessage::Version)
+        );
+        assert_eq!(
+            Message::from_value(json!({"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}})),
+            Err(InvalidMessage::ResultAndError)
+        );
+        assert_eq!(
+            Message::from_value(json!({"jsonrpc":"2.0","id":[1],"method":"m"})),
+            Err(InvalidMessage::Id)
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! MCP specifics on top of JSON-RPC: versions, method names, and the parameters and results of the
+//! handshake in both eras.
+
+use serde_json::{Map, Value, json};
+
+use crate::status::Era;
+
+/// The newest 2025-era revision; offered in `initialize`.
+pub const LEGACY_VERSION: &str = "2025-11-25";
+/// The stateless revision.
+pub const MODERN_VERSION: &str = "2026-07-28";
+/// `_meta` key carrying the protocol version of a 2026-era request.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key carrying the client's capabilities on a 2026-era request.
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// `_meta` key carrying client information on a 2026-era request.
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+/// `_meta` key carrying server information on a 2026-era result.
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+pub mod methods {
+    pub const INITIALIZE: &str = "initialize";
+    pub const INITIALIZED: &str = "notifications/initialized";
+    pub const PING: &str = "ping";
+    pub const DISCOVER: &str = "server/discover";
+    pub const TOOLS_LIST: &str = "tools/list";
+    pub const TOOLS_CALL: &str = "tools/call";
+    pub const CANCELLED: &str = "notifications/cancelled";
+}
+
+/// Who the fleet says it is when it acts as an MCP client.
+pub fn client_info() -> Value {
+    json!({"name": "mcp-fleet", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// Parameters of the 2025-era `initialize` request the fleet sends.
+pub fn initialize_params() -> Value {
+    json!({
+        "protocolVersion": LEGACY_VERSION,
+        "capabilities": {},
+        "clientInfo": client_info(),
+    })
+}
+
+/// The `_meta` a 2026-era request must carry.
+pub fn modern_meta() -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert(META_PROTOCOL_VERSION.into(), Value::String(MODERN_VERSION.into()));
+    meta.insert(META_CLIENT_CAPABILITIES.into(), json!({}));
+    meta.insert(META_CLIENT_INFO.into(), client_info());
+    meta
+}
+
+/// Parameters of `server/discover`.
+pub fn discover_params() -> Value {
+    json!({ "_meta": modern_meta() })
+}
+
+/// Makes request parameters fit the era of the server they go to: a 2026-era server needs the
+/// version and capabilities in `params._meta`. Keys already present are left as they are.
+pub fn params_for_era(era: Era, params: Option<Value>) -> Option<Value> {
+    match era {
+        Era::Legacy => params,
+        Era::Modern => {
+            let mut params = match params {
+                Some(Value::Object(map)) => map,
+                None | Some(Value::Null) => Map::new(),
+                // Not an object: not ours to fix; the server will answer with its own error.
+                Some(other) => return Some(other),
+            };
+            let meta = params
+                .entry("_meta")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(meta) = meta {
+                for (k, v) in modern_meta() {
+                    meta.entry(k).or_insert(v);
+                }
+            }
+            Some(Value::Object(params))
+        }
+    }
+}
+
+/// What a `server/discover` answer says, when it is a 2026-era answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovered {
+    pub protocol_version: String,
+    pub server_info: Value,
+    pub capabilities: Value,
+    pub instructions: Option<String>,
+}
+
+/// Reads a `server/discover` result; `None` unless it lists a 2026-era version we speak.
+pub fn read_discover_result(result: &Value) -> Option<Discovered> {
+    let versions = result.get("supportedVersions")?.as_array()?;
+    if !versions.iter().any(|v| v.as_str() == Some(MODERN_VERSION)) {
+        return None;
+    }
+    let server_info = result
+        .get("serverInfo")
+        .or_else(|| result.get("_meta").and_then(|m| m.get(META_SERVER_INFO)))
+        .cloned()
+        .unwrap_or(Value::Null);
+    Some(Discovered {
+        protocol_version: MODERN_VERSION.into(),
+        server_info,
+        capabilities: result.get("capabilities").cloned().unwrap_or(json!({})),
+        instructions: result
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+/// The probe request for a server's era: `ping` in the 2025 era (removed in 2026), a cheap
+/// `server/discover` in the 2026 era. Neither opens a session.
+pub fn probe_method(era: Era) -> (&'static str, Option<Value>) {
+    match era {
+        Era::Legacy => (methods::PING, None),
+        Era::Modern => (methods::DISCOVER, Some(discover_params())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modern_params_gain_meta_without_losing_fields() {
+        let p = params_for_era(
+            Era::Modern,
+            Some(json!({"name": "echo", "_meta": {"progressToken": 1}})),
+        )
+        .unwrap();
+        assert_eq!(p["name"], "echo");
+        assert_eq!(p["_meta"]["progressToken"], 1);
+        assert_eq!(p["_meta"][META_PROTOCOL_VERSION], MODERN_VERSION);
+        assert_eq!(params_for_era(Era::Legacy, None), None);
+    }
+
+    #[test]
+    fn discover_results_are_recognised() {
+        let modern = json!({"resultType": "complete", "supportedVersions": ["2026-07-28"],
+            "capabilities": {"tools": {}}, "_meta": {(META_SERVER_INFO): {"name": "s"}}});
+        let d = read_discover_result(&modern).unwrap();
+        assert_eq!(d.server_info["name"], "s");
+        assert_eq!(read_discover_result(&json!({})), None);
+        assert_eq!(
+            read_discover_result(&json!({"supportedVersions": ["2099-01-01"]})),
+            None
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Messages the server manager accepts (the closed set):
+//!
+//! | message | reply |
+//! |---|---|
+//! | [`LaunchServer`] | `Result<ServerStatus, FleetError>`, once ready or failed |
+//! | [`StopServer`] | `Result<StoppedServer, FleetError>` |
+//! | [`RestartServer`] | `Result<ServerStatus, FleetError>`, once ready again or failed |
+//! | [`GetServerStatus`] | `Result<ServerStatus, FleetError>` |
+//! | [`ListServers`] | `Vec<ServerStatus>`, sorted by name |
+//! | [`CallServer`] | `Result<Value, FleetError>`: the server's result, or its error as `Upstream` |
+//! | [`ProbeServer`] | `Result<Duration, FleetError>`: the probe's round trip |
+//! | [`GetServerLogs`] | `Result<Vec<String>, FleetError>`: the stderr ring buffer, oldest first |
+//! | [`StopAllServers`] | `Vec<StoppedServer>` |
+//! | [`crate::messages::health::HealthChanged`] | `()` (marks a server unhealthy or ready again) |
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::ServerSpec;
+use crate::error::FleetError;
+use crate::status::{ExitInfo, ServerStatus};
+
+/// Start a server: spawn its process, run the MCP handshake in its era, list its tools.
+#[derive(Debug, Clone)]
+pub struct LaunchServer {
+    pub spec: ServerSpec,
+}
+pub type LaunchServerReply = Result<ServerStatus, FleetError>;
+
+/// Stop a server: close its stdin, wait, SIGTERM, wait, SIGKILL. It stays listed as stopped.
+#[derive(Debug, Clone)]
+pub struct StopServer {
+    pub name: String,
+}
+pub type StopServerReply = Result<StoppedServer, FleetError>;
+
+/// Stop a server and start it again with the same spec.
+#[derive(Debug, Clone)]
+pub struct RestartServer {
+    pub name: String,
+}
+pub type RestartServerReply = Result<ServerStatus, FleetError>;
+
+/// The status of one server.
+#[derive(Debug, Clone)]
+pub struct GetServerStatus {
+    pub name: String,
+}
+pub type GetServerStatusReply = Result<ServerStatus, FleetError>;
+
+/// The status of every server, sorted by name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListServers;
+pub type ListServersReply = Vec<ServerStatus>;
+
+/// Send a request to a server and wait for its answer. The manager gives the request an id of
+/// its own on the wire and maps the answer back, so callers' ids never collide.
+#[derive(Debug, Clone)]
+pub struct CallServer {
+    pub server: String,
+    pub method: String,
+    pub params: Option<Value>,
+    /// Overrides the manager's default request timeout.
+    pub timeout: Option<Duration>,
+}
+pub type CallServerReply = Result<Value, FleetError>;
+
+/// A health probe in the server's own era, over its existing connection (never a new process or
+/// session).
+#[derive(Debug, Clone)]
+pub struct ProbeServer {
+    pub name: String,
+    pub timeout: Duration,
+}
+pub type ProbeServerReply = Result<Duration, FleetError>;
+
+/// The last lines the server wrote to stderr.
+#[derive(Debug, Clone)]
+pub struct GetServerLogs {
+    pub name: String,
+    /// At most this many of the newest lines.
+    pub max_lines: usize,
+}
+pub type GetServerLogsReply = Result<Vec<String>, FleetError>;
+
+/// Stop every server (concurrently), for shutdown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopAllServers;
+pub type StopAllServersReply = Vec<StoppedServer>;
+
+/// How a stop went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopMethod {
+    /// It exited after its stdin was closed.
+    StdinClosed,
+    /// It needed SIGTERM.
+    Terminated,
+    /// It needed SIGKILL.
+    Killed,
+    /// There was no process to stop.
+    NotRunning,
+}
+
+/// The end of one server's process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoppedServer {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub method: StopMethod,
+    pub exit: Option<ExitInfo>,
+    pub took: Duration,
+}

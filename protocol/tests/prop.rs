@@ -1,0 +1,154 @@
+//! Property tests of the JSON-RPC wire layer: messages round-trip through the codec, and no
+//! sequence of bytes makes the decoder panic or lose the message that follows it.
+
+use bytes::BytesMut;
+use fleet_protocol::codec::{FrameError, JsonRpcCodec};
+use fleet_protocol::jsonrpc::{
+    ErrorObject, Message, Notification, Outcome, Request, RequestId, Response,
+};
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use tokio_util::codec::{Decoder, Encoder};
+
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e12f64..1e12).prop_map(Value::from),
+        ".{0,20}".prop_map(Value::String),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    json_leaf().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_/]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn extras() -> impl Strategy<Value = Map<String, Value>> {
+    // Extra top-level members must not collide with the JSON-RPC ones.
+    prop::collection::btree_map("x_[a-z]{1,6}", json_value(), 0..3)
+        .prop_map(|m| m.into_iter().collect())
+}
+
+fn request_id() -> impl Strategy<Value = RequestId> {
+    prop_oneof![
+        any::<u64>().prop_map(RequestId::from),
+        any::<i64>().prop_map(|n| RequestId::Number(n.into())),
+        ".{0,12}".prop_map(RequestId::String),
+    ]
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (request_id(), "[a-z/]{1,20}", prop::option::of(json_value()), extras()).prop_map(
+            |(id, method, params, extra)| Message::Request(Request {
+                id,
+                method,
+                params,
+                extra
+            })
+        ),
+        ("[a-z/]{1,20}", prop::option::of(json_value()), extras()).prop_map(|(method, params, extra)| {
+            Message::Notification(Notification {
+                method,
+                params,
+                extra,
+            })
+        }),
+        (request_id(), json_value(), extras()).prop_map(|(id, result, extra)| {
+            Message::Response(Response {
+                id: Some(id),
+                outcome: Outcome::Result(result),
+                extra,
+            })
+        }),
+        (
+            prop::option::of(request_id()),
+            any::<i64>(),
+            ".{0,20}",
+            prop::option::of(json_value())
+        )
+            .prop_map(|(id, code, message, data)| {
+                let mut e = ErrorObject::new(code, message);
+                e.data = data;
+                Message::Response(Response::error(id, e))
+            }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn messages_round_trip(msgs in prop::collection::vec(message(), 1..8)) {
+        let mut codec = JsonRpcCodec::default();
+        let mut buf = BytesMut::new();
+        for m in &msgs {
+            codec.encode(m, &mut buf).unwrap();
+        }
+        let mut decoded = Vec::new();
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            decoded.push(item.unwrap());
+        }
+        prop_assert_eq!(decoded, msgs);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_the_next_message_survives(
+        garbage in prop::collection::vec(any::<u8>(), 0..512),
+        max in 8usize..256,
+    ) {
+        let mut codec = JsonRpcCodec::new(max.max(64));
+        let mut buf = BytesMut::from(&garbage[..]);
+        // Whatever the garbage was, a newline ends it, and a real message after it decodes.
+        buf.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"ok\"}\n");
+        let mut items = Vec::new();
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            items.push(item);
+        }
+        let last = items.pop().expect("at least the trailing message");
+        prop_assert_eq!(last, Ok(Message::Notification(Notification::new("ok", None))));
+        for item in items {
+            // Garbage lines become messages only if they happen to be valid JSON-RPC.
+            if let Err(e) = item {
+                let known = matches!(
+                    e,
+                    FrameError::TooLong { .. }
+                        | FrameError::InvalidUtf8
+                        | FrameError::NotJson { .. }
+                        | FrameError::NotJsonRpc(_)
+                );
+                prop_assert!(known);
+            }
+        }
+    }
+
+    #[test]
+    fn decode_in_arbitrary_chunks_equals_decode_at_once(
+        msgs in prop::collection::vec(message(), 1..5),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut codec = JsonRpcCodec::default();
+        let mut whole = BytesMut::new();
+        for m in &msgs {
+            codec.encode(m, &mut whole).unwrap();
+        }
+        let at = cut.index(whole.len());
+        let mut buf = BytesMut::from(&whole[..at]);
+        let mut decoded = Vec::new();
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            decoded.push(item.unwrap());
+        }
+        buf.extend_from_slice(&whole[at..]);
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            decoded.push(item.unwrap());
+        }
+        prop_assert_eq!(decoded, msgs);
+    }
+}
