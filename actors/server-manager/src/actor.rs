@@ -1,0 +1,195 @@
+//! `ServerManager`: the table of servers by name, and the only way in for other actors.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use fleet_protocol::counter::MessageCounter;
+use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
+use fleet_protocol::{FleetError, ServerState, ServerStatus};
+use kameo::Actor;
+use kameo::actor::{ActorId, ActorRef, Recipient, WeakActorRef};
+use kameo::error::{ActorStopReason, Infallible, SendError};
+
+use crate::server::{LiveCounters, ServerActor};
+use crate::stderr::{self, SharedStderr};
+
+/// Knobs of the server manager; `Default` gives values suited to `npx`/`uvx` servers.
+#[derive(Debug, Clone)]
+pub struct ServerManagerConfig {
+    /// How long a forwarded request may wait for its answer.
+    pub request_timeout: Duration,
+    /// How long `initialize` and each `tools/list` page of the handshake may take.
+    pub handshake_timeout: Duration,
+    /// How long to wait for a `server/discover` answer before falling back to `initialize`.
+    pub discover_timeout: Duration,
+    /// Each wait of a stop: after closing stdin, and again after SIGTERM, before SIGKILL.
+    pub stop_grace: Duration,
+    /// The largest message accepted from or sent to a server.
+    pub max_message_bytes: usize,
+    /// Lines queued for a child's stdin before requests are refused as overloaded.
+    pub stdin_queue: usize,
+    /// Bytes of stderr kept per server.
+    pub stderr_ring_bytes: usize,
+    /// How often the handled-message count is reported to metrics.
+    pub report_every: Duration,
+}
+
+impl Default for ServerManagerConfig {
+    fn default() -> Self {
+        ServerManagerConfig {
+            request_timeout: Duration::from_secs(60),
+            // `npx -y` may download a package before the server answers.
+            handshake_timeout: Duration::from_secs(60),
+            discover_timeout: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(3),
+            max_message_bytes: fleet_protocol::codec::DEFAULT_MAX_MESSAGE_BYTES,
+            stdin_queue: 1024,
+            stderr_ring_bytes: 1024 * 1024,
+            report_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the server manager is started with.
+#[derive(Clone)]
+pub struct ServerManagerArgs {
+    pub config: ServerManagerConfig,
+    /// Where metric events go, if anywhere.
+    pub metrics: Option<Recipient<RecordMetric>>,
+}
+
+pub(crate) struct Entry {
+    pub actor: ActorRef<ServerActor>,
+    /// The latest status the server's actor pushed.
+    pub status: ServerStatus,
+    pub stderr: SharedStderr,
+    pub counters: Arc<LiveCounters>,
+}
+
+impl Entry {
+    pub fn status(&self) -> ServerStatus {
+        let mut s = self.status.clone();
+        s.stderr_lines = stderr::lock(&self.stderr).total();
+        s.in_flight = self.counters.in_flight.load(Ordering::Relaxed);
+        s
+    }
+}
+
+pub struct ServerManager {
+    pub(crate) config: Arc<ServerManagerConfig>,
+    pub(crate) metrics: Option<Recipient<RecordMetric>>,
+    pub(crate) servers: BTreeMap<String, Entry>,
+    counter: MessageCounter,
+}
+
+impl Actor for ServerManager {
+    type Args = ServerManagerArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "ServerManager"
+    }
+
+    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let every = args.config.report_every;
+        Ok(ServerManager {
+            config: Arc::new(args.config),
+            metrics: args.metrics,
+            servers: BTreeMap::new(),
+            counter: MessageCounter::new(Instant::now(), every),
+        })
+    }
+
+    async fn on_link_died(
+        &mut self,
+        _: WeakActorRef<Self>,
+        id: ActorId,
+        reason: ActorStopReason,
+    ) -> Result<ControlFlow<ActorStopReason>, Self::Error> {
+        // A server's actor died (it panicked): its process went with it (its on_stop kills the
+        // group). Mark the server failed; the manager itself carries on.
+        if let Some(entry) = self.servers.values_mut().find(|e| e.actor.id() == id) {
+            tracing::error!(server = %entry.status.name, ?reason, "server actor died");
+            entry.status.state = ServerState::Failed {
+                reason: format!("its actor died: {reason}"),
+            };
+            entry.status.pid = None;
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        _: ActorStopReason,
+    ) -> Result<(), Self::Error> {
+        // The backstop of shutdown: a server not stopped in order is killed with its actor.
+        for entry in self.servers.values() {
+            entry.actor.kill();
+        }
+        for entry in self.servers.values() {
+            entry.actor.wait_for_shutdown().await;
+        }
+        self.report(true);
+        Ok(())
+    }
+}
+
+impl ServerManager {
+    /// Counts a handled message; reports a batch to metrics now and then.
+    pub(crate) fn count(&mut self) {
+        if let Some(n) = self.counter.record(Instant::now()) {
+            self.send_count(n);
+        }
+    }
+
+    fn report(&mut self, _final: bool) {
+        if let Some(n) = self.counter.take(Instant::now()) {
+            self.send_count(n);
+        }
+    }
+
+    fn send_count(&self, count: u64) {
+        if let Some(m) = &self.metrics {
+            let _ = m
+                .tell(RecordMetric {
+                    event: MetricEvent::MessagesHandled {
+                        actor: crate::ACTOR_NAME.into(),
+                        count,
+                    },
+                })
+                .try_send();
+        }
+    }
+}
+
+/// A status pushed by a server's actor (internal).
+pub struct StatusChanged {
+    pub status: ServerStatus,
+}
+
+/// Turns a failed ask to one of our actors into the fleet's error.
+pub(crate) fn send_error<M>(e: SendError<M, FleetError>, actor: &str) -> FleetError {
+    match e {
+        SendError::HandlerError(e) => e,
+        SendError::ActorNotRunning(_) | SendError::ActorStopped => FleetError::ActorUnavailable {
+            actor: actor.into(),
+            reason: "not running".into(),
+        },
+        SendError::ActorRestarting(_) => FleetError::ActorUnavailable {
+            actor: actor.into(),
+            reason: "restarting".into(),
+        },
+        SendError::MailboxFull(_) => FleetError::ActorUnavailable {
+            actor: actor.into(),
+            reason: "mailbox full".into(),
+        },
+        SendError::Timeout(_) => FleetError::ActorUnavailable {
+            actor: actor.into(),
+            reason: "timed out".into(),
+        },
+    }
+}

@@ -1,0 +1,224 @@
+//! The server manager's handlers, one per message of `fleet_protocol::messages::server`.
+//! Status queries are answered from the manager's table; everything that touches a process is
+//! forwarded to that server's actor in a task, so the manager's mailbox never waits on a child.
+
+use std::sync::Arc;
+
+use fleet_protocol::messages::health::HealthChanged;
+use fleet_protocol::messages::server::{
+    CallServer, CallServerReply, GetServerLogs, GetServerLogsReply, GetServerStatus,
+    GetServerStatusReply, LaunchServer, LaunchServerReply, ListServers, ListServersReply,
+    ProbeServer, ProbeServerReply, RestartServer, RestartServerReply, StopAllServers,
+    StopAllServersReply, StopServer, StopServerReply,
+};
+use fleet_protocol::{FleetError, ServerState, ServerStatus};
+use kameo::actor::{ActorRef, Spawn};
+use kameo::message::{Context, Message};
+use kameo::reply::DelegatedReply;
+
+use crate::actor::{Entry, ServerManager, StatusChanged, send_error};
+use crate::server::{LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess};
+use crate::stderr;
+
+impl ServerManager {
+    fn entry(&self, name: &str) -> Result<&Entry, FleetError> {
+        self.servers.get(name).ok_or_else(|| FleetError::UnknownServer {
+            name: name.to_string(),
+        })
+    }
+
+    fn server_actor(&self, name: &str) -> Result<ActorRef<ServerActor>, FleetError> {
+        self.entry(name).map(|e| e.actor.clone())
+    }
+}
+
+fn actor_label(name: &str) -> String {
+    format!("server `{name}`")
+}
+
+impl Message<LaunchServer> for ServerManager {
+    type Reply = DelegatedReply<LaunchServerReply>;
+
+    async fn handle(&mut self, msg: LaunchServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        let name = msg.spec.name.clone();
+        if let Some(existing) = self.servers.get(&name) {
+            if !existing.status.state.is_terminal() {
+                return ctx.reply(Err(FleetError::DuplicateServer { name }));
+            }
+            // A stopped or failed server of that name is replaced by the new launch.
+            existing.actor.kill();
+        }
+        let ring = stderr::shared(self.config.stderr_ring_bytes);
+        let counters = Arc::new(LiveCounters::default());
+        let args = ServerActorArgs {
+            spec: msg.spec,
+            config: self.config.clone(),
+            manager: ctx.actor_ref().downgrade(),
+            metrics: self.metrics.clone(),
+            stderr: ring.clone(),
+            counters: counters.clone(),
+        };
+        let actor = ServerActor::spawn_link(ctx.actor_ref(), args).await;
+        self.servers.insert(
+            name.clone(),
+            Entry {
+                actor: actor.clone(),
+                status: ServerStatus::new(name.clone(), ServerState::Starting),
+                stderr: ring,
+                counters,
+            },
+        );
+        ctx.spawn(async move {
+            actor
+                .ask(LaunchWait)
+                .await
+                .map_err(|e| send_error(e, &actor_label(&name)))
+        })
+    }
+}
+
+impl Message<StopServer> for ServerManager {
+    type Reply = DelegatedReply<StopServerReply>;
+
+    async fn handle(&mut self, msg: StopServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        match self.server_actor(&msg.name) {
+            Err(e) => ctx.reply(Err(e)),
+            Ok(actor) => ctx.spawn(async move {
+                actor
+                    .ask(StopProcess)
+                    .await
+                    .map_err(|e| send_error(e, &actor_label(&msg.name)))
+            }),
+        }
+    }
+}
+
+impl Message<RestartServer> for ServerManager {
+    type Reply = DelegatedReply<RestartServerReply>;
+
+    async fn handle(&mut self, msg: RestartServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        match self.server_actor(&msg.name) {
+            Err(e) => ctx.reply(Err(e)),
+            Ok(actor) => ctx.spawn(async move {
+                let label = actor_label(&msg.name);
+                actor
+                    .ask(StopProcess)
+                    .await
+                    .map_err(|e| send_error(e, &label))?;
+                actor.ask(StartAgain).await.map_err(|e| send_error(e, &label))
+            }),
+        }
+    }
+}
+
+impl Message<GetServerStatus> for ServerManager {
+    type Reply = GetServerStatusReply;
+
+    async fn handle(&mut self, msg: GetServerStatus, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        self.entry(&msg.name).map(Entry::status)
+    }
+}
+
+impl Message<ListServers> for ServerManager {
+    type Reply = ListServersReply;
+
+    async fn handle(&mut self, _: ListServers, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        self.servers.values().map(Entry::status).collect()
+    }
+}
+
+impl Message<CallServer> for ServerManager {
+    type Reply = DelegatedReply<CallServerReply>;
+
+    async fn handle(&mut self, msg: CallServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        match self.server_actor(&msg.server) {
+            Err(e) => ctx.reply(Err(e)),
+            Ok(actor) => {
+                let label = actor_label(&msg.server);
+                ctx.spawn(async move { actor.ask(msg).await.map_err(|e| send_error(e, &label)) })
+            }
+        }
+    }
+}
+
+impl Message<ProbeServer> for ServerManager {
+    type Reply = DelegatedReply<ProbeServerReply>;
+
+    async fn handle(&mut self, msg: ProbeServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        match self.server_actor(&msg.name) {
+            Err(e) => ctx.reply(Err(e)),
+            Ok(actor) => {
+                let label = actor_label(&msg.name);
+                ctx.spawn(async move { actor.ask(msg).await.map_err(|e| send_error(e, &label)) })
+            }
+        }
+    }
+}
+
+impl Message<GetServerLogs> for ServerManager {
+    type Reply = GetServerLogsReply;
+
+    async fn handle(&mut self, msg: GetServerLogs, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        let entry = self.entry(&msg.name)?;
+        Ok(stderr::lock(&entry.stderr).tail(msg.max_lines))
+    }
+}
+
+impl Message<StopAllServers> for ServerManager {
+    type Reply = DelegatedReply<StopAllServersReply>;
+
+    async fn handle(&mut self, _: StopAllServers, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.count();
+        let actors: Vec<_> = self
+            .servers
+            .iter()
+            .map(|(name, e)| (name.clone(), e.actor.clone()))
+            .collect();
+        ctx.spawn(async move {
+            let stops = actors.into_iter().map(|(name, actor)| async move {
+                match actor.ask(StopProcess).await {
+                    Ok(stopped) => Some(stopped),
+                    Err(e) => {
+                        tracing::warn!(server = %name, error = %send_error(e, &actor_label(&name)), "stop failed");
+                        None
+                    }
+                }
+            });
+            futures::future::join_all(stops)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        })
+    }
+}
+
+impl Message<HealthChanged> for ServerManager {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self, Self::Reply>) {
+        self.count();
+        if let Ok(actor) = self.server_actor(&msg.server) {
+            let _ = actor.tell(msg).try_send();
+        }
+    }
+}
+
+impl Message<StatusChanged> for ServerManager {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: StatusChanged, _: &mut Context<Self, Self::Reply>) {
+        if let Some(entry) = self.servers.get_mut(&msg.status.name) {
+            entry.status = msg.status;
+        }
+    }
+}
+

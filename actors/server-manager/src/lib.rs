@@ -1,0 +1,31 @@
+//! fleet-server-manager: the actor that owns the fleet's MCP server processes.
+//!
+//! Two kinds of actor live here:
+//! - [`ServerManager`], one per fleet: the table of servers by name. It answers status queries
+//!   from a cache each server pushes to it, and forwards requests, probes and stops to the server's
+//!   own actor, so a slow server never holds up the others.
+//! - `ServerActor`, one per server: it owns the child process (stdin, stdout, stderr piped), runs
+//!   the MCP handshake in the server's era, numbers requests with ids of its own and maps the
+//!   answers back, times requests out, keeps stderr in a bounded ring buffer, and stops the
+//!   process in order: close stdin, wait, SIGTERM to the process group, wait, SIGKILL.
+//!
+//! Messages handled: see `fleet_protocol::messages::server` (the closed set).
+//! Emits: `RecordMetric` events to the metrics collector, if one is given.
+//!
+//! Invariants:
+//! - Every request gets exactly one answer: the server's, a timeout, or "server exited".
+//! - No process outlives its actor: the actor's stop kills the whole process group.
+//! - A line on a child's stdout that is not JSON-RPC is logged and counted, never fatal.
+//! - Launches run concurrently: each server's actor does its own handshake.
+
+mod actor;
+mod handlers;
+mod handshake;
+mod process;
+mod server;
+mod stderr;
+
+pub use actor::{ServerManager, ServerManagerArgs, ServerManagerConfig};
+
+/// The actor name used in metrics and logs.
+pub const ACTOR_NAME: &str = "server-manager";

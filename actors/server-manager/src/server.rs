@@ -1,0 +1,910 @@
+//! `ServerActor`: one per server. It owns the child process and everything on its pipes.
+//!
+//! Requests get ids of the actor's own (a counter) on the wire; the answer is matched by that id
+//! and handed back to the caller, whose own id never reaches the server. Each process start is a
+//! new *generation*: events from an older process (a late line, a late exit) are ignored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use fleet_protocol::codec::{DecodedLine, JsonRpcCodec};
+use fleet_protocol::jsonrpc::{
+    ErrorObject, Message as RpcMessage, Notification, Outcome, Request, RequestId, Response, error_codes,
+};
+use fleet_protocol::mcp::{self, methods};
+use fleet_protocol::messages::health::HealthChanged;
+use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, RequestOutcome};
+use fleet_protocol::messages::server::{
+    CallServer, LaunchServerReply, ProbeServer, StopMethod, StoppedServer,
+};
+use fleet_protocol::status::{Era, Handshake};
+use fleet_protocol::{ExitInfo, FleetError, ServerSpec, ServerState, ServerStatus, Transport};
+use futures::StreamExt;
+use kameo::actor::{ActorRef, Recipient, WeakActorRef};
+use kameo::error::{ActorStopReason, Infallible};
+use kameo::message::{Context, Message};
+use kameo::reply::{DelegatedReply, ReplySender};
+use kameo::Actor;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::{Encoder, FramedRead};
+
+use crate::actor::{ServerManager, ServerManagerConfig, StatusChanged};
+use crate::handshake::{self, HandshakeTimeouts, Wire};
+use crate::process;
+use crate::stderr::{self, SharedStderr};
+
+/// Counters the manager reads without asking the actor.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub in_flight: AtomicUsize,
+}
+
+pub struct ServerActorArgs {
+    pub spec: ServerSpec,
+    pub config: Arc<ServerManagerConfig>,
+    pub manager: WeakActorRef<ServerManager>,
+    pub metrics: Option<Recipient<RecordMetric>>,
+    pub stderr: SharedStderr,
+    pub counters: Arc<LiveCounters>,
+}
+
+struct Running {
+    pid: u32,
+    /// Dropping the sender closes the child's stdin once queued lines are written.
+    stdin: Option<mpsc::Sender<Bytes>>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+}
+
+type Pending = oneshot::Sender<Result<Value, FleetError>>;
+
+pub struct ServerActor {
+    spec: ServerSpec,
+    config: Arc<ServerManagerConfig>,
+    manager: WeakActorRef<ServerManager>,
+    metrics: Option<Recipient<RecordMetric>>,
+    stderr: SharedStderr,
+    counters: Arc<LiveCounters>,
+    codec: JsonRpcCodec,
+    status: ServerStatus,
+    generation: u64,
+    running: Option<Running>,
+    /// Set while a stop is under way, so the exit it causes is not reported as a crash.
+    stopping: bool,
+    pending: HashMap<u64, Pending>,
+    next_id: u64,
+    ready_waiters: Vec<ReplySender<LaunchServerReply>>,
+    launch_started: Instant,
+}
+
+impl Actor for ServerActor {
+    type Args = ServerActorArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "ServerActor"
+    }
+
+    async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let mut actor = ServerActor {
+            status: ServerStatus::new(args.spec.name.clone(), ServerState::Starting),
+            codec: JsonRpcCodec::new(args.config.max_message_bytes),
+            spec: args.spec,
+            config: args.config,
+            manager: args.manager,
+            metrics: args.metrics,
+            stderr: args.stderr,
+            counters: args.counters,
+            generation: 0,
+            running: None,
+            stopping: false,
+            pending: HashMap::new(),
+            next_id: 1,
+            ready_waiters: Vec::new(),
+            launch_started: Instant::now(),
+        };
+        actor.start_process(&actor_ref);
+        Ok(actor)
+    }
+
+    async fn on_link_died(
+        &mut self,
+        _: WeakActorRef<Self>,
+        _: kameo::actor::ActorId,
+        reason: ActorStopReason,
+    ) -> Result<std::ops::ControlFlow<ActorStopReason>, Self::Error> {
+        // The only link is to the manager: whenever it goes, for any reason, this goes too.
+        Ok(std::ops::ControlFlow::Break(reason))
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        reason: ActorStopReason,
+    ) -> Result<(), Self::Error> {
+        // No process outlives its actor, whatever stopped the actor.
+        if let Some(r) = self.running.take() {
+            tracing::debug!(server = %self.spec.name, pid = r.pid, ?reason, "actor stopping; killing its process group");
+            process::signal_group(r.pid, Signal::SIGKILL);
+        }
+        self.fail_pending(None);
+        Ok(())
+    }
+}
+
+impl ServerActor {
+    fn metric(&self, event: MetricEvent) {
+        if let Some(m) = &self.metrics {
+            // A full or stopped collector must never hold up a server; the event is dropped.
+            let _ = m.tell(RecordMetric { event }).try_send();
+        }
+    }
+
+    fn set_state(&mut self, state: ServerState) {
+        if self.status.state != state {
+            tracing::debug!(server = %self.spec.name, from = %self.status.state, to = %state, "state change");
+            self.status.state = state;
+        }
+        self.push_status();
+    }
+
+    /// Tells the manager the new status; the manager answers status queries from this copy.
+    fn push_status(&self) {
+        if let Some(manager) = self.manager.upgrade() {
+            let _ = manager
+                .tell(StatusChanged {
+                    status: self.status.clone(),
+                })
+                .try_send();
+        }
+    }
+
+    /// Spawns the process and its pipe tasks, then the handshake. Failure to spawn leaves the
+    /// server failed with the OS error; it never stops the actor.
+    fn start_process(&mut self, actor_ref: &ActorRef<Self>) {
+        self.generation += 1;
+        self.stopping = false;
+        self.launch_started = Instant::now();
+        let generation = self.generation;
+        let name = self.spec.name.clone();
+        let transport = self.spec.transport.clone();
+        let (command, args, env, cwd) = match &transport {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => (command, args, env, cwd.as_ref()),
+            Transport::Http { .. } => {
+                return self.launch_failed(
+                    FleetError::Unsupported {
+                        what: "HTTP backends".into(),
+                    }
+                    .to_string(),
+                );
+            }
+        };
+        self.set_state(ServerState::Starting);
+        let mut child = match process::spawn_child(command, args, env, cwd) {
+            Ok(c) => c,
+            Err(e) => {
+                return self.launch_failed(format!("could not run `{command}`: {e}"));
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        let (Some(stdin), Some(stdout), Some(stderr_pipe)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            // Cannot happen with piped stdio; if it did, the process is useless: end it.
+            process::signal_group(pid, Signal::SIGKILL);
+            return self.launch_failed("the child's pipes were not available".into());
+        };
+        tracing::info!(server = %name, pid, command = %self.spec.command_line(), "server process started");
+        self.metric(MetricEvent::ServerStarted {
+            server: name.clone(),
+        });
+
+        // Exit watcher: owns the child handle, publishes the exit.
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let actor = actor_ref.clone();
+        tokio::spawn(async move {
+            let exit = match child.wait().await {
+                Ok(status) => process::exit_info(status),
+                Err(_) => ExitInfo {
+                    code: None,
+                    signal: None,
+                    at: SystemTime::now(),
+                },
+            };
+            let _ = exit_tx.send(Some(exit.clone()));
+            let _ = actor.tell(Exited { generation, exit }).await;
+        });
+
+        // stdin writer: one task owns the pipe, so a child that does not read never blocks us.
+        let (stdin_tx, mut stdin_rx) = mpsc::channel::<Bytes>(self.config.stdin_queue);
+        let writer_name = name.clone();
+        tokio::spawn(async move {
+            let mut stdin = stdin;
+            while let Some(line) = stdin_rx.recv().await {
+                if let Err(error) = stdin.write_all(&line).await {
+                    tracing::debug!(server = %writer_name, %error, "stdin write failed");
+                    break;
+                }
+                if stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+            // Dropping `stdin` here closes the pipe: the polite first step of a stop.
+        });
+
+        // stdout reader: every line becomes a message to the actor, garbage included.
+        let actor = actor_ref.clone();
+        let codec = JsonRpcCodec::new(self.config.max_message_bytes);
+        tokio::spawn(async move {
+            let mut frames = FramedRead::new(stdout, codec);
+            while let Some(item) = frames.next().await {
+                match item {
+                    Ok(item) => {
+                        if actor.tell(StdoutItem { generation, item }).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+
+        // stderr reader: lines into the ring buffer and the log, with the server's name.
+        let ring = self.stderr.clone();
+        let metrics = self.metrics.clone();
+        let stderr_name = name.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr_pipe).split(b'\n');
+            let mut unreported = 0u64;
+            let mut last_report = Instant::now();
+            while let Ok(Some(raw)) = lines.next_segment().await {
+                let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                tracing::info!(target: "mcp_fleet::server_stderr", server = %stderr_name, "{line}");
+                stderr::lock(&ring).push(line);
+                unreported += 1;
+                if last_report.elapsed() >= Duration::from_millis(500) {
+                    report_stderr(&metrics, &stderr_name, &mut unreported);
+                    last_report = Instant::now();
+                }
+            }
+            report_stderr(&metrics, &stderr_name, &mut unreported);
+        });
+
+        self.running = Some(Running {
+            pid,
+            stdin: Some(stdin_tx),
+            exit: exit_rx,
+        });
+        self.status.pid = Some(pid);
+        self.status.started_at = Some(SystemTime::now());
+        self.status.handshake = None;
+        self.set_state(ServerState::Initializing);
+
+        let wire = ActorWire {
+            actor: actor_ref.clone(),
+        };
+        let actor = actor_ref.clone();
+        let timeouts = HandshakeTimeouts {
+            discover: self.config.discover_timeout,
+            initialize: self.config.handshake_timeout,
+        };
+        let started = self.launch_started;
+        tokio::spawn(async move {
+            let result = handshake::run(&wire, timeouts, started).await;
+            let _ = actor
+                .tell(HandshakeFinished { generation, result })
+                .await;
+        });
+    }
+
+    fn launch_failed(&mut self, reason: String) {
+        tracing::error!(server = %self.spec.name, %reason, "server failed to start");
+        self.metric(MetricEvent::LaunchFailed {
+            server: self.spec.name.clone(),
+        });
+        self.set_state(ServerState::Failed {
+            reason: reason.clone(),
+        });
+        let err = FleetError::Spawn {
+            server: self.spec.name.clone(),
+            reason,
+        };
+        for w in self.ready_waiters.drain(..) {
+            w.send(Err(err.clone()));
+        }
+    }
+
+    /// Writes a message to the child's stdin queue.
+    fn write(&mut self, msg: &RpcMessage) -> Result<(), FleetError> {
+        let name = self.spec.name.clone();
+        let Some(stdin) = self.running.as_ref().and_then(|r| r.stdin.as_ref()) else {
+            return Err(FleetError::ServerExited {
+                server: name,
+                exit: self.status.last_exit.clone(),
+            });
+        };
+        let mut buf = BytesMut::new();
+        self.codec
+            .encode(msg, &mut buf)
+            .map_err(|e| FleetError::InvalidRequest {
+                reason: e.to_string(),
+            })?;
+        stdin.try_send(buf.freeze()).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => FleetError::Overloaded { server: name },
+            mpsc::error::TrySendError::Closed(_) => FleetError::ServerExited {
+                server: name,
+                exit: None,
+            },
+        })
+    }
+
+    /// Sends a request with an id of our own; the receiver gets the answer.
+    fn send_request(
+        &mut self,
+        method: String,
+        params: Option<Value>,
+    ) -> Result<(u64, oneshot::Receiver<Result<Value, FleetError>>), FleetError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = RpcMessage::Request(Request::new(id, method, params));
+        self.write(&msg)?;
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id, tx);
+        self.counters.in_flight.store(self.pending.len(), Ordering::Relaxed);
+        Ok((id, rx))
+    }
+
+    /// Sends a request and answers through a task that applies the timeout, so the actor never
+    /// waits on the child.
+    fn request_task(
+        &mut self,
+        actor_ref: &ActorRef<Self>,
+        method: String,
+        params: Option<Value>,
+        timeout: Duration,
+        record: bool,
+    ) -> impl Future<Output = Result<Value, FleetError>> + Send + 'static {
+        let started = Instant::now();
+        let sent = self.send_request(method.clone(), params);
+        let actor = actor_ref.clone();
+        let name = self.spec.name.clone();
+        let metrics = self.metrics.clone().filter(|_| record);
+        async move {
+            let result = match sent {
+                Err(e) => Err(e),
+                Ok((id, rx)) => match tokio::time::timeout(timeout, rx).await {
+                    Ok(Ok(answer)) => answer,
+                    // The actor dropped the sender: it stopped without answering.
+                    Ok(Err(_)) => Err(FleetError::ServerExited {
+                        server: name.clone(),
+                        exit: None,
+                    }),
+                    Err(_) => {
+                        let _ = actor.tell(RequestTimedOut { id }).await;
+                        Err(FleetError::Timeout {
+                            server: name.clone(),
+                            method: method.clone(),
+                            after: timeout,
+                        })
+                    }
+                },
+            };
+            if let Some(m) = metrics {
+                let outcome = match &result {
+                    Ok(_) => RequestOutcome::Ok,
+                    Err(FleetError::Upstream { .. }) => RequestOutcome::Error,
+                    Err(FleetError::Timeout { .. }) => RequestOutcome::Timeout,
+                    Err(_) => RequestOutcome::Failed,
+                };
+                let _ = m
+                    .tell(RecordMetric {
+                        event: MetricEvent::Request {
+                            server: name,
+                            method,
+                            latency: started.elapsed(),
+                            outcome,
+                        },
+                    })
+                    .try_send();
+            }
+            result
+        }
+    }
+
+    fn era(&self) -> Option<Era> {
+        self.status.era()
+    }
+
+    fn not_serving(&self) -> FleetError {
+        match &self.status.state {
+            ServerState::Failed { .. } | ServerState::Stopped if self.status.last_exit.is_some() => {
+                FleetError::ServerExited {
+                    server: self.spec.name.clone(),
+                    exit: self.status.last_exit.clone(),
+                }
+            }
+            state => FleetError::NotReady {
+                server: self.spec.name.clone(),
+                state: state.to_string(),
+            },
+        }
+    }
+
+    /// Fails every request in flight at once (the process is gone, or the actor is).
+    fn fail_pending(&mut self, exit: Option<ExitInfo>) {
+        for (_, tx) in self.pending.drain() {
+            let _ = tx.send(Err(FleetError::ServerExited {
+                server: self.spec.name.clone(),
+                exit: exit.clone(),
+            }));
+        }
+        self.counters.in_flight.store(0, Ordering::Relaxed);
+    }
+
+    fn on_line(&mut self, actor_ref: &ActorRef<Self>, item: DecodedLine) {
+        match item {
+            Ok(RpcMessage::Response(resp)) => self.on_response(resp),
+            Ok(RpcMessage::Request(req)) => self.on_server_request(req),
+            Ok(RpcMessage::Notification(n)) => self.on_notification(actor_ref, n),
+            Err(error) => {
+                self.status.bad_stdout_lines += 1;
+                tracing::warn!(server = %self.spec.name, %error, "server wrote a line that is not JSON-RPC on stdout; ignored");
+                self.metric(MetricEvent::BadStdoutLine {
+                    server: self.spec.name.clone(),
+                });
+                self.push_status();
+            }
+        }
+    }
+
+    fn on_response(&mut self, resp: Response) {
+        let Some(id) = resp.id.as_ref().and_then(RequestId::as_u64) else {
+            tracing::warn!(server = %self.spec.name, id = ?resp.id, "response with an id we never sent; ignored");
+            return;
+        };
+        let Some(tx) = self.pending.remove(&id) else {
+            tracing::debug!(server = %self.spec.name, id, "late response (timed out or cancelled); ignored");
+            return;
+        };
+        self.counters.in_flight.store(self.pending.len(), Ordering::Relaxed);
+        let answer = match resp.outcome {
+            Outcome::Result(v) => Ok(v),
+            Outcome::Error(error) => Err(FleetError::Upstream {
+                server: self.spec.name.clone(),
+                error,
+            }),
+        };
+        let _ = tx.send(answer);
+    }
+
+    /// Requests from the server to us (sampling, roots, elicitation, ping). The fleet offers no
+    /// client capabilities yet, so only `ping` gets a result; the rest get "method not found"
+    /// rather than silence, so the server never waits on us.
+    fn on_server_request(&mut self, req: Request) {
+        let answer = if req.method == methods::PING {
+            Response::result(req.id, json!({}))
+        } else {
+            tracing::debug!(server = %self.spec.name, method = %req.method, "server request not supported by the fleet");
+            Response::error(
+                Some(req.id),
+                ErrorObject::new(
+                    error_codes::METHOD_NOT_FOUND,
+                    format!("mcp-fleet does not support `{}` from servers", req.method),
+                ),
+            )
+        };
+        let _ = self.write(&RpcMessage::Response(answer));
+    }
+
+    fn on_notification(&mut self, actor_ref: &ActorRef<Self>, n: Notification) {
+        tracing::debug!(server = %self.spec.name, method = %n.method, "notification from server");
+        if n.method == "notifications/tools/list_changed" {
+            if let Some(era) = self.era() {
+                // List again off the actor's path; the answer comes back as a message.
+                let wire = ActorWire {
+                    actor: actor_ref.clone(),
+                };
+                let actor = actor_ref.clone();
+                let generation = self.generation;
+                let timeout = self.config.request_timeout;
+                tokio::spawn(async move {
+                    match handshake::list_tools(&wire, era, timeout).await {
+                        Ok(tools) => {
+                            let _ = actor.tell(ToolsRefreshed { generation, tools }).await;
+                        }
+                        Err(error) => tracing::warn!(%error, "could not list tools again after list_changed"),
+                    }
+                });
+            }
+        }
+    }
+
+    fn reply_when_ready(&mut self, tx: Option<ReplySender<LaunchServerReply>>) {
+        let Some(tx) = tx else { return };
+        match &self.status.state {
+            ServerState::Ready | ServerState::Unhealthy => tx.send(Ok(self.status.clone())),
+            ServerState::Failed { reason } => tx.send(Err(FleetError::Spawn {
+                server: self.spec.name.clone(),
+                reason: reason.clone(),
+            })),
+            ServerState::Stopped => tx.send(Err(self.not_serving())),
+            _ => self.ready_waiters.push(tx),
+        }
+    }
+
+    /// Begins a stop: stdin closed now; the signals follow in a task. `None` if nothing runs.
+    fn begin_stop(
+        &mut self,
+    ) -> Option<impl Future<Output = (StopMethod, Option<ExitInfo>, Duration)> + Send + 'static>
+    {
+        let running = self.running.as_mut()?;
+        self.stopping = true;
+        running.stdin.take();
+        let pid = running.pid;
+        let exit = running.exit.clone();
+        let grace = self.config.stop_grace;
+        self.set_state(ServerState::Stopping);
+        tracing::info!(server = %self.spec.name, pid, "stopping server");
+        Some(process::finish_stop(pid, exit, grace))
+    }
+}
+
+fn report_stderr(metrics: &Option<Recipient<RecordMetric>>, server: &str, count: &mut u64) {
+    if *count == 0 {
+        return;
+    }
+    if let Some(m) = metrics {
+        let _ = m
+            .tell(RecordMetric {
+                event: MetricEvent::StderrLines {
+                    server: server.to_string(),
+                    count: *count,
+                },
+            })
+            .try_send();
+    }
+    *count = 0;
+}
+
+/// The handshake's view of the actor: requests go through the actor's own id mapping.
+struct ActorWire {
+    actor: ActorRef<ServerActor>,
+}
+
+impl Wire for ActorWire {
+    async fn request(
+        &self,
+        method: &'static str,
+        params: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, FleetError> {
+        match self
+            .actor
+            .ask(WireRequest {
+                method,
+                params,
+                timeout,
+            })
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(e) => Err(crate::actor::send_error(e, "server actor")),
+        }
+    }
+
+    async fn notify(&self, method: &'static str, params: Option<Value>) -> Result<(), FleetError> {
+        match self.actor.ask(WireNotify { method, params }).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(crate::actor::send_error(e, "server actor")),
+        }
+    }
+}
+
+/// A line from the child's stdout (internal).
+pub struct StdoutItem {
+    generation: u64,
+    item: DecodedLine,
+}
+
+/// The child exited (internal).
+pub struct Exited {
+    generation: u64,
+    exit: ExitInfo,
+}
+
+/// The handshake ended (internal).
+pub struct HandshakeFinished {
+    generation: u64,
+    result: Result<Handshake, String>,
+}
+
+/// A request's caller gave up waiting (internal).
+pub struct RequestTimedOut {
+    id: u64,
+}
+
+/// A request of the handshake, allowed before the server is ready (internal).
+pub struct WireRequest {
+    method: &'static str,
+    params: Option<Value>,
+    timeout: Duration,
+}
+
+/// A notification of the handshake (internal).
+pub struct WireNotify {
+    method: &'static str,
+    params: Option<Value>,
+}
+
+/// The tools after a `list_changed` (internal).
+pub struct ToolsRefreshed {
+    generation: u64,
+    tools: Vec<Value>,
+}
+
+/// Start the process again after a stop (internal, used by restart).
+pub struct StartAgain;
+
+impl Message<StdoutItem> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: StdoutItem, ctx: &mut Context<Self, ()>) {
+        if msg.generation == self.generation {
+            self.on_line(ctx.actor_ref(), msg.item);
+        }
+    }
+}
+
+impl Message<Exited> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Exited, _: &mut Context<Self, ()>) {
+        if msg.generation != self.generation {
+            return;
+        }
+        let expected = self.stopping;
+        self.running = None;
+        self.status.pid = None;
+        self.status.last_exit = Some(msg.exit.clone());
+        self.fail_pending(Some(msg.exit.clone()));
+        self.metric(MetricEvent::ServerExited {
+            server: self.spec.name.clone(),
+            exit: msg.exit.clone(),
+            expected,
+        });
+        if expected {
+            tracing::info!(server = %self.spec.name, exit = %msg.exit, "server stopped");
+            self.metric(MetricEvent::ServerStopped {
+                server: self.spec.name.clone(),
+            });
+            self.set_state(ServerState::Stopped);
+        } else {
+            tracing::error!(server = %self.spec.name, exit = %msg.exit, "server exited unexpectedly");
+            self.set_state(ServerState::Failed {
+                reason: format!("exited unexpectedly ({})", msg.exit),
+            });
+        }
+        let err = self.not_serving();
+        for w in self.ready_waiters.drain(..) {
+            w.send(Err(err.clone()));
+        }
+    }
+}
+
+impl Message<HandshakeFinished> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: HandshakeFinished, _: &mut Context<Self, ()>) {
+        if msg.generation != self.generation || self.status.state != ServerState::Initializing {
+            return;
+        }
+        match msg.result {
+            Ok(handshake) => {
+                tracing::info!(
+                    server = %self.spec.name,
+                    era = %handshake.era,
+                    version = %handshake.protocol_version,
+                    tools = handshake.tools.len(),
+                    took_ms = handshake.took.as_millis() as u64,
+                    "server ready"
+                );
+                self.metric(MetricEvent::ServerReady {
+                    server: self.spec.name.clone(),
+                    handshake: handshake.took,
+                });
+                self.status.handshake = Some(Arc::new(handshake));
+                self.set_state(ServerState::Ready);
+                for w in self.ready_waiters.drain(..) {
+                    w.send(Ok(self.status.clone()));
+                }
+            }
+            Err(reason) => {
+                tracing::error!(server = %self.spec.name, %reason, "MCP handshake failed");
+                self.metric(MetricEvent::LaunchFailed {
+                    server: self.spec.name.clone(),
+                });
+                let err = FleetError::Handshake {
+                    server: self.spec.name.clone(),
+                    reason: reason.clone(),
+                };
+                // A server that cannot speak MCP is of no use: end its process.
+                if let Some(stop) = self.begin_stop() {
+                    tokio::spawn(stop);
+                }
+                self.set_state(ServerState::Failed {
+                    reason: format!("handshake failed: {reason}"),
+                });
+                for w in self.ready_waiters.drain(..) {
+                    w.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl Message<RequestTimedOut> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: RequestTimedOut, _: &mut Context<Self, ()>) {
+        if self.pending.remove(&msg.id).is_some() {
+            self.counters.in_flight.store(self.pending.len(), Ordering::Relaxed);
+            // Tell the server to stop working on it; its late answer will be ignored anyway.
+            let cancel = Notification::new(
+                methods::CANCELLED,
+                Some(json!({"requestId": msg.id, "reason": "timed out in mcp-fleet"})),
+            );
+            let _ = self.write(&RpcMessage::Notification(cancel));
+        }
+    }
+}
+
+impl Message<WireRequest> for ServerActor {
+    type Reply = DelegatedReply<Result<Value, FleetError>>;
+
+    async fn handle(&mut self, msg: WireRequest, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let actor_ref = ctx.actor_ref().clone();
+        let task = self.request_task(&actor_ref, msg.method.to_string(), msg.params, msg.timeout, false);
+        ctx.spawn(task)
+    }
+}
+
+impl Message<WireNotify> for ServerActor {
+    type Reply = Result<(), FleetError>;
+
+    async fn handle(&mut self, msg: WireNotify, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.write(&RpcMessage::Notification(Notification::new(msg.method, msg.params)))
+    }
+}
+
+impl Message<ToolsRefreshed> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ToolsRefreshed, _: &mut Context<Self, ()>) {
+        if msg.generation != self.generation {
+            return;
+        }
+        if let Some(h) = &self.status.handshake {
+            let mut h = (**h).clone();
+            h.tools = Arc::from(msg.tools);
+            tracing::info!(server = %self.spec.name, tools = h.tools.len(), "tool list changed");
+            self.status.handshake = Some(Arc::new(h));
+            self.push_status();
+        }
+    }
+}
+
+impl Message<LaunchWait> for ServerActor {
+    type Reply = DelegatedReply<LaunchServerReply>;
+
+    async fn handle(&mut self, _: LaunchWait, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let (delegated, tx) = ctx.reply_sender();
+        self.reply_when_ready(tx);
+        delegated
+    }
+}
+
+/// Reply once the server is ready or has failed (internal; the manager forwards launches here).
+pub struct LaunchWait;
+
+impl Message<StartAgain> for ServerActor {
+    type Reply = DelegatedReply<LaunchServerReply>;
+
+    async fn handle(&mut self, _: StartAgain, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if self.running.is_none() {
+            self.status.restarts += 1;
+            let actor_ref = ctx.actor_ref().clone();
+            self.start_process(&actor_ref);
+        }
+        let (delegated, tx) = ctx.reply_sender();
+        self.reply_when_ready(tx);
+        delegated
+    }
+}
+
+impl Message<CallServer> for ServerActor {
+    type Reply = DelegatedReply<Result<Value, FleetError>>;
+
+    async fn handle(&mut self, msg: CallServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
+            return ctx.reply(Err(self.not_serving()));
+        };
+        let params = mcp::params_for_era(era, msg.params);
+        let timeout = msg.timeout.unwrap_or(self.config.request_timeout);
+        let actor_ref = ctx.actor_ref().clone();
+        let task = self.request_task(&actor_ref, msg.method, params, timeout, true);
+        ctx.spawn(task)
+    }
+}
+
+impl Message<ProbeServer> for ServerActor {
+    type Reply = DelegatedReply<Result<Duration, FleetError>>;
+
+    async fn handle(&mut self, msg: ProbeServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
+            return ctx.reply(Err(self.not_serving()));
+        };
+        let (method, params) = mcp::probe_method(era);
+        let started = Instant::now();
+        let actor_ref = ctx.actor_ref().clone();
+        let task = self.request_task(&actor_ref, method.to_string(), params, msg.timeout, false);
+        ctx.spawn(async move { task.await.map(|_| started.elapsed()) })
+    }
+}
+
+impl Message<StopProcess> for ServerActor {
+    type Reply = DelegatedReply<Result<StoppedServer, FleetError>>;
+
+    async fn handle(&mut self, _: StopProcess, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let name = self.spec.name.clone();
+        let pid = self.status.pid;
+        match self.begin_stop() {
+            Some(stop) => ctx.spawn(async move {
+                let (method, exit, took) = stop.await;
+                Ok(StoppedServer { name, pid, method, exit, took })
+            }),
+            None => {
+                if !self.status.state.is_terminal() {
+                    self.set_state(ServerState::Stopped);
+                }
+                ctx.reply(Ok(StoppedServer {
+                    name,
+                    pid: None,
+                    method: StopMethod::NotRunning,
+                    exit: self.status.last_exit.clone(),
+                    took: Duration::ZERO,
+                }))
+            }
+        }
+    }
+}
+
+/// Stop the process (internal; the manager forwards `StopServer` and restarts here).
+pub struct StopProcess;
+
+impl Message<HealthChanged> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self, ()>) {
+        match (&self.status.state, msg.healthy) {
+            (ServerState::Ready, false) => {
+                tracing::warn!(server = %self.spec.name, failures = msg.consecutive_failures, reason = ?msg.reason, "server unhealthy");
+                self.set_state(ServerState::Unhealthy);
+            }
+            (ServerState::Unhealthy, true) => {
+                tracing::info!(server = %self.spec.name, "server healthy again");
+                self.set_state(ServerState::Ready);
+            }
+            _ => {}
+        }
+    }
+}

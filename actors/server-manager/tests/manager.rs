@@ -1,0 +1,272 @@
+//! The server manager driven through its protocol messages against real reference-server
+//! processes: handshake in both eras, concurrent launches, forwarding with id remapping,
+//! timeouts, crashes, bad input on stdout, stderr capture and ordered stops.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, reference, spawn_manager, wait_for, wait_group_gone};
+use fleet_protocol::messages::server::{
+    CallServer, GetServerLogs, GetServerStatus, LaunchServer, ListServers, ProbeServer,
+    RestartServer, StopAllServers, StopMethod, StopServer,
+};
+use fleet_protocol::{Era, FleetError, ServerSpec, ServerState};
+use serde_json::json;
+
+fn call(server: &str, method: &str, params: serde_json::Value) -> CallServer {
+    CallServer {
+        server: server.into(),
+        method: method.into(),
+        params: Some(params),
+        timeout: None,
+    }
+}
+
+fn echo(server: &str, message: &str) -> CallServer {
+    call(
+        server,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": message}}),
+    )
+}
+
+#[tokio::test]
+async fn launches_concurrently_in_both_eras_and_serves_calls() {
+    let manager = spawn_manager(config());
+    let specs = [
+        reference("modern", &["--slow-start-ms", "700"]),
+        reference("legacy", &["--era", "legacy", "--slow-start-ms", "700"]),
+        reference("both", &["--slow-start-ms", "700"]),
+    ];
+    let started = Instant::now();
+    let launches = specs
+        .into_iter()
+        .map(|spec| manager.ask(LaunchServer { spec }).send());
+    let results = futures::future::join_all(launches).await;
+    let took = started.elapsed();
+    for r in &results {
+        let status = r.as_ref().expect("launch");
+        assert_eq!(status.state, ServerState::Ready);
+        let h = status.handshake.as_ref().unwrap();
+        let names: Vec<_> = h.tool_names().collect();
+        assert_eq!(names, ["echo", "add", "sleep"]);
+    }
+    // Three servers that each take 0.7 s to start: concurrent launches take about 0.7 s, a
+    // serial launch would take at least 2.1 s.
+    assert!(took < Duration::from_millis(2000), "launch took {took:?}");
+
+    let modern = manager.ask(GetServerStatus { name: "modern".into() }).await.unwrap();
+    let legacy = manager.ask(GetServerStatus { name: "legacy".into() }).await.unwrap();
+    assert_eq!(modern.era(), Some(Era::Modern));
+    assert_eq!(legacy.era(), Some(Era::Legacy));
+    assert_eq!(legacy.handshake.as_ref().unwrap().protocol_version, "2025-11-25");
+    assert_eq!(
+        legacy.handshake.as_ref().unwrap().server_info["name"],
+        "legacy"
+    );
+
+    for name in ["modern", "legacy"] {
+        let result = manager.ask(echo(name, "hello")).await.unwrap();
+        assert_eq!(result["content"][0]["text"], "hello");
+        let sum = manager
+            .ask(call(name, "tools/call", json!({"name": "add", "arguments": {"a": 2, "b": 3}})))
+            .await
+            .unwrap();
+        assert_eq!(sum["content"][0]["text"], "5");
+        manager
+            .ask(ProbeServer { name: name.into(), timeout: Duration::from_secs(5) })
+            .await
+            .unwrap();
+    }
+
+    let stopped = manager.ask(StopAllServers).await.unwrap();
+    assert_eq!(stopped.len(), 3);
+    for s in &stopped {
+        assert_eq!(s.method, StopMethod::StdinClosed, "{s:?}");
+        assert_eq!(s.exit.as_ref().unwrap().code, Some(0));
+        wait_group_gone(s.pid.unwrap()).await;
+    }
+    let all = manager.ask(ListServers).await.unwrap();
+    assert!(all.iter().all(|s| s.state == ServerState::Stopped));
+}
+
+#[tokio::test]
+async fn concurrent_calls_are_remapped_and_answered_in_any_order() {
+    let manager = spawn_manager(config());
+    manager.ask(LaunchServer { spec: reference("a", &[]) }).await.unwrap();
+    let slow = manager.ask(call(
+        "a",
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"ms": 400}}),
+    ));
+    let fast = async {
+        let r = manager.ask(echo("a", "fast")).await.unwrap();
+        (r, Instant::now())
+    };
+    let (slow, (fast, fast_at)) = tokio::join!(async { (slow.await, Instant::now()) }, fast);
+    let (slow, slow_at) = slow;
+    assert_eq!(fast["content"][0]["text"], "fast");
+    assert_eq!(slow.unwrap()["content"][0]["text"], "slept 400 ms");
+    assert!(fast_at < slow_at, "the echo waited for the sleep");
+    // Many concurrent echoes, each answered with its own text.
+    let calls = (0..50).map(|i| {
+        let m = manager.clone();
+        async move { (i, m.ask(echo("a", &format!("m{i}"))).await.unwrap()) }
+    });
+    for (i, r) in futures::future::join_all(calls).await {
+        assert_eq!(r["content"][0]["text"], format!("m{i}"));
+    }
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_times_out_and_the_server_keeps_serving() {
+    let manager = spawn_manager(config());
+    manager.ask(LaunchServer { spec: reference("t", &[]) }).await.unwrap();
+    let mut slow = call("t", "tools/call", json!({"name": "sleep", "arguments": {"ms": 5000}}));
+    slow.timeout = Some(Duration::from_millis(200));
+    let started = Instant::now();
+    let err = manager.ask(slow).await.unwrap_err();
+    assert!(
+        matches!(err, kameo::error::SendError::HandlerError(FleetError::Timeout { .. })),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let r = manager.ask(echo("t", "still here")).await.unwrap();
+    assert_eq!(r["content"][0]["text"], "still here");
+    let unknown = manager.ask(call("t", "no/such", json!({}))).await.unwrap_err();
+    assert!(
+        matches!(&unknown, kameo::error::SendError::HandlerError(FleetError::Upstream { error, .. }) if error.code == -32601),
+        "{unknown:?}"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crash_fails_requests_at_once_and_marks_the_server_failed() {
+    let manager = spawn_manager(config());
+    // discover, tools/list (2 requests), then one echo; the next request crashes it.
+    manager
+        .ask(LaunchServer { spec: reference("c", &["--crash-after-requests", "3"]) })
+        .await
+        .unwrap();
+    manager.ask(echo("c", "one")).await.unwrap();
+    let started = Instant::now();
+    let err = manager.ask(echo("c", "two")).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "the request waited for a timeout");
+    let kameo::error::SendError::HandlerError(err) = err else { panic!("{err:?}") };
+    assert!(matches!(err, FleetError::ServerExited { .. }), "{err:?}");
+    assert!(err.to_string().contains("`c` exited"), "{err}");
+    let status = wait_for(Duration::from_secs(5), "failed state", || async {
+        let s = manager.ask(GetServerStatus { name: "c".into() }).await.unwrap();
+        matches!(s.state, ServerState::Failed { .. }).then_some(s)
+    })
+    .await;
+    assert_eq!(status.last_exit.as_ref().unwrap().code, Some(3));
+    assert_eq!(status.pid, None);
+    // A later request fails fast too, naming the exit.
+    let err = manager.ask(echo("c", "three")).await.unwrap_err();
+    assert!(format!("{err:?}").contains("ServerExited"), "{err:?}");
+    // RestartServer brings it back.
+    let again = manager.ask(RestartServer { name: "c".into() }).await.unwrap();
+    assert_eq!(again.state, ServerState::Ready);
+    assert_eq!(again.restarts, 1);
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_command_fails_that_server_only() {
+    let manager = spawn_manager(config());
+    let bad = ServerSpec::stdio("ghost", "/nonexistent/mcp-server", Vec::<String>::new());
+    let (bad, good) = tokio::join!(
+        manager.ask(LaunchServer { spec: bad }).send(),
+        manager.ask(LaunchServer { spec: reference("ok", &[]) }).send()
+    );
+    let err = bad.unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("No such file or directory"), "{text}");
+    assert_eq!(good.unwrap().state, ServerState::Ready);
+    let ghost = manager.ask(GetServerStatus { name: "ghost".into() }).await.unwrap();
+    assert!(
+        matches!(&ghost.state, ServerState::Failed { reason } if reason.contains("No such file")),
+        "{:?}",
+        ghost.state
+    );
+    let unknown = manager.ask(GetServerStatus { name: "nope".into() }).await.unwrap_err();
+    assert!(format!("{unknown:?}").contains("UnknownServer"));
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_and_over_long_lines_are_counted_and_the_server_carries_on() {
+    let mut cfg = config();
+    cfg.max_message_bytes = 64 * 1024;
+    let manager = spawn_manager(cfg);
+    manager
+        .ask(LaunchServer {
+            spec: reference("g", &["--garbage-stdout", "--long-line-bytes", "200000"]),
+        })
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let r = manager.ask(echo("g", &format!("x{i}"))).await.unwrap();
+        assert_eq!(r["content"][0]["text"], format!("x{i}"));
+    }
+    let status = manager.ask(GetServerStatus { name: "g".into() }).await.unwrap();
+    // One over-long line, and one garbage line before each of the 7 answers at least.
+    assert!(status.bad_stdout_lines >= 8, "{}", status.bad_stdout_lines);
+    assert_eq!(status.state, ServerState::Ready);
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn stderr_is_kept_in_a_ring_buffer() {
+    let manager = spawn_manager(config());
+    manager
+        .ask(LaunchServer { spec: reference("noisy", &["--stderr-flood", "500"]) })
+        .await
+        .unwrap();
+    let logs = wait_for(Duration::from_secs(5), "500 stderr lines", || async {
+        let logs = manager
+            .ask(GetServerLogs { name: "noisy".into(), max_lines: 10 })
+            .await
+            .unwrap();
+        logs.iter().any(|l| l.contains("flood line 499")).then_some(logs)
+    })
+    .await;
+    assert_eq!(logs.len(), 10);
+    let status = manager.ask(GetServerStatus { name: "noisy".into() }).await.unwrap();
+    assert!(status.stderr_lines >= 500);
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_stdin_close_and_sigterm_is_killed_with_its_group() {
+    let manager = spawn_manager(config());
+    let bin = mcp_reference_server::binary_path();
+    // A wrapper shell that ignores SIGTERM and lingers after the server exits.
+    let script = format!("trap '' TERM; {} --name wrapped; sleep 30", bin.display());
+    let spec = ServerSpec::stdio("wrapped", "sh", ["-c".to_string(), script]);
+    let status = manager.ask(LaunchServer { spec }).await.unwrap();
+    let pid = status.pid.unwrap();
+    let stopped = manager.ask(StopServer { name: "wrapped".into() }).await.unwrap();
+    assert_eq!(stopped.method, StopMethod::Killed, "{stopped:?}");
+    assert_eq!(stopped.exit.as_ref().unwrap().signal, Some(9));
+    wait_group_gone(pid).await;
+}
+
+#[tokio::test]
+async fn dropping_the_manager_kills_every_process() {
+    let manager = spawn_manager(config());
+    let mut pids = Vec::new();
+    for name in ["k1", "k2"] {
+        let s = manager.ask(LaunchServer { spec: reference(name, &[]) }).await.unwrap();
+        pids.push(s.pid.unwrap());
+    }
+    manager.stop_gracefully().await.unwrap();
+    manager.wait_for_shutdown().await;
+    for pid in pids {
+        wait_group_gone(pid).await;
+    }
+}
