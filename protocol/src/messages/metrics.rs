@@ -3,7 +3,7 @@
 //! | message | reply |
 //! |---|---|
 //! | [`RecordMetric`] | `()`; sent by tell from every actor |
-//! | [`GetMetrics`] | [`MetricsSnapshot`] |
+//! | [`GetMetrics`] | `Result<MetricsSnapshot, Infallible>` (a `Result` because kameo implements its `Reply` trait for `Result`, and the orphan rule keeps it off our snapshot type) |
 //! | [`FlushMetrics`] | `()`, once every event sent before it is recorded |
 
 use std::collections::BTreeMap;

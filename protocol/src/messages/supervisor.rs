@@ -2,9 +2,9 @@
 //!
 //! | message | reply |
 //! |---|---|
-//! | [`LaunchFleet`] | [`FleetLaunchReport`], once every server is ready or failed |
-//! | [`GetFleetStatus`] | [`FleetStatus`] |
-//! | [`Shutdown`] | [`ShutdownReport`], after the ordered shutdown (servers, metrics, actors) |
+//! | [`LaunchFleet`] | `Result<FleetLaunchReport, FleetError>`, once every server is ready or failed |
+//! | [`GetFleetStatus`] | `Result<FleetStatus, FleetError>` |
+//! | [`Shutdown`] | `Result<ShutdownReport, FleetError>`, after the ordered shutdown |
 //! | [`ServiceRestarted`] | `()` (counted and logged) |
 
 use std::fmt;

@@ -1,0 +1,72 @@
+//! The supervisor actor: its configuration, state and lifecycle.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fleet_protocol::messages::supervisor::ServiceKind;
+use kameo::Actor;
+use kameo::actor::ActorRef;
+use kameo::error::Infallible;
+use kameo::supervision::SupervisionStrategy;
+
+use crate::services::{Services, Wiring};
+
+/// Knobs of the supervisor.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// Restarts of one service allowed within `service_restart_window` before it stays down
+    /// (Erlang/OTP's intensity and period; kameo restarts at once, without backoff).
+    pub service_restart_limit: u32,
+    pub service_restart_window: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            service_restart_limit: 5,
+            service_restart_window: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct SupervisorArgs {
+    pub config: SupervisorConfig,
+    pub wiring: Wiring,
+}
+
+pub struct Supervisor {
+    pub(crate) services: Services,
+    pub(crate) restarts: BTreeMap<ServiceKind, u32>,
+    pub(crate) own_startup: Duration,
+    pub(crate) config: SupervisorConfig,
+}
+
+impl Actor for Supervisor {
+    type Args = SupervisorArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "Supervisor"
+    }
+
+    fn supervision_strategy() -> SupervisionStrategy {
+        // A panicking service is restarted alone; the others keep their state.
+        SupervisionStrategy::OneForOne
+    }
+
+    async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let begin = Instant::now();
+        let services = (args.wiring)(actor_ref).await;
+        let children: Duration = services.startup.iter().map(|(_, d)| *d).sum();
+        for (kind, took) in &services.startup {
+            tracing::debug!(service = %kind, took_us = took.as_micros() as u64, "service started");
+        }
+        Ok(Supervisor {
+            services,
+            restarts: BTreeMap::new(),
+            // The supervisor's own start-up, without the children it waited for.
+            own_startup: begin.elapsed().saturating_sub(children),
+            config: args.config,
+        })
+    }
+}
