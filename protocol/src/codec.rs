@@ -65,10 +65,9 @@ pub type DecodedLine = Result<Message, FrameError>;
 
 /// Parses one line (without its newline) into a message.
 pub fn parse_line(line: &str) -> DecodedLine {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| FrameError::NotJson {
-            reason: e.to_string(),
-        })?;
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| FrameError::NotJson {
+        reason: e.to_string(),
+    })?;
     Message::from_value(value).map_err(FrameError::NotJsonRpc)
 }
 

@@ -63,12 +63,10 @@ impl ServerSpec {
     /// The command line, for logs and status.
     pub fn command_line(&self) -> String {
         match &self.transport {
-            Transport::Stdio { command, args, .. } => {
-                std::iter::once(command.as_str())
-                    .chain(args.iter().map(String::as_str))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }
+            Transport::Stdio { command, args, .. } => std::iter::once(command.as_str())
+                .chain(args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
             Transport::Http { url } => url.clone(),
         }
     }
@@ -216,7 +214,10 @@ pub fn parse_mcp_servers_json(source: &str, text: &str) -> Result<FleetConfig, C
                 continue;
             }
             (None, None, _) => {
-                problem("missing `command` (or `url` for a remote server)".into(), "");
+                problem(
+                    "missing `command` (or `url` for a remote server)".into(),
+                    "",
+                );
                 continue;
             }
         };

@@ -363,19 +363,20 @@ mod tests {
             Ok(Message::Response(_))
         ));
         assert!(matches!(
-            Message::from_value(json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"p"}})),
+            Message::from_value(
+                json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"p"}})
+            ),
             Ok(Message::Response(Response { id: None, .. }))
         ));
-        assert_eq!(
-            Message::from_value(json!([1])),
-            Err(InvalidMessage::Batch)
-        );
+        assert_eq!(Message::from_value(json!([1])), Err(InvalidMessage::Batch));
         assert_eq!(
             Message::from_value(json!({"jsonrpc":"1.0","method":"x"})),
             Err(InvalidMessage::Version)
         );
         assert_eq!(
-            Message::from_value(json!({"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}})),
+            Message::from_value(
+                json!({"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}})
+            ),
             Err(InvalidMessage::ResultAndError)
         );
         assert_eq!(

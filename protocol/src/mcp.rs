@@ -45,7 +45,10 @@ pub fn initialize_params() -> Value {
 /// The `_meta` a 2026-era request must carry.
 pub fn modern_meta() -> Map<String, Value> {
     let mut meta = Map::new();
-    meta.insert(META_PROTOCOL_VERSION.into(), Value::String(MODERN_VERSION.into()));
+    meta.insert(
+        META_PROTOCOL_VERSION.into(),
+        Value::String(MODERN_VERSION.into()),
+    );
     meta.insert(META_CLIENT_CAPABILITIES.into(), json!({}));
     meta.insert(META_CLIENT_INFO.into(), client_info());
     meta

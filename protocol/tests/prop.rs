@@ -47,21 +47,27 @@ fn request_id() -> impl Strategy<Value = RequestId> {
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (request_id(), "[a-z/]{1,20}", prop::option::of(json_value()), extras()).prop_map(
-            |(id, method, params, extra)| Message::Request(Request {
+        (
+            request_id(),
+            "[a-z/]{1,20}",
+            prop::option::of(json_value()),
+            extras()
+        )
+            .prop_map(|(id, method, params, extra)| Message::Request(Request {
                 id,
                 method,
                 params,
                 extra
-            })
+            })),
+        ("[a-z/]{1,20}", prop::option::of(json_value()), extras()).prop_map(
+            |(method, params, extra)| {
+                Message::Notification(Notification {
+                    method,
+                    params,
+                    extra,
+                })
+            }
         ),
-        ("[a-z/]{1,20}", prop::option::of(json_value()), extras()).prop_map(|(method, params, extra)| {
-            Message::Notification(Notification {
-                method,
-                params,
-                extra,
-            })
-        }),
         (request_id(), json_value(), extras()).prop_map(|(id, result, extra)| {
             Message::Response(Response {
                 id: Some(id),

@@ -17,14 +17,18 @@ use kameo::message::{Context, Message};
 use kameo::reply::DelegatedReply;
 
 use crate::actor::{Entry, ServerManager, StatusChanged, send_error};
-use crate::server::{LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess};
+use crate::server::{
+    LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess,
+};
 use crate::stderr;
 
 impl ServerManager {
     fn entry(&self, name: &str) -> Result<&Entry, FleetError> {
-        self.servers.get(name).ok_or_else(|| FleetError::UnknownServer {
-            name: name.to_string(),
-        })
+        self.servers
+            .get(name)
+            .ok_or_else(|| FleetError::UnknownServer {
+                name: name.to_string(),
+            })
     }
 
     fn server_actor(&self, name: &str) -> Result<ActorRef<ServerActor>, FleetError> {
@@ -39,7 +43,11 @@ fn actor_label(name: &str) -> String {
 impl Message<LaunchServer> for ServerManager {
     type Reply = DelegatedReply<LaunchServerReply>;
 
-    async fn handle(&mut self, msg: LaunchServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: LaunchServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.count();
         let name = msg.spec.name.clone();
         if let Some(existing) = self.servers.get(&name) {
@@ -81,7 +89,11 @@ impl Message<LaunchServer> for ServerManager {
 impl Message<StopServer> for ServerManager {
     type Reply = DelegatedReply<StopServerReply>;
 
-    async fn handle(&mut self, msg: StopServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: StopServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.count();
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
@@ -98,7 +110,11 @@ impl Message<StopServer> for ServerManager {
 impl Message<RestartServer> for ServerManager {
     type Reply = DelegatedReply<RestartServerReply>;
 
-    async fn handle(&mut self, msg: RestartServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: RestartServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.count();
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
@@ -108,7 +124,10 @@ impl Message<RestartServer> for ServerManager {
                     .ask(StopProcess)
                     .await
                     .map_err(|e| send_error(e, &label))?;
-                actor.ask(StartAgain).await.map_err(|e| send_error(e, &label))
+                actor
+                    .ask(StartAgain)
+                    .await
+                    .map_err(|e| send_error(e, &label))
             }),
         }
     }
@@ -117,7 +136,11 @@ impl Message<RestartServer> for ServerManager {
 impl Message<GetServerStatus> for ServerManager {
     type Reply = GetServerStatusReply;
 
-    async fn handle(&mut self, msg: GetServerStatus, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: GetServerStatus,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.count();
         self.entry(&msg.name).map(Entry::status)
     }
@@ -135,7 +158,11 @@ impl Message<ListServers> for ServerManager {
 impl Message<CallServer> for ServerManager {
     type Reply = DelegatedReply<CallServerReply>;
 
-    async fn handle(&mut self, msg: CallServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: CallServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.count();
         match self.server_actor(&msg.server) {
             Err(e) => ctx.reply(Err(e)),
@@ -150,7 +177,11 @@ impl Message<CallServer> for ServerManager {
 impl Message<ProbeServer> for ServerManager {
     type Reply = DelegatedReply<ProbeServerReply>;
 
-    async fn handle(&mut self, msg: ProbeServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: ProbeServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.count();
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
@@ -165,7 +196,11 @@ impl Message<ProbeServer> for ServerManager {
 impl Message<GetServerLogs> for ServerManager {
     type Reply = GetServerLogsReply;
 
-    async fn handle(&mut self, msg: GetServerLogs, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: GetServerLogs,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.count();
         let entry = self.entry(&msg.name)?;
         Ok(stderr::lock(&entry.stderr).tail(msg.max_lines))
@@ -175,7 +210,11 @@ impl Message<GetServerLogs> for ServerManager {
 impl Message<StopAllServers> for ServerManager {
     type Reply = DelegatedReply<StopAllServersReply>;
 
-    async fn handle(&mut self, _: StopAllServers, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        _: StopAllServers,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         self.count();
         let actors: Vec<_> = self
             .servers
@@ -221,4 +260,3 @@ impl Message<StatusChanged> for ServerManager {
         }
     }
 }
-

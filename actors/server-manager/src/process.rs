@@ -60,7 +60,11 @@ pub async fn wait_exit(
 ) -> Option<ExitInfo> {
     let waited = tokio::time::timeout(limit, async {
         // The sender is gone only when the waiter task ended, which it does after sending.
-        exit.wait_for(Option::is_some).await.map(|v| v.clone()).ok().flatten()
+        exit.wait_for(Option::is_some)
+            .await
+            .map(|v| v.clone())
+            .ok()
+            .flatten()
     })
     .await;
     match waited {

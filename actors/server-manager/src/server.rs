@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use fleet_protocol::codec::{DecodedLine, JsonRpcCodec};
 use fleet_protocol::jsonrpc::{
-    ErrorObject, Message as RpcMessage, Notification, Outcome, Request, RequestId, Response, error_codes,
+    ErrorObject, Message as RpcMessage, Notification, Outcome, Request, RequestId, Response,
+    error_codes,
 };
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::health::HealthChanged;
@@ -23,11 +24,11 @@ use fleet_protocol::messages::server::{
 use fleet_protocol::status::{Era, Handshake};
 use fleet_protocol::{ExitInfo, FleetError, ServerSpec, ServerState, ServerStatus, Transport};
 use futures::StreamExt;
+use kameo::Actor;
 use kameo::actor::{ActorRef, Recipient, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible};
 use kameo::message::{Context, Message};
 use kameo::reply::{DelegatedReply, ReplySender};
-use kameo::Actor;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -301,9 +302,7 @@ impl ServerActor {
         let started = self.launch_started;
         tokio::spawn(async move {
             let result = handshake::run(&wire, timeouts, started).await;
-            let _ = actor
-                .tell(HandshakeFinished { generation, result })
-                .await;
+            let _ = actor.tell(HandshakeFinished { generation, result }).await;
         });
     }
 
@@ -360,7 +359,9 @@ impl ServerActor {
         self.write(&msg)?;
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id, tx);
-        self.counters.in_flight.store(self.pending.len(), Ordering::Relaxed);
+        self.counters
+            .in_flight
+            .store(self.pending.len(), Ordering::Relaxed);
         Ok((id, rx))
     }
 
@@ -427,7 +428,9 @@ impl ServerActor {
 
     fn not_serving(&self) -> FleetError {
         match &self.status.state {
-            ServerState::Failed { .. } | ServerState::Stopped if self.status.last_exit.is_some() => {
+            ServerState::Failed { .. } | ServerState::Stopped
+                if self.status.last_exit.is_some() =>
+            {
                 FleetError::ServerExited {
                     server: self.spec.name.clone(),
                     exit: self.status.last_exit.clone(),
@@ -476,7 +479,9 @@ impl ServerActor {
             tracing::debug!(server = %self.spec.name, id, "late response (timed out or cancelled); ignored");
             return;
         };
-        self.counters.in_flight.store(self.pending.len(), Ordering::Relaxed);
+        self.counters
+            .in_flight
+            .store(self.pending.len(), Ordering::Relaxed);
         let answer = match resp.outcome {
             Outcome::Result(v) => Ok(v),
             Outcome::Error(error) => Err(FleetError::Upstream {
@@ -522,7 +527,9 @@ impl ServerActor {
                         Ok(tools) => {
                             let _ = actor.tell(ToolsRefreshed { generation, tools }).await;
                         }
-                        Err(error) => tracing::warn!(%error, "could not list tools again after list_changed"),
+                        Err(error) => {
+                            tracing::warn!(%error, "could not list tools again after list_changed")
+                        }
                     }
                 });
             }
@@ -757,7 +764,9 @@ impl Message<RequestTimedOut> for ServerActor {
 
     async fn handle(&mut self, msg: RequestTimedOut, _: &mut Context<Self, ()>) {
         if self.pending.remove(&msg.id).is_some() {
-            self.counters.in_flight.store(self.pending.len(), Ordering::Relaxed);
+            self.counters
+                .in_flight
+                .store(self.pending.len(), Ordering::Relaxed);
             // Tell the server to stop working on it; its late answer will be ignored anyway.
             let cancel = Notification::new(
                 methods::CANCELLED,
@@ -771,9 +780,19 @@ impl Message<RequestTimedOut> for ServerActor {
 impl Message<WireRequest> for ServerActor {
     type Reply = DelegatedReply<Result<Value, FleetError>>;
 
-    async fn handle(&mut self, msg: WireRequest, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: WireRequest,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let actor_ref = ctx.actor_ref().clone();
-        let task = self.request_task(&actor_ref, msg.method.to_string(), msg.params, msg.timeout, false);
+        let task = self.request_task(
+            &actor_ref,
+            msg.method.to_string(),
+            msg.params,
+            msg.timeout,
+            false,
+        );
         ctx.spawn(task)
     }
 }
@@ -782,7 +801,9 @@ impl Message<WireNotify> for ServerActor {
     type Reply = Result<(), FleetError>;
 
     async fn handle(&mut self, msg: WireNotify, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        self.write(&RpcMessage::Notification(Notification::new(msg.method, msg.params)))
+        self.write(&RpcMessage::Notification(Notification::new(
+            msg.method, msg.params,
+        )))
     }
 }
 
@@ -834,7 +855,11 @@ impl Message<StartAgain> for ServerActor {
 impl Message<CallServer> for ServerActor {
     type Reply = DelegatedReply<Result<Value, FleetError>>;
 
-    async fn handle(&mut self, msg: CallServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: CallServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
             return ctx.reply(Err(self.not_serving()));
         };
@@ -849,7 +874,11 @@ impl Message<CallServer> for ServerActor {
 impl Message<ProbeServer> for ServerActor {
     type Reply = DelegatedReply<Result<Duration, FleetError>>;
 
-    async fn handle(&mut self, msg: ProbeServer, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: ProbeServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
             return ctx.reply(Err(self.not_serving()));
         };
@@ -864,13 +893,23 @@ impl Message<ProbeServer> for ServerActor {
 impl Message<StopProcess> for ServerActor {
     type Reply = DelegatedReply<Result<StoppedServer, FleetError>>;
 
-    async fn handle(&mut self, _: StopProcess, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        _: StopProcess,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let name = self.spec.name.clone();
         let pid = self.status.pid;
         match self.begin_stop() {
             Some(stop) => ctx.spawn(async move {
                 let (method, exit, took) = stop.await;
-                Ok(StoppedServer { name, pid, method, exit, took })
+                Ok(StoppedServer {
+                    name,
+                    pid,
+                    method,
+                    exit,
+                    took,
+                })
             }),
             None => {
                 if !self.status.state.is_terminal() {

@@ -56,11 +56,24 @@ async fn launches_concurrently_in_both_eras_and_serves_calls() {
     // serial launch would take at least 2.1 s.
     assert!(took < Duration::from_millis(2000), "launch took {took:?}");
 
-    let modern = manager.ask(GetServerStatus { name: "modern".into() }).await.unwrap();
-    let legacy = manager.ask(GetServerStatus { name: "legacy".into() }).await.unwrap();
+    let modern = manager
+        .ask(GetServerStatus {
+            name: "modern".into(),
+        })
+        .await
+        .unwrap();
+    let legacy = manager
+        .ask(GetServerStatus {
+            name: "legacy".into(),
+        })
+        .await
+        .unwrap();
     assert_eq!(modern.era(), Some(Era::Modern));
     assert_eq!(legacy.era(), Some(Era::Legacy));
-    assert_eq!(legacy.handshake.as_ref().unwrap().protocol_version, "2025-11-25");
+    assert_eq!(
+        legacy.handshake.as_ref().unwrap().protocol_version,
+        "2025-11-25"
+    );
     assert_eq!(
         legacy.handshake.as_ref().unwrap().server_info["name"],
         "legacy"
@@ -70,12 +83,19 @@ async fn launches_concurrently_in_both_eras_and_serves_calls() {
         let result = manager.ask(echo(name, "hello")).await.unwrap();
         assert_eq!(result["content"][0]["text"], "hello");
         let sum = manager
-            .ask(call(name, "tools/call", json!({"name": "add", "arguments": {"a": 2, "b": 3}})))
+            .ask(call(
+                name,
+                "tools/call",
+                json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+            ))
             .await
             .unwrap();
         assert_eq!(sum["content"][0]["text"], "5");
         manager
-            .ask(ProbeServer { name: name.into(), timeout: Duration::from_secs(5) })
+            .ask(ProbeServer {
+                name: name.into(),
+                timeout: Duration::from_secs(5),
+            })
             .await
             .unwrap();
     }
@@ -94,7 +114,12 @@ async fn launches_concurrently_in_both_eras_and_serves_calls() {
 #[tokio::test]
 async fn concurrent_calls_are_remapped_and_answered_in_any_order() {
     let manager = spawn_manager(config());
-    manager.ask(LaunchServer { spec: reference("a", &[]) }).await.unwrap();
+    manager
+        .ask(LaunchServer {
+            spec: reference("a", &[]),
+        })
+        .await
+        .unwrap();
     let slow = manager.ask(call(
         "a",
         "tools/call",
@@ -123,19 +148,34 @@ async fn concurrent_calls_are_remapped_and_answered_in_any_order() {
 #[tokio::test]
 async fn a_request_times_out_and_the_server_keeps_serving() {
     let manager = spawn_manager(config());
-    manager.ask(LaunchServer { spec: reference("t", &[]) }).await.unwrap();
-    let mut slow = call("t", "tools/call", json!({"name": "sleep", "arguments": {"ms": 5000}}));
+    manager
+        .ask(LaunchServer {
+            spec: reference("t", &[]),
+        })
+        .await
+        .unwrap();
+    let mut slow = call(
+        "t",
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"ms": 5000}}),
+    );
     slow.timeout = Some(Duration::from_millis(200));
     let started = Instant::now();
     let err = manager.ask(slow).await.unwrap_err();
     assert!(
-        matches!(err, kameo::error::SendError::HandlerError(FleetError::Timeout { .. })),
+        matches!(
+            err,
+            kameo::error::SendError::HandlerError(FleetError::Timeout { .. })
+        ),
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(3));
     let r = manager.ask(echo("t", "still here")).await.unwrap();
     assert_eq!(r["content"][0]["text"], "still here");
-    let unknown = manager.ask(call("t", "no/such", json!({}))).await.unwrap_err();
+    let unknown = manager
+        .ask(call("t", "no/such", json!({})))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&unknown, kameo::error::SendError::HandlerError(FleetError::Upstream { error, .. }) if error.code == -32601),
         "{unknown:?}"
@@ -148,18 +188,28 @@ async fn a_crash_fails_requests_at_once_and_marks_the_server_failed() {
     let manager = spawn_manager(config());
     // discover, tools/list (2 requests), then one echo; the next request crashes it.
     manager
-        .ask(LaunchServer { spec: reference("c", &["--crash-after-requests", "3"]) })
+        .ask(LaunchServer {
+            spec: reference("c", &["--crash-after-requests", "3"]),
+        })
         .await
         .unwrap();
     manager.ask(echo("c", "one")).await.unwrap();
     let started = Instant::now();
     let err = manager.ask(echo("c", "two")).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3), "the request waited for a timeout");
-    let kameo::error::SendError::HandlerError(err) = err else { panic!("{err:?}") };
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the request waited for a timeout"
+    );
+    let kameo::error::SendError::HandlerError(err) = err else {
+        panic!("{err:?}")
+    };
     assert!(matches!(err, FleetError::ServerExited { .. }), "{err:?}");
     assert!(err.to_string().contains("`c` exited"), "{err}");
     let status = wait_for(Duration::from_secs(5), "failed state", || async {
-        let s = manager.ask(GetServerStatus { name: "c".into() }).await.unwrap();
+        let s = manager
+            .ask(GetServerStatus { name: "c".into() })
+            .await
+            .unwrap();
         matches!(s.state, ServerState::Failed { .. }).then_some(s)
     })
     .await;
@@ -169,7 +219,10 @@ async fn a_crash_fails_requests_at_once_and_marks_the_server_failed() {
     let err = manager.ask(echo("c", "three")).await.unwrap_err();
     assert!(format!("{err:?}").contains("ServerExited"), "{err:?}");
     // RestartServer brings it back.
-    let again = manager.ask(RestartServer { name: "c".into() }).await.unwrap();
+    let again = manager
+        .ask(RestartServer { name: "c".into() })
+        .await
+        .unwrap();
     assert_eq!(again.state, ServerState::Ready);
     assert_eq!(again.restarts, 1);
     manager.ask(StopAllServers).await.unwrap();
@@ -181,19 +234,33 @@ async fn a_missing_command_fails_that_server_only() {
     let bad = ServerSpec::stdio("ghost", "/nonexistent/mcp-server", Vec::<String>::new());
     let (bad, good) = tokio::join!(
         manager.ask(LaunchServer { spec: bad }).send(),
-        manager.ask(LaunchServer { spec: reference("ok", &[]) }).send()
+        manager
+            .ask(LaunchServer {
+                spec: reference("ok", &[])
+            })
+            .send()
     );
     let err = bad.unwrap_err();
     let text = format!("{err:?}");
     assert!(text.contains("No such file or directory"), "{text}");
     assert_eq!(good.unwrap().state, ServerState::Ready);
-    let ghost = manager.ask(GetServerStatus { name: "ghost".into() }).await.unwrap();
+    let ghost = manager
+        .ask(GetServerStatus {
+            name: "ghost".into(),
+        })
+        .await
+        .unwrap();
     assert!(
         matches!(&ghost.state, ServerState::Failed { reason } if reason.contains("No such file")),
         "{:?}",
         ghost.state
     );
-    let unknown = manager.ask(GetServerStatus { name: "nope".into() }).await.unwrap_err();
+    let unknown = manager
+        .ask(GetServerStatus {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
     assert!(format!("{unknown:?}").contains("UnknownServer"));
     manager.ask(StopAllServers).await.unwrap();
 }
@@ -213,7 +280,10 @@ async fn garbage_and_over_long_lines_are_counted_and_the_server_carries_on() {
         let r = manager.ask(echo("g", &format!("x{i}"))).await.unwrap();
         assert_eq!(r["content"][0]["text"], format!("x{i}"));
     }
-    let status = manager.ask(GetServerStatus { name: "g".into() }).await.unwrap();
+    let status = manager
+        .ask(GetServerStatus { name: "g".into() })
+        .await
+        .unwrap();
     // One over-long line, and one garbage line before each of the 7 answers at least.
     assert!(status.bad_stdout_lines >= 8, "{}", status.bad_stdout_lines);
     assert_eq!(status.state, ServerState::Ready);
@@ -224,19 +294,31 @@ async fn garbage_and_over_long_lines_are_counted_and_the_server_carries_on() {
 async fn stderr_is_kept_in_a_ring_buffer() {
     let manager = spawn_manager(config());
     manager
-        .ask(LaunchServer { spec: reference("noisy", &["--stderr-flood", "500"]) })
+        .ask(LaunchServer {
+            spec: reference("noisy", &["--stderr-flood", "500"]),
+        })
         .await
         .unwrap();
     let logs = wait_for(Duration::from_secs(5), "500 stderr lines", || async {
         let logs = manager
-            .ask(GetServerLogs { name: "noisy".into(), max_lines: 10 })
+            .ask(GetServerLogs {
+                name: "noisy".into(),
+                max_lines: 10,
+            })
             .await
             .unwrap();
-        logs.iter().any(|l| l.contains("flood line 499")).then_some(logs)
+        logs.iter()
+            .any(|l| l.contains("flood line 499"))
+            .then_some(logs)
     })
     .await;
     assert_eq!(logs.len(), 10);
-    let status = manager.ask(GetServerStatus { name: "noisy".into() }).await.unwrap();
+    let status = manager
+        .ask(GetServerStatus {
+            name: "noisy".into(),
+        })
+        .await
+        .unwrap();
     assert!(status.stderr_lines >= 500);
     manager.ask(StopAllServers).await.unwrap();
 }
@@ -250,7 +332,12 @@ async fn a_server_that_ignores_stdin_close_and_sigterm_is_killed_with_its_group(
     let spec = ServerSpec::stdio("wrapped", "sh", ["-c".to_string(), script]);
     let status = manager.ask(LaunchServer { spec }).await.unwrap();
     let pid = status.pid.unwrap();
-    let stopped = manager.ask(StopServer { name: "wrapped".into() }).await.unwrap();
+    let stopped = manager
+        .ask(StopServer {
+            name: "wrapped".into(),
+        })
+        .await
+        .unwrap();
     assert_eq!(stopped.method, StopMethod::Killed, "{stopped:?}");
     assert_eq!(stopped.exit.as_ref().unwrap().signal, Some(9));
     wait_group_gone(pid).await;
@@ -261,7 +348,12 @@ async fn dropping_the_manager_kills_every_process() {
     let manager = spawn_manager(config());
     let mut pids = Vec::new();
     for name in ["k1", "k2"] {
-        let s = manager.ask(LaunchServer { spec: reference(name, &[]) }).await.unwrap();
+        let s = manager
+            .ask(LaunchServer {
+                spec: reference(name, &[]),
+            })
+            .await
+            .unwrap();
         pids.push(s.pid.unwrap());
     }
     manager.stop_gracefully().await.unwrap();

@@ -36,7 +36,12 @@ async fn server_everything_handshakes_lists_13_tools_and_echoes() {
     let h = status.handshake.as_ref().unwrap();
     // npm servers speak the 2025 era only: `server/discover` gets -32601 and we fall back.
     assert_eq!(h.era, Era::Legacy);
-    assert_eq!(h.tools.len(), 13, "tools: {:?}", h.tool_names().collect::<Vec<_>>());
+    assert_eq!(
+        h.tools.len(),
+        13,
+        "tools: {:?}",
+        h.tool_names().collect::<Vec<_>>()
+    );
     assert!(h.tool_names().any(|n| n == "echo"));
 
     let result = manager
@@ -52,7 +57,10 @@ async fn server_everything_handshakes_lists_13_tools_and_echoes() {
     assert!(text.contains("from the fleet"), "{text}");
 
     manager
-        .ask(ProbeServer { name: "everything".into(), timeout: Duration::from_secs(5) })
+        .ask(ProbeServer {
+            name: "everything".into(),
+            timeout: Duration::from_secs(5),
+        })
         .await
         .expect("ping");
 

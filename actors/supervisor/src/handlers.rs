@@ -3,13 +3,13 @@
 
 use std::time::Instant;
 
+use fleet_protocol::FleetError;
 use fleet_protocol::messages::metrics::{FlushMetrics, MetricEvent, RecordMetric};
 use fleet_protocol::messages::server::{LaunchServer, ListServers, StopAllServers};
 use fleet_protocol::messages::supervisor::{
     FleetLaunchReport, FleetStatus, GetFleetStatus, LaunchFleet, ServiceKind, ServiceRestarted,
     ServiceStatus, Shutdown, ShutdownReport,
 };
-use fleet_protocol::FleetError;
 use kameo::error::SendError;
 use kameo::message::{Context, Message};
 use kameo::reply::DelegatedReply;
@@ -32,7 +32,11 @@ fn unavailable<M, E: std::fmt::Debug>(kind: ServiceKind, e: SendError<M, E>) -> 
 impl Message<LaunchFleet> for Supervisor {
     type Reply = DelegatedReply<Result<FleetLaunchReport, FleetError>>;
 
-    async fn handle(&mut self, msg: LaunchFleet, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: LaunchFleet,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let launch = self.services.server_manager.launch.clone();
         ctx.spawn(async move {
             let begin = Instant::now();
@@ -40,10 +44,13 @@ impl Message<LaunchFleet> for Supervisor {
             let launches = msg.specs.into_iter().map(|spec| {
                 let launch = launch.clone();
                 async move {
-                    launch.ask(LaunchServer { spec }).await.map_err(|e| match e {
-                        SendError::HandlerError(e) => e,
-                        other => unavailable(ServiceKind::ServerManager, other),
-                    })
+                    launch
+                        .ask(LaunchServer { spec })
+                        .await
+                        .map_err(|e| match e {
+                            SendError::HandlerError(e) => e,
+                            other => unavailable(ServiceKind::ServerManager, other),
+                        })
                 }
             });
             let results = futures::future::join_all(launches).await;
@@ -58,7 +65,11 @@ impl Message<LaunchFleet> for Supervisor {
 impl Message<GetFleetStatus> for Supervisor {
     type Reply = DelegatedReply<Result<FleetStatus, FleetError>>;
 
-    async fn handle(&mut self, _: GetFleetStatus, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        _: GetFleetStatus,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let list = self.services.server_manager.list.clone();
         let services = ServiceKind::ALL
             .iter()
@@ -151,4 +162,3 @@ impl Message<ServiceRestarted> for Supervisor {
             .try_send();
     }
 }
-

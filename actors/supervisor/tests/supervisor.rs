@@ -7,18 +7,16 @@ use std::time::Duration;
 use fleet_protocol::messages::health::GetHealth;
 use fleet_protocol::messages::metrics::{FlushMetrics, GetMetrics, MetricsSnapshot, RecordMetric};
 use fleet_protocol::messages::server::{LaunchServer, ListServers, StopAllServers, StoppedServer};
-use fleet_protocol::messages::supervisor::{
-    GetFleetStatus, LaunchFleet, ServiceKind, Shutdown,
-};
+use fleet_protocol::messages::supervisor::{GetFleetStatus, LaunchFleet, ServiceKind, Shutdown};
 use fleet_protocol::{FleetError, ServerSpec, ServerState, ServerStatus};
 use fleet_supervisor::{
     HealthPort, MetricsPort, ServerManagerPort, Services, Supervisor, SupervisorArgs,
     SupervisorConfig, supervise_service,
 };
+use kameo::Actor;
 use kameo::actor::{ActorRef, Spawn, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible};
 use kameo::message::{Context, Message};
-use kameo::Actor;
 use tokio::sync::mpsc;
 
 /// A service stand-in: answers the protocol messages, panics on demand, reports its stop.
@@ -33,10 +31,18 @@ impl Actor for Service {
     type Error = Infallible;
 
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        Ok(Service { kind: args.0, stops: args.1, launched: Vec::new() })
+        Ok(Service {
+            kind: args.0,
+            stops: args.1,
+            launched: Vec::new(),
+        })
     }
 
-    async fn on_stop(&mut self, _: WeakActorRef<Self>, reason: ActorStopReason) -> Result<(), Self::Error> {
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        reason: ActorStopReason,
+    ) -> Result<(), Self::Error> {
         if matches!(reason, ActorStopReason::Normal) {
             let _ = self.stops.send(self.kind);
         }
@@ -55,9 +61,16 @@ impl Message<Panic> for Service {
 
 impl Message<LaunchServer> for Service {
     type Reply = Result<ServerStatus, FleetError>;
-    async fn handle(&mut self, msg: LaunchServer, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: LaunchServer,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         if msg.spec.name == "bad" {
-            return Err(FleetError::Spawn { server: "bad".into(), reason: "no".into() });
+            return Err(FleetError::Spawn {
+                server: "bad".into(),
+                reason: "no".into(),
+            });
         }
         self.launched.push(msg.spec.name.clone());
         Ok(ServerStatus::new(msg.spec.name, ServerState::Ready))
@@ -67,13 +80,20 @@ impl Message<LaunchServer> for Service {
 impl Message<ListServers> for Service {
     type Reply = Vec<ServerStatus>;
     async fn handle(&mut self, _: ListServers, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        self.launched.iter().map(|n| ServerStatus::new(n.clone(), ServerState::Ready)).collect()
+        self.launched
+            .iter()
+            .map(|n| ServerStatus::new(n.clone(), ServerState::Ready))
+            .collect()
     }
 }
 
 impl Message<StopAllServers> for Service {
     type Reply = Vec<StoppedServer>;
-    async fn handle(&mut self, _: StopAllServers, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        _: StopAllServers,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         let _ = self.stops.send(ServiceKind::ServerManager);
         Vec::new()
     }
@@ -121,10 +141,11 @@ async fn start() -> Fleet {
                 let mut startup = Vec::new();
                 let mut spawn = async |kind| {
                     let tx = tx.clone();
-                    let (r, took) = supervise_service::<Service>(&sup, kind, &wiring_config, move || {
-                        (kind, tx.clone())
-                    })
-                    .await;
+                    let (r, took) =
+                        supervise_service::<Service>(&sup, kind, &wiring_config, move || {
+                            (kind, tx.clone())
+                        })
+                        .await;
                     startup.push((kind, took));
                     r
                 };
@@ -138,7 +159,9 @@ async fn start() -> Fleet {
                         list: sm.clone().reply_recipient(),
                         stop_all: sm.reply_recipient(),
                     },
-                    health: HealthPort { get_health: health.reply_recipient() },
+                    health: HealthPort {
+                        get_health: health.reply_recipient(),
+                    },
                     metrics: MetricsPort {
                         record: metrics.clone().recipient(),
                         get: metrics.clone().reply_recipient(),
@@ -151,7 +174,11 @@ async fn start() -> Fleet {
     });
     supervisor.wait_for_startup().await;
     let server_manager = sm_rx.recv().await.unwrap();
-    Fleet { supervisor, server_manager, events }
+    Fleet {
+        supervisor,
+        server_manager,
+        events,
+    }
 }
 
 async fn next_event(rx: &mut mpsc::UnboundedReceiver<ServiceKind>) -> ServiceKind {
@@ -172,7 +199,13 @@ async fn reports_startup_and_launches_a_fleet() {
         assert_eq!(s.restarts, 0);
     }
     let specs = ["a", "bad", "b"].map(|n| ServerSpec::stdio(n, "x", Vec::<String>::new()));
-    let report = fleet.supervisor.ask(LaunchFleet { specs: specs.to_vec() }).await.unwrap();
+    let report = fleet
+        .supervisor
+        .ask(LaunchFleet {
+            specs: specs.to_vec(),
+        })
+        .await
+        .unwrap();
     assert!(report.results[0].is_ok());
     assert!(matches!(report.results[1], Err(FleetError::Spawn { .. })));
     assert!(report.results[2].is_ok());
@@ -188,17 +221,28 @@ async fn a_panicking_service_is_restarted_counted_and_keeps_its_address() {
     loop {
         let status = fleet.supervisor.ask(GetFleetStatus).await;
         if let Ok(status) = status {
-            let sm = status.services.iter().find(|s| s.kind == ServiceKind::ServerManager).unwrap();
+            let sm = status
+                .services
+                .iter()
+                .find(|s| s.kind == ServiceKind::ServerManager)
+                .unwrap();
             if sm.restarts == 1 {
                 break;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "no restart was counted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no restart was counted"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The same ActorRef reaches the restarted actor.
     let spec = ServerSpec::stdio("after", "x", Vec::<String>::new());
-    fleet.supervisor.ask(LaunchFleet { specs: vec![spec] }).await.unwrap();
+    fleet
+        .supervisor
+        .ask(LaunchFleet { specs: vec![spec] })
+        .await
+        .unwrap();
     let list = fleet.server_manager.ask(ListServers).await.unwrap();
     assert_eq!(list.len(), 1);
 }

@@ -37,9 +37,11 @@ pub fn reference(name: &str, flags: &[&str]) -> ServerSpec {
 
 /// Waits until no process of the group `pgid` runs, failing after 5 s.
 pub async fn wait_group_gone(pgid: u32) {
-    wait_for(Duration::from_secs(5), "the process group to end", || async {
-        (!group_alive(pgid)).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "the process group to end",
+        || async { (!group_alive(pgid)).then_some(()) },
+    )
     .await;
 }
 

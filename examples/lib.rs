@@ -1,0 +1,1 @@
+//! Runnable examples of mcp-fleet; the examples live beside this file.

@@ -1,0 +1,17 @@
+//! fleet-runtime: the thin composition of mcp-fleet.
+//!
+//! - [`system`]: spawns the supervisor and wires the three services under it (the only place
+//!   that names every actor type), returning handles to all four.
+//! - [`config`]: reads configuration files (the only crate that touches files and the
+//!   environment) and turns their errors into messages naming file, line and key.
+//! - [`http`]: the HTTP listener: `/metrics` in the Prometheus text format.
+//! - [`telemetry`]: logging (`RUST_LOG`) and the Prometheus recorder.
+//!
+//! Architecture invariant: runtime holds no policy of its own; it composes actors and serves.
+
+pub mod config;
+pub mod http;
+pub mod system;
+pub mod telemetry;
+
+pub use system::{Fleet, FleetOptions};

@@ -1,0 +1,133 @@
+//! The `mcp-fleet` binary: `mcp-fleet run --config FILE [--listen ADDR]`.
+//!
+//! Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error, 1 for a runtime
+//! failure (the listen address cannot be bound, the recorder cannot be installed).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
+use fleet_runtime::{Fleet, FleetOptions, config, http, telemetry};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-fleet",
+    version,
+    about = "Supervisor and gateway for MCP servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every server of a config file, restart-free for now, and serve /metrics.
+    Run {
+        /// An `mcpServers` JSON file, as Claude Desktop and Cursor write it.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to serve HTTP (/metrics).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging("info");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-fleet: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Run { config, listen } => runtime.block_on(run(config, listen)),
+    }
+}
+
+async fn run(config_path: PathBuf, listen: SocketAddr) -> ExitCode {
+    let config = match config::load(&config_path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let prometheus = match telemetry::install_prometheus() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("mcp-fleet: cannot install the metrics recorder: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let listener = match http::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mcp-fleet: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (Ok(mut sigint), Ok(mut sigterm)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("mcp-fleet: cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, http::router(prometheus), async {
+        let _ = http_stopped.await;
+    }));
+    tracing::info!(%listen, config = %config_path.display(), servers = config.servers.len(), "mcp-fleet running; /metrics served");
+    for name in &config.disabled {
+        tracing::info!(server = %name, "disabled in the config; not started");
+    }
+
+    let launch = fleet.supervisor.ask(LaunchFleet {
+        specs: config.servers,
+    });
+    let signalled = tokio::select! {
+        report = launch => {
+            match report {
+                Ok(report) => {
+                    let ready = report.results.iter().filter(|r| r.is_ok()).count();
+                    tracing::info!(ready, failed = report.results.len() - ready, took_ms = report.took.as_millis() as u64, "fleet launched");
+                    for e in report.results.iter().filter_map(|r| r.as_ref().err()) {
+                        tracing::error!(error = %e, "server did not start");
+                    }
+                }
+                Err(e) => tracing::error!(error = ?e, "fleet launch failed"),
+            }
+            tokio::select! {
+                _ = sigint.recv() => "SIGINT",
+                _ = sigterm.recv() => "SIGTERM",
+            }
+        }
+        _ = sigint.recv() => "SIGINT",
+        _ = sigterm.recv() => "SIGTERM",
+    };
+    tracing::info!(signal = signalled, "shutting down");
+    let code = match fleet.supervisor.ask(Shutdown).await {
+        Ok(report) => {
+            for s in &report.servers {
+                tracing::info!(server = %s.name, method = ?s.method, exit = ?s.exit.as_ref().map(ToString::to_string), "stopped");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "shutdown failed");
+            ExitCode::from(1)
+        }
+    };
+    let _ = stop_http.send(());
+    let _ = server.await;
+    code
+}

@@ -1,0 +1,144 @@
+//! Spawning the actor system: the supervisor, and under it the metrics collector, the server
+//! manager and the health monitor, wired to each other through protocol recipients.
+
+use std::time::{Duration, Instant};
+
+use fleet_health_monitor::{HealthMonitor, HealthMonitorArgs, HealthMonitorConfig};
+use fleet_metrics_collector::{MetricsCollector, MetricsCollectorConfig};
+use fleet_protocol::messages::supervisor::ServiceKind;
+use fleet_server_manager::{ServerManager, ServerManagerArgs, ServerManagerConfig};
+use fleet_supervisor::{
+    HealthPort, MetricsPort, ServerManagerPort, Services, Supervisor, SupervisorArgs,
+    SupervisorConfig, supervise_service,
+};
+use kameo::actor::{ActorRef, Spawn};
+use tokio::sync::oneshot;
+
+/// Every actor's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct FleetOptions {
+    pub supervisor: SupervisorConfig,
+    pub server_manager: ServerManagerConfig,
+    pub health: HealthMonitorConfig,
+    pub metrics: MetricsCollectorConfig,
+}
+
+/// The running actor system.
+pub struct Fleet {
+    pub supervisor: ActorRef<Supervisor>,
+    pub server_manager: ActorRef<ServerManager>,
+    pub health: ActorRef<HealthMonitor>,
+    pub metrics: ActorRef<MetricsCollector>,
+    /// Measured start-up of each actor: spawn until its `on_start` finished. The supervisor's
+    /// excludes the time it spent waiting for its children.
+    pub startup: Vec<(&'static str, Duration)>,
+}
+
+struct Refs {
+    server_manager: ActorRef<ServerManager>,
+    health: ActorRef<HealthMonitor>,
+    metrics: ActorRef<MetricsCollector>,
+}
+
+impl Fleet {
+    /// Starts the supervisor, which starts the services. Returns once all four are running.
+    pub async fn start(options: FleetOptions) -> Fleet {
+        let (refs_tx, refs_rx) = oneshot::channel();
+        let sup_config = options.supervisor.clone();
+        let begin = Instant::now();
+        let supervisor = Supervisor::spawn(SupervisorArgs {
+            config: options.supervisor.clone(),
+            wiring: Box::new(move |sup| {
+                Box::pin(async move {
+                    let mc_config = options.metrics.clone();
+                    let (metrics, mc_took) = supervise_service::<MetricsCollector>(
+                        &sup,
+                        ServiceKind::MetricsCollector,
+                        &sup_config,
+                        move || mc_config.clone(),
+                    )
+                    .await;
+                    let sm_args = ServerManagerArgs {
+                        config: options.server_manager.clone(),
+                        metrics: Some(metrics.clone().recipient()),
+                    };
+                    let (server_manager, sm_took) = supervise_service::<ServerManager>(
+                        &sup,
+                        ServiceKind::ServerManager,
+                        &sup_config,
+                        move || sm_args.clone(),
+                    )
+                    .await;
+                    let hm_args = HealthMonitorArgs {
+                        config: options.health.clone(),
+                        servers: server_manager.clone().reply_recipient(),
+                        probe: server_manager.clone().reply_recipient(),
+                        health_events: vec![server_manager.clone().recipient()],
+                        metrics: Some(metrics.clone().recipient()),
+                    };
+                    let (health, hm_took) = supervise_service::<HealthMonitor>(
+                        &sup,
+                        ServiceKind::HealthMonitor,
+                        &sup_config,
+                        move || hm_args.clone(),
+                    )
+                    .await;
+                    let services = Services {
+                        server_manager: ServerManagerPort {
+                            launch: server_manager.clone().reply_recipient(),
+                            list: server_manager.clone().reply_recipient(),
+                            stop_all: server_manager.clone().reply_recipient(),
+                        },
+                        health: HealthPort {
+                            get_health: health.clone().reply_recipient(),
+                        },
+                        metrics: MetricsPort {
+                            record: metrics.clone().recipient(),
+                            get: metrics.clone().reply_recipient(),
+                            flush: metrics.clone().reply_recipient(),
+                        },
+                        startup: vec![
+                            (ServiceKind::MetricsCollector, mc_took),
+                            (ServiceKind::ServerManager, sm_took),
+                            (ServiceKind::HealthMonitor, hm_took),
+                        ],
+                    };
+                    let _ = refs_tx.send(Refs {
+                        server_manager,
+                        health,
+                        metrics,
+                    });
+                    services
+                })
+            }),
+        });
+        supervisor.wait_for_startup().await;
+        let total = begin.elapsed();
+        let refs = refs_rx
+            .await
+            .expect("the supervisor's on_start runs the wiring before it finishes");
+        let status = supervisor
+            .ask(fleet_protocol::messages::supervisor::GetFleetStatus)
+            .await
+            .ok();
+        let mut startup = Vec::new();
+        let mut children = Duration::ZERO;
+        if let Some(status) = &status {
+            for s in &status.services {
+                children += s.startup;
+                startup.push((s.kind.as_str(), s.startup));
+            }
+        }
+        startup.insert(
+            0,
+            (fleet_supervisor::ACTOR_NAME, total.saturating_sub(children)),
+        );
+        Fleet {
+            supervisor,
+            server_manager: refs.server_manager,
+            health: refs.health,
+            metrics: refs.metrics,
+            startup,
+        }
+    }
+}
