@@ -35,7 +35,11 @@ pub enum FleetError {
     #[error("server `{server}` is not reading its input fast enough; request refused")]
     Overloaded { server: String },
     #[error("server `{server}` answered with error {}: {}", error.code, error.message)]
-    Upstream { server: String, error: ErrorObject },
+    Upstream {
+        server: String,
+        /// Boxed: the error object is large and this is the rare path.
+        error: Box<ErrorObject>,
+    },
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
     #[error("actor `{actor}` is unavailable: {reason}")]
@@ -50,7 +54,7 @@ impl FleetError {
     /// in the message so a client can tell which backend failed.
     pub fn to_jsonrpc(&self) -> ErrorObject {
         match self {
-            FleetError::Upstream { error, .. } => error.clone(),
+            FleetError::Upstream { error, .. } => (**error).clone(),
             FleetError::UnknownServer { .. } | FleetError::InvalidRequest { .. } => {
                 ErrorObject::new(error_codes::INVALID_PARAMS, self.to_string())
             }

@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every server of a config file, restart-free for now, and serve /metrics.
+    /// Run every server of a config file and serve /metrics until SIGINT or SIGTERM.
     Run {
         /// An `mcpServers` JSON file, as Claude Desktop and Cursor write it.
         #[arg(long, short)]

@@ -14,6 +14,10 @@ use fleet_supervisor::{
 use kameo::actor::{ActorRef, Spawn};
 use tokio::sync::oneshot;
 
+/// Mailbox capacity of the server manager and the health monitor: room for bursts (a fleet
+/// launch, many concurrent calls) while still pushing back on a runaway sender.
+const SERVICE_MAILBOX: usize = 1024;
+
 /// Every actor's configuration.
 #[derive(Debug, Clone, Default)]
 pub struct FleetOptions {
@@ -55,6 +59,7 @@ impl Fleet {
                         &sup,
                         ServiceKind::MetricsCollector,
                         &sup_config,
+                        None,
                         move || mc_config.clone(),
                     )
                     .await;
@@ -66,6 +71,7 @@ impl Fleet {
                         &sup,
                         ServiceKind::ServerManager,
                         &sup_config,
+                        Some(SERVICE_MAILBOX),
                         move || sm_args.clone(),
                     )
                     .await;
@@ -80,6 +86,7 @@ impl Fleet {
                         &sup,
                         ServiceKind::HealthMonitor,
                         &sup_config,
+                        Some(SERVICE_MAILBOX),
                         move || hm_args.clone(),
                     )
                     .await;

@@ -12,6 +12,7 @@ use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorId, ActorRef, Recipient, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible, SendError};
+use tokio::sync::watch;
 
 use crate::server::{LiveCounters, ServerActor};
 use crate::stderr::{self, SharedStderr};
@@ -63,15 +64,23 @@ pub struct ServerManagerArgs {
 
 pub(crate) struct Entry {
     pub actor: ActorRef<ServerActor>,
-    /// The latest status the server's actor pushed.
-    pub status: ServerStatus,
+    /// The latest status the server's actor published.
+    pub status: watch::Receiver<ServerStatus>,
+    /// Set when the server's actor died: the published status is then out of date.
+    pub died: Option<String>,
     pub stderr: SharedStderr,
     pub counters: Arc<LiveCounters>,
 }
 
 impl Entry {
     pub fn status(&self) -> ServerStatus {
-        let mut s = self.status.clone();
+        let mut s = self.status.borrow().clone();
+        if let Some(reason) = &self.died {
+            s.state = ServerState::Failed {
+                reason: reason.clone(),
+            };
+            s.pid = None;
+        }
         s.stderr_lines = stderr::lock(&self.stderr).total();
         s.in_flight = self.counters.in_flight.load(Ordering::Relaxed);
         s
@@ -111,12 +120,9 @@ impl Actor for ServerManager {
     ) -> Result<ControlFlow<ActorStopReason>, Self::Error> {
         // A server's actor died (it panicked): its process went with it (its on_stop kills the
         // group). Mark the server failed; the manager itself carries on.
-        if let Some(entry) = self.servers.values_mut().find(|e| e.actor.id() == id) {
-            tracing::error!(server = %entry.status.name, ?reason, "server actor died");
-            entry.status.state = ServerState::Failed {
-                reason: format!("its actor died: {reason}"),
-            };
-            entry.status.pid = None;
+        if let Some((name, entry)) = self.servers.iter_mut().find(|(_, e)| e.actor.id() == id) {
+            tracing::error!(server = %name, ?reason, "server actor died");
+            entry.died = Some(format!("its actor died: {reason}"));
         }
         Ok(ControlFlow::Continue(()))
     }
@@ -164,11 +170,6 @@ impl ServerManager {
                 .try_send();
         }
     }
-}
-
-/// A status pushed by a server's actor (internal).
-pub struct StatusChanged {
-    pub status: ServerStatus,
 }
 
 /// Turns a failed ask to one of our actors into the fleet's error.

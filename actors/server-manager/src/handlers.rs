@@ -16,11 +16,12 @@ use kameo::actor::{ActorRef, Spawn};
 use kameo::message::{Context, Message};
 use kameo::reply::DelegatedReply;
 
-use crate::actor::{Entry, ServerManager, StatusChanged, send_error};
+use crate::actor::{Entry, ServerManager, send_error};
 use crate::server::{
     LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess,
 };
 use crate::stderr;
+use tokio::sync::watch;
 
 impl ServerManager {
     fn entry(&self, name: &str) -> Result<&Entry, FleetError> {
@@ -51,7 +52,7 @@ impl Message<LaunchServer> for ServerManager {
         self.count();
         let name = msg.spec.name.clone();
         if let Some(existing) = self.servers.get(&name) {
-            if !existing.status.state.is_terminal() {
+            if !existing.status().state.is_terminal() {
                 return ctx.reply(Err(FleetError::DuplicateServer { name }));
             }
             // A stopped or failed server of that name is replaced by the new launch.
@@ -59,10 +60,12 @@ impl Message<LaunchServer> for ServerManager {
         }
         let ring = stderr::shared(self.config.stderr_ring_bytes);
         let counters = Arc::new(LiveCounters::default());
+        let (status_tx, status_rx) =
+            watch::channel(ServerStatus::new(name.clone(), ServerState::Starting));
         let args = ServerActorArgs {
             spec: msg.spec,
             config: self.config.clone(),
-            manager: ctx.actor_ref().downgrade(),
+            status: status_tx,
             metrics: self.metrics.clone(),
             stderr: ring.clone(),
             counters: counters.clone(),
@@ -72,7 +75,8 @@ impl Message<LaunchServer> for ServerManager {
             name.clone(),
             Entry {
                 actor: actor.clone(),
-                status: ServerStatus::new(name.clone(), ServerState::Starting),
+                status: status_rx,
+                died: None,
                 stderr: ring,
                 counters,
             },
@@ -247,16 +251,6 @@ impl Message<HealthChanged> for ServerManager {
         self.count();
         if let Ok(actor) = self.server_actor(&msg.server) {
             let _ = actor.tell(msg).try_send();
-        }
-    }
-}
-
-impl Message<StatusChanged> for ServerManager {
-    type Reply = ();
-
-    async fn handle(&mut self, msg: StatusChanged, _: &mut Context<Self, Self::Reply>) {
-        if let Some(entry) = self.servers.get_mut(&msg.status.name) {
-            entry.status = msg.status;
         }
     }
 }

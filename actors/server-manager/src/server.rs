@@ -35,7 +35,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::actor::{ServerManager, ServerManagerConfig, StatusChanged};
+use crate::actor::ServerManagerConfig;
 use crate::handshake::{self, HandshakeTimeouts, Wire};
 use crate::process;
 use crate::stderr::{self, SharedStderr};
@@ -49,10 +49,11 @@ pub struct LiveCounters {
 pub struct ServerActorArgs {
     pub spec: ServerSpec,
     pub config: Arc<ServerManagerConfig>,
-    pub manager: WeakActorRef<ServerManager>,
     pub metrics: Option<Recipient<RecordMetric>>,
     pub stderr: SharedStderr,
     pub counters: Arc<LiveCounters>,
+    /// Where the actor publishes its status; the manager answers queries from the receiver.
+    pub status: watch::Sender<ServerStatus>,
 }
 
 struct Running {
@@ -67,10 +68,10 @@ type Pending = oneshot::Sender<Result<Value, FleetError>>;
 pub struct ServerActor {
     spec: ServerSpec,
     config: Arc<ServerManagerConfig>,
-    manager: WeakActorRef<ServerManager>,
     metrics: Option<Recipient<RecordMetric>>,
     stderr: SharedStderr,
     counters: Arc<LiveCounters>,
+    published: watch::Sender<ServerStatus>,
     codec: JsonRpcCodec,
     status: ServerStatus,
     generation: u64,
@@ -97,8 +98,8 @@ impl Actor for ServerActor {
             codec: JsonRpcCodec::new(args.config.max_message_bytes),
             spec: args.spec,
             config: args.config,
-            manager: args.manager,
             metrics: args.metrics,
+            published: args.status,
             stderr: args.stderr,
             counters: args.counters,
             generation: 0,
@@ -154,15 +155,10 @@ impl ServerActor {
         self.push_status();
     }
 
-    /// Tells the manager the new status; the manager answers status queries from this copy.
+    /// Publishes the status; the manager answers status queries from the latest published one.
+    /// A watch channel keeps only the newest value, so no update can be lost or reordered.
     fn push_status(&self) {
-        if let Some(manager) = self.manager.upgrade() {
-            let _ = manager
-                .tell(StatusChanged {
-                    status: self.status.clone(),
-                })
-                .try_send();
-        }
+        self.published.send_replace(self.status.clone());
     }
 
     /// Spawns the process and its pipe tasks, then the handshake. Failure to spawn leaves the
@@ -486,7 +482,7 @@ impl ServerActor {
             Outcome::Result(v) => Ok(v),
             Outcome::Error(error) => Err(FleetError::Upstream {
                 server: self.spec.name.clone(),
-                error,
+                error: Box::new(error),
             }),
         };
         let _ = tx.send(answer);

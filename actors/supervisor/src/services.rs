@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use kameo::Actor;
 use kameo::actor::{ActorRef, Recipient, ReplyRecipient, Spawn};
 use kameo::error::Infallible;
+use kameo::mailbox;
 use kameo::supervision::RestartPolicy;
 
 use crate::actor::{Supervisor, SupervisorConfig};
@@ -56,11 +57,14 @@ pub struct Services {
 /// error, not after a normal stop; at most `config.service_restart_limit` restarts within
 /// `config.service_restart_window`). `make_args` is called at every start; every start after the
 /// first is reported to the supervisor as [`ServiceRestarted`].
+/// `mailbox_capacity` bounds the mailbox; `None` makes it unbounded (for the metrics collector,
+/// whose senders must never wait and whose events must never be dropped).
 /// Returns the actor and its measured start-up time.
 pub async fn supervise_service<C: Actor>(
     supervisor: &ActorRef<Supervisor>,
     kind: ServiceKind,
     config: &SupervisorConfig,
+    mailbox_capacity: Option<usize>,
     make_args: impl Fn() -> C::Args + Send + Sync + 'static,
 ) -> (ActorRef<C>, Duration) {
     let started_once = Arc::new(AtomicBool::new(false));
@@ -74,10 +78,14 @@ pub async fn supervise_service<C: Actor>(
         make_args()
     };
     let begin = Instant::now();
+    let mailbox = match mailbox_capacity {
+        Some(n) => mailbox::bounded(n),
+        None => mailbox::unbounded(),
+    };
     let actor = C::supervise_with(supervisor, factory)
         .restart_policy(RestartPolicy::Transient)
         .restart_limit(config.service_restart_limit, config.service_restart_window)
-        .spawn()
+        .spawn_with_mailbox(mailbox)
         .await;
     actor.wait_for_startup().await;
     (actor, begin.elapsed())

@@ -141,11 +141,14 @@ async fn start() -> Fleet {
                 let mut startup = Vec::new();
                 let mut spawn = async |kind| {
                     let tx = tx.clone();
-                    let (r, took) =
-                        supervise_service::<Service>(&sup, kind, &wiring_config, move || {
-                            (kind, tx.clone())
-                        })
-                        .await;
+                    let (r, took) = supervise_service::<Service>(
+                        &sup,
+                        kind,
+                        &wiring_config,
+                        Some(64),
+                        move || (kind, tx.clone()),
+                    )
+                    .await;
                     startup.push((kind, took));
                     r
                 };

@@ -1,0 +1,164 @@
+//! The `mcp-fleet` binary end to end: a Claude Desktop style config, `/metrics` over real HTTP,
+//! SIGTERM for an ordered shutdown that leaves no process, and exit code 2 for a bad config.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{pids_with, wait_for};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 GET, the whole response as text (the server closes the connection).
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body).await.ok()?;
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn write_config(text: &str) -> tempfile_path::TempFile {
+    tempfile_path::TempFile::new(text)
+}
+
+/// A temporary file removed on drop (std only).
+mod tempfile_path {
+    use std::path::PathBuf;
+
+    pub struct TempFile(pub PathBuf);
+
+    impl TempFile {
+        pub fn new(text: &str) -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("mcp-fleet-test-{}-{n}.json", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn runs_a_config_serves_metrics_and_stops_on_sigterm() {
+    let bin = mcp_reference_server::binary_path();
+    let marker = format!("cli-run-{}", std::process::id());
+    let config = write_config(&format!(
+        r#"{{
+  "mcpServers": {{
+    "one": {{ "command": "{bin}", "args": ["--name", "{marker}-one"] }},
+    "two": {{ "command": "sh", "args": ["-c", "exec {bin} --name {marker}-two"], "env": {{"MCP_REF_LOG_REQUESTS": "1"}} }},
+    "broken": {{ "command": "/no/such/server" }},
+    "off": {{ "command": "{bin}", "disabled": true }}
+  }}
+}}"#,
+        bin = bin.display()
+    ));
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--config"])
+        .arg(&config.0)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let metrics = wait_for(
+        Duration::from_secs(20),
+        "both servers up in /metrics",
+        || async {
+            let body = http_get(port, "/metrics").await?;
+            (body.contains(r#"mcp_fleet_server_up{server="one"} 1"#)
+                && body.contains(r#"mcp_fleet_server_up{server="two"} 1"#))
+            .then_some(body)
+        },
+    )
+    .await;
+    assert!(metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"));
+    assert!(metrics.contains("mcp_fleet_server_launch_failures_total{server=\"broken\"} 1"));
+    assert!(!metrics.contains("server=\"off\""));
+    assert_eq!(pids_with(&marker).len(), 2, "two server processes run");
+
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("mcp-fleet exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("shutdown complete"), "{stderr}");
+    assert!(
+        stderr.contains("broken"),
+        "the failed server is logged: {stderr}"
+    );
+    wait_for(Duration::from_secs(5), "no server process left", || async {
+        pids_with(&marker).is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_config_names_file_line_and_key_and_exits_2() {
+    let config = write_config(
+        "{\n  \"mcpServers\": {\n    \"a\": { \"command\": \"x\", \"argz\": [] }\n  }\n}\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config.0)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = config.0.display().to_string();
+    assert!(err.contains(&format!("{file}:3:")), "{err}");
+    assert!(err.contains("mcpServers.a.argz"), "{err}");
+    assert!(err.contains("unknown field `argz`"), "{err}");
+
+    let syntax = write_config("{ \"mcpServers\": { \"a\": { \"command\": \"x\", } } }");
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--config"])
+        .arg(&syntax.0)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}:1:", syntax.0.display())));
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--config", "/no/such/config.json"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the file"));
+}
