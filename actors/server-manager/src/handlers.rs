@@ -35,6 +35,28 @@ impl ServerManager {
     fn server_actor(&self, name: &str) -> Result<ActorRef<ServerActor>, FleetError> {
         self.entry(name).map(|e| e.actor.clone())
     }
+
+    /// Hands `msg` to the server's actor in a task and relays its answer, so the manager's
+    /// mailbox never waits on a child process.
+    fn forward<M, T>(
+        &self,
+        name: &str,
+        msg: M,
+        ctx: &mut Context<Self, DelegatedReply<Result<T, FleetError>>>,
+    ) -> DelegatedReply<Result<T, FleetError>>
+    where
+        M: Send + 'static,
+        T: Send + 'static,
+        ServerActor: Message<M, Reply = DelegatedReply<Result<T, FleetError>>>,
+    {
+        match self.server_actor(name) {
+            Err(e) => ctx.reply(Err(e)),
+            Ok(actor) => {
+                let label = actor_label(name);
+                ctx.spawn(async move { actor.ask(msg).await.map_err(|e| send_error(e, &label)) })
+            }
+        }
+    }
 }
 
 fn actor_label(name: &str) -> String {
@@ -168,13 +190,8 @@ impl Message<CallServer> for ServerManager {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         self.count();
-        match self.server_actor(&msg.server) {
-            Err(e) => ctx.reply(Err(e)),
-            Ok(actor) => {
-                let label = actor_label(&msg.server);
-                ctx.spawn(async move { actor.ask(msg).await.map_err(|e| send_error(e, &label)) })
-            }
-        }
+        let name = msg.server.clone();
+        self.forward(&name, msg, ctx)
     }
 }
 
@@ -187,13 +204,8 @@ impl Message<ProbeServer> for ServerManager {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         self.count();
-        match self.server_actor(&msg.name) {
-            Err(e) => ctx.reply(Err(e)),
-            Ok(actor) => {
-                let label = actor_label(&msg.name);
-                ctx.spawn(async move { actor.ask(msg).await.map_err(|e| send_error(e, &label)) })
-            }
-        }
+        let name = msg.name.clone();
+        self.forward(&name, msg, ctx)
     }
 }
 

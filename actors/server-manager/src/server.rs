@@ -690,7 +690,12 @@ impl Message<Exited> for ServerActor {
             self.metric(MetricEvent::ServerStopped {
                 server: self.spec.name.clone(),
             });
-            self.set_state(ServerState::Stopped);
+            // A server stopped because its handshake failed stays failed, with that reason.
+            if !matches!(self.status.state, ServerState::Failed { .. }) {
+                self.set_state(ServerState::Stopped);
+            } else {
+                self.push_status();
+            }
         } else {
             tracing::error!(server = %self.spec.name, exit = %msg.exit, "server exited unexpectedly");
             self.set_state(ServerState::Failed {
