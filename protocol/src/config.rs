@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +29,57 @@ pub enum Transport {
 }
 
 /// One MCP server the fleet runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerSpec {
     pub name: String,
     pub transport: Transport,
+    /// What happens when it exits on its own.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// When an exit that nobody asked for leads to a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// After any exit nobody asked for (an MCP server that exits on its own, even with 0, is gone).
+    Always,
+    /// Only after a failure: a non-zero exit code, a signal, or a kill for being unhealthy.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+/// Restart policy of one server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartPolicy {
+    pub mode: RestartMode,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// The largest share of a delay that jitter may add or remove, in `[0, 1]`.
+    pub jitter: f64,
+    /// Restarts allowed within `window` before the server enters a crash loop.
+    pub budget: u32,
+    pub window: Duration,
+    /// A process that ran this long before exiting resets backoff and budget.
+    pub stable_after: Duration,
+}
+
+impl Default for RestartPolicy {
+    /// In line with the field: ToolHive backs off from seconds to a minute and resets after 30 s
+    /// of stable running; systemd allows 5 starts in 10 s; 1MCP gives up after 5 attempts.
+    fn default() -> Self {
+        RestartPolicy {
+            mode: RestartMode::Always,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+            jitter: 0.2,
+            budget: 5,
+            window: Duration::from_secs(300),
+            stable_after: Duration::from_secs(30),
+        }
+    }
 }
 
 impl ServerSpec {
@@ -49,7 +97,14 @@ impl ServerSpec {
                 env: BTreeMap::new(),
                 cwd: None,
             },
+            restart: RestartPolicy::default(),
         }
+    }
+
+    /// Replaces the restart policy.
+    pub fn with_restart(mut self, restart: RestartPolicy) -> Self {
+        self.restart = restart;
+        self
     }
 
     /// Adds an environment variable (stdio servers only).
@@ -73,7 +128,7 @@ impl ServerSpec {
 }
 
 /// The servers of a configuration file, in file order. Disabled entries are listed apart.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FleetConfig {
     pub servers: Vec<ServerSpec>,
     pub disabled: Vec<String>,
@@ -221,7 +276,11 @@ pub fn parse_mcp_servers_json(source: &str, text: &str) -> Result<FleetConfig, C
                 continue;
             }
         };
-        config.servers.push(ServerSpec { name, transport });
+        config.servers.push(ServerSpec {
+            name,
+            transport,
+            restart: RestartPolicy::default(),
+        });
     }
     if errors.is_empty() {
         Ok(config)

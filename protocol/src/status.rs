@@ -40,7 +40,8 @@ pub enum ServerState {
     Ready,
     /// Ready, but health probes are failing.
     Unhealthy,
-    /// Stopped on purpose and about to start again.
+    /// Waiting to start again: after an exit nobody asked for (see `next_restart_at`), or during
+    /// a restart someone asked for.
     Restarting,
     /// A stop is under way (stdin closed, signals may follow).
     Stopping,
@@ -169,6 +170,10 @@ pub struct ServerStatus {
     pub last_exit: Option<ExitInfo>,
     /// How many times this server has been started again after its first start.
     pub restarts: u32,
+    /// When the next automatic restart is due, while the state is `Restarting`.
+    pub next_restart_at: Option<SystemTime>,
+    /// The last few exits nobody asked for, oldest first (a crash loop shows them).
+    pub recent_exits: Vec<ExitInfo>,
     /// Lines the server wrote to stderr.
     pub stderr_lines: u64,
     /// Lines on stdout that were not JSON-RPC (garbage, over-long, invalid UTF-8).
@@ -187,6 +192,8 @@ impl ServerStatus {
             started_at: None,
             last_exit: None,
             restarts: 0,
+            next_restart_at: None,
+            recent_exits: Vec::new(),
             stderr_lines: 0,
             bad_stdout_lines: 0,
             in_flight: 0,

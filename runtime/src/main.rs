@@ -81,7 +81,17 @@ async fn run(config_path: PathBuf, listen: SocketAddr) -> ExitCode {
         return ExitCode::from(1);
     };
 
-    let fleet = Fleet::start(FleetOptions::default()).await;
+    let options = FleetOptions::default();
+    // Children of an earlier instance that was killed before it could stop them.
+    for orphan in fleet_server_manager::sweep_orphans(&options.server_manager.instance_id) {
+        tracing::warn!(
+            pid = orphan.pid,
+            instance = %orphan.instance,
+            command = %orphan.command,
+            "ended an orphan left by an earlier mcp-fleet instance"
+        );
+    }
+    let fleet = Fleet::start(options).await;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, http::router(prometheus), async {
         let _ = http_stopped.await;

@@ -162,3 +162,117 @@ async fn a_bad_config_names_file_line_and_key_and_exits_2() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the file"));
 }
+
+#[tokio::test]
+async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could() {
+    let bin = mcp_reference_server::binary_path();
+    let marker = format!("cli-kill-{}", std::process::id());
+    // A survivor on purpose: a background child of a wrapper shell, which neither the kernel's
+    // parent-death signal nor a closed pipe reaches. Only the next start's sweep can end it.
+    let survivor = format!("1000.{}", std::process::id());
+    let mut servers = Vec::new();
+    for i in 0..20 {
+        let entry = if i % 2 == 0 {
+            format!(
+                r#""d{i}": {{ "command": "{}", "args": ["--name", "{marker}-{i}"] }}"#,
+                bin.display()
+            )
+        } else {
+            // A wrapper that does not exec: the server is the shell's child.
+            format!(
+                r#""w{i}": {{ "command": "sh", "args": ["-c", "{} --name {marker}-{i}; true"] }}"#,
+                bin.display()
+            )
+        };
+        servers.push(entry);
+    }
+    servers.push(format!(
+        r#""bg": {{ "command": "sh", "args": ["-c", "(trap '' TERM HUP; exec sleep {survivor}) & exec {} --name {marker}-bg"] }}"#,
+        bin.display()
+    ));
+    let config = write_config(&format!(
+        "{{ \"mcpServers\": {{ {} }} }}",
+        servers.join(",\n")
+    ));
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--config"])
+        .arg(&config.0)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), "21 servers up", || async {
+        let body = http_get(port, "/metrics").await?;
+        (body.matches(" 1\n").count() > 0
+            && (0..20).all(|i| {
+                let name = if i % 2 == 0 {
+                    format!("d{i}")
+                } else {
+                    format!("w{i}")
+                };
+                body.contains(&format!("mcp_fleet_server_up{{server=\"{name}\"}} 1"))
+            }))
+        .then_some(())
+    })
+    .await;
+    // 10 direct servers, 10 wrapper shells with their servers, and the exec'd `bg` server.
+    wait_for(Duration::from_secs(10), "31 processes", || async {
+        (pids_with(&marker).len() == 31).then_some(())
+    })
+    .await;
+    assert_eq!(pids_with(&survivor).len(), 1);
+
+    child.kill().await.unwrap(); // SIGKILL
+    let killed_at = std::time::Instant::now();
+    wait_for(
+        Duration::from_secs(2),
+        "every server to die within 2 s",
+        || async { pids_with(&marker).is_empty().then_some(()) },
+    )
+    .await;
+    assert!(killed_at.elapsed() <= Duration::from_secs(2));
+    assert_eq!(
+        pids_with(&survivor).len(),
+        1,
+        "the deliberate survivor lives on"
+    );
+
+    // The next start ends it and says so.
+    let empty = write_config(r#"{ "mcpServers": {} }"#);
+    let port = free_port();
+    let mut next = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--config"])
+        .arg(&empty.0)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the sweep to end the survivor",
+        || async { pids_with(&survivor).is_empty().then_some(()) },
+    )
+    .await;
+    let pid = nix::unistd::Pid::from_raw(next.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), next.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stderr = String::new();
+    next.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(
+        stderr.contains("ended an orphan") && stderr.contains(&survivor),
+        "{stderr}"
+    );
+}

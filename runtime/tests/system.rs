@@ -1,5 +1,5 @@
 //! The four real actors composed by runtime, driving real reference-server processes: a fleet
-//! launch with one bad command, health probes and an unhealthy verdict for a hung server, exact
+//! launch with one bad command, health probes, a hung server killed and replaced, exact
 //! metrics, and the ordered shutdown that leaves no process.
 
 mod common;
@@ -7,11 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{process_running, reference, wait_for};
+use fleet_protocol::ServerSpec;
 use fleet_protocol::messages::health::GetHealth;
 use fleet_protocol::messages::metrics::{FlushMetrics, GetMetrics};
 use fleet_protocol::messages::server::{CallServer, GetServerStatus};
 use fleet_protocol::messages::supervisor::{GetFleetStatus, LaunchFleet, Shutdown};
-use fleet_protocol::{ServerSpec, ServerState};
 use fleet_runtime::{Fleet, FleetOptions};
 use serde_json::json;
 
@@ -58,17 +58,22 @@ async fn a_fleet_launches_is_probed_measured_and_shut_down() {
         assert_eq!(r["content"][0]["text"], i.to_string());
     }
 
-    // The hung server is found out by the health monitor and marked unhealthy.
-    wait_for(Duration::from_secs(10), "hung to be unhealthy", || async {
-        let s = fleet
-            .server_manager
-            .ask(GetServerStatus {
-                name: "hung".into(),
-            })
-            .await
-            .unwrap();
-        (s.state == ServerState::Unhealthy).then_some(())
-    })
+    // The hung server is found out by the health monitor, killed and replaced.
+    wait_for(
+        Duration::from_secs(10),
+        "hung to be killed and replaced",
+        || async {
+            let s = fleet
+                .server_manager
+                .ask(GetServerStatus {
+                    name: "hung".into(),
+                })
+                .await
+                .unwrap();
+            (s.restarts >= 1 && s.last_exit.as_ref().is_some_and(|e| e.signal == Some(9)))
+                .then_some(())
+        },
+    )
     .await;
     let health = wait_for(Duration::from_secs(10), "three probes of alpha", || async {
         let h = fleet.health.ask(GetHealth).await.unwrap();
@@ -79,8 +84,6 @@ async fn a_fleet_launches_is_probed_measured_and_shut_down() {
     .await;
     let alpha = health.iter().find(|h| h.server == "alpha").unwrap();
     assert!(alpha.healthy && alpha.failures == 0, "{alpha:?}");
-    let hung = health.iter().find(|h| h.server == "hung").unwrap();
-    assert!(!hung.healthy, "{hung:?}");
     assert!(
         !health.iter().any(|h| h.server == "missing"),
         "a failed server is not probed"
@@ -101,7 +104,8 @@ async fn a_fleet_launches_is_probed_measured_and_shut_down() {
     assert_eq!(status.servers.len(), 4);
     assert!(status.services.iter().all(|s| s.alive && s.restarts == 0));
     let pids: Vec<u32> = status.servers.iter().filter_map(|s| s.pid).collect();
-    assert_eq!(pids.len(), 3);
+    // The hung server may be between processes (killed again, waiting out its backoff).
+    assert!(pids.len() >= 2, "{pids:?}");
 
     let shutdown = fleet.supervisor.ask(Shutdown).await.unwrap();
     assert_eq!(shutdown.servers.len(), 4);

@@ -36,6 +36,15 @@ pub struct ServerManagerConfig {
     pub stderr_ring_bytes: usize,
     /// How often the handled-message count is reported to metrics.
     pub report_every: Duration,
+    /// How long a request to a server that is starting or restarting waits for it to be ready
+    /// before it fails; zero fails at once.
+    pub restart_wait: Duration,
+    /// This fleet's identity, given to every child as `MCP_FLEET_INSTANCE` so that a later
+    /// start can find and end children an earlier, killed instance left behind.
+    pub instance_id: String,
+    /// Environment variables children inherit from the manager, beyond the base set
+    /// (`PATH`, `HOME`, `LANG`, ...; see `process::BASE_ENV`).
+    pub inherit_env: Vec<String>,
 }
 
 impl Default for ServerManagerConfig {
@@ -50,6 +59,9 @@ impl Default for ServerManagerConfig {
             stdin_queue: 1024,
             stderr_ring_bytes: 1024 * 1024,
             report_every: Duration::from_secs(1),
+            restart_wait: Duration::from_secs(10),
+            instance_id: crate::process::new_instance_id(),
+            inherit_env: Vec::new(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub trait Wire: Send + Sync {
         method: &'static str,
         params: Option<Value>,
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
+
+    /// Whether the process has exited (so a failed step is the exit's doing).
+    fn exited(&self) -> bool;
 }
 
 /// Timeouts of the handshake's steps.
@@ -42,7 +45,28 @@ pub struct HandshakeTimeouts {
 /// At most this many `tools/list` pages, so a server that always returns a cursor cannot loop us.
 const MAX_TOOL_PAGES: usize = 100;
 
+/// Why a handshake did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// The process exited meanwhile; its exit is handled as an exit, not as a failed handshake.
+    Exited,
+    /// The server answered wrongly or not at all.
+    Failed(String),
+}
+
 pub async fn run<W: Wire>(
+    wire: &W,
+    timeouts: HandshakeTimeouts,
+    started: Instant,
+) -> Result<Handshake, HandshakeError> {
+    match run_steps(wire, timeouts, started).await {
+        Ok(h) => Ok(h),
+        Err(_) if wire.exited() => Err(HandshakeError::Exited),
+        Err(reason) => Err(HandshakeError::Failed(reason)),
+    }
+}
+
+async fn run_steps<W: Wire>(
     wire: &W,
     timeouts: HandshakeTimeouts,
     started: Instant,

@@ -21,11 +21,13 @@
 mod actor;
 mod handlers;
 mod handshake;
+pub mod policy;
 mod process;
 mod server;
 mod stderr;
 
 pub use actor::{ServerManager, ServerManagerArgs, ServerManagerConfig};
+pub use process::{BASE_ENV, INSTANCE_VAR, Orphan, new_instance_id, sweep_orphans};
 
 /// The actor name used in metrics and logs.
 pub const ACTOR_NAME: &str = "server-manager";

@@ -14,17 +14,75 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+/// The variables a child gets from the manager's environment whatever its config says: what
+/// `npx`, `uvx` and friends need to find programs, caches, certificates and proxies.
+pub const BASE_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "TMPDIR",
+    "TZ",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// The variable that tags every child with its fleet's instance id.
+pub const INSTANCE_VAR: &str = "MCP_FLEET_INSTANCE";
+/// The variable that tells a child's manager pid, so a sweep can tell a live fleet's child from
+/// an orphan.
+pub const MANAGER_PID_VAR: &str = "MCP_FLEET_MANAGER_PID";
+
+/// How a child is started, beyond its spec.
+pub struct ChildEnv<'a> {
+    pub instance_id: &'a str,
+    pub inherit: &'a [String],
+}
+
 /// Spawns a stdio server: stdin, stdout and stderr piped, in a new process group (so a stop
-/// reaches wrapper trees such as `sh -c` and `npx` whole), killed if the handle is dropped.
+/// reaches wrapper trees such as `sh -c` and `npx` whole), killed if the handle is dropped, and
+/// on Linux killed by the kernel if the manager dies. Its environment is the base set, the
+/// inherit list, its config's `env`, and the fleet's tag; not the manager's whole environment.
 pub fn spawn_child(
     command: &str,
     args: &[String],
     env: &BTreeMap<String, String>,
     cwd: Option<&PathBuf>,
+    child_env: &ChildEnv<'_>,
 ) -> std::io::Result<Child> {
     let mut cmd = Command::new(command);
+    cmd.env_clear();
+    for key in BASE_ENV
+        .iter()
+        .copied()
+        .chain(child_env.inherit.iter().map(String::as_str))
+    {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
+        }
+    }
+    cmd.envs(env)
+        .env(INSTANCE_VAR, child_env.instance_id)
+        .env(MANAGER_PID_VAR, std::process::id().to_string());
+    die_with_parent(&mut cmd);
     cmd.args(args)
-        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -34,6 +92,131 @@ pub fn spawn_child(
         cmd.current_dir(dir);
     }
     cmd.spawn()
+}
+
+/// Asks the kernel to SIGKILL the child when the thread that spawned it dies (Linux
+/// `PR_SET_PDEATHSIG`), so a manager killed with SIGKILL leaves no direct child behind. Children
+/// are spawned from tokio worker threads, which live as long as the runtime.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only makes the prctl system
+    // call, which is async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
+
+/// A fresh random instance id (128 bits, hex). The randomness comes from std's per-`RandomState`
+/// random keys: enough to tell fleet instances apart; not a secret.
+pub fn new_instance_id() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// A random number from std's randomly keyed hasher.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// A uniform sample in `[0, 1)`, for backoff jitter.
+pub fn jitter_sample() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A process left behind by an earlier fleet instance that was killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub pid: u32,
+    pub instance: String,
+    pub command: String,
+}
+
+/// Finds every process tagged by another fleet instance whose manager is gone, and kills it
+/// with its process group. Processes of a live fleet (its manager pid still runs) are left
+/// alone. Returns what it ended, for the caller to report.
+pub fn sweep_orphans(own_instance: &str) -> Vec<Orphan> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut ended = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let mut instance = None;
+        let mut manager = None;
+        for var in environ.split(|b| *b == 0) {
+            let var = String::from_utf8_lossy(var);
+            if let Some(v) = var
+                .strip_prefix(INSTANCE_VAR)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                instance = Some(v.to_string());
+            } else if let Some(v) = var
+                .strip_prefix(MANAGER_PID_VAR)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                manager = v.parse::<u32>().ok();
+            }
+        }
+        let Some(instance) = instance else { continue };
+        if instance == own_instance || manager.is_some_and(process_running) {
+            continue;
+        }
+        let command = std::fs::read(entry.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        if let Ok(raw) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
+            // Its group too: wrapper trees share the group of the server they wrap.
+            if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(raw))) {
+                if pgid.as_raw() > 1 && pgid != nix::unistd::getpgrp() {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+            }
+        }
+        ended.push(Orphan {
+            pid,
+            instance,
+            command,
+        });
+    }
+    ended
+}
+
+/// Whether `pid` runs and is not a zombie.
+pub fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 pub fn exit_info(status: ExitStatus) -> ExitInfo {

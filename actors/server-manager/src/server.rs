@@ -36,7 +36,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::actor::ServerManagerConfig;
-use crate::handshake::{self, HandshakeTimeouts, Wire};
+use crate::handshake::{self, HandshakeError, HandshakeTimeouts, Wire};
+use crate::policy::{Decision, RestartTracker};
 use crate::process;
 use crate::stderr::{self, SharedStderr};
 
@@ -82,6 +83,10 @@ pub struct ServerActor {
     next_id: u64,
     ready_waiters: Vec<ReplySender<LaunchServerReply>>,
     launch_started: Instant,
+    tracker: RestartTracker,
+    /// Set when the actor kills its own process (it stopped answering probes): the exit that
+    /// follows is a failure with this reason.
+    kill_reason: Option<String>,
 }
 
 impl Actor for ServerActor {
@@ -109,6 +114,8 @@ impl Actor for ServerActor {
             next_id: 1,
             ready_waiters: Vec::new(),
             launch_started: Instant::now(),
+            tracker: RestartTracker::default(),
+            kill_reason: None,
         };
         actor.start_process(&actor_ref);
         Ok(actor)
@@ -187,7 +194,11 @@ impl ServerActor {
             }
         };
         self.set_state(ServerState::Starting);
-        let mut child = match process::spawn_child(command, args, env, cwd) {
+        let child_env = process::ChildEnv {
+            instance_id: &self.config.instance_id,
+            inherit: &self.config.inherit_env,
+        };
+        let mut child = match process::spawn_child(command, args, env, cwd, &child_env) {
             Ok(c) => c,
             Err(e) => {
                 return self.launch_failed(format!("could not run `{command}`: {e}"));
@@ -289,6 +300,7 @@ impl ServerActor {
 
         let wire = ActorWire {
             actor: actor_ref.clone(),
+            exit: self.running.as_ref().map(|r| r.exit.clone()),
         };
         let actor = actor_ref.clone();
         let timeouts = HandshakeTimeouts {
@@ -424,7 +436,7 @@ impl ServerActor {
 
     fn not_serving(&self) -> FleetError {
         match &self.status.state {
-            ServerState::Failed { .. } | ServerState::Stopped
+            ServerState::Failed { .. } | ServerState::Stopped | ServerState::Restarting
                 if self.status.last_exit.is_some() =>
             {
                 FleetError::ServerExited {
@@ -514,6 +526,7 @@ impl ServerActor {
                 // List again off the actor's path; the answer comes back as a message.
                 let wire = ActorWire {
                     actor: actor_ref.clone(),
+                    exit: None,
                 };
                 let actor = actor_ref.clone();
                 let generation = self.generation;
@@ -542,6 +555,60 @@ impl ServerActor {
             })),
             ServerState::Stopped => tx.send(Err(self.not_serving())),
             _ => self.ready_waiters.push(tx),
+        }
+    }
+
+    /// An exit nobody asked for: the restart policy decides.
+    fn on_unexpected_exit(&mut self, actor_ref: &ActorRef<Self>, exit: ExitInfo) {
+        let name = self.spec.name.clone();
+        let killed = self.kill_reason.take();
+        let failure = killed.is_some() || !exit.success();
+        let why = killed.unwrap_or_else(|| format!("exited unexpectedly ({exit})"));
+        tracing::error!(server = %name, %exit, reason = %why, "server process ended");
+        self.status.recent_exits.push(exit);
+        if self.status.recent_exits.len() > RECENT_EXITS {
+            self.status.recent_exits.remove(0);
+        }
+        let policy = &self.spec.restart;
+        let ran_for = self.launch_started.elapsed();
+        let decision = self.tracker.on_exit(
+            policy,
+            Instant::now(),
+            ran_for,
+            failure,
+            process::jitter_sample(),
+        );
+        match decision {
+            Decision::Restart { after, attempt } => {
+                tracing::warn!(server = %name, attempt, after_ms = after.as_millis() as u64, "restarting after backoff");
+                self.status.next_restart_at = Some(SystemTime::now() + after);
+                self.set_state(ServerState::Restarting);
+                let actor = actor_ref.clone();
+                let generation = self.generation;
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = actor.tell(RestartDue { generation }).await;
+                });
+            }
+            Decision::CrashLoop { restarts } => {
+                let exits: Vec<String> = self
+                    .status
+                    .recent_exits
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let reason = format!(
+                    "crash loop: {restarts} restarts within {:?} did not help; last exits: {}; \
+                     stays down until restarted",
+                    policy.window,
+                    exits.join(", ")
+                );
+                tracing::error!(server = %name, %reason, "server gave up");
+                self.set_state(ServerState::Failed { reason });
+            }
+            Decision::Stay => {
+                self.set_state(ServerState::Failed { reason: why });
+            }
         }
     }
 
@@ -582,6 +649,7 @@ fn report_stderr(metrics: &Option<Recipient<RecordMetric>>, server: &str, count:
 /// The handshake's view of the actor: requests go through the actor's own id mapping.
 struct ActorWire {
     actor: ActorRef<ServerActor>,
+    exit: Option<watch::Receiver<Option<ExitInfo>>>,
 }
 
 impl Wire for ActorWire {
@@ -611,6 +679,10 @@ impl Wire for ActorWire {
             Err(e) => Err(crate::actor::send_error(e, "server actor")),
         }
     }
+
+    fn exited(&self) -> bool {
+        self.exit.as_ref().is_some_and(|e| e.borrow().is_some())
+    }
 }
 
 /// A line from the child's stdout (internal).
@@ -628,7 +700,7 @@ pub struct Exited {
 /// The handshake ended (internal).
 pub struct HandshakeFinished {
     generation: u64,
-    result: Result<Handshake, String>,
+    result: Result<Handshake, HandshakeError>,
 }
 
 /// A request's caller gave up waiting (internal).
@@ -658,6 +730,30 @@ pub struct ToolsRefreshed {
 /// Start the process again after a stop (internal, used by restart).
 pub struct StartAgain;
 
+/// A restart's backoff has passed (internal).
+pub struct RestartDue {
+    generation: u64,
+}
+
+/// How many exits a status keeps.
+const RECENT_EXITS: usize = 5;
+
+impl Message<RestartDue> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: RestartDue, ctx: &mut Context<Self, ()>) {
+        if msg.generation == self.generation
+            && self.status.state == ServerState::Restarting
+            && self.running.is_none()
+        {
+            self.status.restarts += 1;
+            self.status.next_restart_at = None;
+            let actor_ref = ctx.actor_ref().clone();
+            self.start_process(&actor_ref);
+        }
+    }
+}
+
 impl Message<StdoutItem> for ServerActor {
     type Reply = ();
 
@@ -671,7 +767,7 @@ impl Message<StdoutItem> for ServerActor {
 impl Message<Exited> for ServerActor {
     type Reply = ();
 
-    async fn handle(&mut self, msg: Exited, _: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: Exited, ctx: &mut Context<Self, ()>) {
         if msg.generation != self.generation {
             return;
         }
@@ -697,10 +793,7 @@ impl Message<Exited> for ServerActor {
                 self.push_status();
             }
         } else {
-            tracing::error!(server = %self.spec.name, exit = %msg.exit, "server exited unexpectedly");
-            self.set_state(ServerState::Failed {
-                reason: format!("exited unexpectedly ({})", msg.exit),
-            });
+            self.on_unexpected_exit(ctx.actor_ref(), msg.exit);
         }
         let err = self.not_serving();
         for w in self.ready_waiters.drain(..) {
@@ -736,7 +829,9 @@ impl Message<HandshakeFinished> for ServerActor {
                     w.send(Ok(self.status.clone()));
                 }
             }
-            Err(reason) => {
+            // The exit's own message decides what happens next.
+            Err(HandshakeError::Exited) => {}
+            Err(HandshakeError::Failed(reason)) => {
                 tracing::error!(server = %self.spec.name, %reason, "MCP handshake failed");
                 self.metric(MetricEvent::LaunchFailed {
                     server: self.spec.name.clone(),
@@ -842,6 +937,9 @@ impl Message<StartAgain> for ServerActor {
     type Reply = DelegatedReply<LaunchServerReply>;
 
     async fn handle(&mut self, _: StartAgain, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        // Someone asked: a fresh start, with the restart history forgotten.
+        self.tracker.reset();
+        self.status.next_restart_at = None;
         if self.running.is_none() {
             self.status.restarts += 1;
             let actor_ref = ctx.actor_ref().clone();
@@ -861,14 +959,71 @@ impl Message<CallServer> for ServerActor {
         msg: CallServer,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        let starting = matches!(
+            self.status.state,
+            ServerState::Starting | ServerState::Initializing | ServerState::Restarting
+        );
+        let wait = self.config.restart_wait;
+        if starting && !wait.is_zero() {
+            // Wait a bounded time for the server to be ready, off the actor's path.
+            let mut status = self.published.subscribe();
+            let actor = ctx.actor_ref().clone();
+            let label = self.spec.name.clone();
+            return ctx.spawn(async move {
+                let _ = tokio::time::timeout(
+                    wait,
+                    status.wait_for(|s| {
+                        !matches!(
+                            s.state,
+                            ServerState::Starting
+                                | ServerState::Initializing
+                                | ServerState::Restarting
+                        )
+                    }),
+                )
+                .await;
+                actor
+                    .ask(CallNow(msg))
+                    .await
+                    .map_err(|e| crate::actor::send_error(e, &label))
+            });
+        }
+        let actor_ref = ctx.actor_ref().clone();
+        match self.call_now(msg, &actor_ref) {
+            Ok(task) => ctx.spawn(task),
+            Err(e) => ctx.reply(Err(e)),
+        }
+    }
+}
+
+/// A call that does not wait for a restart (internal; after the wait is over).
+pub struct CallNow(CallServer);
+
+impl Message<CallNow> for ServerActor {
+    type Reply = DelegatedReply<Result<Value, FleetError>>;
+
+    async fn handle(&mut self, msg: CallNow, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let actor_ref = ctx.actor_ref().clone();
+        match self.call_now(msg.0, &actor_ref) {
+            Ok(task) => ctx.spawn(task),
+            Err(e) => ctx.reply(Err(e)),
+        }
+    }
+}
+
+impl ServerActor {
+    /// Sends the call if the server serves; otherwise answers at once with why not.
+    fn call_now(
+        &mut self,
+        msg: CallServer,
+        actor_ref: &ActorRef<Self>,
+    ) -> Result<impl Future<Output = Result<Value, FleetError>> + Send + 'static, FleetError> {
         let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
-            return ctx.reply(Err(self.not_serving()));
+            return Err(self.not_serving());
         };
         let params = mcp::params_for_era(era, msg.params);
         let timeout = msg.timeout.unwrap_or(self.config.request_timeout);
-        let actor_ref = ctx.actor_ref().clone();
-        let task = self.request_task(&actor_ref, msg.method, params, timeout, true);
-        ctx.spawn(task)
+        Ok(self.request_task(actor_ref, msg.method, params, timeout, true))
     }
 }
 
@@ -937,8 +1092,18 @@ impl Message<HealthChanged> for ServerActor {
     async fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self, ()>) {
         match (&self.status.state, msg.healthy) {
             (ServerState::Ready, false) => {
-                tracing::warn!(server = %self.spec.name, failures = msg.consecutive_failures, reason = ?msg.reason, "server unhealthy");
+                tracing::warn!(server = %self.spec.name, failures = msg.consecutive_failures, reason = ?msg.reason, "server unhealthy; killing it so the restart policy can replace it");
                 self.set_state(ServerState::Unhealthy);
+                // A hung (or stopped) server answers nothing; only a new process helps.
+                // SIGKILL works on a SIGSTOPped process too.
+                if let Some(r) = &self.running {
+                    self.kill_reason = Some(format!(
+                        "unhealthy: {} probes failed in a row ({})",
+                        msg.consecutive_failures,
+                        msg.reason.as_deref().unwrap_or("no reason given")
+                    ));
+                    process::signal_group(r.pid, Signal::SIGKILL);
+                }
             }
             (ServerState::Unhealthy, true) => {
                 tracing::info!(server = %self.spec.name, "server healthy again");

@@ -186,13 +186,14 @@ async fn a_request_times_out_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_crash_fails_requests_at_once_and_marks_the_server_failed() {
     let manager = spawn_manager(config());
-    // discover, tools/list (2 requests), then one echo; the next request crashes it.
-    manager
-        .ask(LaunchServer {
-            spec: reference("c", &["--crash-after-requests", "3"]),
-        })
-        .await
-        .unwrap();
+    // discover, tools/list (2 requests), then one echo; the next request crashes it. With the
+    // restart policy `never`, it stays failed.
+    let never = fleet_protocol::RestartPolicy {
+        mode: fleet_protocol::RestartMode::Never,
+        ..Default::default()
+    };
+    let spec = reference("c", &["--crash-after-requests", "3"]).with_restart(never);
+    manager.ask(LaunchServer { spec }).await.unwrap();
     manager.ask(echo("c", "one")).await.unwrap();
     let started = Instant::now();
     let err = manager.ask(echo("c", "two")).await.unwrap_err();

@@ -16,6 +16,8 @@ pub fn config() -> ServerManagerConfig {
         handshake_timeout: Duration::from_secs(20),
         discover_timeout: Duration::from_secs(5),
         stop_grace: Duration::from_millis(500),
+        // Fail at once while a server restarts, unless a test asks for the wait.
+        restart_wait: Duration::ZERO,
         ..ServerManagerConfig::default()
     }
 }
@@ -25,6 +27,19 @@ pub fn spawn_manager(config: ServerManagerConfig) -> ActorRef<ServerManager> {
         config,
         metrics: None,
     })
+}
+
+/// A restart policy with short delays for tests.
+pub fn quick_restarts(budget: u32) -> fleet_protocol::RestartPolicy {
+    fleet_protocol::RestartPolicy {
+        mode: fleet_protocol::RestartMode::Always,
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_secs(2),
+        jitter: 0.0,
+        budget,
+        window: Duration::from_secs(60),
+        stable_after: Duration::from_secs(60),
+    }
 }
 
 /// A spec running the reference server with the given flags.

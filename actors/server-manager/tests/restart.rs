@@ -1,0 +1,208 @@
+//! Crashed servers come back: the restart policy in the real actor with real processes, the
+//! crash loop, requests during a restart, the children's environment and the orphan sweep.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, quick_restarts, reference, spawn_manager, wait_for};
+use fleet_protocol::messages::server::{CallServer, GetServerStatus, LaunchServer, StopAllServers};
+use fleet_protocol::{FleetError, ServerState, ServerStatus};
+use fleet_server_manager::{INSTANCE_VAR, ServerManager, sweep_orphans};
+use kameo::actor::ActorRef;
+use serde_json::json;
+
+fn echo(server: &str, message: &str) -> CallServer {
+    CallServer {
+        server: server.into(),
+        method: "tools/call".into(),
+        params: Some(json!({"name": "echo", "arguments": {"message": message}})),
+        timeout: None,
+    }
+}
+
+async fn status(manager: &ActorRef<ServerManager>, name: &str) -> ServerStatus {
+    manager
+        .ask(GetServerStatus { name: name.into() })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_server_that_crashes_three_times_comes_back_each_time_with_growing_delays() {
+    let manager = spawn_manager(config());
+    // Answers the handshake's two requests and one call, then exits with code 3.
+    let spec =
+        reference("phoenix", &["--crash-after-requests", "3"]).with_restart(quick_restarts(5));
+    let first = manager.ask(LaunchServer { spec }).await.unwrap();
+    let mut pid = first.pid.unwrap();
+    let mut delays = Vec::new();
+    for round in 0..3 {
+        manager
+            .ask(echo("phoenix", &format!("r{round}")))
+            .await
+            .unwrap();
+        let restarting = wait_for(Duration::from_secs(5), "the crash to be seen", || async {
+            let s = status(&manager, "phoenix").await;
+            (s.state == ServerState::Restarting).then_some(s)
+        })
+        .await;
+        let exit = restarting.last_exit.clone().unwrap();
+        assert_eq!(exit.code, Some(3));
+        let due = restarting.next_restart_at.unwrap();
+        delays.push(due.duration_since(exit.at).unwrap_or_default());
+        let ready = wait_for(Duration::from_secs(10), "the restart", || async {
+            let s = status(&manager, "phoenix").await;
+            (s.state == ServerState::Ready && s.pid != Some(pid)).then_some(s)
+        })
+        .await;
+        assert_eq!(ready.restarts, round + 1);
+        pid = ready.pid.unwrap();
+    }
+    // 100 ms, 200 ms, 400 ms (no jitter), counted from a moment after the exit was stamped.
+    for (d, nominal) in delays.iter().zip([100u64, 200, 400]) {
+        let nominal = Duration::from_millis(nominal);
+        assert!(
+            *d >= nominal && *d <= nominal + Duration::from_millis(50),
+            "delays {delays:?}"
+        );
+    }
+    assert!(delays[0] < delays[1] && delays[1] < delays[2], "{delays:?}");
+    let r = manager.ask(echo("phoenix", "back")).await.unwrap();
+    assert_eq!(r["content"][0]["text"], "back");
+    let s = status(&manager, "phoenix").await;
+    assert_eq!(s.recent_exits.len(), 3);
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_always_crashes_at_start_reaches_crash_loop_while_others_serve() {
+    let manager = spawn_manager(config());
+    manager
+        .ask(LaunchServer {
+            spec: reference("steady", &[]),
+        })
+        .await
+        .unwrap();
+    let doomed = reference("doomed", &["--exit-at-start", "1"]).with_restart(quick_restarts(3));
+    let launch = manager
+        .ask(LaunchServer { spec: doomed })
+        .await
+        .unwrap_err();
+    assert!(format!("{launch:?}").contains("ServerExited"), "{launch:?}");
+    let failed = wait_for(Duration::from_secs(10), "the crash loop", || async {
+        let s = status(&manager, "doomed").await;
+        matches!(s.state, ServerState::Failed { .. }).then_some(s)
+    })
+    .await;
+    let ServerState::Failed { reason } = &failed.state else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("crash loop") && reason.contains("exit code 1"),
+        "{reason}"
+    );
+    assert_eq!(failed.restarts, 3, "exactly the budget of restarts");
+    assert_eq!(failed.pid, None);
+    // It stays down...
+    let err = manager.ask(echo("doomed", "x")).await.unwrap_err();
+    assert!(format!("{err:?}").contains("doomed"), "{err:?}");
+    // ...while the other server serves throughout.
+    let r = manager.ask(echo("steady", "fine")).await.unwrap();
+    assert_eq!(r["content"][0]["text"], "fine");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_during_a_restart_waits_a_bounded_time() {
+    let mut cfg = config();
+    cfg.restart_wait = Duration::from_secs(5);
+    let manager = spawn_manager(cfg);
+    let spec = reference("slow", &["--crash-after-requests", "3"]).with_restart(quick_restarts(5));
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    manager.ask(echo("slow", "one")).await.unwrap();
+    wait_for(Duration::from_secs(5), "the restart to begin", || async {
+        (status(&manager, "slow").await.state == ServerState::Restarting).then_some(())
+    })
+    .await;
+    // Sent while the server is down: it waits for the new process and is answered.
+    let r = manager.ask(echo("slow", "after")).await.unwrap();
+    assert_eq!(r["content"][0]["text"], "after");
+
+    // With no wait configured, the same request fails at once, naming the server.
+    let manager = spawn_manager(config());
+    let spec = reference("fast", &["--crash-after-requests", "3"]).with_restart(quick_restarts(5));
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    manager.ask(echo("fast", "one")).await.unwrap();
+    wait_for(Duration::from_secs(5), "the restart to begin", || async {
+        (status(&manager, "fast").await.state == ServerState::Restarting).then_some(())
+    })
+    .await;
+    let err = manager.ask(echo("fast", "now")).await.unwrap_err();
+    let kameo::error::SendError::HandlerError(err) = err else {
+        panic!("{err:?}")
+    };
+    assert!(matches!(err, FleetError::ServerExited { .. }), "{err:?}");
+    assert!(err.to_string().contains("`fast` exited"), "{err}");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn children_get_a_minimal_tagged_environment() {
+    let mut cfg = config();
+    cfg.instance_id = "test-instance".into();
+    cfg.inherit_env = vec!["CARGO_PKG_NAME".into()];
+    let manager = spawn_manager(cfg);
+    let spec = reference("env", &[]).with_env("FROM_CONFIG", "yes");
+    let s = manager.ask(LaunchServer { spec }).await.unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", s.pid.unwrap())).unwrap();
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let has = |prefix: &str| vars.iter().any(|v| v.starts_with(prefix));
+    assert!(has("PATH="));
+    assert!(has("FROM_CONFIG=yes"));
+    assert!(has(&format!("{INSTANCE_VAR}=test-instance")));
+    assert!(has("CARGO_PKG_NAME="), "the inherit list is honoured");
+    // cargo sets CARGO_MANIFEST_DIR for this test process; the child must not see it.
+    assert!(!has("CARGO_MANIFEST_DIR="), "{vars:?}");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_sweep_ends_orphans_of_a_dead_fleet_and_spares_live_ones() {
+    // A manager pid that is certainly dead: a process that has exited and been reaped.
+    let dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    let mut dead = dead;
+    dead.wait().unwrap();
+
+    let spawn_tagged = |instance: &str, manager_pid: u32| {
+        std::process::Command::new("sleep")
+            .arg("60")
+            .env(INSTANCE_VAR, instance)
+            .env("MCP_FLEET_MANAGER_PID", manager_pid.to_string())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    use std::os::unix::process::CommandExt as _;
+    let mut orphan = spawn_tagged("old-instance", dead_pid);
+    let mut live = spawn_tagged("other-live-instance", std::process::id());
+
+    let ended = sweep_orphans("this-instance");
+    let ended_pids: Vec<u32> = ended.iter().map(|o| o.pid).collect();
+    assert!(ended_pids.contains(&orphan.id()), "{ended:?}");
+    assert!(
+        !ended_pids.contains(&live.id()),
+        "a live fleet's child was swept"
+    );
+    let orphan_status = orphan.wait().unwrap();
+    assert!(orphan_status.code().is_none(), "killed by a signal");
+    let o = ended.iter().find(|o| o.pid == orphan.id()).unwrap();
+    assert_eq!(o.instance, "old-instance");
+    assert!(o.command.contains("sleep"), "{o:?}");
+    live.kill().unwrap();
+    live.wait().unwrap();
+}
