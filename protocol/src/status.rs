@@ -40,8 +40,9 @@ pub enum ServerState {
     Ready,
     /// Ready, but health probes are failing.
     Unhealthy,
-    /// Waiting to start again: after an exit nobody asked for (see `next_restart_at`), or during
-    /// a restart someone asked for.
+    /// Waiting out the backoff before starting again after an exit nobody asked for (see
+    /// `ServerStatus::next_restart_at`). A restart someone asks for goes through `Stopping`,
+    /// `Stopped` and `Starting` instead.
     Restarting,
     /// A stop is under way (stdin closed, signals may follow).
     Stopping,

@@ -1056,9 +1056,17 @@ impl Message<StopProcess> for ServerActor {
     ) -> Self::Reply {
         let name = self.spec.name.clone();
         let pid = self.status.pid;
+        let mut published = self.published.subscribe();
         match self.begin_stop() {
             Some(stop) => ctx.spawn(async move {
                 let (method, exit, took) = stop.await;
+                // Reply only once the actor has handled the exit (it publishes `pid: None`), so
+                // the exit's metrics and state are in before a shutdown goes on to stop actors.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    published.wait_for(|s| s.pid.is_none()),
+                )
+                .await;
                 Ok(StoppedServer {
                     name,
                     pid,
