@@ -30,6 +30,21 @@ async fn http_get(port: u16, path: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Starts `mcp-fleet run` on a free port with `config`; returns the child and the port.
+fn spawn_fleet(config: &std::path::Path, stderr: Stdio) -> (tokio::process::Child, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
 fn write_config(text: &str) -> tempfile_path::TempFile {
     tempfile_path::TempFile::new(text)
 }
@@ -73,16 +88,7 @@ async fn runs_a_config_serves_metrics_and_stops_on_sigterm() {
 }}"#,
         bin = bin.display()
     ));
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--config"])
-        .arg(&config.0)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, port) = spawn_fleet(&config.0, Stdio::piped());
 
     let metrics = wait_for(
         Duration::from_secs(20),
@@ -194,16 +200,7 @@ async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could()
         "{{ \"mcpServers\": {{ {} }} }}",
         servers.join(",\n")
     ));
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--config"])
-        .arg(&config.0)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, port) = spawn_fleet(&config.0, Stdio::null());
     wait_for(Duration::from_secs(30), "21 servers up", || async {
         let body = http_get(port, "/metrics").await?;
         (body.matches(" 1\n").count() > 0
@@ -242,16 +239,7 @@ async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could()
 
     // The next start ends it and says so.
     let empty = write_config(r#"{ "mcpServers": {} }"#);
-    let port = free_port();
-    let mut next = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--config"])
-        .arg(&empty.0)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut next, _port) = spawn_fleet(&empty.0, Stdio::piped());
     wait_for(
         Duration::from_secs(5),
         "the sweep to end the survivor",

@@ -27,7 +27,9 @@ mod server;
 mod stderr;
 
 pub use actor::{ServerManager, ServerManagerArgs, ServerManagerConfig};
-pub use process::{BASE_ENV, INSTANCE_VAR, Orphan, new_instance_id, sweep_orphans};
+pub use process::{
+    BASE_ENV, INSTANCE_VAR, Orphan, new_instance_id, process_running, sweep_orphans,
+};
 
 /// The actor name used in metrics and logs.
 pub const ACTOR_NAME: &str = "server-manager";

@@ -34,15 +34,8 @@ where
     }
 }
 
-/// Whether `pid` is a running process (a zombie awaiting its reaper does not count).
-pub fn process_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
+#[allow(unused_imports)] // not every test file uses it
+pub use fleet_server_manager::process_running;
 
 /// Pids of running (not zombie) processes whose command line contains `marker`.
 pub fn pids_with(marker: &str) -> Vec<u32> {
