@@ -78,9 +78,9 @@ async fn a_sigstopped_server_is_detected_and_replaced_and_its_request_fails() {
     let detected = stopped_at.elapsed();
     assert!(format!("{err:?}").contains("ServerExited"), "{err:?}");
     let bound = interval * threshold + timeout;
-    // Scheduling slack on a loaded 2-core machine.
+    // Scheduling slack on a loaded 2-core machine (other tests run beside this one).
     assert!(
-        detected <= bound + Duration::from_millis(400),
+        detected <= bound + Duration::from_millis(800),
         "detected after {detected:?}, bound {bound:?}"
     );
 
