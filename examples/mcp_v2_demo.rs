@@ -6,7 +6,7 @@
 //! workspace's reference MCP server (`examples/reference-server`), named docker, kubernetes and
 //! prometheus as in the original demo; they are not Docker, Kubernetes or Prometheus servers.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use fleet_protocol::messages::health::GetHealth;
@@ -15,6 +15,7 @@ use fleet_protocol::messages::server::{CallServer, GetServerStatus};
 use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
 use fleet_protocol::{ServerSpec, ServerState};
 use fleet_runtime::{Fleet, FleetOptions, telemetry};
+use fleet_server_manager::process_running;
 use serde_json::json;
 
 const SERVERS: [&str; 3] = ["docker", "kubernetes", "prometheus"];
@@ -232,14 +233,13 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     fleet.supervisor.wait_for_shutdown().await;
-    let survivors: Vec<u32> = pids.into_iter().filter(|&p| process_alive(p)).collect();
+    let survivors: Vec<u32> = pids.into_iter().filter(|&p| process_running(p)).collect();
     if !survivors.is_empty() {
         bail!("processes still running after shutdown: {survivors:?}");
     }
     println!(
-        "   all actors stopped in {:.1} ms; no server process left ({})",
-        millis(report.took),
-        humantime(SystemTime::now())
+        "   all actors stopped in {:.1} ms; no server process left",
+        millis(report.took)
     );
     Ok(())
 }
@@ -259,23 +259,4 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
     let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
     samples[rank.min(samples.len() - 1)]
-}
-
-/// Whether a process with this pid runs (a zombie waiting to be reaped does not count).
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-fn humantime(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("checked at unix time {secs}")
 }

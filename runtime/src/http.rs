@@ -1,7 +1,5 @@
 //! The HTTP listener: `/metrics` for Prometheus.
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -27,12 +25,6 @@ pub fn router(prometheus: PrometheusHandle) -> Router {
             }
         }),
     )
-}
-
-/// Binds `addr` and serves until `shutdown` resolves. Returns the bound address first (the
-/// port may have been 0) through the returned task's setup.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

@@ -66,7 +66,7 @@ async fn run(config_path: PathBuf, listen: SocketAddr) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let listener = match http::bind(listen).await {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("mcp-fleet: cannot listen on {listen}: {e}");

@@ -151,7 +151,7 @@ impl Actor for ServerManager {
         for entry in self.servers.values() {
             entry.actor.wait_for_shutdown().await;
         }
-        self.report(true);
+        self.report();
         Ok(())
     }
 }
@@ -164,7 +164,8 @@ impl ServerManager {
         }
     }
 
-    fn report(&mut self, _final: bool) {
+    /// Reports whatever count is pending (on stop).
+    fn report(&mut self) {
         if let Some(n) = self.counter.take(Instant::now()) {
             self.send_count(n);
         }

@@ -20,12 +20,10 @@
 //!   recipients other actors hold stay valid.
 
 mod actor;
-mod error;
 mod handlers;
 mod services;
 
 pub use actor::{Supervisor, SupervisorArgs, SupervisorConfig};
-pub use error::SupervisorError;
 pub use services::{
     HealthPort, MetricsPort, ServerManagerPort, Services, Wiring, supervise_service,
 };
