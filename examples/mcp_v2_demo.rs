@@ -121,6 +121,8 @@ async fn main() -> anyhow::Result<()> {
                     json!({"name": "echo", "arguments": {"message": format!("call {i}")}}),
                 ),
                 timeout: None,
+                cancel: None,
+                progress: None,
             })
             .await
             .map_err(|e| anyhow::anyhow!("tools/call echo on {server}: {e:?}"))?;

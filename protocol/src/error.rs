@@ -40,6 +40,8 @@ pub enum FleetError {
         /// Boxed: the error object is large and this is the rare path.
         error: Box<ErrorObject>,
     },
+    #[error("the call of `{method}` on server `{server}` was cancelled")]
+    Cancelled { server: String, method: String },
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
     #[error("actor `{actor}` is unavailable: {reason}")]

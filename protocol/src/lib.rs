@@ -9,7 +9,9 @@
 //! - [`error`]: [`FleetError`], the error every actor reply carries.
 //!
 //! Architecture invariant: this crate depends on no actor framework and no other fleet crate, so
-//! every actor crate can depend on it and on nothing else of ours.
+//! every actor crate can depend on it and on nothing else of ours. From tokio it uses only
+//! channels and a cancellation token, for streams that are not actor messages (server events,
+//! progress notifications).
 
 pub mod codec;
 pub mod config;

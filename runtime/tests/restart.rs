@@ -48,6 +48,8 @@ async fn a_sigstopped_server_is_detected_and_replaced_and_its_request_fails() {
             method: "tools/call".into(),
             params: Some(json!({"name": "sleep", "arguments": {"ms": 3000}})),
             timeout: Some(Duration::from_secs(30)),
+            cancel: None,
+            progress: None,
         })
         .await
     });

@@ -52,6 +52,8 @@ async fn a_fleet_launches_is_probed_measured_and_shut_down() {
                 method: "tools/call".into(),
                 params: Some(json!({"name": "echo", "arguments": {"message": i.to_string()}})),
                 timeout: None,
+                cancel: None,
+                progress: None,
             })
             .await
             .unwrap();

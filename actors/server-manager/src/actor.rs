@@ -14,6 +14,7 @@ use kameo::actor::{ActorId, ActorRef, Recipient, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible, SendError};
 use tokio::sync::watch;
 
+use crate::events::EventHub;
 use crate::server::{LiveCounters, ServerActor};
 use crate::stderr::{self, SharedStderr};
 
@@ -103,6 +104,7 @@ pub struct ServerManager {
     pub(crate) config: Arc<ServerManagerConfig>,
     pub(crate) metrics: Option<Recipient<RecordMetric>>,
     pub(crate) servers: BTreeMap<String, Entry>,
+    pub(crate) events: EventHub,
     counter: MessageCounter,
 }
 
@@ -120,6 +122,7 @@ impl Actor for ServerManager {
             config: Arc::new(args.config),
             metrics: args.metrics,
             servers: BTreeMap::new(),
+            events: EventHub::default(),
             counter: MessageCounter::new(Instant::now(), every),
         })
     }

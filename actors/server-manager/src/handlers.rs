@@ -8,8 +8,8 @@ use fleet_protocol::messages::health::HealthChanged;
 use fleet_protocol::messages::server::{
     CallServer, CallServerReply, GetServerLogs, GetServerLogsReply, GetServerStatus,
     GetServerStatusReply, LaunchServer, LaunchServerReply, ListServers, ListServersReply,
-    ProbeServer, ProbeServerReply, RestartServer, RestartServerReply, StopAllServers,
-    StopAllServersReply, StopServer, StopServerReply,
+    ProbeServer, ProbeServerReply, RestartServer, RestartServerReply, ServerEvent, StopAllServers,
+    StopAllServersReply, StopServer, StopServerReply, SubscribeServerEvents,
 };
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::actor::{ActorRef, Spawn};
@@ -91,6 +91,7 @@ impl Message<LaunchServer> for ServerManager {
             metrics: self.metrics.clone(),
             stderr: ring.clone(),
             counters: counters.clone(),
+            events: self.events.clone(),
         };
         let actor = ServerActor::spawn_link(ctx.actor_ref(), args).await;
         self.servers.insert(
@@ -264,5 +265,22 @@ impl Message<HealthChanged> for ServerManager {
         if let Ok(actor) = self.server_actor(&msg.server) {
             let _ = actor.tell(msg).try_send();
         }
+    }
+}
+
+impl Message<SubscribeServerEvents> for ServerManager {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: SubscribeServerEvents, _: &mut Context<Self, Self::Reply>) {
+        self.count();
+        // Under the hub's lock, so no server publishes between the snapshot and the joining.
+        let mut subs = self.events.lock();
+        for (name, entry) in &self.servers {
+            let _ = msg.sink.send(ServerEvent::StateChanged {
+                server: name.clone(),
+                state: entry.status().state,
+            });
+        }
+        subs.push(msg.sink);
     }
 }

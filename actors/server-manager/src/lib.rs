@@ -10,15 +10,19 @@
 //!   process in order: close stdin, wait, SIGTERM to the process group, wait, SIGKILL.
 //!
 //! Messages handled: see `fleet_protocol::messages::server` (the closed set).
-//! Emits: `RecordMetric` events to the metrics collector, if one is given.
+//! Emits: `RecordMetric` events to the metrics collector, if one is given; `ServerEvent`s (state
+//! changes, list changes) to every subscriber of `SubscribeServerEvents`.
 //!
 //! Invariants:
 //! - Every request gets exactly one answer: the server's, a timeout, or "server exited".
 //! - No process outlives its actor: the actor's stop kills the whole process group.
 //! - A line on a child's stdout that is not JSON-RPC is logged and counted, never fatal.
 //! - Launches run concurrently: each server's actor does its own handshake.
+//! - A caller's progress token never reaches a server: each request's token is replaced by one
+//!   of the actor's own and mapped back, so callers picking the same token never cross.
 
 mod actor;
+mod events;
 mod handlers;
 mod handshake;
 pub mod policy;

@@ -19,7 +19,7 @@ use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::health::HealthChanged;
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, RequestOutcome};
 use fleet_protocol::messages::server::{
-    CallServer, LaunchServerReply, ProbeServer, StopMethod, StoppedServer,
+    CallServer, LaunchServerReply, ProbeServer, ServerEvent, StopMethod, StoppedServer,
 };
 use fleet_protocol::status::{Era, Handshake};
 use fleet_protocol::{ExitInfo, FleetError, ServerSpec, ServerState, ServerStatus, Transport};
@@ -34,8 +34,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::sync::CancellationToken;
 
 use crate::actor::ServerManagerConfig;
+use crate::events::EventHub;
 use crate::handshake::{self, HandshakeError, HandshakeTimeouts, Wire};
 use crate::policy::{Decision, RestartTracker};
 use crate::process;
@@ -55,6 +57,7 @@ pub struct ServerActorArgs {
     pub counters: Arc<LiveCounters>,
     /// Where the actor publishes its status; the manager answers queries from the receiver.
     pub status: watch::Sender<ServerStatus>,
+    pub(crate) events: EventHub,
 }
 
 struct Running {
@@ -65,6 +68,17 @@ struct Running {
 }
 
 type Pending = oneshot::Sender<Result<Value, FleetError>>;
+
+/// Where a request's progress notifications go, and the caller's token to restore on them.
+struct ProgressRoute {
+    token: Value,
+    sink: mpsc::Sender<Notification>,
+}
+
+/// The progress token the actor puts on the wire for its request `id`.
+fn wire_progress_token(id: u64) -> String {
+    format!("mcp-fleet-{id}")
+}
 
 pub struct ServerActor {
     spec: ServerSpec,
@@ -80,7 +94,10 @@ pub struct ServerActor {
     /// Set while a stop is under way, so the exit it causes is not reported as a crash.
     stopping: bool,
     pending: HashMap<u64, Pending>,
+    /// Progress routes of pending requests, by the request's wire id.
+    progress: HashMap<u64, ProgressRoute>,
     next_id: u64,
+    events: EventHub,
     ready_waiters: Vec<ReplySender<LaunchServerReply>>,
     launch_started: Instant,
     tracker: RestartTracker,
@@ -111,7 +128,9 @@ impl Actor for ServerActor {
             running: None,
             stopping: false,
             pending: HashMap::new(),
+            progress: HashMap::new(),
             next_id: 1,
+            events: args.events,
             ready_waiters: Vec::new(),
             launch_started: Instant::now(),
             tracker: RestartTracker::default(),
@@ -155,11 +174,18 @@ impl ServerActor {
     }
 
     fn set_state(&mut self, state: ServerState) {
-        if self.status.state != state {
+        let changed = self.status.state != state;
+        if changed {
             tracing::debug!(server = %self.spec.name, from = %self.status.state, to = %state, "state change");
             self.status.state = state;
         }
         self.push_status();
+        if changed {
+            self.events.publish(ServerEvent::StateChanged {
+                server: self.spec.name.clone(),
+                state: self.status.state.clone(),
+            });
+        }
     }
 
     /// Publishes the status; the manager answers status queries from the latest published one.
@@ -355,55 +381,91 @@ impl ServerActor {
         })
     }
 
-    /// Sends a request with an id of our own; the receiver gets the answer.
+    /// Sends a request with an id of our own; the receiver gets the answer. With a progress
+    /// sink, a `params._meta.progressToken` is replaced by a token of ours for the wire.
     fn send_request(
         &mut self,
         method: String,
-        params: Option<Value>,
+        mut params: Option<Value>,
+        progress: Option<mpsc::Sender<Notification>>,
     ) -> Result<(u64, oneshot::Receiver<Result<Value, FleetError>>), FleetError> {
         let id = self.next_id;
         self.next_id += 1;
+        let route = progress.and_then(|sink| {
+            let token = params
+                .as_mut()?
+                .get_mut("_meta")?
+                .get_mut("progressToken")?;
+            let caller = std::mem::replace(token, Value::String(wire_progress_token(id)));
+            Some(ProgressRoute {
+                token: caller,
+                sink,
+            })
+        });
         let msg = RpcMessage::Request(Request::new(id, method, params));
         self.write(&msg)?;
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id, tx);
+        if let Some(route) = route {
+            self.progress.insert(id, route);
+        }
         self.counters
             .in_flight
             .store(self.pending.len(), Ordering::Relaxed);
         Ok((id, rx))
     }
 
-    /// Sends a request and answers through a task that applies the timeout, so the actor never
-    /// waits on the child.
+    /// Sends a request and answers through a task that applies the timeout and the caller's
+    /// cancellation, so the actor never waits on the child.
     fn request_task(
         &mut self,
         actor_ref: &ActorRef<Self>,
-        method: String,
-        params: Option<Value>,
-        timeout: Duration,
+        request: OutgoingRequest,
         record: bool,
     ) -> impl Future<Output = Result<Value, FleetError>> + Send + 'static {
         let started = Instant::now();
-        let sent = self.send_request(method.clone(), params);
+        let OutgoingRequest {
+            method,
+            params,
+            timeout,
+            cancel,
+            progress,
+        } = request;
+        let sent = self.send_request(method.clone(), params, progress);
         let actor = actor_ref.clone();
         let name = self.spec.name.clone();
         let metrics = self.metrics.clone().filter(|_| record);
         async move {
+            let cancelled = async {
+                match &cancel {
+                    Some(c) => c.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
             let result = match sent {
                 Err(e) => Err(e),
-                Ok((id, rx)) => match tokio::time::timeout(timeout, rx).await {
-                    Ok(Ok(answer)) => answer,
-                    // The actor dropped the sender: it stopped without answering.
-                    Ok(Err(_)) => Err(FleetError::ServerExited {
-                        server: name.clone(),
-                        exit: None,
-                    }),
-                    Err(_) => {
-                        let _ = actor.tell(RequestTimedOut { id }).await;
-                        Err(FleetError::Timeout {
+                Ok((id, rx)) => tokio::select! {
+                    answer = tokio::time::timeout(timeout, rx) => match answer {
+                        Ok(Ok(answer)) => answer,
+                        // The actor dropped the sender: it stopped without answering.
+                        Ok(Err(_)) => Err(FleetError::ServerExited {
+                            server: name.clone(),
+                            exit: None,
+                        }),
+                        Err(_) => {
+                            let _ = actor.tell(RequestAbandoned { id, reason: "timed out in mcp-fleet" }).await;
+                            Err(FleetError::Timeout {
+                                server: name.clone(),
+                                method: method.clone(),
+                                after: timeout,
+                            })
+                        }
+                    },
+                    () = cancelled => {
+                        let _ = actor.tell(RequestAbandoned { id, reason: "cancelled by the client" }).await;
+                        Err(FleetError::Cancelled {
                             server: name.clone(),
                             method: method.clone(),
-                            after: timeout,
                         })
                     }
                 },
@@ -412,7 +474,9 @@ impl ServerActor {
                 let outcome = match &result {
                     Ok(_) => RequestOutcome::Ok,
                     Err(FleetError::Upstream { .. }) => RequestOutcome::Error,
-                    Err(FleetError::Timeout { .. }) => RequestOutcome::Timeout,
+                    Err(FleetError::Timeout { .. }) | Err(FleetError::Cancelled { .. }) => {
+                        RequestOutcome::Timeout
+                    }
                     Err(_) => RequestOutcome::Failed,
                 };
                 let _ = m
@@ -453,6 +517,7 @@ impl ServerActor {
 
     /// Fails every request in flight at once (the process is gone, or the actor is).
     fn fail_pending(&mut self, exit: Option<ExitInfo>) {
+        self.progress.clear();
         for (_, tx) in self.pending.drain() {
             let _ = tx.send(Err(FleetError::ServerExited {
                 server: self.spec.name.clone(),
@@ -483,6 +548,7 @@ impl ServerActor {
             tracing::warn!(server = %self.spec.name, id = ?resp.id, "response with an id we never sent; ignored");
             return;
         };
+        self.progress.remove(&id);
         let Some(tx) = self.pending.remove(&id) else {
             tracing::debug!(server = %self.spec.name, id, "late response (timed out or cancelled); ignored");
             return;
@@ -519,8 +585,41 @@ impl ServerActor {
         let _ = self.write(&RpcMessage::Response(answer));
     }
 
+    /// Progress goes to the request it belongs to, with the caller's token restored.
+    fn on_progress(&mut self, mut n: Notification) {
+        let id = n
+            .params
+            .as_ref()
+            .and_then(|p| p.get("progressToken"))
+            .and_then(Value::as_str)
+            .and_then(|t| t.strip_prefix("mcp-fleet-"))
+            .and_then(|t| t.parse::<u64>().ok());
+        let Some(route) = id.and_then(|id| self.progress.get(&id)) else {
+            tracing::debug!(server = %self.spec.name, "progress for no request of ours; ignored");
+            return;
+        };
+        if let Some(token) = n.params.as_mut().and_then(|p| p.get_mut("progressToken")) {
+            *token = route.token.clone();
+        }
+        if route.sink.try_send(n).is_err() {
+            tracing::debug!(server = %self.spec.name, "progress dropped: its caller is not reading");
+        }
+    }
+
     fn on_notification(&mut self, actor_ref: &ActorRef<Self>, n: Notification) {
         tracing::debug!(server = %self.spec.name, method = %n.method, "notification from server");
+        if n.method == methods::PROGRESS {
+            return self.on_progress(n);
+        }
+        if n.method.ends_with("/list_changed")
+            || n.method == methods::RESOURCE_UPDATED
+            || n.method == methods::LOG_MESSAGE
+        {
+            self.events.publish(ServerEvent::Notified {
+                server: self.spec.name.clone(),
+                notification: n.clone(),
+            });
+        }
         if n.method == "notifications/tools/list_changed" {
             if let Some(era) = self.era() {
                 // List again off the actor's path; the answer comes back as a message.
@@ -703,9 +802,31 @@ pub struct HandshakeFinished {
     result: Result<Handshake, HandshakeError>,
 }
 
-/// A request's caller gave up waiting (internal).
-pub struct RequestTimedOut {
+/// A request's caller gave up waiting or cancelled (internal).
+pub struct RequestAbandoned {
     id: u64,
+    reason: &'static str,
+}
+
+/// What `request_task` sends.
+struct OutgoingRequest {
+    method: String,
+    params: Option<Value>,
+    timeout: Duration,
+    cancel: Option<CancellationToken>,
+    progress: Option<mpsc::Sender<Notification>>,
+}
+
+impl OutgoingRequest {
+    fn plain(method: String, params: Option<Value>, timeout: Duration) -> Self {
+        OutgoingRequest {
+            method,
+            params,
+            timeout,
+            cancel: None,
+            progress: None,
+        }
+    }
 }
 
 /// A request of the handshake, allowed before the server is ready (internal).
@@ -855,10 +976,11 @@ impl Message<HandshakeFinished> for ServerActor {
     }
 }
 
-impl Message<RequestTimedOut> for ServerActor {
+impl Message<RequestAbandoned> for ServerActor {
     type Reply = ();
 
-    async fn handle(&mut self, msg: RequestTimedOut, _: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: RequestAbandoned, _: &mut Context<Self, ()>) {
+        self.progress.remove(&msg.id);
         if self.pending.remove(&msg.id).is_some() {
             self.counters
                 .in_flight
@@ -866,7 +988,7 @@ impl Message<RequestTimedOut> for ServerActor {
             // Tell the server to stop working on it; its late answer will be ignored anyway.
             let cancel = Notification::new(
                 methods::CANCELLED,
-                Some(json!({"requestId": msg.id, "reason": "timed out in mcp-fleet"})),
+                Some(json!({"requestId": msg.id, "reason": msg.reason})),
             );
             let _ = self.write(&RpcMessage::Notification(cancel));
         }
@@ -884,9 +1006,7 @@ impl Message<WireRequest> for ServerActor {
         let actor_ref = ctx.actor_ref().clone();
         let task = self.request_task(
             &actor_ref,
-            msg.method.to_string(),
-            msg.params,
-            msg.timeout,
+            OutgoingRequest::plain(msg.method.to_string(), msg.params, msg.timeout),
             false,
         );
         ctx.spawn(task)
@@ -1021,9 +1141,14 @@ impl ServerActor {
         let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
             return Err(self.not_serving());
         };
-        let params = mcp::params_for_era(era, msg.params);
-        let timeout = msg.timeout.unwrap_or(self.config.request_timeout);
-        Ok(self.request_task(actor_ref, msg.method, params, timeout, true))
+        let request = OutgoingRequest {
+            params: mcp::params_for_era(era, msg.params),
+            timeout: msg.timeout.unwrap_or(self.config.request_timeout),
+            method: msg.method,
+            cancel: msg.cancel,
+            progress: msg.progress,
+        };
+        Ok(self.request_task(actor_ref, request, true))
     }
 }
 
@@ -1041,7 +1166,11 @@ impl Message<ProbeServer> for ServerActor {
         let (method, params) = mcp::probe_method(era);
         let started = Instant::now();
         let actor_ref = ctx.actor_ref().clone();
-        let task = self.request_task(&actor_ref, method.to_string(), params, msg.timeout, false);
+        let task = self.request_task(
+            &actor_ref,
+            OutgoingRequest::plain(method.to_string(), params, msg.timeout),
+            false,
+        );
         ctx.spawn(async move { task.await.map(|_| started.elapsed()) })
     }
 }

@@ -20,6 +20,8 @@ fn call(server: &str, method: &str, params: serde_json::Value) -> CallServer {
         method: method.into(),
         params: Some(params),
         timeout: None,
+        cancel: None,
+        progress: None,
     }
 }
 

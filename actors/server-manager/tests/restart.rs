@@ -18,6 +18,8 @@ fn echo(server: &str, message: &str) -> CallServer {
         method: "tools/call".into(),
         params: Some(json!({"name": "echo", "arguments": {"message": message}})),
         timeout: None,
+        cancel: None,
+        progress: None,
     }
 }
 

@@ -50,6 +50,8 @@ async fn server_everything_handshakes_lists_13_tools_and_echoes() {
             method: "tools/call".into(),
             params: Some(json!({"name": "echo", "arguments": {"message": "from the fleet"}})),
             timeout: None,
+            cancel: None,
+            progress: None,
         })
         .await
         .unwrap();

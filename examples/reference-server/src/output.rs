@@ -15,6 +15,8 @@ pub(crate) enum Outgoing {
     Answer(Value),
     /// The error answer to a line that was not a request (not JSON, a batch, ...).
     Rejection(Value),
+    /// A notification (progress of a `sleep`); not counted either.
+    Notification(Value),
 }
 
 /// Why the writer stopped.
@@ -100,7 +102,7 @@ where
         }
         let (value, is_answer) = match message {
             Outgoing::Answer(value) => (value, true),
-            Outgoing::Rejection(value) => (value, false),
+            Outgoing::Rejection(value) | Outgoing::Notification(value) => (value, false),
         };
         if is_answer && behaviour.garbage {
             out.write_all(garbage_line(garbage_written)).await?;

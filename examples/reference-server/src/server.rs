@@ -165,7 +165,12 @@ enum Reply {
     /// The result is ready.
     Now(Value),
     /// The result comes after a wait, in its own task; `modern` marks it complete.
-    After { wait: Duration, modern: bool },
+    After {
+        wait: Duration,
+        modern: bool,
+        /// The caller's `_meta.progressToken`: progress is reported at each quarter.
+        progress: Option<Value>,
+    },
 }
 
 /// The state of one client connection, owned by the reading loop.
@@ -297,7 +302,11 @@ impl Session {
         }
         match self.dispatch(method, params) {
             Ok(Reply::Now(result)) => self.send(Outgoing::Answer(protocol::success(id, result))),
-            Ok(Reply::After { wait, modern }) => self.spawn_delayed(id, wait, modern),
+            Ok(Reply::After {
+                wait,
+                modern,
+                progress,
+            }) => self.spawn_delayed(id, wait, modern, progress),
             Err(error) => self.send(Outgoing::Answer(protocol::failure(id, &error))),
         }
     }
@@ -334,7 +343,17 @@ impl Session {
             "tools/list" => json!({ "tools": tools::list() }),
             "tools/call" => match tools::prepare(params)? {
                 ToolCall::Text(text) => tools::text_result(&text),
-                ToolCall::Sleep(wait) => return Ok(Reply::After { wait, modern }),
+                ToolCall::Sleep(wait) => {
+                    let progress = params
+                        .and_then(|p| p.get("_meta"))
+                        .and_then(|m| m.get("progressToken"))
+                        .cloned();
+                    return Ok(Reply::After {
+                        wait,
+                        modern,
+                        progress,
+                    });
+                }
             },
             other => return Err(RpcError::MethodNotFound(other.into())),
         };
@@ -434,12 +453,22 @@ impl Session {
         }
     }
 
-    fn spawn_delayed(&mut self, id: Value, wait: Duration, modern: bool) {
+    fn spawn_delayed(&mut self, id: Value, wait: Duration, modern: bool, progress: Option<Value>) {
         let key = id.to_string();
         let out = self.out.clone();
         let task_key = key.clone();
         let task = self.tasks.spawn(async move {
-            tokio::time::sleep(wait).await;
+            match progress {
+                None => tokio::time::sleep(wait).await,
+                Some(token) => {
+                    for step in 1..=4u32 {
+                        tokio::time::sleep(wait / 4).await;
+                        let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                            "params": {"progressToken": token, "progress": step, "total": 4}});
+                        let _ = out.send(Outgoing::Notification(note));
+                    }
+                }
+            }
             let text = format!("slept {} ms", wait.as_millis());
             let mut result = tools::text_result(&text);
             if modern {

@@ -51,7 +51,7 @@ pub fn list() -> Value {
         {
             "name": "sleep",
             "title": "Sleep",
-            "description": "Waits the given number of milliseconds, then answers; other requests are served meanwhile, and the call can be cancelled.",
+            "description": "Waits the given number of milliseconds, then answers; other requests are served meanwhile, the call can be cancelled, and a progressToken gets progress at each quarter.",
             "inputSchema": {
                 "type": "object",
                 "properties": {

@@ -11,15 +11,19 @@
 //! | [`ProbeServer`] | `Result<Duration, FleetError>`: the probe's round trip |
 //! | [`GetServerLogs`] | `Result<Vec<String>, FleetError>`: the stderr ring buffer, oldest first |
 //! | [`StopAllServers`] | `Vec<StoppedServer>` |
+//! | [`SubscribeServerEvents`] | `()`; the current state of every server follows on the channel |
 //! | [`crate::messages::health::HealthChanged`] | `()` (marks a server unhealthy or ready again) |
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerSpec;
 use crate::error::FleetError;
+use crate::jsonrpc::Notification;
 use crate::status::{ExitInfo, ServerStatus};
 
 /// Start a server: spawn its process, run the MCP handshake in its era, list its tools.
@@ -64,6 +68,32 @@ pub struct CallServer {
     pub params: Option<Value>,
     /// Overrides the manager's default request timeout.
     pub timeout: Option<Duration>,
+    /// Cancelling it abandons the call: the server is sent `notifications/cancelled` and the
+    /// call fails with [`FleetError::Cancelled`].
+    pub cancel: Option<CancellationToken>,
+    /// Where the server's `notifications/progress` for this request go. The manager replaces
+    /// `params._meta.progressToken` with a token of its own on the wire (two callers may pick
+    /// the same token) and restores the caller's token on each notification. A full channel
+    /// drops the notification: progress is advisory.
+    pub progress: Option<mpsc::Sender<Notification>>,
+}
+
+impl CallServer {
+    /// A call with the manager's default timeout, no cancellation and no progress.
+    pub fn new(
+        server: impl Into<String>,
+        method: impl Into<String>,
+        params: Option<Value>,
+    ) -> Self {
+        CallServer {
+            server: server.into(),
+            method: method.into(),
+            params,
+            timeout: None,
+            cancel: None,
+            progress: None,
+        }
+    }
 }
 pub type CallServerReply = Result<Value, FleetError>;
 
@@ -89,6 +119,30 @@ pub type GetServerLogsReply = Result<Vec<String>, FleetError>;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StopAllServers;
 pub type StopAllServersReply = Vec<StoppedServer>;
+
+/// Subscribe to what happens to servers. The manager first sends the current state of every
+/// server it knows, then every change as it happens, in order per server. A subscriber that
+/// drops its receiver is forgotten.
+#[derive(Debug, Clone)]
+pub struct SubscribeServerEvents {
+    pub sink: mpsc::UnboundedSender<ServerEvent>,
+}
+
+/// What subscribers of [`SubscribeServerEvents`] hear.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// The server's lifecycle state changed (or, right after subscribing, is this).
+    StateChanged {
+        server: String,
+        state: crate::status::ServerState,
+    },
+    /// The server sent a notification that belongs to no request: `notifications/*/list_changed`,
+    /// `notifications/resources/updated`, `notifications/message`.
+    Notified {
+        server: String,
+        notification: Notification,
+    },
+}
 
 /// How a stop went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
