@@ -42,6 +42,15 @@ pub enum FleetError {
     },
     #[error("the call of `{method}` on server `{server}` was cancelled")]
     Cancelled { server: String, method: String },
+    #[error("no session `{id}` (it ended or never existed); initialize a new one")]
+    UnknownSession { id: String },
+    #[error("this request needs an `Mcp-Session-Id` header: initialize first")]
+    MissingSession,
+    #[error("unsupported protocol version `{version}`; supported: {}", supported.join(", "))]
+    UnsupportedVersion {
+        version: String,
+        supported: Vec<String>,
+    },
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
     #[error("actor `{actor}` is unavailable: {reason}")]
@@ -57,8 +66,19 @@ impl FleetError {
     pub fn to_jsonrpc(&self) -> ErrorObject {
         match self {
             FleetError::Upstream { error, .. } => (**error).clone(),
-            FleetError::UnknownServer { .. } | FleetError::InvalidRequest { .. } => {
+            FleetError::UnknownServer { .. } => {
                 ErrorObject::new(error_codes::INVALID_PARAMS, self.to_string())
+            }
+            FleetError::InvalidRequest { .. }
+            | FleetError::UnknownSession { .. }
+            | FleetError::MissingSession => {
+                ErrorObject::new(error_codes::INVALID_REQUEST, self.to_string())
+            }
+            FleetError::UnsupportedVersion { supported, version } => {
+                let mut e =
+                    ErrorObject::new(error_codes::UNSUPPORTED_PROTOCOL_VERSION, self.to_string());
+                e.data = Some(serde_json::json!({ "supported": supported, "requested": version }));
+                e
             }
             _ => ErrorObject::new(error_codes::INTERNAL_ERROR, self.to_string()),
         }

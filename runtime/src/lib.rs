@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod http;
+pub mod mcp_http;
 pub mod system;
 pub mod telemetry;
 

@@ -1,4 +1,5 @@
-//! The `mcp-fleet` binary: `mcp-fleet run --config FILE [--listen ADDR]`.
+//! The `mcp-fleet` binary: `mcp-fleet run --config FILE [--listen ADDR]`: the fleet, its MCP
+//! gateway at `/mcp` and its metrics at `/metrics`.
 //!
 //! Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error, 1 for a runtime
 //! failure (the listen address cannot be bound, the recorder cannot be installed).
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
-use fleet_runtime::{Fleet, FleetOptions, config, http, telemetry};
+use fleet_runtime::{Fleet, FleetOptions, config, http, mcp_http, telemetry};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -30,9 +31,16 @@ enum Command {
         /// An `mcpServers` JSON file, as Claude Desktop and Cursor write it.
         #[arg(long, short)]
         config: PathBuf,
-        /// Where to serve HTTP (/metrics).
+        /// Where to serve HTTP (/mcp and /metrics).
         #[arg(long, default_value = "127.0.0.1:7700")]
         listen: SocketAddr,
+        /// A host name clients may use in `Host` and `Origin`, besides localhost, 127.0.0.1 and
+        /// [::1] (repeat for more). Needed when listening on another address.
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
+        /// End a client session after this many seconds without a request.
+        #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+        session_ttl: u64,
     },
 }
 
@@ -47,11 +55,24 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { config, listen } => runtime.block_on(run(config, listen)),
+        Command::Run {
+            config,
+            listen,
+            allow_hosts,
+            session_ttl,
+        } => runtime.block_on(run(config, listen, allow_hosts, session_ttl)),
     }
 }
 
-async fn run(config_path: PathBuf, listen: SocketAddr) -> ExitCode {
+/// The environment variable holding the bearer token clients of `/mcp` must send, if set.
+const TOKEN_VAR: &str = "MCP_FLEET_TOKEN";
+
+async fn run(
+    config_path: PathBuf,
+    listen: SocketAddr,
+    allow_hosts: Vec<String>,
+    session_ttl: u64,
+) -> ExitCode {
     let config = match config::load(&config_path) {
         Ok(c) => c,
         Err(errors) => {
@@ -81,7 +102,14 @@ async fn run(config_path: PathBuf, listen: SocketAddr) -> ExitCode {
         return ExitCode::from(1);
     };
 
-    let options = FleetOptions::default();
+    let mut options = FleetOptions::default();
+    options.gateway.session_idle_ttl = std::time::Duration::from_secs(session_ttl);
+    let mut mcp_config = mcp_http::McpHttpConfig::default();
+    mcp_config.allowed_hosts.extend(allow_hosts);
+    mcp_config.bearer_token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    if !listen.ip().is_loopback() && mcp_config.bearer_token.is_none() {
+        tracing::warn!(%listen, "listening beyond loopback without a bearer token (set {TOKEN_VAR})");
+    }
     // Children of an earlier instance that was killed before it could stop them.
     for orphan in fleet_server_manager::sweep_orphans(&options.server_manager.instance_id) {
         tracing::warn!(
@@ -93,10 +121,12 @@ async fn run(config_path: PathBuf, listen: SocketAddr) -> ExitCode {
     }
     let fleet = Fleet::start(options).await;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, http::router(prometheus), async {
+    let router =
+        http::router(prometheus).merge(mcp_http::router(fleet.gateway.clone(), mcp_config));
+    let server = tokio::spawn(http::serve(listener, router, async {
         let _ = http_stopped.await;
     }));
-    tracing::info!(%listen, config = %config_path.display(), servers = config.servers.len(), "mcp-fleet running; /metrics served");
+    tracing::info!(%listen, config = %config_path.display(), servers = config.servers.len(), "mcp-fleet running; MCP at http://{listen}/mcp, metrics at /metrics");
     for name in &config.disabled {
         tracing::info!(server = %name, "disabled in the config; not started");
     }
@@ -125,6 +155,9 @@ async fn run(config_path: PathBuf, listen: SocketAddr) -> ExitCode {
         _ = sigterm.recv() => "SIGTERM",
     };
     tracing::info!(signal = signalled, "shutting down");
+    // Sessions first: their streams close, so the HTTP server can drain.
+    let _ = fleet.gateway.stop_gracefully().await;
+    fleet.gateway.wait_for_shutdown().await;
     let code = match fleet.supervisor.ask(Shutdown).await {
         Ok(report) => {
             for s in &report.servers {

@@ -1,10 +1,13 @@
 //! Spawning the actor system: the supervisor, and under it the metrics collector, the server
-//! manager and the health monitor, wired to each other through protocol recipients.
+//! manager and the health monitor, wired to each other through protocol recipients; then the
+//! gateway, subscribed to the server manager's events.
 
 use std::time::{Duration, Instant};
 
+use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig};
 use fleet_health_monitor::{HealthMonitor, HealthMonitorArgs, HealthMonitorConfig};
 use fleet_metrics_collector::{MetricsCollector, MetricsCollectorConfig};
+use fleet_protocol::messages::server::SubscribeServerEvents;
 use fleet_protocol::messages::supervisor::ServiceKind;
 use fleet_server_manager::{ServerManager, ServerManagerArgs, ServerManagerConfig};
 use fleet_supervisor::{
@@ -12,11 +15,14 @@ use fleet_supervisor::{
     SupervisorConfig, supervise_service,
 };
 use kameo::actor::{ActorRef, Spawn};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Mailbox capacity of the server manager and the health monitor: room for bursts (a fleet
 /// launch, many concurrent calls) while still pushing back on a runaway sender.
 const SERVICE_MAILBOX: usize = 1024;
+
+/// Mailbox capacity of the gateway, which every client message passes through.
+const GATEWAY_MAILBOX: usize = 4096;
 
 /// Every actor's configuration.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +31,7 @@ pub struct FleetOptions {
     pub server_manager: ServerManagerConfig,
     pub health: HealthMonitorConfig,
     pub metrics: MetricsCollectorConfig,
+    pub gateway: GatewayConfig,
 }
 
 /// The running actor system.
@@ -33,6 +40,8 @@ pub struct Fleet {
     pub server_manager: ActorRef<ServerManager>,
     pub health: ActorRef<HealthMonitor>,
     pub metrics: ActorRef<MetricsCollector>,
+    /// The MCP gateway (sessions and the aggregated catalog).
+    pub gateway: ActorRef<Gateway>,
     /// Measured start-up of each actor: spawn until its `on_start` finished. The supervisor's
     /// excludes the time it spent waiting for its children.
     pub startup: Vec<(&'static str, Duration)>,
@@ -47,6 +56,7 @@ struct Refs {
 impl Fleet {
     /// Starts the supervisor, which starts the services. Returns once all four are running.
     pub async fn start(options: FleetOptions) -> Fleet {
+        let gateway_config = options.gateway.clone();
         let (refs_tx, refs_rx) = oneshot::channel();
         let sup_config = options.supervisor.clone();
         let begin = Instant::now();
@@ -140,11 +150,32 @@ impl Fleet {
             0,
             (fleet_supervisor::ACTOR_NAME, total.saturating_sub(children)),
         );
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        if let Err(e) = refs
+            .server_manager
+            .ask(SubscribeServerEvents { sink: events_tx })
+            .await
+        {
+            tracing::error!(error = %e, "the gateway could not subscribe to server events");
+        }
+        let gateway_started = Instant::now();
+        let gateway = Gateway::spawn_with_mailbox(
+            GatewayArgs {
+                config: gateway_config,
+                servers: refs.server_manager.clone().reply_recipient(),
+                status: refs.server_manager.clone().reply_recipient(),
+                events: events_rx,
+            },
+            kameo::mailbox::bounded(GATEWAY_MAILBOX),
+        );
+        gateway.wait_for_startup().await;
+        startup.push((fleet_gateway::ACTOR_NAME, gateway_started.elapsed()));
         Fleet {
             supervisor,
             server_manager: refs.server_manager,
             health: refs.health,
             metrics: refs.metrics,
+            gateway,
             startup,
         }
     }

@@ -1,0 +1,302 @@
+//! The catalog: what every ready server offers, merged under the namespacing rule, and where
+//! each offered item lives (pure; rebuilt whenever a server's lists change).
+//!
+//! - Tools and prompts are addressed by name: each is offered as `server<sep>name` (see
+//!   [`crate::naming`]); the object is otherwise exactly the server's.
+//! - Resources and resource templates are addressed by URI, which is left as it is: a URI
+//!   listed by two servers goes to the first by server name, and the clash is logged.
+//! - Servers are merged in name order, so the catalog does not depend on which server answered
+//!   first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::naming;
+
+/// The four lists a server can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ListKind {
+    Tools,
+    Resources,
+    ResourceTemplates,
+    Prompts,
+}
+
+impl ListKind {
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Resources,
+        ListKind::ResourceTemplates,
+        ListKind::Prompts,
+    ];
+
+    /// The method that lists it.
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Resources => "resources/list",
+            ListKind::ResourceTemplates => "resources/templates/list",
+            ListKind::Prompts => "prompts/list",
+        }
+    }
+
+    /// The member of the list result that holds the items.
+    pub fn key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+            ListKind::Prompts => "prompts",
+        }
+    }
+
+    /// The server capability that says the list exists.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Resources | ListKind::ResourceTemplates => "resources",
+            ListKind::Prompts => "prompts",
+        }
+    }
+
+    /// The 2025-era notification that tells clients the list changed.
+    pub fn changed_notification(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Resources | ListKind::ResourceTemplates => {
+                "notifications/resources/list_changed"
+            }
+            ListKind::Prompts => "notifications/prompts/list_changed",
+        }
+    }
+
+    /// The kind a server's `notifications/*/list_changed` is about.
+    pub fn from_notification(method: &str) -> Option<&'static [ListKind]> {
+        match method {
+            "notifications/tools/list_changed" => Some(&[ListKind::Tools]),
+            "notifications/resources/list_changed" => {
+                Some(&[ListKind::Resources, ListKind::ResourceTemplates])
+            }
+            "notifications/prompts/list_changed" => Some(&[ListKind::Prompts]),
+            _ => None,
+        }
+    }
+}
+
+/// One server's lists, each item exactly as the server sent it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerLists {
+    pub lists: BTreeMap<ListKind, Vec<Value>>,
+}
+
+/// Where a named item lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub server: Arc<str>,
+    /// The item's name on its server.
+    pub name: String,
+}
+
+/// The merged lists of every ready server, and the routes back.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    items: BTreeMap<ListKind, Vec<Value>>,
+    tools: HashMap<String, Route>,
+    prompts: HashMap<String, Route>,
+    resources: HashMap<String, Arc<str>>,
+    /// URI template prefixes (up to the first `{`), longest first.
+    templates: Vec<(String, Arc<str>)>,
+    servers: Vec<String>,
+}
+
+impl Catalog {
+    /// Merges the lists of `servers` (name → lists) under `separator`.
+    pub fn build(servers: &BTreeMap<String, ServerLists>, separator: &str) -> Catalog {
+        let mut cat = Catalog::default();
+        for (server, lists) in servers {
+            let owner: Arc<str> = Arc::from(server.as_str());
+            cat.servers.push(server.clone());
+            for (kind, items) in &lists.lists {
+                for item in items {
+                    cat.add(*kind, &owner, separator, item);
+                }
+            }
+        }
+        cat.templates.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        cat
+    }
+
+    fn add(&mut self, kind: ListKind, owner: &Arc<str>, separator: &str, item: &Value) {
+        let Some(obj) = item.as_object() else {
+            tracing::warn!(server = %owner, list = kind.key(), "an item that is not an object; skipped");
+            return;
+        };
+        match kind {
+            ListKind::Tools | ListKind::Prompts => {
+                let Some(name) = obj.get("name").and_then(Value::as_str) else {
+                    tracing::warn!(server = %owner, list = kind.key(), "an item without a name; skipped");
+                    return;
+                };
+                let exposed = naming::expose(owner, separator, name);
+                let routes = if kind == ListKind::Tools {
+                    &mut self.tools
+                } else {
+                    &mut self.prompts
+                };
+                if routes.contains_key(&exposed) {
+                    tracing::warn!(server = %owner, name = %exposed, "two items get the same name; the second is skipped");
+                    return;
+                }
+                routes.insert(
+                    exposed.clone(),
+                    Route {
+                        server: owner.clone(),
+                        name: name.to_owned(),
+                    },
+                );
+                self.items
+                    .entry(kind)
+                    .or_default()
+                    .push(renamed(obj, exposed));
+            }
+            ListKind::Resources => {
+                if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
+                    if let Some(first) = self.resources.get(uri) {
+                        tracing::warn!(server = %owner, %uri, first = %first, "a resource URI offered by two servers; the first keeps it");
+                        return;
+                    }
+                    self.resources.insert(uri.to_owned(), owner.clone());
+                }
+                self.items.entry(kind).or_default().push(item.clone());
+            }
+            ListKind::ResourceTemplates => {
+                if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {
+                    let prefix = t.split('{').next().unwrap_or(t).to_owned();
+                    self.templates.push((prefix, owner.clone()));
+                }
+                self.items.entry(kind).or_default().push(item.clone());
+            }
+        }
+    }
+
+    /// The merged list, in server-name order and each server's own order within.
+    pub fn list(&self, kind: ListKind) -> &[Value] {
+        self.items.get(&kind).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn tool(&self, exposed: &str) -> Option<&Route> {
+        self.tools.get(exposed)
+    }
+
+    pub fn prompt(&self, exposed: &str) -> Option<&Route> {
+        self.prompts.get(exposed)
+    }
+
+    /// The server of a resource URI: a listed resource, else the server with the longest
+    /// matching template prefix.
+    pub fn resource_server(&self, uri: &str) -> Option<&Arc<str>> {
+        self.resources.get(uri).or_else(|| {
+            self.templates
+                .iter()
+                .find(|(prefix, _)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
+                .map(|(_, s)| s)
+        })
+    }
+
+    /// The servers whose items are offered.
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    /// The lists that differ between two catalogs.
+    pub fn changed_kinds(&self, other: &Catalog) -> Vec<ListKind> {
+        ListKind::ALL
+            .into_iter()
+            .filter(|k| self.list(*k) != other.list(*k))
+            .collect()
+    }
+}
+
+/// The item with its `name` replaced, every other member untouched and in place.
+fn renamed(obj: &Map<String, Value>, name: String) -> Value {
+    let mut obj = obj.clone();
+    obj.insert("name".into(), Value::String(name));
+    Value::Object(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn lists(tools: &[&str], resources: &[&str]) -> ServerLists {
+        let mut l = ServerLists::default();
+        l.lists.insert(
+            ListKind::Tools,
+            tools
+                .iter()
+                .map(|t| json!({"name": t, "inputSchema": {"type": "object"}, "x-extra": 1}))
+                .collect(),
+        );
+        l.lists.insert(
+            ListKind::Resources,
+            resources
+                .iter()
+                .map(|u| json!({"uri": u, "name": u}))
+                .collect(),
+        );
+        l
+    }
+
+    #[test]
+    fn merges_in_server_order_and_routes_back() {
+        let mut servers = BTreeMap::new();
+        servers.insert("b".to_string(), lists(&["echo"], &["file:///x"]));
+        servers.insert("a".to_string(), lists(&["echo", "add"], &["file:///x"]));
+        let cat = Catalog::build(&servers, "__");
+        let names: Vec<_> = cat
+            .list(ListKind::Tools)
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a__echo", "a__add", "b__echo"]);
+        assert_eq!(cat.list(ListKind::Tools)[0]["x-extra"], 1);
+        let r = cat.tool("b__echo").unwrap();
+        assert_eq!((&*r.server, r.name.as_str()), ("b", "echo"));
+        assert!(cat.tool("echo").is_none());
+        // The clashing URI stays with the first server.
+        assert_eq!(cat.list(ListKind::Resources).len(), 1);
+        assert_eq!(&**cat.resource_server("file:///x").unwrap(), "a");
+    }
+
+    #[test]
+    fn templates_route_by_longest_prefix() {
+        let mut a = ServerLists::default();
+        a.lists.insert(
+            ListKind::ResourceTemplates,
+            vec![json!({"uriTemplate": "test://{id}"})],
+        );
+        let mut b = ServerLists::default();
+        b.lists.insert(
+            ListKind::ResourceTemplates,
+            vec![json!({"uriTemplate": "test://static/{id}"})],
+        );
+        let servers = BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
+        let cat = Catalog::build(&servers, "__");
+        assert_eq!(&**cat.resource_server("test://static/1").unwrap(), "b");
+        assert_eq!(&**cat.resource_server("test://dynamic/1").unwrap(), "a");
+        assert!(cat.resource_server("other://1").is_none());
+    }
+
+    #[test]
+    fn changed_kinds_lists_only_what_differs() {
+        let one = BTreeMap::from([("a".to_string(), lists(&["echo"], &[]))]);
+        let two = BTreeMap::from([("a".to_string(), lists(&["echo", "add"], &[]))]);
+        let (c1, c2) = (Catalog::build(&one, "__"), Catalog::build(&two, "__"));
+        assert_eq!(c1.changed_kinds(&c2), [ListKind::Tools]);
+        assert!(c1.changed_kinds(&c1.clone()).is_empty());
+    }
+}

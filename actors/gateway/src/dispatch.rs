@@ -1,0 +1,323 @@
+//! Answers one client request from the catalog and the servers: the MCP methods the gateway
+//! serves itself (lists, ping, discover) and the ones it forwards to the owning server, with the
+//! exposed name swapped for the server's own. Runs in a task, never in an actor's handler.
+
+use std::sync::Arc;
+
+use fleet_protocol::FleetError;
+use fleet_protocol::jsonrpc::{ErrorObject, Notification, Request, Response, error_codes};
+use fleet_protocol::mcp::{self, methods};
+use fleet_protocol::messages::server::CallServer;
+use kameo::actor::ReplyRecipient;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::GatewayConfig;
+use crate::catalog::{Catalog, ListKind};
+
+/// The 2025-era versions the gateway negotiates, newest first.
+pub const LEGACY_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Every version the gateway speaks, newest first.
+pub fn supported_versions() -> Vec<String> {
+    std::iter::once(mcp::MODERN_VERSION)
+        .chain(LEGACY_VERSIONS)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// JSON-RPC error code for "resource not found" in the 2025 era (2026-07-28 uses -32602).
+pub const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// Methods of the 2025 era that 2026-07-28 removed.
+const LEGACY_ONLY: [&str; 5] = [
+    methods::INITIALIZE,
+    methods::PING,
+    methods::SET_LOG_LEVEL,
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// 2026-07-28 results that clients may cache: they carry `ttlMs` and `cacheScope`.
+const CACHEABLE: [&str; 6] = [
+    methods::TOOLS_LIST,
+    methods::PROMPTS_LIST,
+    methods::RESOURCES_LIST,
+    methods::RESOURCE_TEMPLATES_LIST,
+    methods::RESOURCES_READ,
+    methods::DISCOVER,
+];
+
+/// The way to the servers.
+pub type Servers = ReplyRecipient<CallServer, Value, FleetError>;
+
+/// Everything a request needs, cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub servers: Servers,
+    pub config: Arc<GatewayConfig>,
+}
+
+/// One request and where its side messages go.
+pub struct Call {
+    pub request: Request,
+    /// Whether the client speaks 2026-07-28 (results then carry `resultType`).
+    pub modern: bool,
+    pub catalog: Arc<Catalog>,
+    pub progress: Option<mpsc::Sender<Notification>>,
+    pub cancel: CancellationToken,
+}
+
+/// What the gateway says it can do.
+pub fn capabilities() -> Value {
+    json!({
+        "tools": { "listChanged": true },
+        "resources": { "listChanged": true },
+        "prompts": { "listChanged": true },
+        "completions": {},
+        "logging": {},
+    })
+}
+
+pub fn server_info() -> Value {
+    json!({ "name": "mcp-fleet", "title": "mcp-fleet gateway", "version": env!("CARGO_PKG_VERSION") })
+}
+
+pub const INSTRUCTIONS: &str = "mcp-fleet: the tools, resources and prompts of every server in the fleet. Tool and prompt names are `server__name`.";
+
+/// The `initialize` result for the version the client asked for.
+pub fn initialize_result(requested: Option<&str>) -> Value {
+    let version = requested
+        .filter(|v| LEGACY_VERSIONS.contains(v))
+        .unwrap_or(LEGACY_VERSIONS[0]);
+    json!({
+        "protocolVersion": version,
+        "capabilities": capabilities(),
+        "serverInfo": server_info(),
+        "instructions": INSTRUCTIONS,
+    })
+}
+
+/// The `server/discover` result (server information goes in `_meta` in this era).
+pub fn discover_result() -> Value {
+    json!({
+        "resultType": "complete",
+        "supportedVersions": [mcp::MODERN_VERSION],
+        "capabilities": capabilities(),
+        "instructions": INSTRUCTIONS,
+        "ttlMs": 0,
+        "cacheScope": "private",
+        "_meta": { (mcp::META_SERVER_INFO): server_info() },
+    })
+}
+
+fn error(request: &Request, code: i64, message: impl Into<String>) -> Response {
+    Response::error(Some(request.id.clone()), ErrorObject::new(code, message))
+}
+
+impl Dispatcher {
+    /// Answers the request. Never fails: every failure is a JSON-RPC error response.
+    pub async fn dispatch(&self, call: Call) -> Response {
+        let Call {
+            request,
+            modern,
+            catalog,
+            progress,
+            cancel,
+        } = call;
+        if modern && LEGACY_ONLY.contains(&request.method.as_str()) {
+            return error(
+                &request,
+                error_codes::METHOD_NOT_FOUND,
+                format!(
+                    "`{}` does not exist in {}",
+                    request.method,
+                    mcp::MODERN_VERSION
+                ),
+            );
+        }
+        let answer = match request.method.as_str() {
+            methods::PING => Ok(json!({})),
+            methods::DISCOVER => Ok(discover_result()),
+            methods::SET_LOG_LEVEL => Ok(json!({})),
+            methods::INITIALIZE => {
+                return error(
+                    &request,
+                    error_codes::INVALID_REQUEST,
+                    "this session is already initialized",
+                );
+            }
+            methods::TOOLS_LIST => list(&request, &catalog, ListKind::Tools),
+            methods::RESOURCES_LIST => list(&request, &catalog, ListKind::Resources),
+            methods::RESOURCE_TEMPLATES_LIST => {
+                list(&request, &catalog, ListKind::ResourceTemplates)
+            }
+            methods::PROMPTS_LIST => list(&request, &catalog, ListKind::Prompts),
+            methods::TOOLS_CALL
+            | methods::PROMPTS_GET
+            | methods::RESOURCES_READ
+            | methods::COMPLETE => match route(&request, &catalog, modern) {
+                Ok((server, params)) => {
+                    self.forward(&request, server, params, progress, cancel)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            other => Err(ErrorObject::new(
+                error_codes::METHOD_NOT_FOUND,
+                format!("method `{other}` is not offered by mcp-fleet"),
+            )),
+        };
+        match answer {
+            Ok(mut result) => {
+                if modern {
+                    mark_complete(&mut result, CACHEABLE.contains(&request.method.as_str()));
+                }
+                Response::result(request.id, result)
+            }
+            Err(e) => Response::error(Some(request.id), e),
+        }
+    }
+
+    async fn forward(
+        &self,
+        request: &Request,
+        server: Arc<str>,
+        params: Value,
+        progress: Option<mpsc::Sender<Notification>>,
+        cancel: CancellationToken,
+    ) -> Result<Value, ErrorObject> {
+        let call = CallServer {
+            server: server.to_string(),
+            method: request.method.clone(),
+            params: Some(params),
+            timeout: self.config.request_timeout,
+            cancel: Some(cancel),
+            progress,
+        };
+        match self.servers.ask(call).await {
+            Ok(v) => Ok(v),
+            Err(kameo::error::SendError::HandlerError(e)) => Err(e.to_jsonrpc()),
+            Err(e) => Err(ErrorObject::new(
+                error_codes::INTERNAL_ERROR,
+                format!("the server manager is unavailable: {e}"),
+            )),
+        }
+    }
+}
+
+/// A 2026-era result says whether it is complete, and a cacheable one for how long it may be
+/// cached. A 2025-era server's result lacks these members; one that has them keeps its own.
+fn mark_complete(result: &mut Value, cacheable: bool) {
+    if let Value::Object(obj) = result {
+        obj.entry("resultType")
+            .or_insert_with(|| Value::String("complete".into()));
+        if cacheable {
+            obj.entry("ttlMs").or_insert_with(|| json!(0));
+            obj.entry("cacheScope")
+                .or_insert_with(|| Value::String("private".into()));
+        }
+    }
+}
+
+fn params_object(request: &Request) -> Result<Map<String, Value>, ErrorObject> {
+    match &request.params {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(_) => Err(ErrorObject::new(
+            error_codes::INVALID_PARAMS,
+            "params must be an object",
+        )),
+    }
+}
+
+/// A merged list, in one page (the gateway issues no cursors).
+fn list(request: &Request, catalog: &Catalog, kind: ListKind) -> Result<Value, ErrorObject> {
+    let params = params_object(request)?;
+    if params.get("cursor").is_some_and(|c| !c.is_null()) {
+        return Err(ErrorObject::new(
+            error_codes::INVALID_PARAMS,
+            "invalid cursor: mcp-fleet lists everything in one page",
+        ));
+    }
+    let mut result = Map::new();
+    result.insert(kind.key().into(), Value::Array(catalog.list(kind).to_vec()));
+    Ok(Value::Object(result))
+}
+
+/// The owning server of a request and the params to send it, with the exposed name replaced
+/// by the server's own.
+fn route(
+    request: &Request,
+    catalog: &Catalog,
+    modern: bool,
+) -> Result<(Arc<str>, Value), ErrorObject> {
+    let mut params = params_object(request)?;
+    let invalid = |m: String| ErrorObject::new(error_codes::INVALID_PARAMS, m);
+    let server = match request.method.as_str() {
+        methods::TOOLS_CALL | methods::PROMPTS_GET => {
+            let what = if request.method == methods::TOOLS_CALL {
+                "tool"
+            } else {
+                "prompt"
+            };
+            let name = params
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(format!("`name` must name a {what}")))?;
+            let route = if request.method == methods::TOOLS_CALL {
+                catalog.tool(name)
+            } else {
+                catalog.prompt(name)
+            }
+            .ok_or_else(|| invalid(format!("unknown {what} `{name}`")))?;
+            let server = route.server.clone();
+            params.insert("name".into(), Value::String(route.name.clone()));
+            server
+        }
+        methods::RESOURCES_READ => {
+            let uri = params
+                .get("uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("`uri` must be a string".into()))?;
+            catalog.resource_server(uri).cloned().ok_or_else(|| {
+                let code = if modern {
+                    error_codes::INVALID_PARAMS
+                } else {
+                    RESOURCE_NOT_FOUND
+                };
+                let mut e = ErrorObject::new(code, format!("resource not found: {uri}"));
+                e.data = Some(json!({ "uri": uri }));
+                e
+            })?
+        }
+        _ => {
+            // completion/complete: the reference names a prompt or a resource (template).
+            let reference = params
+                .get_mut("ref")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| invalid("`ref` must be an object".into()))?;
+            match reference.get("type").and_then(Value::as_str) {
+                Some("ref/prompt") => {
+                    let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+                    let route = catalog
+                        .prompt(name)
+                        .ok_or_else(|| invalid(format!("unknown prompt `{name}`")))?;
+                    let server = route.server.clone();
+                    reference.insert("name".into(), Value::String(route.name.clone()));
+                    server
+                }
+                Some("ref/resource") => {
+                    let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
+                    catalog
+                        .resource_server(uri)
+                        .cloned()
+                        .ok_or_else(|| invalid(format!("no server offers `{uri}`")))?
+                }
+                other => return Err(invalid(format!("unknown reference type {other:?}"))),
+            }
+        }
+    };
+    Ok((server, Value::Object(params)))
+}

@@ -1,0 +1,657 @@
+//! `Gateway`: the registry of sessions and the keeper of the catalog.
+//!
+//! - Sessions: `initialize` spawns a [`Session`] under a fresh id from the OS CSPRNG; later
+//!   messages are looked up by id and handed to it (requests by ask, in a task, so the gateway
+//!   never waits on a session). A sweep ends sessions idle past the TTL or never initialized.
+//! - 2026-07-28 requests carry their version in `_meta` and need no session: the gateway serves
+//!   them in tasks of their own.
+//! - Catalog: the server manager's events say when a server is ready or stops serving, and when
+//!   its lists change; the gateway lists the server again off its own path and rebuilds the
+//!   catalog, then tells every session (and every 2026 listener) what changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleet_protocol::jsonrpc::{
+    ErrorObject, Message, Notification, Request, RequestId, Response, error_codes,
+};
+use fleet_protocol::mcp::{self, methods};
+use fleet_protocol::messages::gateway::{
+    ClientMessage, ClientMessageReply, ClientReply, CloseSession, CloseSessionReply, GatewayStats,
+    GetGatewayStats, GetGatewayStatsReply, OpenStream, OpenStreamReply,
+};
+use fleet_protocol::messages::server::{CallServer, GetServerStatus, ServerEvent};
+use fleet_protocol::{FleetError, ServerState, ServerStatus};
+use kameo::Actor;
+use kameo::actor::{ActorRef, ReplyRecipient, Spawn, WeakActorRef};
+use kameo::error::{ActorStopReason, Infallible};
+use kameo::message::{Context, Message as KameoMessage};
+use kameo::reply::DelegatedReply;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::GatewayConfig;
+use crate::catalog::{Catalog, ListKind, ServerLists};
+use crate::dispatch::{self, Call, Dispatcher};
+use crate::session::{ListsChanged, ServerLog, Session, SessionArgs};
+
+/// What the gateway is started with.
+pub struct GatewayArgs {
+    pub config: GatewayConfig,
+    /// The server manager: calls, and the capabilities of a server that became ready.
+    pub servers: ReplyRecipient<CallServer, Value, FleetError>,
+    pub status: ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
+    /// The server manager's events (subscribed by whoever wires the gateway in).
+    pub events: mpsc::UnboundedReceiver<ServerEvent>,
+}
+
+/// An open 2026-07-28 `subscriptions/listen` stream and the list changes it asked for.
+struct Listener {
+    id: RequestId,
+    kinds: Vec<ListKind>,
+    tx: mpsc::Sender<Message>,
+}
+
+/// The filter of a `subscriptions/listen`: which list changes the client wants, as the subset
+/// the gateway honours (echoed in the acknowledgement) and as list kinds.
+fn listen_filter(request: &Request) -> (Value, Vec<ListKind>) {
+    let wanted = request
+        .params
+        .as_ref()
+        .and_then(|p| p.get("notifications"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut honoured = serde_json::Map::new();
+    let mut kinds = Vec::new();
+    for (key, list) in [
+        ("toolsListChanged", &[ListKind::Tools][..]),
+        ("promptsListChanged", &[ListKind::Prompts][..]),
+        (
+            "resourcesListChanged",
+            &[ListKind::Resources, ListKind::ResourceTemplates][..],
+        ),
+    ] {
+        if wanted.get(key).and_then(Value::as_bool) == Some(true) {
+            honoured.insert(key.into(), Value::Bool(true));
+            kinds.extend_from_slice(list);
+        }
+    }
+    (Value::Object(honoured), kinds)
+}
+
+/// A notification on a listen stream carries the stream's id.
+fn with_subscription(method: &str, id: &RequestId, params: Option<Value>) -> Message {
+    let mut params = match params {
+        Some(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    params.insert(
+        "_meta".into(),
+        json!({ "io.modelcontextprotocol/subscriptionId": id }),
+    );
+    Message::Notification(Notification::new(method, Some(Value::Object(params))))
+}
+
+struct SessionEntry {
+    actor: ActorRef<Session>,
+    created: Instant,
+    last_seen: Instant,
+    /// The client sent `notifications/initialized` or a request.
+    initialized: bool,
+    /// The session's open stream, if any: a session with one is not idle.
+    stream: Option<mpsc::Sender<Message>>,
+}
+
+#[derive(Default)]
+struct ServerEntry {
+    serving: bool,
+    /// Bumped on every change, so a late listing of an older state is discarded.
+    generation: u64,
+    lists: Option<ServerLists>,
+}
+
+pub struct Gateway {
+    config: Arc<GatewayConfig>,
+    dispatcher: Dispatcher,
+    status: ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
+    sessions: HashMap<Arc<str>, SessionEntry>,
+    servers: BTreeMap<String, ServerEntry>,
+    catalog: watch::Sender<Arc<Catalog>>,
+    /// 2026-07-28 `subscriptions/listen` streams.
+    listeners: Vec<Listener>,
+    stats: GatewayStats,
+}
+
+impl Actor for Gateway {
+    type Args = GatewayArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "Gateway"
+    }
+
+    async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let config = Arc::new(args.config);
+        // Events and sweeps come in as messages; the tasks hold weak refs so they never keep
+        // the gateway alive.
+        let weak = actor_ref.downgrade();
+        let mut events = args.events;
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let Some(me) = weak.upgrade() else { break };
+                if me.tell(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let weak = actor_ref.downgrade();
+        let every = config.sweep_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { break };
+                if me.tell(Sweep).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Gateway {
+            dispatcher: Dispatcher {
+                servers: args.servers,
+                config: config.clone(),
+            },
+            config,
+            status: args.status,
+            sessions: HashMap::new(),
+            servers: BTreeMap::new(),
+            catalog: watch::Sender::new(Arc::new(Catalog::default())),
+            listeners: Vec::new(),
+            stats: GatewayStats::default(),
+        })
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        _: ActorStopReason,
+    ) -> Result<(), Self::Error> {
+        for (_, s) in self.sessions.drain() {
+            s.actor.kill();
+        }
+        Ok(())
+    }
+}
+
+/// A fresh session id: 128 bits from the OS CSPRNG, as 32 hex digits.
+fn new_session_id() -> Result<String, FleetError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| FleetError::ActorUnavailable {
+        actor: "gateway".into(),
+        reason: format!("no randomness for a session id: {e}"),
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether a message is of the 2026-07-28 era: the header says so, or its `_meta` does.
+fn is_modern(header: Option<&str>, message: &Message) -> bool {
+    header == Some(mcp::MODERN_VERSION) || meta_version(message) == Some(mcp::MODERN_VERSION)
+}
+
+fn meta_version(message: &Message) -> Option<&str> {
+    let params = match message {
+        Message::Request(r) => r.params.as_ref(),
+        Message::Notification(n) => n.params.as_ref(),
+        Message::Response(_) => None,
+    }?;
+    params
+        .get("_meta")?
+        .get(mcp::META_PROTOCOL_VERSION)?
+        .as_str()
+}
+
+fn respond(response: Response, session: Option<String>) -> ClientMessageReply {
+    Ok(ClientReply::Response { response, session })
+}
+
+impl Gateway {
+    fn open_session(&mut self, request: Request) -> ClientMessageReply {
+        if self.sessions.len() >= self.config.max_sessions {
+            tracing::warn!(
+                sessions = self.sessions.len(),
+                "session limit reached; initialize refused"
+            );
+            return respond(
+                Response::error(
+                    Some(request.id),
+                    ErrorObject::new(
+                        error_codes::INTERNAL_ERROR,
+                        format!(
+                            "mcp-fleet serves at most {} sessions",
+                            self.config.max_sessions
+                        ),
+                    ),
+                ),
+                None,
+            );
+        }
+        let requested = request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("protocolVersion"))
+            .and_then(Value::as_str);
+        let result = dispatch::initialize_result(requested);
+        let id: Arc<str> = Arc::from(new_session_id()?);
+        let actor = Session::spawn_with_mailbox(
+            SessionArgs {
+                id: id.clone(),
+                dispatcher: self.dispatcher.clone(),
+                catalog: self.catalog.subscribe(),
+            },
+            kameo::mailbox::bounded(64),
+        );
+        let now = Instant::now();
+        self.sessions.insert(
+            id.clone(),
+            SessionEntry {
+                actor,
+                created: now,
+                last_seen: now,
+                initialized: false,
+                stream: None,
+            },
+        );
+        self.stats.sessions_created += 1;
+        let client = request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("clientInfo"))
+            .map(Value::to_string)
+            .unwrap_or_default();
+        tracing::info!(session = %id, version = %result["protocolVersion"], %client, "session opened");
+        respond(Response::result(request.id, result), Some(id.to_string()))
+    }
+
+    fn rebuild(&mut self) {
+        let lists: BTreeMap<String, ServerLists> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.serving)
+            .filter_map(|(name, s)| Some((name.clone(), s.lists.clone()?)))
+            .collect();
+        let catalog = Catalog::build(&lists, &self.config.separator);
+        let changed = catalog.changed_kinds(&self.catalog.borrow());
+        self.catalog.send_replace(Arc::new(catalog));
+        if changed.is_empty() {
+            return;
+        }
+        tracing::info!(?changed, servers = ?lists.keys().collect::<Vec<_>>(), "catalog changed");
+        for s in self.sessions.values() {
+            let _ = s
+                .actor
+                .tell(ListsChanged {
+                    kinds: changed.clone(),
+                })
+                .try_send();
+        }
+        self.listeners.retain(|l| !l.tx.is_closed());
+        for l in &self.listeners {
+            let mut sent = Vec::new();
+            for kind in changed.iter().filter(|k| l.kinds.contains(k)) {
+                let method = kind.changed_notification();
+                if !sent.contains(&method) {
+                    sent.push(method);
+                    let _ = l.tx.try_send(with_subscription(method, &l.id, None));
+                }
+            }
+        }
+    }
+
+    /// Lists a server again, off the gateway's path; the answer comes back as a message.
+    fn fetch(&mut self, server: &str, actor_ref: &ActorRef<Self>) {
+        let entry = self.servers.entry(server.to_owned()).or_default();
+        entry.generation += 1;
+        let generation = entry.generation;
+        let name = server.to_owned();
+        let servers = self.dispatcher.servers.clone();
+        let status = self.status.clone();
+        let timeout = self.config.list_timeout;
+        let me = actor_ref.clone();
+        tokio::spawn(async move {
+            let lists = fetch_lists(&servers, &status, &name, timeout).await;
+            let _ = me
+                .tell(ListsFetched {
+                    server: name,
+                    generation,
+                    lists,
+                })
+                .await;
+        });
+    }
+}
+
+/// Every page of every list the server's capabilities declare.
+async fn fetch_lists(
+    servers: &ReplyRecipient<CallServer, Value, FleetError>,
+    status: &ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
+    server: &str,
+    timeout: Duration,
+) -> Result<ServerLists, String> {
+    let status = status
+        .ask(GetServerStatus {
+            name: server.into(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let caps = status
+        .handshake
+        .as_ref()
+        .map(|h| h.capabilities.clone())
+        .unwrap_or(Value::Null);
+    let mut lists = ServerLists::default();
+    for kind in ListKind::ALL {
+        if caps.get(kind.capability()).is_none() {
+            continue;
+        }
+        let mut items = Vec::new();
+        let mut cursor: Option<Value> = None;
+        // A server that pages forever is cut off after this many pages.
+        for _ in 0..100 {
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
+            let mut call = CallServer::new(server, kind.method(), Some(params));
+            call.timeout = Some(timeout);
+            let page = match servers.ask(call).await {
+                Ok(page) => page,
+                // A server may declare `resources` without templates: that list is just empty.
+                Err(kameo::error::SendError::HandlerError(FleetError::Upstream {
+                    error, ..
+                })) if error.code == error_codes::METHOD_NOT_FOUND => {
+                    break;
+                }
+                Err(e) => return Err(format!("{}: {e}", kind.method())),
+            };
+            if let Some(found) = page.get(kind.key()).and_then(Value::as_array) {
+                items.extend(found.iter().cloned());
+            }
+            cursor = page.get("nextCursor").filter(|c| !c.is_null()).cloned();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        lists.lists.insert(kind, items);
+    }
+    Ok(lists)
+}
+
+impl KameoMessage<ClientMessage> for Gateway {
+    type Reply = DelegatedReply<ClientMessageReply>;
+
+    async fn handle(
+        &mut self,
+        msg: ClientMessage,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let header = msg.protocol_version.as_deref();
+        if let Some(v) = header {
+            if v != mcp::MODERN_VERSION && !dispatch::LEGACY_VERSIONS.contains(&v) {
+                return ctx.reply(Err(FleetError::UnsupportedVersion {
+                    version: v.to_owned(),
+                    supported: dispatch::supported_versions(),
+                }));
+            }
+        }
+        if let Some(id) = msg.session.as_deref() {
+            let Some(entry) = self.sessions.get_mut(id) else {
+                return ctx.reply(Err(FleetError::UnknownSession { id: id.to_owned() }));
+            };
+            entry.last_seen = Instant::now();
+            match &msg.message {
+                Message::Request(_) => entry.initialized = true,
+                Message::Notification(n) if n.method == methods::INITIALIZED => {
+                    entry.initialized = true
+                }
+                _ => {}
+            }
+            let session = entry.actor.clone();
+            let label = format!("session {id}");
+            return ctx.spawn(async move {
+                session
+                    .ask(msg)
+                    .await
+                    .map_err(|e| crate::unavailable(e, &label))
+            });
+        }
+        let modern = is_modern(header, &msg.message);
+        match msg.message {
+            Message::Request(request) if !modern && request.method == methods::INITIALIZE => {
+                ctx.reply(self.open_session(request))
+            }
+            Message::Request(request) if modern => {
+                if let Some(v) = meta_version(&Message::Request(request.clone())) {
+                    if v != mcp::MODERN_VERSION {
+                        return ctx.reply(Err(FleetError::UnsupportedVersion {
+                            version: v.to_owned(),
+                            supported: vec![mcp::MODERN_VERSION.into()],
+                        }));
+                    }
+                }
+                if request.method == methods::SUBSCRIPTIONS_LISTEN {
+                    let (tx, rx) = mpsc::channel(self.config.stream_buffer);
+                    let (honoured, kinds) = listen_filter(&request);
+                    let ack = with_subscription(
+                        "notifications/subscriptions/acknowledged",
+                        &request.id,
+                        Some(json!({ "notifications": honoured })),
+                    );
+                    self.listeners.retain(|l| !l.tx.is_closed());
+                    self.listeners.push(Listener {
+                        id: request.id,
+                        kinds,
+                        tx,
+                    });
+                    return ctx.reply(Ok(ClientReply::Stream {
+                        first: Some(ack),
+                        messages: rx,
+                    }));
+                }
+                let call = Call {
+                    request,
+                    modern: true,
+                    catalog: self.catalog.borrow().clone(),
+                    progress: msg.progress,
+                    cancel: msg.cancel,
+                };
+                let dispatcher = self.dispatcher.clone();
+                ctx.spawn(async move { respond(dispatcher.dispatch(call).await, None) })
+            }
+            // A stateless client's notifications and responses need nothing from us.
+            _ if modern => ctx.reply(Ok(ClientReply::Accepted)),
+            _ => ctx.reply(Err(FleetError::MissingSession)),
+        }
+    }
+}
+
+impl KameoMessage<OpenStream> for Gateway {
+    type Reply = DelegatedReply<OpenStreamReply>;
+
+    async fn handle(
+        &mut self,
+        msg: OpenStream,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let Some(entry) = self.sessions.get_mut(msg.session.as_str()) else {
+            return ctx.reply(Err(FleetError::UnknownSession { id: msg.session }));
+        };
+        entry.last_seen = Instant::now();
+        entry.stream = Some(msg.sink.clone());
+        let session = entry.actor.clone();
+        let label = format!("session {}", msg.session);
+        ctx.spawn(async move {
+            session
+                .ask(msg)
+                .await
+                .map_err(|e| crate::unavailable(e, &label))
+        })
+    }
+}
+
+impl KameoMessage<CloseSession> for Gateway {
+    type Reply = CloseSessionReply;
+
+    async fn handle(
+        &mut self,
+        msg: CloseSession,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        match self.sessions.remove(msg.session.as_str()) {
+            Some(entry) => {
+                let _ = entry.actor.stop_gracefully().await;
+                self.stats.sessions_closed += 1;
+                tracing::info!(session = %msg.session, "session closed by the client");
+                Ok(())
+            }
+            None => Err(FleetError::UnknownSession { id: msg.session }),
+        }
+    }
+}
+
+impl KameoMessage<GetGatewayStats> for Gateway {
+    type Reply = GetGatewayStatsReply;
+
+    async fn handle(
+        &mut self,
+        _: GetGatewayStats,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let catalog = self.catalog.borrow().clone();
+        Ok(GatewayStats {
+            active_sessions: self.sessions.len(),
+            tools: catalog.list(ListKind::Tools).len(),
+            resources: catalog.list(ListKind::Resources).len(),
+            resource_templates: catalog.list(ListKind::ResourceTemplates).len(),
+            prompts: catalog.list(ListKind::Prompts).len(),
+            servers: catalog.servers().to_vec(),
+            ..self.stats.clone()
+        })
+    }
+}
+
+/// Time to end idle and never-initialized sessions (internal).
+pub struct Sweep;
+
+impl KameoMessage<Sweep> for Gateway {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Sweep, _: &mut Context<Self, ()>) {
+        let now = Instant::now();
+        let (ttl, init) = (self.config.session_idle_ttl, self.config.initialize_timeout);
+        let expired: Vec<Arc<str>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                let streaming = s.stream.as_ref().is_some_and(|t| !t.is_closed());
+                (!s.initialized && now.duration_since(s.created) > init)
+                    || (!streaming && now.duration_since(s.last_seen) > ttl)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(entry) = self.sessions.remove(&id) {
+                entry.actor.kill();
+                self.stats.sessions_expired += 1;
+                tracing::info!(session = %id, idle = ?now.duration_since(entry.last_seen), "session expired");
+            }
+        }
+        if self.sessions.capacity() > 64 && self.sessions.len() < self.sessions.capacity() / 4 {
+            self.sessions.shrink_to_fit();
+        }
+    }
+}
+
+/// A server's lists, fetched (internal).
+pub struct ListsFetched {
+    server: String,
+    generation: u64,
+    lists: Result<ServerLists, String>,
+}
+
+impl KameoMessage<ListsFetched> for Gateway {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ListsFetched, _: &mut Context<Self, ()>) {
+        let Some(entry) = self.servers.get_mut(&msg.server) else {
+            return;
+        };
+        if entry.generation != msg.generation || !entry.serving {
+            return;
+        }
+        match msg.lists {
+            Ok(lists) => {
+                entry.lists = Some(lists);
+                self.rebuild();
+            }
+            Err(error) => {
+                tracing::warn!(server = %msg.server, %error, "could not list the server's items; it offers none until it is ready again");
+            }
+        }
+    }
+}
+
+impl KameoMessage<ServerEvent> for Gateway {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ServerEvent, ctx: &mut Context<Self, ()>) {
+        match msg {
+            ServerEvent::StateChanged { server, state } => {
+                let serving = state == ServerState::Ready;
+                let entry = self.servers.entry(server.clone()).or_default();
+                let was = entry.serving;
+                entry.serving = serving;
+                if serving && !was {
+                    let me = ctx.actor_ref().clone();
+                    self.fetch(&server, &me);
+                } else if !serving && was {
+                    // Withdrawn at once; listed again when it is ready.
+                    entry.generation += 1;
+                    entry.lists = None;
+                    tracing::info!(server = %server, %state, "server's items withdrawn");
+                    self.rebuild();
+                }
+            }
+            ServerEvent::Notified {
+                server,
+                notification,
+            } => {
+                if ListKind::from_notification(&notification.method).is_some() {
+                    if self.servers.get(&server).is_some_and(|s| s.serving) {
+                        let me = ctx.actor_ref().clone();
+                        self.fetch(&server, &me);
+                    }
+                } else if notification.method == methods::LOG_MESSAGE {
+                    let mut n = notification;
+                    // Say which server logged it, without touching the server's own fields.
+                    if let Some(Value::Object(p)) = n.params.as_mut() {
+                        if let Some(Value::Object(meta)) = p.get_mut("_meta") {
+                            meta.insert("mcp-fleet/server".into(), Value::String(server.clone()));
+                        } else if !p.contains_key("_meta") {
+                            p.insert("_meta".into(), json!({ "mcp-fleet/server": server }));
+                        }
+                    }
+                    for s in self.sessions.values() {
+                        let _ = s
+                            .actor
+                            .tell(ServerLog {
+                                notification: n.clone(),
+                            })
+                            .try_send();
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! fleet-gateway: one MCP server for clients, made of every server in the fleet.
+//!
+//! Two kinds of actor live here:
+//! - [`Gateway`], one per fleet: the registry of client sessions by id, the stateless
+//!   (2026-07-28) path, and the [`Catalog`] of what every ready server offers, kept current from
+//!   the server manager's events.
+//! - [`Session`], one per 2025-era client session: it serves the session's requests, cancels
+//!   them when the client says so or goes away, and owns the session's server-to-client stream.
+//!
+//! Messages handled: see `fleet_protocol::messages::gateway` (the closed set) and
+//! `ServerEvent`s from the server manager. Sends: `CallServer` and `GetServerStatus` to the
+//! server manager. The HTTP transport is runtime's; this crate sees JSON-RPC messages only.
+//!
+//! Invariants:
+//! - Every client request gets exactly one response: the server's, or a JSON-RPC error saying
+//!   why not (unknown tool, server not ready, timeout, cancelled).
+//! - Results pass through unchanged; only the names the gateway exposes are rewritten (the tool
+//!   or prompt `name` in lists, and back to the server's own name in calls).
+//! - A server that is not ready offers nothing: its items are withdrawn when it stops serving
+//!   and listed again when it is ready, and clients are told each time.
+//! - Sessions never own processes: every session shares the fleet's servers.
+//! - A session ends by DELETE, by idling past its TTL, or by never finishing `initialize`;
+//!   ending it cancels its requests in flight.
+
+mod catalog;
+mod config;
+pub mod dispatch;
+mod gateway;
+pub mod naming;
+mod session;
+
+pub use catalog::{Catalog, ListKind, Route, ServerLists};
+pub use config::GatewayConfig;
+pub use gateway::{Gateway, GatewayArgs};
+pub use session::Session;
+
+/// The actor name used in metrics and logs.
+pub const ACTOR_NAME: &str = "gateway";
+
+use fleet_protocol::FleetError;
+use kameo::error::SendError;
+
+/// Turns a failed ask to a session into the fleet's error.
+pub(crate) fn unavailable<M>(e: SendError<M, FleetError>, actor: &str) -> FleetError {
+    match e {
+        SendError::HandlerError(e) => e,
+        other => FleetError::ActorUnavailable {
+            actor: actor.into(),
+            reason: other.to_string(),
+        },
+    }
+}

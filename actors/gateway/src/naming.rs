@@ -1,0 +1,62 @@
+//! The namespacing rule: how a server's item is named to clients (pure).
+//!
+//! A tool `echo` of server `everything` is offered as `everything__echo` (the separator is
+//! configurable). MCP limits tool names to 64 characters: a longer name keeps a prefix and ends
+//! with `_` and 8 hex digits of the SHA-256 of the full name, so the same input always gives the
+//! same name and two long names that share a prefix still differ.
+
+use sha2::{Digest, Sha256};
+
+/// The longest name MCP clients accept for a tool or prompt.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// The default separator between a server's name and its item's name.
+pub const DEFAULT_SEPARATOR: &str = "__";
+
+/// Hex digits of the hash that ends a shortened name.
+const HASH_DIGITS: usize = 8;
+
+/// The name a client sees for item `item` of server `server`.
+pub fn expose(server: &str, separator: &str, item: &str) -> String {
+    let full = format!("{server}{separator}{item}");
+    if full.chars().count() <= MAX_NAME_LEN {
+        full
+    } else {
+        shorten(&full)
+    }
+}
+
+/// A name of at most [`MAX_NAME_LEN`] characters for `full`: its start, `_`, and a hash of all
+/// of it.
+pub fn shorten(full: &str) -> String {
+    let digest = Sha256::digest(full.as_bytes());
+    let hash: String = digest
+        .iter()
+        .take(HASH_DIGITS / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let keep = MAX_NAME_LEN - HASH_DIGITS - 1;
+    let prefix: String = full.chars().take(keep).collect();
+    format!("{prefix}_{hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_prefixed() {
+        assert_eq!(expose("everything", "__", "echo"), "everything__echo");
+        assert_eq!(expose("a", ".", "b"), "a.b");
+    }
+
+    #[test]
+    fn long_names_are_shortened_to_the_limit() {
+        let long = "x".repeat(70);
+        let name = expose("srv", "__", &long);
+        assert_eq!(name.chars().count(), MAX_NAME_LEN);
+        assert!(name.starts_with("srv__xxx"));
+        assert_eq!(name, expose("srv", "__", &long));
+        assert_ne!(name, expose("srv", "__", &"x".repeat(71)));
+    }
+}

@@ -1,0 +1,248 @@
+//! `Session`: one actor per 2025-era client session. It serves the session's requests (each
+//! in a task of its own, so a slow tool never holds up the session), cancels them when the client
+//! says so, and owns the session's server-to-client stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fleet_protocol::jsonrpc::{Message, Notification, RequestId, Response};
+use fleet_protocol::mcp::methods;
+use fleet_protocol::messages::gateway::{
+    ClientMessage, ClientMessageReply, ClientReply, OpenStream, OpenStreamReply,
+};
+use kameo::Actor;
+use kameo::actor::ActorRef;
+use kameo::error::Infallible;
+use kameo::message::{Context, Message as KameoMessage};
+use kameo::reply::DelegatedReply;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, ListKind};
+use crate::dispatch::{Call, Dispatcher};
+
+pub struct SessionArgs {
+    pub id: Arc<str>,
+    pub dispatcher: Dispatcher,
+    pub catalog: watch::Receiver<Arc<Catalog>>,
+}
+
+pub struct Session {
+    id: Arc<str>,
+    dispatcher: Dispatcher,
+    catalog: watch::Receiver<Arc<Catalog>>,
+    stream: Option<mpsc::Sender<Message>>,
+    /// Requests being served, by the client's id, so `notifications/cancelled` can stop them.
+    in_flight: HashMap<RequestId, CancellationToken>,
+    /// Server log messages at this level or above go to the stream (`logging/setLevel`).
+    log_level: Option<usize>,
+}
+
+impl Actor for Session {
+    type Args = SessionArgs;
+    type Error = Infallible;
+
+    fn name() -> &'static str {
+        "Session"
+    }
+
+    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        tracing::debug!(session = %args.id, "session started");
+        Ok(Session {
+            id: args.id,
+            dispatcher: args.dispatcher,
+            catalog: args.catalog,
+            stream: None,
+            in_flight: HashMap::new(),
+            log_level: None,
+        })
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: kameo::actor::WeakActorRef<Self>,
+        reason: kameo::error::ActorStopReason,
+    ) -> Result<(), Self::Error> {
+        // Work for a client that is gone is cancelled upstream.
+        for (_, c) in self.in_flight.drain() {
+            c.cancel();
+        }
+        tracing::debug!(session = %self.id, %reason, "session ended");
+        Ok(())
+    }
+}
+
+/// MCP log levels, least severe first.
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+fn level_rank(level: &str) -> Option<usize> {
+    LOG_LEVELS.iter().position(|l| *l == level)
+}
+
+impl Session {
+    fn push(&mut self, message: Message) {
+        if let Some(stream) = &self.stream {
+            if stream.try_send(message).is_err() {
+                tracing::debug!(session = %self.id, "stream full or closed; message dropped");
+                if stream.is_closed() {
+                    self.stream = None;
+                }
+            }
+        }
+    }
+}
+
+impl KameoMessage<ClientMessage> for Session {
+    type Reply = DelegatedReply<ClientMessageReply>;
+
+    async fn handle(
+        &mut self,
+        msg: ClientMessage,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        match msg.message {
+            Message::Request(request) => {
+                if request.method == methods::SET_LOG_LEVEL {
+                    let level = request
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("level"))
+                        .and_then(Value::as_str)
+                        .and_then(level_rank);
+                    let response = match level {
+                        Some(rank) => {
+                            self.log_level = Some(rank);
+                            Response::result(request.id, json!({}))
+                        }
+                        None => Response::error(
+                            Some(request.id),
+                            fleet_protocol::jsonrpc::ErrorObject::new(
+                                fleet_protocol::jsonrpc::error_codes::INVALID_PARAMS,
+                                format!("`level` must be one of {}", LOG_LEVELS.join(", ")),
+                            ),
+                        ),
+                    };
+                    return ctx.reply(Ok(ClientReply::Response {
+                        response,
+                        session: None,
+                    }));
+                }
+                let id = request.id.clone();
+                self.in_flight.insert(id.clone(), msg.cancel.clone());
+                let call = Call {
+                    request,
+                    modern: false,
+                    catalog: self.catalog.borrow().clone(),
+                    progress: msg.progress,
+                    cancel: msg.cancel,
+                };
+                let dispatcher = self.dispatcher.clone();
+                let me = ctx.actor_ref().clone();
+                ctx.spawn(async move {
+                    let response = dispatcher.dispatch(call).await;
+                    let _ = me.tell(RequestDone { id }).try_send();
+                    Ok(ClientReply::Response {
+                        response,
+                        session: None,
+                    })
+                })
+            }
+            Message::Notification(n) => {
+                if n.method == methods::CANCELLED {
+                    let id = n
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .cloned()
+                        .and_then(|v| serde_json::from_value::<RequestId>(v).ok());
+                    if let Some(token) = id.and_then(|id| self.in_flight.remove(&id)) {
+                        tracing::debug!(session = %self.id, "client cancelled a request");
+                        token.cancel();
+                    }
+                }
+                ctx.reply(Ok(ClientReply::Accepted))
+            }
+            // The gateway sends clients no requests, so a response answers nothing.
+            Message::Response(_) => ctx.reply(Ok(ClientReply::Accepted)),
+        }
+    }
+}
+
+/// A request of this session was answered (internal).
+pub struct RequestDone {
+    id: RequestId,
+}
+
+impl KameoMessage<RequestDone> for Session {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: RequestDone, _: &mut Context<Self, ()>) {
+        self.in_flight.remove(&msg.id);
+    }
+}
+
+impl KameoMessage<OpenStream> for Session {
+    type Reply = OpenStreamReply;
+
+    async fn handle(&mut self, msg: OpenStream, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        // A newer stream replaces the older one: each message goes to exactly one stream.
+        self.stream = Some(msg.sink);
+        Ok(())
+    }
+}
+
+/// Lists changed: tell the client (internal, from the gateway).
+#[derive(Clone)]
+pub struct ListsChanged {
+    pub kinds: Vec<ListKind>,
+}
+
+impl KameoMessage<ListsChanged> for Session {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ListsChanged, _: &mut Context<Self, ()>) {
+        let mut sent = Vec::new();
+        for kind in msg.kinds {
+            let method = kind.changed_notification();
+            if !sent.contains(&method) {
+                sent.push(method);
+                self.push(Message::Notification(Notification::new(method, None)));
+            }
+        }
+    }
+}
+
+/// A server's log message (internal, from the gateway).
+#[derive(Clone)]
+pub struct ServerLog {
+    pub notification: Notification,
+}
+
+impl KameoMessage<ServerLog> for Session {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ServerLog, _: &mut Context<Self, ()>) {
+        let Some(min) = self.log_level else { return };
+        let rank = msg
+            .notification
+            .params
+            .as_ref()
+            .and_then(|p| p.get("level"))
+            .and_then(Value::as_str)
+            .and_then(level_rank)
+            .unwrap_or(0);
+        if rank >= min {
+            self.push(Message::Notification(msg.notification));
+        }
+    }
+}

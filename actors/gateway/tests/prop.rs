@@ -1,0 +1,40 @@
+//! Property tests of the namespacing rule: exposed names are bounded, deterministic, keep short
+//! names readable, and do not collide for distinct long names.
+
+use fleet_gateway::naming::{MAX_NAME_LEN, expose};
+use proptest::prelude::*;
+
+proptest! {
+    #[test]
+    fn exposed_names_fit_the_limit_and_are_deterministic(
+        server in "[a-z0-9_-]{1,40}",
+        sep in prop::sample::select(vec!["__", ".", "-", "::"]),
+        item in "[A-Za-z0-9_.-]{1,80}",
+    ) {
+        let a = expose(&server, sep, &item);
+        prop_assert!(a.chars().count() <= MAX_NAME_LEN);
+        prop_assert_eq!(&a, &expose(&server, sep, &item));
+        let full = format!("{server}{sep}{item}");
+        if full.chars().count() <= MAX_NAME_LEN {
+            prop_assert_eq!(a, full);
+        } else {
+            prop_assert!(a.starts_with(&full[..20]));
+        }
+    }
+
+    #[test]
+    fn distinct_long_names_stay_distinct(
+        server in "[a-z]{1,10}",
+        a in "[a-z]{60,90}",
+        b in "[a-z]{60,90}",
+    ) {
+        prop_assume!(a != b);
+        prop_assert_ne!(expose(&server, "__", &a), expose(&server, "__", &b));
+    }
+
+    #[test]
+    fn names_with_any_unicode_never_panic(server in "\\PC{0,30}", item in "\\PC{0,100}") {
+        let name = expose(&server, "__", &item);
+        prop_assert!(name.chars().count() <= MAX_NAME_LEN);
+    }
+}

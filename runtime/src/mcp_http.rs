@@ -1,0 +1,621 @@
+//! Streamable HTTP at `/mcp`: turns each HTTP request into a gateway message and the reply into
+//! a status code and a body (JSON, or an SSE stream).
+//!
+//! Checks, in order, each with a clear error body (a JSON-RPC error object):
+//! 1. `Host` and `Origin` (DNS rebinding): names not allowed get 403.
+//! 2. The bearer token, when one is configured: 401 (compared in constant time).
+//! 3. `Accept` must allow both JSON and SSE for POST (SSE for GET): 406.
+//!    `Content-Type` must be JSON: 415. The body is at most `max_body_bytes`: 413.
+//! 4. The body must be one JSON-RPC message: 400 with -32700 (not JSON) or -32600 (a batch, or
+//!    not a JSON-RPC message).
+//! 5. 2026-07-28 requests: `Mcp-Method` and `Mcp-Name` must agree with the body: 400, -32020.
+//! 6. The gateway's answer: 404 for an unknown session, 400 for a missing one or an
+//!    unsupported `MCP-Protocol-Version`, 202 for notifications and responses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use fleet_gateway::Gateway;
+use fleet_protocol::FleetError;
+use fleet_protocol::jsonrpc::{
+    ErrorObject, Message, RequestId, Response as RpcResponse, error_codes,
+};
+use fleet_protocol::mcp;
+use fleet_protocol::messages::gateway::{ClientMessage, ClientReply, CloseSession, OpenStream};
+use futures::StreamExt;
+use kameo::actor::ActorRef;
+use kameo::error::SendError;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+pub const METHOD_HEADER: &str = "mcp-method";
+pub const NAME_HEADER: &str = "mcp-name";
+
+/// JSON-RPC error code for a header that disagrees with the body (2026-07-28).
+pub const HEADER_MISMATCH: i64 = -32020;
+
+/// How `/mcp` guards itself.
+#[derive(Debug, Clone)]
+pub struct McpHttpConfig {
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Host names (without port) accepted in `Host` and `Origin`. Empty accepts any: only for a
+    /// listener behind a proxy that checks them.
+    pub allowed_hosts: Vec<String>,
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub bearer_token: Option<String>,
+    /// Messages buffered for an SSE response before progress is dropped.
+    pub stream_buffer: usize,
+}
+
+impl Default for McpHttpConfig {
+    fn default() -> Self {
+        McpHttpConfig {
+            max_body_bytes: 4 * 1024 * 1024,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
+            bearer_token: None,
+            stream_buffer: 64,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct McpState {
+    gateway: ActorRef<Gateway>,
+    config: Arc<McpHttpConfig>,
+}
+
+/// The `/mcp` route.
+pub fn router(gateway: ActorRef<Gateway>, config: McpHttpConfig) -> Router {
+    let state = McpState {
+        gateway,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/mcp", axum::routing::any(handle))
+        .with_state(state)
+}
+
+/// An HTTP error with a JSON-RPC error body (no id: the request was not read).
+fn error_response(status: StatusCode, code: i64, message: impl Into<String>) -> Response {
+    rpc_error_response(status, None, ErrorObject::new(code, message))
+}
+
+/// An HTTP error answering the request `id`.
+fn error_for(
+    id: &Option<RequestId>,
+    status: StatusCode,
+    code: i64,
+    message: impl Into<String>,
+) -> Response {
+    rpc_error_response(status, id.clone(), ErrorObject::new(code, message))
+}
+
+fn rpc_error_response(status: StatusCode, id: Option<RequestId>, error: ErrorObject) -> Response {
+    let body = Message::Response(RpcResponse::error(id, error)).to_value();
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The host part of a `Host` value or an origin's authority, lowercased, without the port.
+fn host_name(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    if a.starts_with('[') {
+        // [::1]:port
+        return a.split_inclusive(']').next().unwrap_or(&a).to_string();
+    }
+    a.split(':').next().unwrap_or(&a).to_string()
+}
+
+fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Response> {
+    if config.allowed_hosts.is_empty() {
+        return Ok(());
+    }
+    let allowed = |h: &str| {
+        config
+            .allowed_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(h))
+    };
+    if let Some(host) = headers.get(header::HOST) {
+        let host = host.to_str().map(host_name).unwrap_or_default();
+        if !allowed(&host) {
+            return Err(error_response(
+                StatusCode::FORBIDDEN,
+                error_codes::INVALID_REQUEST,
+                format!("Host `{host}` is not allowed (DNS rebinding protection)"),
+            ));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = origin
+            .split_once("://")
+            .map(|(_, rest)| host_name(rest.split('/').next().unwrap_or("")))
+            .unwrap_or_default();
+        if !allowed(&host) {
+            return Err(error_response(
+                StatusCode::FORBIDDEN,
+                error_codes::INVALID_REQUEST,
+                format!("Origin `{origin}` is not allowed (DNS rebinding protection)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &config.bearer_token else {
+        return Ok(());
+    };
+    let given = header_str(headers, header::AUTHORIZATION.as_str())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        return Ok(());
+    }
+    let mut r = error_response(
+        StatusCode::UNAUTHORIZED,
+        error_codes::INVALID_REQUEST,
+        "a valid `Authorization: Bearer` token is required",
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Err(r)
+}
+
+/// Whether `Accept` allows `wanted` (`type/subtype`).
+fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
+    let (ty, _) = wanted.split_once('/').unwrap_or((wanted, ""));
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|r| {
+            r.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|r| r == wanted || r == "*/*" || r == format!("{ty}/*"))
+}
+
+async fn handle(State(state): State<McpState>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    if let Err(r) = check_origin(&state.config, &headers) {
+        return r;
+    }
+    if let Err(r) = check_auth(&state.config, &headers) {
+        return r;
+    }
+    match *request.method() {
+        Method::POST => post(state, request).await,
+        Method::GET => get(state, &headers).await,
+        Method::DELETE => delete(state, &headers).await,
+        _ => {
+            let mut r = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                error_codes::INVALID_REQUEST,
+                "use POST, GET or DELETE",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            r
+        }
+    }
+}
+
+/// The gateway's failure as an HTTP response.
+fn fleet_error_response(e: FleetError) -> Response {
+    fleet_error_for(&None, e)
+}
+
+fn fleet_error_for(id: &Option<RequestId>, e: FleetError) -> Response {
+    let status = match &e {
+        FleetError::UnknownSession { .. } => StatusCode::NOT_FOUND,
+        FleetError::MissingSession
+        | FleetError::UnsupportedVersion { .. }
+        | FleetError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+        FleetError::ActorUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    rpc_error_response(status, id.clone(), e.to_jsonrpc())
+}
+
+fn send_error(id: &Option<RequestId>, e: SendError<ClientMessage, FleetError>) -> Response {
+    match e {
+        SendError::HandlerError(e) => fleet_error_for(id, e),
+        other => error_for(
+            id,
+            StatusCode::SERVICE_UNAVAILABLE,
+            error_codes::INTERNAL_ERROR,
+            format!("the gateway is unavailable: {other}"),
+        ),
+    }
+}
+
+/// The 2026-07-28 checks of a POST without a session, in the order the conformance suite's
+/// reference server applies them: `_meta` has what it must (-32602), the version header agrees
+/// with it (-32020) and is supported (-32022), and `Mcp-Method` and `Mcp-Name` say what the
+/// body says (-32020). Each failure is a 400 answering the request's id.
+fn check_modern(
+    headers: &HeaderMap,
+    message: &Message,
+    header_version: &str,
+) -> Result<(), Response> {
+    let (id, method, params) = match message {
+        Message::Request(r) => (Some(r.id.clone()), r.method.as_str(), r.params.as_ref()),
+        Message::Notification(n) => (None, n.method.as_str(), n.params.as_ref()),
+        Message::Response(_) => return Ok(()),
+    };
+    let bad = |code: i64, what: String| Err(error_for(&id, StatusCode::BAD_REQUEST, code, what));
+    if id.is_some() {
+        let meta = params.and_then(|p| p.get("_meta"));
+        let meta_version = meta.and_then(|m| m.get(mcp::META_PROTOCOL_VERSION));
+        let caps = meta.and_then(|m| m.get(mcp::META_CLIENT_CAPABILITIES));
+        let (Some(meta_version), Some(_)) = (meta_version, caps) else {
+            return bad(
+                error_codes::INVALID_PARAMS,
+                format!(
+                    "2026-07-28 requests carry `{}` and `{}` in params._meta",
+                    mcp::META_PROTOCOL_VERSION,
+                    mcp::META_CLIENT_CAPABILITIES
+                ),
+            );
+        };
+        if meta_version.as_str() != Some(header_version) {
+            return bad(
+                HEADER_MISMATCH,
+                format!(
+                    "`MCP-Protocol-Version: {header_version}` does not match _meta's {meta_version}"
+                ),
+            );
+        }
+    }
+    if header_version != mcp::MODERN_VERSION {
+        let e = FleetError::UnsupportedVersion {
+            version: header_version.to_owned(),
+            supported: fleet_gateway::dispatch::supported_versions(),
+        };
+        return Err(fleet_error_for(&id, e));
+    }
+    match header_str(headers, METHOD_HEADER).map(str::trim) {
+        Some(h) if h == method => {}
+        Some(h) => {
+            return bad(
+                HEADER_MISMATCH,
+                format!("`Mcp-Method: {h}` does not match the body's method `{method}`"),
+            );
+        }
+        None => {
+            return bad(
+                HEADER_MISMATCH,
+                format!("the `Mcp-Method` header is required (`{method}`)"),
+            );
+        }
+    }
+    let key = match method {
+        mcp::methods::TOOLS_CALL | mcp::methods::PROMPTS_GET => "name",
+        mcp::methods::RESOURCES_READ => "uri",
+        _ => return Ok(()),
+    };
+    let body = params.and_then(|p| p.get(key)).and_then(Value::as_str);
+    match (header_str(headers, NAME_HEADER).map(str::trim), body) {
+        (Some(h), Some(b)) if h == b => Ok(()),
+        (Some(h), b) => bad(
+            HEADER_MISMATCH,
+            format!("`Mcp-Name: {h}` does not match the body's {key} {b:?}"),
+        ),
+        (None, _) => bad(
+            HEADER_MISMATCH,
+            format!("the `Mcp-Name` header is required for `{method}`"),
+        ),
+    }
+}
+
+fn wants_progress(message: &Message) -> bool {
+    matches!(message, Message::Request(r) if r.params.as_ref()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("progressToken"))
+        .is_some())
+}
+
+async fn post(state: McpState, request: Request) -> Response {
+    let headers = request.headers().clone();
+    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            error_codes::INVALID_REQUEST,
+            "`Accept` must list both application/json and text/event-stream",
+        );
+    }
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            error_codes::INVALID_REQUEST,
+            "`Content-Type` must be application/json",
+        );
+    }
+    let limit = state.config.max_body_bytes;
+    let body: Bytes = match axum::body::to_bytes(request.into_body(), limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                error_codes::INVALID_REQUEST,
+                format!("the body is larger than {limit} bytes"),
+            );
+        }
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                error_codes::PARSE_ERROR,
+                format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    let message = match Message::from_value(value) {
+        Ok(m) => m,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                error_codes::INVALID_REQUEST,
+                e.to_string(),
+            );
+        }
+    };
+    let session = header_str(&headers, SESSION_HEADER).map(str::to_owned);
+    let protocol_version = header_str(&headers, VERSION_HEADER).map(|v| v.trim().to_owned());
+    // A version header of no 2025 revision means the stateless wire (or an unsupported one).
+    let modern = session.is_none()
+        && protocol_version
+            .as_deref()
+            .is_some_and(|v| !fleet_gateway::dispatch::LEGACY_VERSIONS.contains(&v));
+    if modern {
+        if let Err(r) = check_modern(
+            &headers,
+            &message,
+            protocol_version.as_deref().unwrap_or(""),
+        ) {
+            return r;
+        }
+    }
+    let id = match &message {
+        Message::Request(r) => Some(r.id.clone()),
+        _ => None,
+    };
+    let progress = wants_progress(&message);
+    let cancel = CancellationToken::new();
+    if progress {
+        return stream_response(state, session, protocol_version, message, cancel, modern).await;
+    }
+    // Dropping this handler (the client went away) cancels the request upstream.
+    let _guard = cancel.clone().drop_guard();
+    let ask = state.gateway.ask(ClientMessage {
+        session,
+        protocol_version,
+        message,
+        progress: None,
+        cancel,
+    });
+    match ask.await {
+        Ok(reply) => client_reply(reply, modern),
+        Err(e) => send_error(&id, e),
+    }
+}
+
+/// The answer as JSON. On the stateless wire a method that does not exist is also an HTTP 404.
+fn json_response(response: RpcResponse, session: Option<String>, modern: bool) -> Response {
+    let status = match &response.outcome {
+        fleet_protocol::jsonrpc::Outcome::Error(e)
+            if modern && e.code == error_codes::METHOD_NOT_FOUND =>
+        {
+            StatusCode::NOT_FOUND
+        }
+        _ => StatusCode::OK,
+    };
+    let body = Message::Response(response).to_value().to_string();
+    let mut r = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(id) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        r.headers_mut().insert(SESSION_HEADER, id);
+    }
+    r
+}
+
+fn event(message: &Message) -> Result<Event, Infallible> {
+    Ok(Event::default()
+        .event("message")
+        .data(message.to_value().to_string()))
+}
+
+fn client_reply(reply: ClientReply, modern: bool) -> Response {
+    match reply {
+        ClientReply::Response { response, session } => json_response(response, session, modern),
+        ClientReply::Accepted => StatusCode::ACCEPTED.into_response(),
+        ClientReply::Stream { first, messages } => {
+            let first = futures::stream::iter(first.into_iter().map(|m| event(&m)));
+            let rest = tokio_stream_of(messages).map(|m| event(&m));
+            sse(first.chain(rest))
+        }
+    }
+}
+
+/// An SSE response that proxies must not buffer.
+fn sse(
+    events: impl futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
+    let mut r = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A request whose progress the client wants: an SSE stream of the progress notifications,
+/// then the response. The client closing the stream cancels the request upstream.
+async fn stream_response(
+    state: McpState,
+    session: Option<String>,
+    protocol_version: Option<String>,
+    message: Message,
+    cancel: CancellationToken,
+    modern: bool,
+) -> Response {
+    let id = match &message {
+        Message::Request(r) => Some(r.id.clone()),
+        _ => None,
+    };
+    let (ptx, mut prx) = mpsc::channel(state.config.stream_buffer);
+    let (out_tx, out_rx) = mpsc::channel::<Message>(state.config.stream_buffer);
+    let gateway = state.gateway.clone();
+    let msg = ClientMessage {
+        session,
+        protocol_version,
+        message,
+        progress: Some(ptx),
+        cancel: cancel.clone(),
+    };
+    // Errors before the request runs (unknown session, ...) are HTTP errors, not a stream: the
+    // ask is started here and its early failure mapped below.
+    let (first_tx, first_rx) =
+        tokio::sync::oneshot::channel::<Result<Option<RpcResponse>, Response>>();
+    tokio::spawn(async move {
+        let _guard = cancel.drop_guard();
+        let ask = gateway.ask(msg).send();
+        tokio::pin!(ask);
+        let mut first_tx = Some(first_tx);
+        loop {
+            tokio::select! {
+                Some(n) = prx.recv() => {
+                    if let Some(tx) = first_tx.take() {
+                        let _ = tx.send(Ok(None));
+                    }
+                    if out_tx.send(Message::Notification(n)).await.is_err() {
+                        return; // the client went away: the guard cancels upstream
+                    }
+                }
+                answer = &mut ask => {
+                    let response = match answer {
+                        Ok(ClientReply::Response { response, .. }) => response,
+                        Ok(other) => {
+                            if let Some(tx) = first_tx.take() {
+                                let _ = tx.send(Err(client_reply(other, modern)));
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            if let Some(tx) = first_tx.take() {
+                                let _ = tx.send(Err(send_error(&id, e)));
+                            }
+                            return;
+                        }
+                    };
+                    while let Ok(n) = prx.try_recv() {
+                        let _ = out_tx.send(Message::Notification(n)).await;
+                    }
+                    match first_tx.take() {
+                        // No progress came: answer with plain JSON.
+                        Some(tx) => { let _ = tx.send(Ok(Some(response))); }
+                        None => { let _ = out_tx.send(Message::Response(response)).await; }
+                    }
+                    return;
+                }
+                () = out_tx.closed() => return,
+            }
+        }
+    });
+    match first_rx.await {
+        Ok(Ok(Some(response))) => json_response(response, None, modern),
+        Ok(Ok(None)) => sse(tokio_stream_of(out_rx).map(|m| event(&m))),
+        Ok(Err(r)) => r,
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            error_codes::INTERNAL_ERROR,
+            "the request ended without an answer",
+        ),
+    }
+}
+
+async fn get(state: McpState, headers: &HeaderMap) -> Response {
+    if header_str(headers, VERSION_HEADER) == Some(mcp::MODERN_VERSION) {
+        let mut r = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            error_codes::INVALID_REQUEST,
+            "2026-07-28 has no GET stream; use subscriptions/listen",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    if !accepts(headers, "text/event-stream") {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            error_codes::INVALID_REQUEST,
+            "`Accept` must list text/event-stream",
+        );
+    }
+    let Some(session) = header_str(headers, SESSION_HEADER).map(str::to_owned) else {
+        return fleet_error_response(FleetError::MissingSession);
+    };
+    let (tx, rx) = mpsc::channel(state.config.stream_buffer);
+    match state.gateway.ask(OpenStream { session, sink: tx }).await {
+        Ok(()) => sse(tokio_stream_of(rx).map(|m| event(&m))),
+        Err(SendError::HandlerError(e)) => fleet_error_response(e),
+        Err(e) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error_codes::INTERNAL_ERROR,
+            format!("the gateway is unavailable: {e}"),
+        ),
+    }
+}
+
+async fn delete(state: McpState, headers: &HeaderMap) -> Response {
+    let Some(session) = header_str(headers, SESSION_HEADER).map(str::to_owned) else {
+        return fleet_error_response(FleetError::MissingSession);
+    };
+    match state.gateway.ask(CloseSession { session }).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(SendError::HandlerError(e)) => fleet_error_response(e),
+        Err(e) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error_codes::INTERNAL_ERROR,
+            format!("the gateway is unavailable: {e}"),
+        ),
+    }
+}
