@@ -294,9 +294,10 @@ fn check_modern(
         }
     }
     if header_version != mcp::MODERN_VERSION {
+        // The versions this wire can use: what `server/discover` lists.
         let e = FleetError::UnsupportedVersion {
             version: header_version.to_owned(),
-            supported: fleet_gateway::dispatch::supported_versions(),
+            supported: vec![mcp::MODERN_VERSION.to_owned()],
         };
         return Err(fleet_error_for(&id, e));
     }
