@@ -112,6 +112,9 @@ fn rpc_error_response(status: StatusCode, id: Option<RequestId>, error: ErrorObj
         .into_response()
 }
 
+/// A request turned away before the gateway sees it (boxed: the rare path).
+type Rejection = Box<Response>;
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -126,7 +129,7 @@ fn host_name(authority: &str) -> String {
     a.split(':').next().unwrap_or(&a).to_string()
 }
 
-fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Response> {
+fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
     if config.allowed_hosts.is_empty() {
         return Ok(());
     }
@@ -139,11 +142,11 @@ fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Respo
     if let Some(host) = headers.get(header::HOST) {
         let host = host.to_str().map(host_name).unwrap_or_default();
         if !allowed(&host) {
-            return Err(error_response(
+            return Err(Box::new(error_response(
                 StatusCode::FORBIDDEN,
                 error_codes::INVALID_REQUEST,
                 format!("Host `{host}` is not allowed (DNS rebinding protection)"),
-            ));
+            )));
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -153,17 +156,17 @@ fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Respo
             .map(|(_, rest)| host_name(rest.split('/').next().unwrap_or("")))
             .unwrap_or_default();
         if !allowed(&host) {
-            return Err(error_response(
+            return Err(Box::new(error_response(
                 StatusCode::FORBIDDEN,
                 error_codes::INVALID_REQUEST,
                 format!("Origin `{origin}` is not allowed (DNS rebinding protection)"),
-            ));
+            )));
         }
     }
     Ok(())
 }
 
-fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Response> {
+fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
     let Some(token) = &config.bearer_token else {
         return Ok(());
     };
@@ -180,7 +183,7 @@ fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Respons
     );
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    Err(r)
+    Err(Box::new(r))
 }
 
 /// Whether `Accept` allows `wanted` (`type/subtype`).
@@ -204,10 +207,10 @@ fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
 async fn handle(State(state): State<McpState>, request: Request) -> Response {
     let headers = request.headers().clone();
     if let Err(r) = check_origin(&state.config, &headers) {
-        return r;
+        return *r;
     }
     if let Err(r) = check_auth(&state.config, &headers) {
-        return r;
+        return *r;
     }
     match *request.method() {
         Method::POST => post(state, request).await,
@@ -263,13 +266,20 @@ fn check_modern(
     headers: &HeaderMap,
     message: &Message,
     header_version: &str,
-) -> Result<(), Response> {
+) -> Result<(), Rejection> {
     let (id, method, params) = match message {
         Message::Request(r) => (Some(r.id.clone()), r.method.as_str(), r.params.as_ref()),
         Message::Notification(n) => (None, n.method.as_str(), n.params.as_ref()),
         Message::Response(_) => return Ok(()),
     };
-    let bad = |code: i64, what: String| Err(error_for(&id, StatusCode::BAD_REQUEST, code, what));
+    let bad = |code: i64, what: String| {
+        Err(Box::new(error_for(
+            &id,
+            StatusCode::BAD_REQUEST,
+            code,
+            what,
+        )))
+    };
     if id.is_some() {
         let meta = params.and_then(|p| p.get("_meta"));
         let meta_version = meta.and_then(|m| m.get(mcp::META_PROTOCOL_VERSION));
@@ -299,7 +309,7 @@ fn check_modern(
             version: header_version.to_owned(),
             supported: vec![mcp::MODERN_VERSION.to_owned()],
         };
-        return Err(fleet_error_for(&id, e));
+        return Err(Box::new(fleet_error_for(&id, e)));
     }
     match header_str(headers, METHOD_HEADER).map(str::trim) {
         Some(h) if h == method => {}
@@ -407,7 +417,7 @@ async fn post(state: McpState, request: Request) -> Response {
             &message,
             protocol_version.as_deref().unwrap_or(""),
         ) {
-            return r;
+            return *r;
         }
     }
     let id = match &message {

@@ -23,7 +23,7 @@ async fn a_fleet_launches_is_probed_measured_and_shut_down() {
     options.health.failure_threshold = 2;
     options.server_manager.stop_grace = Duration::from_millis(500);
     let fleet = Fleet::start(options).await;
-    assert_eq!(fleet.startup.len(), 4);
+    assert_eq!(fleet.startup.len(), 5);
 
     let specs = vec![
         reference("alpha", &["--log-requests"]),

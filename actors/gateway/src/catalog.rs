@@ -124,7 +124,7 @@ impl Catalog {
                 }
             }
         }
-        cat.templates.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        cat.templates.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
         cat
     }
 

@@ -112,6 +112,13 @@ pub fn discover_result() -> Value {
     })
 }
 
+/// A JSON-RPC error on its way to becoming a response (boxed: errors are the rare path).
+type Failure = Box<ErrorObject>;
+
+fn fail(code: i64, message: impl Into<String>) -> Failure {
+    Box::new(ErrorObject::new(code, message))
+}
+
 fn error(request: &Request, code: i64, message: impl Into<String>) -> Response {
     Response::error(Some(request.id.clone()), ErrorObject::new(code, message))
 }
@@ -164,7 +171,7 @@ impl Dispatcher {
                 }
                 Err(e) => Err(e),
             },
-            other => Err(ErrorObject::new(
+            other => Err(fail(
                 error_codes::METHOD_NOT_FOUND,
                 format!("method `{other}` is not offered by mcp-fleet"),
             )),
@@ -176,7 +183,7 @@ impl Dispatcher {
                 }
                 Response::result(request.id, result)
             }
-            Err(e) => Response::error(Some(request.id), e),
+            Err(e) => Response::error(Some(request.id), *e),
         }
     }
 
@@ -187,7 +194,7 @@ impl Dispatcher {
         params: Value,
         progress: Option<mpsc::Sender<Notification>>,
         cancel: CancellationToken,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Value, Failure> {
         let call = CallServer {
             server: server.to_string(),
             method: request.method.clone(),
@@ -198,8 +205,8 @@ impl Dispatcher {
         };
         match self.servers.ask(call).await {
             Ok(v) => Ok(v),
-            Err(kameo::error::SendError::HandlerError(e)) => Err(e.to_jsonrpc()),
-            Err(e) => Err(ErrorObject::new(
+            Err(kameo::error::SendError::HandlerError(e)) => Err(Box::new(e.to_jsonrpc())),
+            Err(e) => Err(fail(
                 error_codes::INTERNAL_ERROR,
                 format!("the server manager is unavailable: {e}"),
             )),
@@ -221,11 +228,11 @@ fn mark_complete(result: &mut Value, cacheable: bool) {
     }
 }
 
-fn params_object(request: &Request) -> Result<Map<String, Value>, ErrorObject> {
+fn params_object(request: &Request) -> Result<Map<String, Value>, Failure> {
     match &request.params {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),
-        Some(_) => Err(ErrorObject::new(
+        Some(_) => Err(fail(
             error_codes::INVALID_PARAMS,
             "params must be an object",
         )),
@@ -233,10 +240,10 @@ fn params_object(request: &Request) -> Result<Map<String, Value>, ErrorObject> {
 }
 
 /// A merged list, in one page (the gateway issues no cursors).
-fn list(request: &Request, catalog: &Catalog, kind: ListKind) -> Result<Value, ErrorObject> {
+fn list(request: &Request, catalog: &Catalog, kind: ListKind) -> Result<Value, Failure> {
     let params = params_object(request)?;
     if params.get("cursor").is_some_and(|c| !c.is_null()) {
-        return Err(ErrorObject::new(
+        return Err(fail(
             error_codes::INVALID_PARAMS,
             "invalid cursor: mcp-fleet lists everything in one page",
         ));
@@ -248,13 +255,9 @@ fn list(request: &Request, catalog: &Catalog, kind: ListKind) -> Result<Value, E
 
 /// The owning server of a request and the params to send it, with the exposed name replaced
 /// by the server's own.
-fn route(
-    request: &Request,
-    catalog: &Catalog,
-    modern: bool,
-) -> Result<(Arc<str>, Value), ErrorObject> {
+fn route(request: &Request, catalog: &Catalog, modern: bool) -> Result<(Arc<str>, Value), Failure> {
     let mut params = params_object(request)?;
-    let invalid = |m: String| ErrorObject::new(error_codes::INVALID_PARAMS, m);
+    let invalid = |m: String| fail(error_codes::INVALID_PARAMS, m);
     let server = match request.method.as_str() {
         methods::TOOLS_CALL | methods::PROMPTS_GET => {
             let what = if request.method == methods::TOOLS_CALL {
@@ -287,7 +290,7 @@ fn route(
                 } else {
                     RESOURCE_NOT_FOUND
                 };
-                let mut e = ErrorObject::new(code, format!("resource not found: {uri}"));
+                let mut e = fail(code, format!("resource not found: {uri}"));
                 e.data = Some(json!({ "uri": uri }));
                 e
             })?

@@ -1,0 +1,876 @@
+//! The gateway over real HTTP (reqwest) in front of real server processes: sessions, the
+//! aggregated catalog, faithful results, progress and cancellation, items withdrawn and back
+//! when a server dies and restarts, bad input, and 1,000 sessions without a process more.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{pids_with, reference, wait_for};
+use fleet_gateway::GatewayConfig;
+use fleet_protocol::ServerSpec;
+use fleet_protocol::messages::gateway::GetGatewayStats;
+use fleet_protocol::messages::server::{GetServerLogs, GetServerStatus};
+use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
+use fleet_runtime::mcp_http::{self, McpHttpConfig};
+use fleet_runtime::{Fleet, FleetOptions};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A fleet with its gateway served on a free loopback port.
+struct Gw {
+    fleet: Fleet,
+    url: String,
+    http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+const ACCEPT: &str = "application/json, text/event-stream";
+
+async fn start(specs: Vec<ServerSpec>, gateway: GatewayConfig, http: McpHttpConfig) -> Gw {
+    let mut options = FleetOptions {
+        gateway,
+        ..FleetOptions::default()
+    };
+    options.server_manager.stop_grace = Duration::from_millis(500);
+    let fleet = Fleet::start(options).await;
+    let mut names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    names.sort();
+    let report = fleet.supervisor.ask(LaunchFleet { specs }).await.unwrap();
+    assert!(
+        report.results.iter().all(Result::is_ok),
+        "{:?}",
+        report.results
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let router = mcp_http::router(fleet.gateway.clone(), http);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let gw = fleet.gateway.clone();
+    wait_for(
+        Duration::from_secs(30),
+        "every server's items in the catalog",
+        || {
+            let gw = gw.clone();
+            let names = names.clone();
+            async move {
+                let stats = gw.ask(GetGatewayStats).await.ok()?;
+                (stats.servers == names).then_some(())
+            }
+        },
+    )
+    .await;
+    Gw {
+        fleet,
+        url,
+        http: reqwest::Client::new(),
+        server,
+    }
+}
+
+impl Gw {
+    async fn stop(self) {
+        self.fleet.supervisor.ask(Shutdown).await.unwrap();
+        self.server.abort();
+    }
+
+    fn post(&self, session: Option<&str>, body: Value) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("accept", ACCEPT)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(s) = session {
+            req = req
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        req
+    }
+
+    /// `initialize` and `notifications/initialized`; the session id.
+    async fn open(&self) -> String {
+        let r = self
+            .post(
+                None,
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let init: Value = r.json().await.unwrap();
+        assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+        let r = self
+            .post(
+                Some(&id),
+                json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        id
+    }
+
+    /// A request in a session; the JSON-RPC response.
+    async fn call(&self, session: &str, method: &str, params: Value) -> Value {
+        let r = self
+            .post(
+                Some(session),
+                json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    async fn tool_names(&self, session: &str) -> Vec<String> {
+        let list = self.call(session, "tools/list", json!({})).await;
+        list["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn quick_sessions() -> GatewayConfig {
+    GatewayConfig {
+        sweep_every: Duration::from_millis(100),
+        ..GatewayConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn aggregates_two_servers_and_routes_calls_to_the_owner() {
+    let gw = start(
+        vec![
+            reference("ref", &[]),
+            reference("old", &["--era", "legacy"]),
+        ],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let s = gw.open().await;
+    assert_eq!(
+        gw.tool_names(&s).await,
+        [
+            "old__echo",
+            "old__add",
+            "old__sleep",
+            "ref__echo",
+            "ref__add",
+            "ref__sleep"
+        ]
+    );
+    let r = gw
+        .call(
+            &s,
+            "tools/call",
+            json!({"name": "old__add", "arguments": {"a": 2, "b": 3}}),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "5");
+    let r = gw
+        .call(
+            &s,
+            "tools/call",
+            json!({"name": "ref__echo", "arguments": {"message": "hi"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "hi");
+    let r = gw
+        .call(&s, "tools/call", json!({"name": "nope__echo"}))
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    gw.stop().await;
+}
+
+/// Reads one line from a child's stdout as JSON.
+async fn read_json(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> Value {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("server-everything answers")
+            .unwrap()
+            .expect("server-everything is running");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v.get("id").is_some() {
+            return v;
+        }
+    }
+}
+
+/// server-everything's tools, straight from its own stdio (no fleet code in between).
+async fn everything_tools_direct() -> Vec<Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut child = tokio::process::Command::new("mcp-server-everything")
+        .arg("stdio")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect(
+            "mcp-server-everything is installed (npm i -g @modelcontextprotocol/server-everything)",
+        );
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let send = |v: Value| format!("{v}\n");
+    stdin
+        .write_all(send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).as_bytes())
+        .await
+        .unwrap();
+    read_json(&mut lines).await;
+    stdin
+        .write_all(
+            send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).as_bytes(),
+        )
+        .await
+        .unwrap();
+    stdin
+        .write_all(send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).as_bytes())
+        .await
+        .unwrap();
+    let list = read_json(&mut lines).await;
+    drop(stdin);
+    let _ = child.kill().await;
+    list["result"]["tools"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn server_everything_tools_pass_through_unchanged_but_for_their_names() {
+    let direct = everything_tools_direct().await;
+    assert!(direct.len() >= 10, "{direct:?}");
+    let gw = start(
+        vec![ServerSpec::stdio(
+            "everything",
+            "mcp-server-everything",
+            ["stdio"],
+        )],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let s = gw.open().await;
+    let list = gw.call(&s, "tools/list", json!({})).await;
+    let through = list["result"]["tools"].as_array().unwrap();
+    assert_eq!(through.len(), direct.len());
+    for (d, t) in direct.iter().zip(through) {
+        let mut renamed = d.clone();
+        renamed["name"] = json!(format!("everything__{}", d["name"].as_str().unwrap()));
+        assert_eq!(&renamed, t, "tool objects differ beyond the name");
+        // Members in the server's order, too.
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(d), keys(t));
+    }
+    // And a call's result is the server's.
+    let r = gw
+        .call(
+            &s,
+            "tools/call",
+            json!({"name": "everything__echo", "arguments": {"message": "x"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: x");
+    gw.stop().await;
+}
+
+/// Collects SSE `data:` messages from a streaming response until `until` matches one.
+async fn sse_until(
+    resp: reqwest::Response,
+    what: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no SSE message: {what}; seen {seen:?}"))
+            .expect("stream open")
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data: ") {
+                    let v: Value = serde_json::from_str(data).unwrap();
+                    let done = until(&v);
+                    seen.push(v);
+                    if done {
+                        return seen;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn progress_streams_and_a_client_that_goes_away_cancels_upstream() {
+    let gw = start(
+        vec![reference("ref", &["--log-requests"])],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let s = gw.open().await;
+    let resp = gw
+        .post(Some(&s), json!({"jsonrpc": "2.0", "id": "p", "method": "tools/call",
+            "params": {"name": "ref__sleep", "arguments": {"ms": 200}, "_meta": {"progressToken": 42}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let seen = sse_until(resp, "the response", |v| v.get("id").is_some()).await;
+    let progress: Vec<_> = seen[..seen.len() - 1]
+        .iter()
+        .map(|n| {
+            (
+                n["params"]["progressToken"].clone(),
+                n["params"]["progress"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        progress,
+        [
+            (json!(42), json!(1)),
+            (json!(42), json!(2)),
+            (json!(42), json!(3)),
+            (json!(42), json!(4))
+        ]
+    );
+    assert_eq!(
+        seen.last().unwrap()["result"]["content"][0]["text"],
+        "slept 200 ms"
+    );
+
+    // A client that gives up: its request is cancelled at the server.
+    let slow = gw
+        .post(
+            Some(&s),
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "ref__sleep", "arguments": {"ms": 60000}}}),
+        )
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(
+        slow.is_err(),
+        "the call was meant to time out at the client"
+    );
+    let sm = gw.fleet.server_manager.clone();
+    wait_for(
+        Duration::from_secs(10),
+        "the server to be told of the cancellation",
+        || {
+            let sm = sm.clone();
+            async move {
+                let logs = sm
+                    .ask(GetServerLogs {
+                        name: "ref".into(),
+                        max_lines: 100,
+                    })
+                    .await
+                    .ok()?;
+                logs.iter()
+                    .any(|l| l.contains("cancelled request"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // notifications/cancelled from the client does the same.
+    let gw_url = gw.url.clone();
+    let http = gw.http.clone();
+    let sid = s.clone();
+    let pending = tokio::spawn(async move {
+        http.post(&gw_url)
+            .header("accept", ACCEPT)
+            .header("content-type", "application/json")
+            .header("mcp-session-id", sid)
+            .body(
+                json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
+                "params": {"name": "ref__sleep", "arguments": {"ms": 60000}}})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "the sleep to reach the server",
+        || {
+            let sm = sm.clone();
+            async move {
+                let st = sm.ask(GetServerStatus { name: "ref".into() }).await.ok()?;
+                (st.in_flight == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    let r = gw
+        .post(Some(&s), json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "c1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let answer = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("answered at once")
+        .unwrap();
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{answer}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_servers_tools_are_withdrawn_and_come_back_when_it_is_ready() {
+    let gw = start(
+        vec![reference("ref", &[]), reference("flaky", &[])],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let s = gw.open().await;
+    let stream = gw
+        .http
+        .get(&gw.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let pid = gw
+        .fleet
+        .server_manager
+        .ask(GetServerStatus {
+            name: "flaky".into(),
+        })
+        .await
+        .unwrap()
+        .pid
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Withdrawn (told on the stream), then back once restarted (told again).
+    let mut body = stream;
+    let told = |v: &Value| v["method"] == "notifications/tools/list_changed";
+    let first = sse_until_ref(&mut body, "list_changed after the kill", told).await;
+    assert!(told(&first));
+    let names = gw.tool_names(&s).await;
+    assert!(names.iter().all(|n| n.starts_with("ref__")), "{names:?}");
+    sse_until_ref(&mut body, "list_changed after the restart", told).await;
+    let names = gw.tool_names(&s).await;
+    assert!(names.contains(&"flaky__echo".to_string()), "{names:?}");
+    gw.stop().await;
+}
+
+/// Like `sse_until`, on a response kept for more reads; the matching message.
+async fn sse_until_ref(
+    resp: &mut reqwest::Response,
+    what: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut buf = String::new();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no SSE message: {what}"))
+            .unwrap()
+            .expect("stream open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data: ") {
+                    let v: Value = serde_json::from_str(data).unwrap();
+                    if until(&v) {
+                        return v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_http_errors_and_leaks_nothing() {
+    let gw = start(
+        vec![reference("ref", &[])],
+        quick_sessions(),
+        McpHttpConfig {
+            max_body_bytes: 64 * 1024,
+            ..McpHttpConfig::default()
+        },
+    )
+    .await;
+    let raw = |body: &str| {
+        gw.http
+            .post(&gw.url)
+            .header("accept", ACCEPT)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+    };
+    async fn check(req: reqwest::RequestBuilder, status: StatusCode, code: Option<i64>) -> Value {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status);
+        let text = r.text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let Some(code) = code {
+            assert_eq!(v["error"]["code"], code, "{text}");
+            assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+        }
+        v
+    }
+    check(raw("{not json"), StatusCode::BAD_REQUEST, Some(-32700)).await;
+    let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#;
+    check(raw(batch), StatusCode::BAD_REQUEST, Some(-32600)).await;
+    check(
+        raw(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#),
+        StatusCode::BAD_REQUEST,
+        Some(-32600),
+    )
+    .await;
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    check(
+        gw.http
+            .post(&gw.url)
+            .header("accept", "text/html")
+            .header("content-type", "application/json")
+            .body(ping.clone()),
+        StatusCode::NOT_ACCEPTABLE,
+        Some(-32600),
+    )
+    .await;
+    check(
+        gw.http
+            .post(&gw.url)
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .body(ping.clone()),
+        StatusCode::NOT_ACCEPTABLE,
+        Some(-32600),
+    )
+    .await;
+    check(
+        gw.http
+            .post(&gw.url)
+            .header("accept", ACCEPT)
+            .header("content-type", "text/plain")
+            .body(ping.clone()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Some(-32600),
+    )
+    .await;
+    let huge =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "y".repeat(100_000)}});
+    check(
+        raw(&huge.to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Some(-32600),
+    )
+    .await;
+    check(raw(&ping), StatusCode::BAD_REQUEST, Some(-32600)).await; // no session
+    let v = check(
+        raw(&ping).header("mcp-session-id", "0123456789abcdef0123456789abcdef"),
+        StatusCode::NOT_FOUND,
+        Some(-32600),
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("initialize")
+    );
+    check(
+        raw(&ping).header("origin", "http://evil.example.com"),
+        StatusCode::FORBIDDEN,
+        Some(-32600),
+    )
+    .await;
+    check(
+        raw(&ping).header("host", "evil.example.com"),
+        StatusCode::FORBIDDEN,
+        Some(-32600),
+    )
+    .await;
+    check(
+        gw.http.put(&gw.url),
+        StatusCode::METHOD_NOT_ALLOWED,
+        Some(-32600),
+    )
+    .await;
+    check(
+        gw.http.get(&gw.url).header("accept", "text/event-stream"),
+        StatusCode::BAD_REQUEST,
+        Some(-32600),
+    )
+    .await;
+    check(
+        gw.http.delete(&gw.url).header("mcp-session-id", "nope"),
+        StatusCode::NOT_FOUND,
+        Some(-32600),
+    )
+    .await;
+    // A session-level bad version.
+    let s = gw.open().await;
+    check(
+        raw(&ping)
+            .header("mcp-session-id", &s)
+            .header("mcp-protocol-version", "1999-01-01"),
+        StatusCode::BAD_REQUEST,
+        Some(-32022),
+    )
+    .await;
+    // The gateway still serves, and none of it left a session behind.
+    let r = gw.call(&s, "ping", json!({})).await;
+    assert_eq!(r["result"], json!({}));
+    let stats = gw.fleet.gateway.ask(GetGatewayStats).await.unwrap();
+    assert_eq!((stats.active_sessions, stats.sessions_created), (1, 1));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_bearer_token_is_required_when_configured() {
+    let gw = start(
+        vec![reference("ref", &[])],
+        quick_sessions(),
+        McpHttpConfig {
+            bearer_token: Some("s3cret".into()),
+            ..McpHttpConfig::default()
+        },
+    )
+    .await;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let r = gw.post(None, init.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = gw
+        .post(None, init.clone())
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = gw
+        .post(None, init)
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_end_by_delete_and_by_ttl() {
+    let gw = start(
+        vec![reference("ref", &[])],
+        GatewayConfig {
+            session_idle_ttl: Duration::from_millis(600),
+            initialize_timeout: Duration::from_millis(600),
+            sweep_every: Duration::from_millis(100),
+            ..GatewayConfig::default()
+        },
+        McpHttpConfig::default(),
+    )
+    .await;
+    let s = gw.open().await;
+    let r = gw
+        .http
+        .delete(&gw.url)
+        .header("mcp-session-id", &s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = gw
+        .post(
+            Some(&s),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Idle sessions, and one never initialized, expire.
+    let idle = gw.open().await;
+    let r = gw
+        .post(None, json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .unwrap();
+    let never = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let gwref = gw.fleet.gateway.clone();
+    wait_for(Duration::from_secs(10), "both sessions to expire", || {
+        let g = gwref.clone();
+        async move {
+            let st = g.ask(GetGatewayStats).await.ok()?;
+            (st.active_sessions == 0 && st.sessions_expired == 2).then_some(())
+        }
+    })
+    .await;
+    for s in [idle, never] {
+        let r = gw
+            .post(
+                Some(&s),
+                json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_sessions_share_the_servers_processes() {
+    let marker = format!("gw-thousand-{}", std::process::id());
+    let gw = start(
+        vec![
+            reference(&format!("{marker}-a"), &[]),
+            reference(&format!("{marker}-b"), &["--era", "legacy"]),
+        ],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let before = pids_with(&marker);
+    assert_eq!(before.len(), 2);
+    let gw = std::sync::Arc::new(gw);
+    let sessions: Vec<String> = futures::stream::iter(0..1000)
+        .map(|_| {
+            let gw = gw.clone();
+            async move { gw.open().await }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    // Every session is served, by the same two processes.
+    let tool = format!("{marker}-b__echo");
+    let answers: Vec<Value> = futures::stream::iter(sessions.iter().cloned())
+        .map(|s| {
+            let gw = gw.clone();
+            let tool = tool.clone();
+            async move {
+                gw.call(
+                    &s,
+                    "tools/call",
+                    json!({"name": tool, "arguments": {"message": "x"}}),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a["result"]["content"][0]["text"] == "x")
+    );
+    assert_eq!(pids_with(&marker), before, "sessions started no process");
+    let stats = gw.fleet.gateway.ask(GetGatewayStats).await.unwrap();
+    assert_eq!(stats.active_sessions, 1000);
+    let gw = std::sync::Arc::into_inner(gw).unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn stateless_requests_need_no_session_and_their_headers_must_agree() {
+    let gw = start(
+        vec![reference("ref", &[])],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let modern = |method: &str, params: Value| {
+        gw.http
+            .post(&gw.url)
+            .header("accept", ACCEPT)
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .body(
+                json!({"jsonrpc": "2.0", "id": 3, "method": method, "params": params}).to_string(),
+            )
+    };
+    let r = modern("tools/list", json!({"_meta": meta}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert_eq!(v["result"]["ttlMs"], 0);
+    assert_eq!(v["result"]["tools"][0]["name"], "ref__echo");
+    let call = json!({"_meta": meta, "name": "ref__echo", "arguments": {"message": "m"}});
+    let r = modern("tools/call", call.clone())
+        .header("mcp-name", "ref__echo")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "m");
+    // Headers that disagree with the body.
+    let r = modern("tools/call", call.clone())
+        .header("mcp-name", "ref__add")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["error"]["code"].clone(), v["id"].clone()),
+        (json!(-32020), json!(3))
+    );
+    let r = modern("tools/call", call).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // 2025-only methods do not exist here.
+    let r = modern("ping", json!({"_meta": meta})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let stats = gw.fleet.gateway.ask(GetGatewayStats).await.unwrap();
+    assert_eq!(stats.sessions_created, 0);
+    gw.stop().await;
+}
