@@ -1,0 +1,314 @@
+//! The gateway actors alone: a scripted server manager (a test actor answering `CallServer` and
+//! `GetServerStatus` as the real one would, for servers whose tools the test sets) and server
+//! events sent by the test. Sessions, the catalog following events, list changes reaching open
+//! streams, withdrawal, expiry, and the stateless path.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig};
+use fleet_protocol::jsonrpc::{Message, Outcome, Request};
+use fleet_protocol::messages::gateway::{
+    ClientMessage, ClientReply, CloseSession, GetGatewayStats, OpenStream,
+};
+use fleet_protocol::messages::server::{CallServer, GetServerStatus, ServerEvent};
+use fleet_protocol::status::{Era, Handshake};
+use fleet_protocol::{FleetError, ServerState, ServerStatus};
+use kameo::Actor;
+use kameo::actor::{ActorRef, Spawn};
+use kameo::error::Infallible;
+use kameo::message::{Context, Message as KameoMessage};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Servers by name, each with its tool names.
+type Tools = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+
+/// Answers as the server manager would for the servers in `tools`.
+struct ScriptedManager {
+    tools: Tools,
+}
+
+impl Actor for ScriptedManager {
+    type Args = Tools;
+    type Error = Infallible;
+    async fn on_start(tools: Tools, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(ScriptedManager { tools })
+    }
+}
+
+impl KameoMessage<CallServer> for ScriptedManager {
+    type Reply = Result<Value, FleetError>;
+    async fn handle(&mut self, msg: CallServer, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let tools = self.tools.lock().unwrap().get(&msg.server).cloned().ok_or(
+            FleetError::UnknownServer {
+                name: msg.server.clone(),
+            },
+        )?;
+        match msg.method.as_str() {
+            "tools/list" => Ok(
+                json!({"tools": tools.iter().map(|t| json!({"name": t, "inputSchema": {"type": "object"}, "x-kept": true})).collect::<Vec<_>>()}),
+            ),
+            "tools/call" => {
+                let params = msg.params.unwrap_or_default();
+                Ok(
+                    json!({"content": [{"type": "text", "text": format!("{}:{}", msg.server, params["name"].as_str().unwrap_or(""))}], "extra": {"kept": 1}}),
+                )
+            }
+            other => Err(FleetError::Unsupported { what: other.into() }),
+        }
+    }
+}
+
+impl KameoMessage<GetServerStatus> for ScriptedManager {
+    type Reply = Result<ServerStatus, FleetError>;
+    async fn handle(
+        &mut self,
+        msg: GetServerStatus,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let mut st = ServerStatus::new(msg.name, ServerState::Ready);
+        st.handshake = Some(Arc::new(Handshake {
+            era: Era::Legacy,
+            protocol_version: "2025-11-25".into(),
+            server_info: json!({}),
+            capabilities: json!({"tools": {}}),
+            instructions: None,
+            tools: Arc::from(Vec::new()),
+            took: Duration::ZERO,
+        }));
+        Ok(st)
+    }
+}
+
+struct Setup {
+    gateway: ActorRef<Gateway>,
+    events: mpsc::UnboundedSender<ServerEvent>,
+    tools: Tools,
+}
+
+fn setup(config: GatewayConfig) -> Setup {
+    let tools: Tools = Arc::default();
+    let manager = ScriptedManager::spawn(tools.clone());
+    let (events, rx) = mpsc::unbounded_channel();
+    let gateway = Gateway::spawn(GatewayArgs {
+        config,
+        servers: manager.clone().reply_recipient(),
+        status: manager.reply_recipient(),
+        events: rx,
+    });
+    Setup {
+        gateway,
+        events,
+        tools,
+    }
+}
+
+impl Setup {
+    fn server(&self, name: &str, tools: &[&str], state: ServerState) {
+        self.tools
+            .lock()
+            .unwrap()
+            .insert(name.into(), tools.iter().map(|t| t.to_string()).collect());
+        self.events
+            .send(ServerEvent::StateChanged {
+                server: name.into(),
+                state,
+            })
+            .unwrap();
+    }
+
+    async fn send(
+        &self,
+        session: Option<&str>,
+        message: Message,
+    ) -> Result<ClientReply, FleetError> {
+        self.gateway
+            .ask(ClientMessage {
+                session: session.map(str::to_owned),
+                protocol_version: None,
+                message,
+                progress: None,
+                cancel: CancellationToken::new(),
+            })
+            .await
+            .map_err(|e| match e {
+                kameo::error::SendError::HandlerError(e) => e,
+                other => panic!("{other}"),
+            })
+    }
+
+    async fn request(&self, session: &str, method: &str, params: Value) -> Value {
+        let msg = Message::Request(Request::new(1, method, Some(params)));
+        match self.send(Some(session), msg).await.unwrap() {
+            ClientReply::Response { response, .. } => match response.outcome {
+                Outcome::Result(v) => v,
+                Outcome::Error(e) => json!({"error": e.code, "message": e.message}),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn open(&self) -> String {
+        let init = Message::Request(Request::new(
+            0,
+            "initialize",
+            Some(json!({"protocolVersion": "2025-06-18"})),
+        ));
+        match self.send(None, init).await.unwrap() {
+            ClientReply::Response { response, session } => {
+                let Outcome::Result(r) = response.outcome else {
+                    panic!()
+                };
+                assert_eq!(
+                    r["protocolVersion"], "2025-06-18",
+                    "the client's version is kept"
+                );
+                session.unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn tool_names(&self, session: &str) -> Vec<String> {
+        let list = self.request(session, "tools/list", json!({})).await;
+        list["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// Waits until `check` holds, failing after 5 s.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_catalog_follows_server_events_and_sessions_are_told() {
+    let s = setup(GatewayConfig::default());
+    let session = s.open().await;
+    assert_eq!(session.len(), 32, "128 bits as hex");
+    assert!(session.chars().all(|c| c.is_ascii_hexdigit()));
+    let (tx, mut stream) = mpsc::channel(16);
+    s.gateway
+        .ask(OpenStream {
+            session: session.clone(),
+            sink: tx,
+        })
+        .await
+        .unwrap();
+
+    s.server("b", &["echo"], ServerState::Ready);
+    s.server("a", &["echo", "add"], ServerState::Ready);
+    eventually("both servers listed", async || {
+        s.tool_names(&session).await.len() == 3
+    })
+    .await;
+    assert_eq!(
+        s.tool_names(&session).await,
+        ["a__echo", "a__add", "b__echo"]
+    );
+    let told = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(told.method(), Some("notifications/tools/list_changed"));
+
+    // Calls go to the owner with its own name; the result is the server's, untouched.
+    let r = s
+        .request(&session, "tools/call", json!({"name": "b__echo"}))
+        .await;
+    assert_eq!(
+        r,
+        json!({"content": [{"type": "text", "text": "b:echo"}], "extra": {"kept": 1}})
+    );
+
+    // A server that restarts is withdrawn at once, and its calls fail clearly.
+    s.server("a", &["echo", "add"], ServerState::Restarting);
+    eventually("a withdrawn", async || {
+        s.tool_names(&session).await == ["b__echo"]
+    })
+    .await;
+    let r = s
+        .request(&session, "tools/call", json!({"name": "a__add"}))
+        .await;
+    assert_eq!(r["error"], -32602);
+    // Ready again: back.
+    s.server("a", &["echo"], ServerState::Ready);
+    eventually("a back", async || {
+        s.tool_names(&session).await == ["a__echo", "b__echo"]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_are_found_by_id_and_end_by_delete_or_ttl() {
+    let s = setup(GatewayConfig {
+        session_idle_ttl: Duration::from_millis(300),
+        sweep_every: Duration::from_millis(50),
+        ..GatewayConfig::default()
+    });
+    let ping = || Message::Request(Request::new(5, "ping", None));
+    assert!(matches!(
+        s.send(None, ping()).await,
+        Err(FleetError::MissingSession)
+    ));
+    assert!(matches!(
+        s.send(Some("nope"), ping()).await,
+        Err(FleetError::UnknownSession { .. })
+    ));
+    let a = s.open().await;
+    let b = s.open().await;
+    assert_ne!(a, b);
+    assert_eq!(s.request(&a, "ping", json!({})).await, json!({}));
+    s.gateway
+        .ask(CloseSession { session: a.clone() })
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.send(Some(&a), ping()).await,
+        Err(FleetError::UnknownSession { .. })
+    ));
+    eventually("b to expire", async || {
+        let st = s.gateway.ask(GetGatewayStats).await.unwrap();
+        st.active_sessions == 0 && st.sessions_expired == 1 && st.sessions_closed == 1
+    })
+    .await;
+    assert!(matches!(
+        s.send(Some(&b), ping()).await,
+        Err(FleetError::UnknownSession { .. })
+    ));
+}
+
+#[tokio::test]
+async fn stateless_requests_are_served_without_a_session() {
+    let s = setup(GatewayConfig::default());
+    s.server("a", &["echo"], ServerState::Ready);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    eventually("a listed", async || {
+        let msg = Message::Request(Request::new(1, "tools/list", Some(json!({"_meta": meta}))));
+        match s.send(None, msg).await {
+            Ok(ClientReply::Response { response, session }) => {
+                assert!(session.is_none());
+                matches!(response.outcome, Outcome::Result(ref v) if v["tools"].as_array().is_some_and(|t| t.len() == 1)
+                    && v["resultType"] == "complete" && v["cacheScope"] == "private")
+            }
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+    let stats = s.gateway.ask(GetGatewayStats).await.unwrap();
+    assert_eq!(stats.sessions_created, 0);
+}
