@@ -527,6 +527,15 @@ async fn sse_until_ref(
     }
 }
 
+/// A POST with the given `Accept` and `Content-Type`.
+fn post_with(gw: &Gw, accept: &str, content_type: &str, body: &str) -> reqwest::RequestBuilder {
+    gw.http
+        .post(&gw.url)
+        .header("accept", accept)
+        .header("content-type", content_type)
+        .body(body.to_owned())
+}
+
 #[tokio::test]
 async fn bad_input_gets_clear_http_errors_and_leaks_nothing() {
     let gw = start(
@@ -567,31 +576,19 @@ async fn bad_input_gets_clear_http_errors_and_leaks_nothing() {
     .await;
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
     check(
-        gw.http
-            .post(&gw.url)
-            .header("accept", "text/html")
-            .header("content-type", "application/json")
-            .body(ping.clone()),
+        post_with(&gw, "text/html", "application/json", &ping),
         StatusCode::NOT_ACCEPTABLE,
         Some(-32600),
     )
     .await;
     check(
-        gw.http
-            .post(&gw.url)
-            .header("accept", "application/json")
-            .header("content-type", "application/json")
-            .body(ping.clone()),
+        post_with(&gw, "application/json", "application/json", &ping),
         StatusCode::NOT_ACCEPTABLE,
         Some(-32600),
     )
     .await;
     check(
-        gw.http
-            .post(&gw.url)
-            .header("accept", ACCEPT)
-            .header("content-type", "text/plain")
-            .body(ping.clone()),
+        post_with(&gw, ACCEPT, "text/plain", &ping),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Some(-32600),
     )

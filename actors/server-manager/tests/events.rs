@@ -145,26 +145,7 @@ async fn a_cancelled_call_fails_at_once_and_the_server_is_told() {
     let m = manager.clone();
     let pending = tokio::spawn(async move { m.ask(call).send().await });
     // Cancel once the server has the request.
-    common::wait_for(
-        Duration::from_secs(10),
-        "the server to get the request",
-        || {
-            let m = manager.clone();
-            async move {
-                let logs = m
-                    .ask(GetServerLogs {
-                        name: "ref".into(),
-                        max_lines: 50,
-                    })
-                    .await
-                    .ok()?;
-                logs.iter()
-                    .any(|l| l.contains("request tools/call sleep"))
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    wait_for_log(&manager, "ref", "request tools/call sleep").await;
     cancel.cancel();
     let answer = tokio::time::timeout(Duration::from_secs(5), pending)
         .await
@@ -179,24 +160,27 @@ async fn a_cancelled_call_fails_at_once_and_the_server_is_told() {
         ),
         "{answer:?}"
     );
-    common::wait_for(
-        Duration::from_secs(5),
-        "the server to log the cancellation",
-        || {
-            let m = manager.clone();
-            async move {
-                let logs = m
-                    .ask(GetServerLogs {
-                        name: "ref".into(),
-                        max_lines: 50,
-                    })
-                    .await
-                    .ok()?;
-                logs.iter()
-                    .any(|l| l.contains("cancelled request"))
-                    .then_some(())
-            }
-        },
-    )
+    wait_for_log(&manager, "ref", "cancelled request").await;
+}
+
+/// Waits until a line of the server's stderr contains `needle`, failing after 10 s.
+async fn wait_for_log(
+    manager: &kameo::actor::ActorRef<fleet_server_manager::ServerManager>,
+    server: &str,
+    needle: &str,
+) {
+    common::wait_for(Duration::from_secs(10), needle, || {
+        let m = manager.clone();
+        async move {
+            let logs = m
+                .ask(GetServerLogs {
+                    name: server.into(),
+                    max_lines: 50,
+                })
+                .await
+                .ok()?;
+            logs.iter().any(|l| l.contains(needle)).then_some(())
+        }
+    })
     .await;
 }
