@@ -4,11 +4,14 @@ use fleet_metrics_collector::export::LATENCY_BUCKETS;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stderr, filtered by `RUST_LOG` (or `default` when it is unset).
+/// Logs to stderr, filtered by `RUST_LOG` (or `default` when it is unset). Colours only when
+/// stderr is a terminal, so files and journals get plain text.
 pub fn init_logging(default: &str) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
