@@ -411,14 +411,14 @@ async fn post(state: McpState, request: Request) -> Response {
         && protocol_version
             .as_deref()
             .is_some_and(|v| !fleet_gateway::dispatch::LEGACY_VERSIONS.contains(&v));
-    if modern {
-        if let Err(r) = check_modern(
+    if modern
+        && let Err(r) = check_modern(
             &headers,
             &message,
             protocol_version.as_deref().unwrap_or(""),
-        ) {
-            return *r;
-        }
+        )
+    {
+        return *r;
     }
     let id = match &message {
         Message::Request(r) => Some(r.id.clone()),

@@ -397,13 +397,14 @@ impl KameoMessage<ClientMessage> for Gateway {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let header = msg.protocol_version.as_deref();
-        if let Some(v) = header {
-            if v != mcp::MODERN_VERSION && !dispatch::LEGACY_VERSIONS.contains(&v) {
-                return ctx.reply(Err(FleetError::UnsupportedVersion {
-                    version: v.to_owned(),
-                    supported: dispatch::supported_versions(),
-                }));
-            }
+        if let Some(v) = header
+            && v != mcp::MODERN_VERSION
+            && !dispatch::LEGACY_VERSIONS.contains(&v)
+        {
+            return ctx.reply(Err(FleetError::UnsupportedVersion {
+                version: v.to_owned(),
+                supported: dispatch::supported_versions(),
+            }));
         }
         if let Some(id) = msg.session.as_deref() {
             let Some(entry) = self.sessions.get_mut(id) else {
@@ -432,13 +433,13 @@ impl KameoMessage<ClientMessage> for Gateway {
                 ctx.reply(self.open_session(request))
             }
             Message::Request(request) if modern => {
-                if let Some(v) = meta_version(&Message::Request(request.clone())) {
-                    if v != mcp::MODERN_VERSION {
-                        return ctx.reply(Err(FleetError::UnsupportedVersion {
-                            version: v.to_owned(),
-                            supported: vec![mcp::MODERN_VERSION.into()],
-                        }));
-                    }
+                if let Some(v) = meta_version(&Message::Request(request.clone()))
+                    && v != mcp::MODERN_VERSION
+                {
+                    return ctx.reply(Err(FleetError::UnsupportedVersion {
+                        version: v.to_owned(),
+                        supported: vec![mcp::MODERN_VERSION.into()],
+                    }));
                 }
                 if request.method == methods::SUBSCRIPTIONS_LISTEN {
                     let (tx, rx) = mpsc::channel(self.config.stream_buffer);

@@ -91,12 +91,12 @@ fn level_rank(level: &str) -> Option<usize> {
 
 impl Session {
     fn push(&mut self, message: Message) {
-        if let Some(stream) = &self.stream {
-            if stream.try_send(message).is_err() {
-                tracing::debug!(session = %self.id, "stream full or closed; message dropped");
-                if stream.is_closed() {
-                    self.stream = None;
-                }
+        if let Some(stream) = &self.stream
+            && stream.try_send(message).is_err()
+        {
+            tracing::debug!(session = %self.id, "stream full or closed; message dropped");
+            if stream.is_closed() {
+                self.stream = None;
             }
         }
     }

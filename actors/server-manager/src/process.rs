@@ -194,10 +194,11 @@ pub fn sweep_orphans(own_instance: &str) -> Vec<Orphan> {
         if let Ok(raw) = i32::try_from(pid) {
             let _ = nix::sys::signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
             // Its group too: wrapper trees share the group of the server they wrap.
-            if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(raw))) {
-                if pgid.as_raw() > 1 && pgid != nix::unistd::getpgrp() {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                }
+            if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(raw)))
+                && pgid.as_raw() > 1
+                && pgid != nix::unistd::getpgrp()
+            {
+                let _ = killpg(pgid, Signal::SIGKILL);
             }
         }
         ended.push(Orphan {

@@ -620,27 +620,27 @@ impl ServerActor {
                 notification: n.clone(),
             });
         }
-        if n.method == "notifications/tools/list_changed" {
-            if let Some(era) = self.era() {
-                // List again off the actor's path; the answer comes back as a message.
-                let wire = ActorWire {
-                    actor: actor_ref.clone(),
-                    exit: None,
-                };
-                let actor = actor_ref.clone();
-                let generation = self.generation;
-                let timeout = self.config.request_timeout;
-                tokio::spawn(async move {
-                    match handshake::list_tools(&wire, era, timeout).await {
-                        Ok(tools) => {
-                            let _ = actor.tell(ToolsRefreshed { generation, tools }).await;
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "could not list tools again after list_changed")
-                        }
+        if n.method == "notifications/tools/list_changed"
+            && let Some(era) = self.era()
+        {
+            // List again off the actor's path; the answer comes back as a message.
+            let wire = ActorWire {
+                actor: actor_ref.clone(),
+                exit: None,
+            };
+            let actor = actor_ref.clone();
+            let generation = self.generation;
+            let timeout = self.config.request_timeout;
+            tokio::spawn(async move {
+                match handshake::list_tools(&wire, era, timeout).await {
+                    Ok(tools) => {
+                        let _ = actor.tell(ToolsRefreshed { generation, tools }).await;
                     }
-                });
-            }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not list tools again after list_changed")
+                    }
+                }
+            });
         }
     }
 

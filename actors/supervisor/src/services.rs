@@ -70,10 +70,10 @@ pub async fn supervise_service<C: Actor>(
     let started_once = Arc::new(AtomicBool::new(false));
     let sup = supervisor.downgrade();
     let factory = move || {
-        if started_once.swap(true, Ordering::AcqRel) {
-            if let Some(sup) = sup.upgrade() {
-                let _ = sup.tell(ServiceRestarted { kind }).try_send();
-            }
+        if started_once.swap(true, Ordering::AcqRel)
+            && let Some(sup) = sup.upgrade()
+        {
+            let _ = sup.tell(ServiceRestarted { kind }).try_send();
         }
         make_args()
     };

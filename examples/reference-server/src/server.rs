@@ -242,14 +242,13 @@ impl Session {
 
     fn forget(&mut self, joined: Result<(tokio::task::Id, String), JoinError>) {
         // A cancelled task was already forgotten when it was cancelled.
-        if let Ok((task, key)) = joined {
-            if self
+        if let Ok((task, key)) = joined
+            && self
                 .in_flight
                 .get(&key)
                 .is_some_and(|handle| handle.id() == task)
-            {
-                self.in_flight.remove(&key);
-            }
+        {
+            self.in_flight.remove(&key);
         }
     }
 
@@ -318,12 +317,12 @@ impl Session {
         // Unknown notifications, `notifications/initialized` included, need nothing from us.
         if method == "notifications/cancelled" {
             let request = params.and_then(|params| params.get("requestId"));
-            if let Some(request) = request {
-                if let Some(task) = self.in_flight.remove(&request.to_string()) {
-                    task.abort();
-                    if self.log_requests {
-                        self.log.line(&format!("cancelled request {request}"));
-                    }
+            if let Some(request) = request
+                && let Some(task) = self.in_flight.remove(&request.to_string())
+            {
+                task.abort();
+                if self.log_requests {
+                    self.log.line(&format!("cancelled request {request}"));
                 }
             }
         }

@@ -130,10 +130,10 @@ pub fn prepare(params: Option<&Map<String, Value>>) -> Result<ToolCall, RpcError
 
 /// Adds two JSON numbers, exactly when both are integers, and returns the sum as text.
 fn add(a: &Number, b: &Number) -> Option<String> {
-    if let (Some(a), Some(b)) = (a.as_i64(), b.as_i64()) {
-        if let Some(sum) = a.checked_add(b) {
-            return Some(sum.to_string());
-        }
+    if let (Some(a), Some(b)) = (a.as_i64(), b.as_i64())
+        && let Some(sum) = a.checked_add(b)
+    {
+        return Some(sum.to_string());
     }
     let sum = a.as_f64()? + b.as_f64()?;
     // Display for f64 prints `5` for 5.0 and never uses an exponent, which reads well as a result.
