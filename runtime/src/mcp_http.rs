@@ -258,10 +258,10 @@ fn send_error(id: &Option<RequestId>, e: SendError<ClientMessage, FleetError>) -
     }
 }
 
-/// The 2026-07-28 checks of a POST without a session, in the order the conformance suite's
-/// reference server applies them: `_meta` has what it must (-32602), the version header agrees
-/// with it (-32020) and is supported (-32022), and `Mcp-Method` and `Mcp-Name` say what the
-/// body says (-32020). Each failure is a 400 answering the request's id.
+/// The 2026-07-28 checks of a POST without a session: the version header names a version we
+/// speak (-32022), `_meta` has what it must (-32602) and agrees with the header (-32020; a
+/// missing header disagrees), and `Mcp-Method` and `Mcp-Name` say what the body says (-32020).
+/// Each failure is a 400 answering the request's id.
 fn check_modern(
     headers: &HeaderMap,
     message: &Message,
@@ -280,6 +280,14 @@ fn check_modern(
             what,
         )))
     };
+    if !header_version.is_empty() && header_version != mcp::MODERN_VERSION {
+        // The versions this wire can use: what `server/discover` lists.
+        let e = FleetError::UnsupportedVersion {
+            version: header_version.to_owned(),
+            supported: vec![mcp::MODERN_VERSION.to_owned()],
+        };
+        return Err(Box::new(fleet_error_for(&id, e)));
+    }
     if id.is_some() {
         let meta = params.and_then(|p| p.get("_meta"));
         let meta_version = meta.and_then(|m| m.get(mcp::META_PROTOCOL_VERSION));
@@ -302,14 +310,6 @@ fn check_modern(
                 ),
             );
         }
-    }
-    if header_version != mcp::MODERN_VERSION {
-        // The versions this wire can use: what `server/discover` lists.
-        let e = FleetError::UnsupportedVersion {
-            version: header_version.to_owned(),
-            supported: vec![mcp::MODERN_VERSION.to_owned()],
-        };
-        return Err(Box::new(fleet_error_for(&id, e)));
     }
     match header_str(headers, METHOD_HEADER).map(str::trim) {
         Some(h) if h == method => {}
@@ -343,6 +343,18 @@ fn check_modern(
             format!("the `Mcp-Name` header is required for `{method}`"),
         ),
     }
+}
+
+/// The version a message's `params._meta` names, if any.
+fn body_version(message: &Message) -> Option<&str> {
+    match message {
+        Message::Request(r) => r.params.as_ref(),
+        Message::Notification(n) => n.params.as_ref(),
+        Message::Response(_) => None,
+    }?
+    .get("_meta")?
+    .get(mcp::META_PROTOCOL_VERSION)?
+    .as_str()
 }
 
 fn wants_progress(message: &Message) -> bool {
@@ -408,9 +420,10 @@ async fn post(state: McpState, request: Request) -> Response {
     let protocol_version = header_str(&headers, VERSION_HEADER).map(|v| v.trim().to_owned());
     // A version header of no 2025 revision means the stateless wire (or an unsupported one).
     let modern = session.is_none()
-        && protocol_version
+        && (protocol_version
             .as_deref()
-            .is_some_and(|v| !fleet_gateway::dispatch::LEGACY_VERSIONS.contains(&v));
+            .is_some_and(|v| !fleet_gateway::dispatch::LEGACY_VERSIONS.contains(&v))
+            || body_version(&message) == Some(mcp::MODERN_VERSION));
     if modern
         && let Err(r) = check_modern(
             &headers,
@@ -424,6 +437,8 @@ async fn post(state: McpState, request: Request) -> Response {
         Message::Request(r) => Some(r.id.clone()),
         _ => None,
     };
+    // On the stateless wire, the method decides what a "method not found" means in HTTP.
+    let modern = modern.then(|| message.method().unwrap_or("").to_owned());
     let progress = wants_progress(&message);
     let cancel = CancellationToken::new();
     if progress {
@@ -439,16 +454,24 @@ async fn post(state: McpState, request: Request) -> Response {
         cancel,
     });
     match ask.await {
-        Ok(reply) => client_reply(reply, modern),
+        Ok(reply) => client_reply(reply, modern.as_deref()),
         Err(e) => send_error(&id, e),
     }
 }
 
-/// The answer as JSON. On the stateless wire a method that does not exist is also an HTTP 404.
-fn json_response(response: RpcResponse, session: Option<String>, modern: bool) -> Response {
-    let status = match &response.outcome {
-        fleet_protocol::jsonrpc::Outcome::Error(e)
-            if modern && e.code == error_codes::METHOD_NOT_FOUND =>
+/// The answer as JSON. On the stateless wire a method that does not exist is also an HTTP 404
+/// (`modern` is `Some(method)` there); a server's own "method not found" for a forwarded
+/// request is not.
+fn json_response(response: RpcResponse, session: Option<String>, modern: Option<&str>) -> Response {
+    let forwarded = [
+        mcp::methods::TOOLS_CALL,
+        mcp::methods::PROMPTS_GET,
+        mcp::methods::RESOURCES_READ,
+        mcp::methods::COMPLETE,
+    ];
+    let status = match (&response.outcome, modern) {
+        (fleet_protocol::jsonrpc::Outcome::Error(e), Some(method))
+            if e.code == error_codes::METHOD_NOT_FOUND && !forwarded.contains(&method) =>
         {
             StatusCode::NOT_FOUND
         }
@@ -468,7 +491,7 @@ fn event(message: &Message) -> Result<Event, Infallible> {
         .data(message.to_value().to_string()))
 }
 
-fn client_reply(reply: ClientReply, modern: bool) -> Response {
+fn client_reply(reply: ClientReply, modern: Option<&str>) -> Response {
     match reply {
         ClientReply::Response { response, session } => json_response(response, session, modern),
         ClientReply::Accepted => StatusCode::ACCEPTED.into_response(),
@@ -506,7 +529,7 @@ async fn stream_response(
     protocol_version: Option<String>,
     message: Message,
     cancel: CancellationToken,
-    modern: bool,
+    modern: Option<String>,
 ) -> Response {
     let id = match &message {
         Message::Request(r) => Some(r.id.clone()),
@@ -524,47 +547,64 @@ async fn stream_response(
     };
     // Errors before the request runs (unknown session, ...) are HTTP errors, not a stream: the
     // ask is started here and its early failure mapped below.
-    let (first_tx, first_rx) =
-        tokio::sync::oneshot::channel::<Result<Option<RpcResponse>, Response>>();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<First>();
+    let task_modern = modern.clone();
     tokio::spawn(async move {
+        let modern = task_modern;
         let _guard = cancel.drop_guard();
         let ask = gateway.ask(msg).send();
         tokio::pin!(ask);
         let mut first_tx = Some(first_tx);
         loop {
             tokio::select! {
+                // Progress first: none is left behind when the answer is ready too.
+                biased;
                 Some(n) = prx.recv() => {
                     if let Some(tx) = first_tx.take() {
-                        let _ = tx.send(Ok(None));
+                        let _ = tx.send(First::Stream);
                     }
                     if out_tx.send(Message::Notification(n)).await.is_err() {
                         return; // the client went away: the guard cancels upstream
                     }
                 }
                 answer = &mut ask => {
-                    let response = match answer {
-                        Ok(ClientReply::Response { response, .. }) => response,
+                    let (response, session) = match answer {
+                        Ok(ClientReply::Response { response, session }) => (response, session),
                         Ok(other) => {
+                            // Not a plain response (a listen stream): answer it as such.
                             if let Some(tx) = first_tx.take() {
-                                let _ = tx.send(Err(client_reply(other, modern)));
+                                let _ = tx.send(First::Refused(client_reply(other, modern.as_deref())));
                             }
                             return;
                         }
                         Err(e) => {
-                            if let Some(tx) = first_tx.take() {
-                                let _ = tx.send(Err(send_error(&id, e)));
+                            match first_tx.take() {
+                                Some(tx) => { let _ = tx.send(First::Refused(send_error(&id, e))); }
+                                None => {
+                                    let error = match e {
+                                        SendError::HandlerError(e) => e.to_jsonrpc(),
+                                        other => ErrorObject::new(error_codes::INTERNAL_ERROR, other.to_string()),
+                                    };
+                                    let _ = out_tx.send(Message::Response(RpcResponse::error(id.clone(), error))).await;
+                                }
                             }
                             return;
                         }
                     };
-                    while let Ok(n) = prx.try_recv() {
-                        let _ = out_tx.send(Message::Notification(n)).await;
-                    }
+                    let rest: Vec<_> = std::iter::from_fn(|| prx.try_recv().ok()).collect();
                     match first_tx.take() {
                         // No progress came: answer with plain JSON.
-                        Some(tx) => { let _ = tx.send(Ok(Some(response))); }
-                        None => { let _ = out_tx.send(Message::Response(response)).await; }
+                        Some(tx) if rest.is_empty() => {
+                            let _ = tx.send(First::Json(response, session));
+                            return;
+                        }
+                        Some(tx) => { let _ = tx.send(First::Stream); }
+                        None => {}
                     }
+                    for n in rest {
+                        let _ = out_tx.send(Message::Notification(n)).await;
+                    }
+                    let _ = out_tx.send(Message::Response(response)).await;
                     return;
                 }
                 () = out_tx.closed() => return,
@@ -572,15 +612,25 @@ async fn stream_response(
         }
     });
     match first_rx.await {
-        Ok(Ok(Some(response))) => json_response(response, None, modern),
-        Ok(Ok(None)) => sse(tokio_stream_of(out_rx).map(|m| event(&m))),
-        Ok(Err(r)) => r,
+        Ok(First::Json(response, session)) => json_response(response, session, modern.as_deref()),
+        Ok(First::Stream) => sse(tokio_stream_of(out_rx).map(|m| event(&m))),
+        Ok(First::Refused(r)) => r,
         Err(_) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             error_codes::INTERNAL_ERROR,
             "the request ended without an answer",
         ),
     }
+}
+
+/// How a request with progress starts to be answered.
+enum First {
+    /// No progress came: the response, as plain JSON (with the session it opened, if any).
+    Json(RpcResponse, Option<String>),
+    /// Progress came: an SSE stream follows.
+    Stream,
+    /// Refused before it ran (unknown session, ...).
+    Refused(Response),
 }
 
 async fn get(state: McpState, headers: &HeaderMap) -> Response {

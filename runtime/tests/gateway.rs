@@ -333,6 +333,16 @@ async fn progress_streams_and_a_client_that_goes_away_cancels_upstream() {
     )
     .await;
     let s = gw.open().await;
+    // An initialize that asks for progress still gets its session id.
+    let r = gw
+        .post(None, json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"},
+            "_meta": {"progressToken": 1}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["mcp-session-id"].len(), 32);
     let resp = gw
         .post(Some(&s), json!({"jsonrpc": "2.0", "id": "p", "method": "tools/call",
             "params": {"name": "ref__sleep", "arguments": {"ms": 200}, "_meta": {"progressToken": 42}}}))
@@ -864,6 +874,22 @@ async fn stateless_requests_need_no_session_and_their_headers_must_agree() {
     );
     let r = modern("tools/call", call).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A 2026 body without the version header is refused, not served as a 2025 request.
+    let r = gw
+        .http
+        .post(&gw.url)
+        .header("accept", ACCEPT)
+        .header("content-type", "application/json")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {"_meta": meta}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32020);
     // 2025-only methods do not exist here.
     let r = modern("ping", json!({"_meta": meta})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);

@@ -147,7 +147,6 @@ impl Dispatcher {
         let answer = match request.method.as_str() {
             methods::PING => Ok(json!({})),
             methods::DISCOVER => Ok(discover_result()),
-            methods::SET_LOG_LEVEL => Ok(json!({})),
             methods::INITIALIZE => {
                 return error(
                     &request,

@@ -201,11 +201,16 @@ fn is_modern(header: Option<&str>, message: &Message) -> bool {
 }
 
 fn meta_version(message: &Message) -> Option<&str> {
-    let params = match message {
+    match message {
         Message::Request(r) => r.params.as_ref(),
         Message::Notification(n) => n.params.as_ref(),
         Message::Response(_) => None,
-    }?;
+    }
+    .and_then(params_version)
+}
+
+/// The version in `params._meta`, if any.
+pub fn params_version(params: &Value) -> Option<&str> {
     params
         .get("_meta")?
         .get(mcp::META_PROTOCOL_VERSION)?
@@ -419,12 +424,12 @@ impl KameoMessage<ClientMessage> for Gateway {
                 _ => {}
             }
             let session = entry.actor.clone();
-            let label = format!("session {id}");
+            let id = id.to_owned();
             return ctx.spawn(async move {
                 session
                     .ask(msg)
                     .await
-                    .map_err(|e| crate::unavailable(e, &label))
+                    .map_err(|e| crate::session_error(e, id))
             });
         }
         let modern = is_modern(header, &msg.message);
@@ -433,7 +438,7 @@ impl KameoMessage<ClientMessage> for Gateway {
                 ctx.reply(self.open_session(request))
             }
             Message::Request(request) if modern => {
-                if let Some(v) = meta_version(&Message::Request(request.clone()))
+                if let Some(v) = request.params.as_ref().and_then(params_version)
                     && v != mcp::MODERN_VERSION
                 {
                     return ctx.reply(Err(FleetError::UnsupportedVersion {
@@ -491,12 +496,12 @@ impl KameoMessage<OpenStream> for Gateway {
         entry.last_seen = Instant::now();
         entry.stream = Some(msg.sink.clone());
         let session = entry.actor.clone();
-        let label = format!("session {}", msg.session);
+        let id = msg.session.clone();
         ctx.spawn(async move {
             session
                 .ask(msg)
                 .await
-                .map_err(|e| crate::unavailable(e, &label))
+                .map_err(|e| crate::session_error(e, id))
         })
     }
 }
@@ -511,7 +516,9 @@ impl KameoMessage<CloseSession> for Gateway {
     ) -> Self::Reply {
         match self.sessions.remove(msg.session.as_str()) {
             Some(entry) => {
-                let _ = entry.actor.stop_gracefully().await;
+                // Killed, not stopped in turn: its queued requests are moot, and the gateway
+                // must not wait on a session's mailbox. `on_stop` cancels what is in flight.
+                entry.actor.kill();
                 self.stats.sessions_closed += 1;
                 tracing::info!(session = %msg.session, "session closed by the client");
                 Ok(())
@@ -551,6 +558,13 @@ impl KameoMessage<Sweep> for Gateway {
     async fn handle(&mut self, _: Sweep, _: &mut Context<Self, ()>) {
         let now = Instant::now();
         let (ttl, init) = (self.config.session_idle_ttl, self.config.initialize_timeout);
+        // A stream that closed counts as use until now: the client may be reconnecting.
+        for s in self.sessions.values_mut() {
+            if s.stream.as_ref().is_some_and(|t| t.is_closed()) {
+                s.stream = None;
+                s.last_seen = now;
+            }
+        }
         let expired: Vec<Arc<str>> = self
             .sessions
             .iter()

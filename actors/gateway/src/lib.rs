@@ -40,12 +40,16 @@ pub const ACTOR_NAME: &str = "gateway";
 use fleet_protocol::FleetError;
 use kameo::error::SendError;
 
-/// Turns a failed ask to a session into the fleet's error.
-pub(crate) fn unavailable<M>(e: SendError<M, FleetError>, actor: &str) -> FleetError {
+/// Turns a failed ask to a session into the fleet's error. A session that ended between the
+/// lookup and the ask (DELETE, expiry) is an unknown session, as it would be a moment later.
+pub(crate) fn session_error<M>(e: SendError<M, FleetError>, id: String) -> FleetError {
     match e {
         SendError::HandlerError(e) => e,
+        SendError::ActorNotRunning(_) | SendError::ActorStopped => {
+            FleetError::UnknownSession { id }
+        }
         other => FleetError::ActorUnavailable {
-            actor: actor.into(),
+            actor: format!("session {id}"),
             reason: other.to_string(),
         },
     }

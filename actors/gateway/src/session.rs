@@ -150,7 +150,7 @@ impl KameoMessage<ClientMessage> for Session {
                 let me = ctx.actor_ref().clone();
                 ctx.spawn(async move {
                     let response = dispatcher.dispatch(call).await;
-                    let _ = me.tell(RequestDone { id }).try_send();
+                    let _ = me.tell(RequestDone { id }).await;
                     Ok(ClientReply::Response {
                         response,
                         session: None,
