@@ -1,8 +1,10 @@
 //! The subscribers of server events, shared by the manager and every server's actor.
 //!
-//! Each server's actor publishes under the hub's lock; a new subscriber is added and sent the
-//! current states under the same lock. So a subscriber never sees a state older than one it has
-//! already seen: an event published before it joined is in the snapshot, one after comes later.
+//! A server's actor updates its status first and then publishes under the hub's lock; a new
+//! subscriber is sent the current states and added under the same lock. So a subscriber never
+//! sees a state older than one it has already seen. It may see the same state twice (in the
+//! snapshot and as the event that was waiting for the lock): subscribers treat a repeated
+//! state as no change.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
