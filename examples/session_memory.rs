@@ -305,6 +305,10 @@ async fn wait_expired(
     }
 }
 
+/// How long after the sessions expired memory is read: jemalloc's default decay time (10 s)
+/// and a margin.
+const PURGE_WAIT: Duration = Duration::from_secs(12);
+
 /// Lets killed session tasks finish dropping before memory is read.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -347,9 +351,14 @@ fn per_session(after: &Sample, baseline: &Sample, n: usize) -> f64 {
     (after.rss_kib as f64 - baseline.rss_kib as f64) * 1024.0 / n as f64
 }
 
+/// The allocator of the `mcp-fleet` binary, so the figures are those of the binary.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_logging("warn");
+    fleet_runtime::telemetry::return_freed_memory();
     let args = parse_args()?;
     let n = args.sessions;
     let build = if cfg!(debug_assertions) {
@@ -518,7 +527,9 @@ async fn measure(args: &Args, fleet: &Fleet) -> anyhow::Result<bool> {
             table_bound,
         )
         .await?;
-        settle().await;
+        // jemalloc returns freed pages to the OS after its decay time (10 s by default), from
+        // its background thread.
+        tokio::time::sleep(PURGE_WAIT).await;
         let expired = sample(gateway).await?;
         table.row(&format!("round {round}: all expired"), &expired);
         rounds.push(Round {

@@ -44,9 +44,14 @@ enum Command {
     },
 }
 
+/// jemalloc gives memory freed by ended sessions back to the OS; glibc's malloc keeps it.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging("info");
+    telemetry::return_freed_memory();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -33,3 +33,12 @@ pub fn install_prometheus() -> anyhow::Result<PrometheusHandle> {
     });
     Ok(handle)
 }
+
+/// Lets jemalloc give freed memory back to the OS from a background thread (after its decay
+/// time, 10 s), so memory falls back once many sessions have ended. Without it jemalloc purges
+/// only while allocating. A failure is logged: memory is then kept for reuse instead.
+pub fn return_freed_memory() {
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "jemalloc's background purging is unavailable; freed memory is kept for reuse");
+    }
+}
