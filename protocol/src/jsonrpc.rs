@@ -18,6 +18,8 @@ pub mod error_codes {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// 2026-07-28: the requested protocol version is not supported (`data.supported` lists them).
     pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    /// 2026-07-28 over HTTP: a header disagrees with the body, or a required one is missing.
+    pub const HEADER_MISMATCH: i64 = -32020;
 }
 
 /// A request id: a JSON number or string, kept exactly as received.
@@ -275,6 +277,23 @@ impl Message {
             obj.entry(k.clone()).or_insert_with(|| v.clone());
         }
         Value::Object(obj)
+    }
+
+    /// The id of a request.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        match self {
+            Message::Request(r) => Some(&r.id),
+            _ => None,
+        }
+    }
+
+    /// The params of a request or notification.
+    pub fn params(&self) -> Option<&Value> {
+        match self {
+            Message::Request(r) => r.params.as_ref(),
+            Message::Notification(n) => n.params.as_ref(),
+            Message::Response(_) => None,
+        }
     }
 
     /// The method of a request or notification.

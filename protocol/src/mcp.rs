@@ -68,6 +68,11 @@ pub fn modern_meta() -> Map<String, Value> {
     meta
 }
 
+/// The protocol version a request's `params._meta` names (2026-07-28 requests carry one).
+pub fn meta_version(params: &Value) -> Option<&str> {
+    params.get("_meta")?.get(META_PROTOCOL_VERSION)?.as_str()
+}
+
 /// Parameters of `server/discover`.
 pub fn discover_params() -> Value {
     json!({ "_meta": modern_meta() })

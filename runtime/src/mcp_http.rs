@@ -42,9 +42,6 @@ pub const VERSION_HEADER: &str = "mcp-protocol-version";
 pub const METHOD_HEADER: &str = "mcp-method";
 pub const NAME_HEADER: &str = "mcp-name";
 
-/// JSON-RPC error code for a header that disagrees with the body (2026-07-28).
-pub const HEADER_MISMATCH: i64 = -32020;
-
 /// How `/mcp` guards itself.
 #[derive(Debug, Clone)]
 pub struct McpHttpConfig {
@@ -246,7 +243,8 @@ fn fleet_error_for(id: &Option<RequestId>, e: FleetError) -> Response {
     rpc_error_response(status, id.clone(), e.to_jsonrpc())
 }
 
-fn send_error(id: &Option<RequestId>, e: SendError<ClientMessage, FleetError>) -> Response {
+/// A failed ask to the gateway: its own error, or 503 when it is not there to answer.
+fn send_error<M>(id: &Option<RequestId>, e: SendError<M, FleetError>) -> Response {
     match e {
         SendError::HandlerError(e) => fleet_error_for(id, e),
         other => error_for(
@@ -304,7 +302,7 @@ fn check_modern(
         };
         if meta_version.as_str() != Some(header_version) {
             return bad(
-                HEADER_MISMATCH,
+                error_codes::HEADER_MISMATCH,
                 format!(
                     "`MCP-Protocol-Version: {header_version}` does not match _meta's {meta_version}"
                 ),
@@ -315,13 +313,13 @@ fn check_modern(
         Some(h) if h == method => {}
         Some(h) => {
             return bad(
-                HEADER_MISMATCH,
+                error_codes::HEADER_MISMATCH,
                 format!("`Mcp-Method: {h}` does not match the body's method `{method}`"),
             );
         }
         None => {
             return bad(
-                HEADER_MISMATCH,
+                error_codes::HEADER_MISMATCH,
                 format!("the `Mcp-Method` header is required (`{method}`)"),
             );
         }
@@ -335,26 +333,14 @@ fn check_modern(
     match (header_str(headers, NAME_HEADER).map(str::trim), body) {
         (Some(h), Some(b)) if h == b => Ok(()),
         (Some(h), b) => bad(
-            HEADER_MISMATCH,
+            error_codes::HEADER_MISMATCH,
             format!("`Mcp-Name: {h}` does not match the body's {key} {b:?}"),
         ),
         (None, _) => bad(
-            HEADER_MISMATCH,
+            error_codes::HEADER_MISMATCH,
             format!("the `Mcp-Name` header is required for `{method}`"),
         ),
     }
-}
-
-/// The version a message's `params._meta` names, if any.
-fn body_version(message: &Message) -> Option<&str> {
-    match message {
-        Message::Request(r) => r.params.as_ref(),
-        Message::Notification(n) => n.params.as_ref(),
-        Message::Response(_) => None,
-    }?
-    .get("_meta")?
-    .get(mcp::META_PROTOCOL_VERSION)?
-    .as_str()
 }
 
 fn wants_progress(message: &Message) -> bool {
@@ -423,7 +409,7 @@ async fn post(state: McpState, request: Request) -> Response {
         && (protocol_version
             .as_deref()
             .is_some_and(|v| !fleet_gateway::dispatch::LEGACY_VERSIONS.contains(&v))
-            || body_version(&message) == Some(mcp::MODERN_VERSION));
+            || message.params().and_then(mcp::meta_version) == Some(mcp::MODERN_VERSION));
     if modern
         && let Err(r) = check_modern(
             &headers,
@@ -433,10 +419,7 @@ async fn post(state: McpState, request: Request) -> Response {
     {
         return *r;
     }
-    let id = match &message {
-        Message::Request(r) => Some(r.id.clone()),
-        _ => None,
-    };
+    let id = message.request_id().cloned();
     // On the stateless wire, the method decides what a "method not found" means in HTTP.
     let modern = modern.then(|| message.method().unwrap_or("").to_owned());
     let progress = wants_progress(&message);
@@ -463,15 +446,10 @@ async fn post(state: McpState, request: Request) -> Response {
 /// (`modern` is `Some(method)` there); a server's own "method not found" for a forwarded
 /// request is not.
 fn json_response(response: RpcResponse, session: Option<String>, modern: Option<&str>) -> Response {
-    let forwarded = [
-        mcp::methods::TOOLS_CALL,
-        mcp::methods::PROMPTS_GET,
-        mcp::methods::RESOURCES_READ,
-        mcp::methods::COMPLETE,
-    ];
     let status = match (&response.outcome, modern) {
         (fleet_protocol::jsonrpc::Outcome::Error(e), Some(method))
-            if e.code == error_codes::METHOD_NOT_FOUND && !forwarded.contains(&method) =>
+            if e.code == error_codes::METHOD_NOT_FOUND
+                && !fleet_gateway::dispatch::FORWARDED.contains(&method) =>
         {
             StatusCode::NOT_FOUND
         }
@@ -531,10 +509,7 @@ async fn stream_response(
     cancel: CancellationToken,
     modern: Option<String>,
 ) -> Response {
-    let id = match &message {
-        Message::Request(r) => Some(r.id.clone()),
-        _ => None,
-    };
+    let id = message.request_id().cloned();
     let (ptx, mut prx) = mpsc::channel(state.config.stream_buffer);
     let (out_tx, out_rx) = mpsc::channel::<Message>(state.config.stream_buffer);
     let gateway = state.gateway.clone();
@@ -657,12 +632,7 @@ async fn get(state: McpState, headers: &HeaderMap) -> Response {
     let (tx, rx) = mpsc::channel(state.config.stream_buffer);
     match state.gateway.ask(OpenStream { session, sink: tx }).await {
         Ok(()) => sse(tokio_stream_of(rx).map(|m| event(&m))),
-        Err(SendError::HandlerError(e)) => fleet_error_response(e),
-        Err(e) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            error_codes::INTERNAL_ERROR,
-            format!("the gateway is unavailable: {e}"),
-        ),
+        Err(e) => send_error(&None, e),
     }
 }
 
@@ -672,11 +642,6 @@ async fn delete(state: McpState, headers: &HeaderMap) -> Response {
     };
     match state.gateway.ask(CloseSession { session }).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(SendError::HandlerError(e)) => fleet_error_response(e),
-        Err(e) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            error_codes::INTERNAL_ERROR,
-            format!("the gateway is unavailable: {e}"),
-        ),
+        Err(e) => send_error(&None, e),
     }
 }

@@ -134,6 +134,18 @@ impl Gw {
         r.json().await.unwrap()
     }
 
+    /// The HTTP status of a `ping` in `session`.
+    async fn ping_status(&self, session: &str) -> StatusCode {
+        self.post(
+            Some(session),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+    }
+
     async fn tool_names(&self, session: &str) -> Vec<String> {
         let list = self.call(session, "tools/list", json!({})).await;
         list["result"]["tools"]
@@ -727,15 +739,7 @@ async fn sessions_end_by_delete_and_by_ttl() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = gw
-        .post(
-            Some(&s),
-            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(gw.ping_status(&s).await, StatusCode::NOT_FOUND);
 
     // Idle sessions, and one never initialized, expire.
     let idle = gw.open().await;
@@ -756,15 +760,7 @@ async fn sessions_end_by_delete_and_by_ttl() {
     })
     .await;
     for s in [idle, never] {
-        let r = gw
-            .post(
-                Some(&s),
-                json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(gw.ping_status(&s).await, StatusCode::NOT_FOUND);
     }
     gw.stop().await;
 }

@@ -72,6 +72,18 @@ impl ListKind {
         }
     }
 
+    /// The 2025-era notifications that announce changes of `kinds`, each once (resources and
+    /// their templates share one).
+    pub fn changed_notifications(kinds: impl IntoIterator<Item = ListKind>) -> Vec<&'static str> {
+        let mut methods = Vec::new();
+        for method in kinds.into_iter().map(ListKind::changed_notification) {
+            if !methods.contains(&method) {
+                methods.push(method);
+            }
+        }
+        methods
+    }
+
     /// The kind a server's `notifications/*/list_changed` is about.
     pub fn from_notification(method: &str) -> Option<&'static [ListKind]> {
         match method {

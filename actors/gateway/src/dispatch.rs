@@ -39,6 +39,15 @@ const LEGACY_ONLY: [&str; 5] = [
     "resources/unsubscribe",
 ];
 
+/// The methods the gateway forwards to the server that owns the name or URI; every other
+/// method it answers itself.
+pub const FORWARDED: [&str; 4] = [
+    methods::TOOLS_CALL,
+    methods::PROMPTS_GET,
+    methods::RESOURCES_READ,
+    methods::COMPLETE,
+];
+
 /// 2026-07-28 results that clients may cache: they carry `ttlMs` and `cacheScope`.
 const CACHEABLE: [&str; 6] = [
     methods::TOOLS_LIST,

@@ -197,24 +197,8 @@ fn new_session_id() -> Result<String, FleetError> {
 
 /// Whether a message is of the 2026-07-28 era: the header says so, or its `_meta` does.
 fn is_modern(header: Option<&str>, message: &Message) -> bool {
-    header == Some(mcp::MODERN_VERSION) || meta_version(message) == Some(mcp::MODERN_VERSION)
-}
-
-fn meta_version(message: &Message) -> Option<&str> {
-    match message {
-        Message::Request(r) => r.params.as_ref(),
-        Message::Notification(n) => n.params.as_ref(),
-        Message::Response(_) => None,
-    }
-    .and_then(params_version)
-}
-
-/// The version in `params._meta`, if any.
-pub fn params_version(params: &Value) -> Option<&str> {
-    params
-        .get("_meta")?
-        .get(mcp::META_PROTOCOL_VERSION)?
-        .as_str()
+    header == Some(mcp::MODERN_VERSION)
+        || message.params().and_then(mcp::meta_version) == Some(mcp::MODERN_VERSION)
 }
 
 fn respond(response: Response, session: Option<String>) -> ClientMessageReply {
@@ -303,13 +287,9 @@ impl Gateway {
         }
         self.listeners.retain(|l| !l.tx.is_closed());
         for l in &self.listeners {
-            let mut sent = Vec::new();
-            for kind in changed.iter().filter(|k| l.kinds.contains(k)) {
-                let method = kind.changed_notification();
-                if !sent.contains(&method) {
-                    sent.push(method);
-                    let _ = l.tx.try_send(with_subscription(method, &l.id, None));
-                }
+            let wanted = changed.iter().copied().filter(|k| l.kinds.contains(k));
+            for method in ListKind::changed_notifications(wanted) {
+                let _ = l.tx.try_send(with_subscription(method, &l.id, None));
             }
         }
     }
@@ -337,7 +317,8 @@ impl Gateway {
     }
 }
 
-/// Every page of every list the server's capabilities declare.
+/// The server's tools (from its status) and every page of the other lists its capabilities
+/// declare.
 async fn fetch_lists(
     servers: &ReplyRecipient<CallServer, Value, FleetError>,
     status: &ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
@@ -350,13 +331,20 @@ async fn fetch_lists(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let caps = status
-        .handshake
-        .as_ref()
-        .map(|h| h.capabilities.clone())
-        .unwrap_or(Value::Null);
+    let Some(handshake) = status.handshake.as_ref() else {
+        return Err("the server has no handshake (not ready)".into());
+    };
+    let caps = &handshake.capabilities;
     let mut lists = ServerLists::default();
-    for kind in ListKind::ALL {
+    // The manager lists the tools itself (at the handshake and after each list_changed).
+    lists
+        .lists
+        .insert(ListKind::Tools, handshake.tools.to_vec());
+    for kind in [
+        ListKind::Resources,
+        ListKind::ResourceTemplates,
+        ListKind::Prompts,
+    ] {
         if caps.get(kind.capability()).is_none() {
             continue;
         }
@@ -438,7 +426,7 @@ impl KameoMessage<ClientMessage> for Gateway {
                 ctx.reply(self.open_session(request))
             }
             Message::Request(request) if modern => {
-                if let Some(v) = request.params.as_ref().and_then(params_version)
+                if let Some(v) = request.params.as_ref().and_then(mcp::meta_version)
                     && v != mcp::MODERN_VERSION
                 {
                     return ctx.reply(Err(FleetError::UnsupportedVersion {

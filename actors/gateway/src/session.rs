@@ -211,13 +211,8 @@ impl KameoMessage<ListsChanged> for Session {
     type Reply = ();
 
     async fn handle(&mut self, msg: ListsChanged, _: &mut Context<Self, ()>) {
-        let mut sent = Vec::new();
-        for kind in msg.kinds {
-            let method = kind.changed_notification();
-            if !sent.contains(&method) {
-                sent.push(method);
-                self.push(Message::Notification(Notification::new(method, None)));
-            }
+        for method in ListKind::changed_notifications(msg.kinds) {
+            self.push(Message::Notification(Notification::new(method, None)));
         }
     }
 }

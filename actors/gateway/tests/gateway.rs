@@ -42,15 +42,15 @@ impl Actor for ScriptedManager {
 impl KameoMessage<CallServer> for ScriptedManager {
     type Reply = Result<Value, FleetError>;
     async fn handle(&mut self, msg: CallServer, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        let tools = self.tools.lock().unwrap().get(&msg.server).cloned().ok_or(
-            FleetError::UnknownServer {
+        // The tools themselves come from the status, as the real manager lists them.
+        self.tools
+            .lock()
+            .unwrap()
+            .get(&msg.server)
+            .ok_or(FleetError::UnknownServer {
                 name: msg.server.clone(),
-            },
-        )?;
+            })?;
         match msg.method.as_str() {
-            "tools/list" => Ok(
-                json!({"tools": tools.iter().map(|t| json!({"name": t, "inputSchema": {"type": "object"}, "x-kept": true})).collect::<Vec<_>>()}),
-            ),
             "tools/call" => {
                 let params = msg.params.unwrap_or_default();
                 Ok(
@@ -69,6 +69,16 @@ impl KameoMessage<GetServerStatus> for ScriptedManager {
         msg: GetServerStatus,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        let tools: Vec<Value> = self
+            .tools
+            .lock()
+            .unwrap()
+            .get(&msg.name)
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| json!({"name": t, "inputSchema": {"type": "object"}, "x-kept": true}))
+            .collect();
         let mut st = ServerStatus::new(msg.name, ServerState::Ready);
         st.handshake = Some(Arc::new(Handshake {
             era: Era::Legacy,
@@ -76,7 +86,7 @@ impl KameoMessage<GetServerStatus> for ScriptedManager {
             server_info: json!({}),
             capabilities: json!({"tools": {}}),
             instructions: None,
-            tools: Arc::from(Vec::new()),
+            tools: Arc::from(tools),
             took: Duration::ZERO,
         }));
         Ok(st)

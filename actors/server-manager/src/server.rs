@@ -611,7 +611,9 @@ impl ServerActor {
         if n.method == methods::PROGRESS {
             return self.on_progress(n);
         }
-        if n.method.ends_with("/list_changed")
+        // A tools change is announced once the actor has the new list (`ToolsRefreshed`), so
+        // subscribers read it from the status instead of listing the server again.
+        if (n.method.ends_with("/list_changed") && n.method != methods::TOOLS_LIST_CHANGED)
             || n.method == methods::RESOURCE_UPDATED
             || n.method == methods::LOG_MESSAGE
         {
@@ -620,7 +622,7 @@ impl ServerActor {
                 notification: n.clone(),
             });
         }
-        if n.method == "notifications/tools/list_changed"
+        if n.method == methods::TOOLS_LIST_CHANGED
             && let Some(era) = self.era()
         {
             // List again off the actor's path; the answer comes back as a message.
@@ -1036,6 +1038,10 @@ impl Message<ToolsRefreshed> for ServerActor {
             tracing::info!(server = %self.spec.name, tools = h.tools.len(), "tool list changed");
             self.status.handshake = Some(Arc::new(h));
             self.push_status();
+            self.events.publish(ServerEvent::Notified {
+                server: self.spec.name.clone(),
+                notification: Notification::new(methods::TOOLS_LIST_CHANGED, None),
+            });
         }
     }
 }

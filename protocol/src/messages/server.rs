@@ -137,7 +137,8 @@ pub enum ServerEvent {
         state: crate::status::ServerState,
     },
     /// The server sent a notification that belongs to no request: `notifications/*/list_changed`,
-    /// `notifications/resources/updated`, `notifications/message`.
+    /// `notifications/resources/updated`, `notifications/message`. `tools/list_changed` comes
+    /// once the manager has listed the tools again: the status then has the new list.
     Notified {
         server: String,
         notification: Notification,
