@@ -24,7 +24,7 @@ const TOOL_CALLS: usize = 1_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init_logging("warn");
+    telemetry::init_logging("warn", telemetry::LogFormat::Text);
     let build = if cfg!(debug_assertions) {
         "debug"
     } else {

@@ -357,7 +357,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init_logging("warn");
+    telemetry::init_logging("warn", telemetry::LogFormat::Text);
     fleet_runtime::telemetry::return_freed_memory();
     let args = parse_args()?;
     let n = args.sessions;

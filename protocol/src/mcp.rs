@@ -40,6 +40,28 @@ pub mod methods {
     pub const COMPLETE: &str = "completion/complete";
     pub const SET_LOG_LEVEL: &str = "logging/setLevel";
     pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
+    pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
+    pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
+
+    /// Every request method of both eras a client or the fleet may send to a server. Metrics
+    /// label any other method `other`, so a caller cannot grow the label set without bound.
+    pub const REQUESTS: &[&str] = &[
+        INITIALIZE,
+        PING,
+        DISCOVER,
+        TOOLS_LIST,
+        TOOLS_CALL,
+        RESOURCES_LIST,
+        RESOURCE_TEMPLATES_LIST,
+        RESOURCES_READ,
+        RESOURCES_SUBSCRIBE,
+        RESOURCES_UNSUBSCRIBE,
+        PROMPTS_LIST,
+        PROMPTS_GET,
+        COMPLETE,
+        SET_LOG_LEVEL,
+        SUBSCRIPTIONS_LISTEN,
+    ];
 }
 
 /// Who the fleet says it is when it acts as an MCP client.

@@ -63,6 +63,18 @@ impl ServerState {
         matches!(self, ServerState::Stopped | ServerState::Failed { .. })
     }
 
+    /// Every value [`ServerState::name`] can return, in lifecycle order.
+    pub const NAMES: [&'static str; 8] = [
+        "starting",
+        "initializing",
+        "ready",
+        "unhealthy",
+        "restarting",
+        "stopping",
+        "stopped",
+        "failed",
+    ];
+
     /// A short lowercase name, for tables, logs and metric labels.
     pub fn name(&self) -> &'static str {
         match self {
@@ -209,5 +221,26 @@ impl ServerStatus {
     /// Time since the current process was spawned.
     pub fn uptime(&self, now: SystemTime) -> Option<Duration> {
         self.started_at.and_then(|s| now.duration_since(s).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lists_every_state_once_in_order() {
+        let states = [
+            ServerState::Starting,
+            ServerState::Initializing,
+            ServerState::Ready,
+            ServerState::Unhealthy,
+            ServerState::Restarting,
+            ServerState::Stopping,
+            ServerState::Stopped,
+            ServerState::Failed { reason: "x".into() },
+        ];
+        let names: Vec<&str> = states.iter().map(ServerState::name).collect();
+        assert_eq!(names, ServerState::NAMES);
     }
 }

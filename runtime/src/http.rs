@@ -1,9 +1,11 @@
-//! The HTTP listener: `/metrics` for Prometheus.
+//! The HTTP listener: `/metrics` for Prometheus, and the count of every response by status.
 
 use axum::Router;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
+use kameo::actor::Recipient;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
@@ -25,6 +27,19 @@ pub fn router(prometheus: PrometheusHandle) -> Router {
             }
         }),
     )
+}
+
+/// Wraps `router` so that every response it gives is counted by status code
+/// (`mcp_fleet_http_responses_total`). A busy collector drops the count rather than delay the
+/// response.
+pub fn count_responses(router: Router, metrics: Recipient<RecordMetric>) -> Router {
+    router.layer(axum::middleware::map_response(move |response: Response| {
+        let event = MetricEvent::HttpResponse {
+            status: response.status().as_u16(),
+        };
+        let _ = metrics.tell(RecordMetric { event }).try_send();
+        async move { response }
+    }))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

@@ -20,6 +20,9 @@ use tokio::signal::unix::{SignalKind, signal};
     about = "Supervisor and gateway for MCP servers"
 )]
 struct Cli {
+    /// How log lines are written to stderr; `RUST_LOG` filters them (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = telemetry::LogFormat::Text)]
+    log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,7 +53,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging("info");
+    telemetry::init_logging("info", cli.log_format);
     telemetry::return_freed_memory();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -126,8 +129,10 @@ async fn run(
     }
     let fleet = Fleet::start(options).await;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let router =
-        http::router(prometheus).merge(mcp_http::router(fleet.gateway.clone(), mcp_config));
+    let router = http::count_responses(
+        http::router(prometheus).merge(mcp_http::router(fleet.gateway.clone(), mcp_config)),
+        fleet.metrics.clone().recipient(),
+    );
     let server = tokio::spawn(http::serve(listener, router, async {
         let _ = http_stopped.await;
     }));

@@ -165,6 +165,7 @@ impl Fleet {
                 servers: refs.server_manager.clone().reply_recipient(),
                 status: refs.server_manager.clone().reply_recipient(),
                 events: events_rx,
+                metrics: Some(refs.metrics.clone().recipient()),
             },
             kameo::mailbox::bounded(GATEWAY_MAILBOX),
         );

@@ -4,16 +4,31 @@ use fleet_metrics_collector::export::LATENCY_BUCKETS;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stderr, filtered by `RUST_LOG` (or `default` when it is unset). Colours only when
-/// stderr is a terminal, so files and journals get plain text.
-pub fn init_logging(default: &str) {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (the message and the
+    /// event's own fields), `span` and `spans` (each enclosing span with its fields).
+    Json,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (or `default` when it is unset). Text has colours
+/// only when stderr is a terminal, so files and journals get plain text.
+pub fn init_logging(default: &str, format: LogFormat) {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 /// Installs the process-wide Prometheus recorder behind the `metrics` facade, with histogram

@@ -3,75 +3,12 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{pids_with, wait_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use common::{http_get, pids_with, spawn_fleet, wait_for, write_config};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.0 GET, the whole response as text (the server closes the connection).
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut body = Vec::new();
-    stream.read_to_end(&mut body).await.ok()?;
-    Some(String::from_utf8_lossy(&body).into_owned())
-}
-
-/// Starts `mcp-fleet run` on a free port with `config`; returns the child and the port.
-fn spawn_fleet(config: &std::path::Path, stderr: Stdio) -> (tokio::process::Child, u16) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    (child, port)
-}
-
-fn write_config(text: &str) -> tempfile_path::TempFile {
-    tempfile_path::TempFile::new(text)
-}
-
-/// A temporary file removed on drop (std only).
-mod tempfile_path {
-    use std::path::PathBuf;
-
-    pub struct TempFile(pub PathBuf);
-
-    impl TempFile {
-        pub fn new(text: &str) -> Self {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("mcp-fleet-test-{}-{n}.json", std::process::id()));
-            std::fs::write(&path, text).unwrap();
-            TempFile(path)
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
 
 #[tokio::test]
 async fn runs_a_config_serves_metrics_and_stops_on_sigterm() {
@@ -95,8 +32,8 @@ async fn runs_a_config_serves_metrics_and_stops_on_sigterm() {
         "both servers up in /metrics",
         || async {
             let body = http_get(port, "/metrics").await?;
-            (body.contains(r#"mcp_fleet_server_up{server="one"} 1"#)
-                && body.contains(r#"mcp_fleet_server_up{server="two"} 1"#))
+            (body.contains(r#"mcp_fleet_up{server="one"} 1"#)
+                && body.contains(r#"mcp_fleet_up{server="two"} 1"#))
             .then_some(body)
         },
     )
@@ -210,7 +147,7 @@ async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could()
                 } else {
                     format!("w{i}")
                 };
-                body.contains(&format!("mcp_fleet_server_up{{server=\"{name}\"}} 1"))
+                body.contains(&format!("mcp_fleet_up{{server=\"{name}\"}} 1"))
             }))
         .then_some(())
     })

@@ -35,8 +35,8 @@ const LEGACY_ONLY: [&str; 5] = [
     methods::INITIALIZE,
     methods::PING,
     methods::SET_LOG_LEVEL,
-    "resources/subscribe",
-    "resources/unsubscribe",
+    methods::RESOURCES_SUBSCRIBE,
+    methods::RESOURCES_UNSUBSCRIBE,
 ];
 
 /// The methods the gateway forwards to the server that owns the name or URI; every other
@@ -133,6 +133,33 @@ fn error(request: &Request, code: i64, message: impl Into<String>) -> Response {
 }
 
 impl Dispatcher {
+    /// [`Dispatcher::dispatch`] inside a span `mcp_request` with the session (empty for a
+    /// stateless request), the method, the client's request id and, once routed, the server;
+    /// a debug event at the end says how it went and how long it took.
+    pub async fn dispatch_traced(&self, call: Call, session: Option<&str>) -> Response {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "mcp_request",
+            session = session.unwrap_or(""),
+            method = %call.request.method,
+            id = %call.request.id,
+            server = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let response = self.dispatch(call).instrument(span.clone()).await;
+        let _entered = span.enter();
+        match &response.outcome {
+            fleet_protocol::jsonrpc::Outcome::Error(e) => {
+                tracing::debug!(code = e.code, error = %e.message, elapsed_us = started.elapsed().as_micros() as u64, "request answered with an error")
+            }
+            _ => tracing::debug!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "request answered"
+            ),
+        }
+        response
+    }
+
     /// Answers the request. Never fails: every failure is a JSON-RPC error response.
     pub async fn dispatch(&self, call: Call) -> Response {
         let Call {
@@ -203,6 +230,7 @@ impl Dispatcher {
         progress: Option<mpsc::Sender<Notification>>,
         cancel: CancellationToken,
     ) -> Result<Value, Failure> {
+        tracing::Span::current().record("server", &*server);
         let call = CallServer {
             server: server.to_string(),
             method: request.method.clone(),

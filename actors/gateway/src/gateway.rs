@@ -11,8 +11,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use fleet_protocol::counter::MessageCounter;
 use fleet_protocol::jsonrpc::{
     ErrorObject, Message, Notification, Request, RequestId, Response, error_codes,
 };
@@ -21,13 +23,14 @@ use fleet_protocol::messages::gateway::{
     ClientMessage, ClientMessageReply, ClientReply, CloseSession, CloseSessionReply, GatewayStats,
     GetGatewayStats, GetGatewayStatsReply, OpenStream, OpenStreamReply,
 };
+use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, SessionEnd};
 use fleet_protocol::messages::server::{CallServer, GetServerStatus, ServerEvent};
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
-use kameo::actor::{ActorRef, ReplyRecipient, Spawn, WeakActorRef};
+use kameo::actor::{ActorRef, Recipient, ReplyRecipient, Spawn, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible};
-use kameo::message::{Context, Message as KameoMessage};
-use kameo::reply::DelegatedReply;
+use kameo::message::{BoxMessage, Context, Message as KameoMessage};
+use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -44,7 +47,13 @@ pub struct GatewayArgs {
     pub status: ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
     /// The server manager's events (subscribed by whoever wires the gateway in).
     pub events: mpsc::UnboundedReceiver<ServerEvent>,
+    /// Where metric events go, if anywhere: sessions created and ended, and the messages the
+    /// gateway and its sessions handled.
+    pub metrics: Option<Recipient<RecordMetric>>,
 }
+
+/// The actor kind under which sessions' handled messages are reported.
+pub const SESSION_ACTOR_NAME: &str = "session";
 
 /// An open 2026-07-28 `subscriptions/listen` stream and the list changes it asked for.
 struct Listener {
@@ -121,6 +130,10 @@ pub struct Gateway {
     /// 2026-07-28 `subscriptions/listen` streams.
     listeners: Vec<Listener>,
     stats: GatewayStats,
+    metrics: Option<Recipient<RecordMetric>>,
+    counter: MessageCounter,
+    /// Messages every session handled since the last report; sessions add, the gateway reports.
+    session_messages: Arc<AtomicU64>,
 }
 
 impl Actor for Gateway {
@@ -170,7 +183,23 @@ impl Actor for Gateway {
             catalog: watch::Sender::new(Arc::new(Catalog::default())),
             listeners: Vec::new(),
             stats: GatewayStats::default(),
+            metrics: args.metrics,
+            counter: MessageCounter::new(Instant::now(), REPORT_EVERY),
+            session_messages: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    async fn on_message(
+        &mut self,
+        msg: BoxMessage<Self>,
+        actor_ref: ActorRef<Self>,
+        tx: Option<BoxReplySender>,
+        stop: &mut bool,
+    ) -> Result<(), Box<dyn ReplyError>> {
+        if let Some(count) = self.counter.record(Instant::now()) {
+            self.report_messages(count);
+        }
+        msg.handle_dyn(self, actor_ref, tx, stop).await
     }
 
     async fn on_stop(
@@ -178,12 +207,20 @@ impl Actor for Gateway {
         _: WeakActorRef<Self>,
         _: ActorStopReason,
     ) -> Result<(), Self::Error> {
+        // Sessions end with the gateway, which only stops when the fleet shuts down: they are
+        // not counted as closed or expired.
         for (_, s) in self.sessions.drain() {
             s.actor.kill();
         }
+        let pending = self.counter.take(Instant::now()).unwrap_or(0);
+        self.report_messages(pending);
         Ok(())
     }
 }
+
+/// How often the gateway reports handled-message counts (at the next message after this long;
+/// each sweep reports too).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// A fresh session id: 128 bits from the OS CSPRNG, as 32 hex digits.
 fn new_session_id() -> Result<String, FleetError> {
@@ -206,6 +243,30 @@ fn respond(response: Response, session: Option<String>) -> ClientMessageReply {
 }
 
 impl Gateway {
+    fn metric(&self, event: MetricEvent) {
+        if let Some(m) = &self.metrics {
+            // A busy or stopped collector must never hold up the gateway; the event is dropped.
+            let _ = m.tell(RecordMetric { event }).try_send();
+        }
+    }
+
+    /// Reports the gateway's own count and whatever the sessions handled since the last report.
+    fn report_messages(&self, own: u64) {
+        if own > 0 {
+            self.metric(MetricEvent::MessagesHandled {
+                actor: crate::ACTOR_NAME.into(),
+                count: own,
+            });
+        }
+        let sessions = self.session_messages.swap(0, Ordering::Relaxed);
+        if sessions > 0 {
+            self.metric(MetricEvent::MessagesHandled {
+                actor: SESSION_ACTOR_NAME.into(),
+                count: sessions,
+            });
+        }
+    }
+
     fn open_session(&mut self, request: Request) -> ClientMessageReply {
         if self.sessions.len() >= self.config.max_sessions {
             tracing::warn!(
@@ -238,6 +299,7 @@ impl Gateway {
                 id: id.clone(),
                 dispatcher: self.dispatcher.clone(),
                 catalog: self.catalog.subscribe(),
+                handled: self.session_messages.clone(),
             },
             kameo::mailbox::bounded(64),
         );
@@ -253,6 +315,7 @@ impl Gateway {
             },
         );
         self.stats.sessions_created += 1;
+        self.metric(MetricEvent::SessionCreated);
         let client = request
             .params
             .as_ref()
@@ -461,7 +524,9 @@ impl KameoMessage<ClientMessage> for Gateway {
                     cancel: msg.cancel,
                 };
                 let dispatcher = self.dispatcher.clone();
-                ctx.spawn(async move { respond(dispatcher.dispatch(call).await, None) })
+                ctx.spawn(
+                    async move { respond(dispatcher.dispatch_traced(call, None).await, None) },
+                )
             }
             // A stateless client's notifications and responses need nothing from us.
             _ if modern => ctx.reply(Ok(ClientReply::Accepted)),
@@ -508,6 +573,9 @@ impl KameoMessage<CloseSession> for Gateway {
                 // must not wait on a session's mailbox. `on_stop` cancels what is in flight.
                 entry.actor.kill();
                 self.stats.sessions_closed += 1;
+                self.metric(MetricEvent::SessionEnded {
+                    reason: SessionEnd::Closed,
+                });
                 tracing::info!(session = %msg.session, "session closed by the client");
                 Ok(())
             }
@@ -567,9 +635,15 @@ impl KameoMessage<Sweep> for Gateway {
             if let Some(entry) = self.sessions.remove(&id) {
                 entry.actor.kill();
                 self.stats.sessions_expired += 1;
+                self.metric(MetricEvent::SessionEnded {
+                    reason: SessionEnd::Expired,
+                });
                 tracing::info!(session = %id, idle = ?now.duration_since(entry.last_seen), "session expired");
             }
         }
+        // Sessions count their messages as they go; an idle gateway still reports them here.
+        let own = self.counter.take(now).unwrap_or(0);
+        self.report_messages(own);
         if self.sessions.capacity() > 64 && self.sessions.len() < self.sessions.capacity() / 4 {
             self.sessions.shrink_to_fit();
         }

@@ -9,7 +9,10 @@
 //!
 //! Messages handled: see `fleet_protocol::messages::gateway` (the closed set) and
 //! `ServerEvent`s from the server manager. Sends: `CallServer` and `GetServerStatus` to the
-//! server manager. The HTTP transport is runtime's; this crate sees JSON-RPC messages only.
+//! server manager; `RecordMetric` to the metrics collector, if one is given (sessions created
+//! and ended, and the messages the gateway and its sessions handled). Each request is served in
+//! a tracing span `mcp_request` with its session, method, id and server. The HTTP transport is
+//! runtime's; this crate sees JSON-RPC messages only.
 //!
 //! Invariants:
 //! - Every client request gets exactly one response: the server's, or a JSON-RPC error saying

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fleet_protocol::jsonrpc::{Message, Notification, RequestId, Response};
 use fleet_protocol::mcp::methods;
@@ -13,8 +14,8 @@ use fleet_protocol::messages::gateway::{
 use kameo::Actor;
 use kameo::actor::ActorRef;
 use kameo::error::Infallible;
-use kameo::message::{Context, Message as KameoMessage};
-use kameo::reply::DelegatedReply;
+use kameo::message::{BoxMessage, Context, Message as KameoMessage};
+use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,8 @@ pub struct SessionArgs {
     pub id: Arc<str>,
     pub dispatcher: Dispatcher,
     pub catalog: watch::Receiver<Arc<Catalog>>,
+    /// Shared with the gateway, which reports it: each handled message adds one.
+    pub handled: Arc<AtomicU64>,
 }
 
 pub struct Session {
@@ -37,6 +40,7 @@ pub struct Session {
     in_flight: HashMap<RequestId, CancellationToken>,
     /// Server log messages at this level or above go to the stream (`logging/setLevel`).
     log_level: Option<usize>,
+    handled: Arc<AtomicU64>,
 }
 
 impl Actor for Session {
@@ -56,7 +60,19 @@ impl Actor for Session {
             stream: None,
             in_flight: HashMap::new(),
             log_level: None,
+            handled: args.handled,
         })
+    }
+
+    async fn on_message(
+        &mut self,
+        msg: BoxMessage<Self>,
+        actor_ref: ActorRef<Self>,
+        tx: Option<BoxReplySender>,
+        stop: &mut bool,
+    ) -> Result<(), Box<dyn ReplyError>> {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        msg.handle_dyn(self, actor_ref, tx, stop).await
     }
 
     async fn on_stop(
@@ -148,8 +164,9 @@ impl KameoMessage<ClientMessage> for Session {
                 };
                 let dispatcher = self.dispatcher.clone();
                 let me = ctx.actor_ref().clone();
+                let session = self.id.clone();
                 ctx.spawn(async move {
-                    let response = dispatcher.dispatch(call).await;
+                    let response = dispatcher.dispatch_traced(call, Some(&session)).await;
                     let _ = me.tell(RequestDone { id }).await;
                     Ok(ClientReply::Response {
                         response,

@@ -12,6 +12,7 @@ use fleet_protocol::jsonrpc::{Message, Outcome, Request};
 use fleet_protocol::messages::gateway::{
     ClientMessage, ClientReply, CloseSession, GetGatewayStats, OpenStream,
 };
+use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, SessionEnd};
 use fleet_protocol::messages::server::{CallServer, GetServerStatus, ServerEvent};
 use fleet_protocol::status::{Era, Handshake};
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
@@ -93,26 +94,51 @@ impl KameoMessage<GetServerStatus> for ScriptedManager {
     }
 }
 
+/// Keeps every metric event the gateway sends, in order (the collector is not under test here).
+struct MetricSink {
+    events: Arc<Mutex<Vec<MetricEvent>>>,
+}
+
+impl Actor for MetricSink {
+    type Args = Arc<Mutex<Vec<MetricEvent>>>;
+    type Error = Infallible;
+    async fn on_start(events: Self::Args, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(MetricSink { events })
+    }
+}
+
+impl KameoMessage<RecordMetric> for MetricSink {
+    type Reply = ();
+    async fn handle(&mut self, msg: RecordMetric, _: &mut Context<Self, ()>) {
+        self.events.lock().unwrap().push(msg.event);
+    }
+}
+
 struct Setup {
     gateway: ActorRef<Gateway>,
     events: mpsc::UnboundedSender<ServerEvent>,
     tools: Tools,
+    metrics: Arc<Mutex<Vec<MetricEvent>>>,
 }
 
 fn setup(config: GatewayConfig) -> Setup {
     let tools: Tools = Arc::default();
     let manager = ScriptedManager::spawn(tools.clone());
+    let metrics: Arc<Mutex<Vec<MetricEvent>>> = Arc::default();
+    let sink = MetricSink::spawn(metrics.clone());
     let (events, rx) = mpsc::unbounded_channel();
     let gateway = Gateway::spawn(GatewayArgs {
         config,
         servers: manager.clone().reply_recipient(),
         status: manager.reply_recipient(),
         events: rx,
+        metrics: Some(sink.recipient()),
     });
     Setup {
         gateway,
         events,
         tools,
+        metrics,
     }
 }
 
@@ -300,6 +326,50 @@ async fn sessions_are_found_by_id_and_end_by_delete_or_ttl() {
         s.send(Some(&b), ping()).await,
         Err(FleetError::UnknownSession { .. })
     ));
+
+    // The metrics say the same: two created, one closed, one expired; and the messages the
+    // gateway and the sessions handled are reported (by the sweep, with nothing else to do).
+    let count = |f: &dyn Fn(&MetricEvent) -> bool| -> usize {
+        s.metrics.lock().unwrap().iter().filter(|e| f(e)).count()
+    };
+    eventually("session messages reported", async || {
+        count(&|e| matches!(e, MetricEvent::MessagesHandled { actor, .. } if actor == "session"))
+            > 0
+    })
+    .await;
+    assert_eq!(count(&|e| matches!(e, MetricEvent::SessionCreated)), 2);
+    assert_eq!(
+        count(&|e| matches!(
+            e,
+            MetricEvent::SessionEnded {
+                reason: SessionEnd::Closed
+            }
+        )),
+        1
+    );
+    assert_eq!(
+        count(&|e| matches!(
+            e,
+            MetricEvent::SessionEnded {
+                reason: SessionEnd::Expired
+            }
+        )),
+        1
+    );
+    let handled = |who: &str| -> u64 {
+        s.metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| match e {
+                MetricEvent::MessagesHandled { actor, count } if actor == who => *count,
+                _ => 0,
+            })
+            .sum()
+    };
+    // Session a handled the ping; both handled nothing else that was counted yet.
+    assert!(handled("session") >= 1, "{:?}", s.metrics.lock().unwrap());
+    assert!(handled("gateway") >= 6, "{:?}", s.metrics.lock().unwrap());
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use kameo::actor::{Actor, ActorRef, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible};
 
 use crate::aggregate::Aggregates;
-use crate::export;
+use crate::export::{self, Exporter};
 
 /// The actor kind under which the collector reports its own handled messages.
 pub const ACTOR_NAME: &str = "metrics-collector";
@@ -30,10 +30,18 @@ impl Default for MetricsCollectorConfig {
 }
 
 /// Aggregates metric events and records them through the `metrics` facade.
-#[derive(Debug)]
 pub struct MetricsCollector {
     pub(crate) aggregates: Aggregates,
+    pub(crate) exporter: Exporter,
     counter: MessageCounter,
+}
+
+impl MetricsCollector {
+    /// Applies one event to the aggregates and records it through the facade.
+    pub(crate) fn apply(&mut self, event: &MetricEvent) {
+        self.aggregates.apply(event);
+        self.exporter.record(event);
+    }
 }
 
 impl MetricsCollector {
@@ -58,8 +66,7 @@ impl MetricsCollector {
             actor: ACTOR_NAME.to_owned(),
             count,
         };
-        self.aggregates.apply(&event);
-        export::record(&event);
+        self.apply(&event);
     }
 }
 
@@ -76,6 +83,7 @@ impl Actor for MetricsCollector {
         tracing::debug!(report_every = ?config.report_every, "metrics collector started");
         Ok(MetricsCollector {
             aggregates: Aggregates::new(),
+            exporter: Exporter::new(),
             counter: MessageCounter::new(Instant::now(), config.report_every),
         })
     }

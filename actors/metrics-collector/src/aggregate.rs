@@ -1,9 +1,11 @@
 //! The pure core: folds [`MetricEvent`]s into a [`MetricsSnapshot`]. No actor, no I/O, no clock.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fleet_protocol::messages::metrics::{
-    LatencyStats, MetricEvent, MetricsSnapshot, RequestOutcome, ServerMetrics,
+    LatencyStats, MetricEvent, MetricsSnapshot, ProcessSample, RequestOutcome, ServerMetrics,
+    SessionEnd,
 };
 
 /// Every aggregate the collector keeps.
@@ -32,14 +34,24 @@ impl Aggregates {
                 inc(&mut server_entry(snap, server).launch_failures)
             }
             MetricEvent::ServerStopped { server } => inc(&mut server_entry(snap, server).stops),
-            MetricEvent::ServerExited {
-                server, expected, ..
-            } => {
+            MetricEvent::ServerExited { server, reason, .. } => {
                 let s = server_entry(snap, server);
                 inc(&mut s.exits);
-                if !expected {
+                if !reason.expected() {
                     inc(&mut s.unexpected_exits);
                 }
+                inc(count_entry(&mut s.exits_by_reason, reason.as_str()));
+                // The process is gone: nothing resident, nothing in flight.
+                s.process = ProcessSample::default();
+            }
+            MetricEvent::ServerRestarted { server } => {
+                inc(&mut server_entry(snap, server).restarts)
+            }
+            MetricEvent::StateChanged { server, state } => {
+                server_entry(snap, server).state = Some((*state).to_owned())
+            }
+            MetricEvent::ProcessSampled { server, sample } => {
+                server_entry(snap, server).process = *sample
             }
             MetricEvent::Probe {
                 server,
@@ -57,6 +69,7 @@ impl Aggregates {
             }
             MetricEvent::Request {
                 server,
+                tool,
                 latency,
                 outcome,
                 ..
@@ -66,9 +79,13 @@ impl Aggregates {
                     RequestOutcome::Ok => &mut s.requests_ok,
                     RequestOutcome::Error => &mut s.requests_error,
                     RequestOutcome::Timeout => &mut s.requests_timeout,
+                    RequestOutcome::Cancelled => &mut s.requests_cancelled,
                     RequestOutcome::Failed => &mut s.requests_failed,
                 });
                 record_latency(&mut s.request_latency, *latency);
+                if let Some(tool) = tool {
+                    inc(count_entry(&mut s.tool_calls, tool));
+                }
             }
             MetricEvent::BadStdoutLine { server } => {
                 inc(&mut server_entry(snap, server).bad_stdout_lines)
@@ -84,6 +101,21 @@ impl Aggregates {
             MetricEvent::ActorRestarted { actor } => {
                 inc(&mut snap.actors.entry(actor.clone()).or_default().restarts)
             }
+            MetricEvent::SessionCreated => {
+                inc(&mut snap.gateway.sessions_created);
+                inc(&mut snap.gateway.sessions_active);
+            }
+            MetricEvent::SessionEnded { reason } => {
+                let g = &mut snap.gateway;
+                inc(match reason {
+                    SessionEnd::Expired => &mut g.sessions_expired,
+                    SessionEnd::Closed => &mut g.sessions_closed,
+                });
+                g.sessions_active = g.sessions_active.saturating_sub(1);
+            }
+            MetricEvent::HttpResponse { status } => {
+                inc(snap.gateway.http_responses.entry(*status).or_default())
+            }
         }
     }
 
@@ -94,7 +126,15 @@ impl Aggregates {
 }
 
 fn server_entry<'a>(snap: &'a mut MetricsSnapshot, server: &str) -> &'a mut ServerMetrics {
-    snap.servers.entry(server.to_owned()).or_default()
+    count_entry(&mut snap.servers, server)
+}
+
+/// The entry for `key`, created on first use; the key is copied only then, not per event.
+fn count_entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted just above")
 }
 
 fn inc(n: &mut u64) {

@@ -1,47 +1,62 @@
 //! Records metric events through the `metrics` facade under Prometheus-style `mcp_fleet_*` names.
 //!
 //! This crate only uses the facade; runtime installs the recorder (the Prometheus exporter, with
-//! [`LATENCY_BUCKETS`] for the `*_duration_seconds` histograms). Names already carry their unit
-//! and `_total` suffixes, so the exporter's unit suffixing must stay off.
+//! [`LATENCY_BUCKETS`] for the `*_duration_seconds` histograms) before the collector starts.
+//! Names already carry their unit and `_total` suffixes, so the exporter's unit suffixing must
+//! stay off. README.md's metrics table documents each name, its labels and its meaning.
 //!
-//! | name | type | labels |
-//! |---|---|---|
-//! | `mcp_fleet_server_starts_total` | counter | `server` |
-//! | `mcp_fleet_server_ready_total` | counter | `server` |
-//! | `mcp_fleet_server_launch_failures_total` | counter | `server` |
-//! | `mcp_fleet_server_stops_total` | counter | `server` |
-//! | `mcp_fleet_server_exits_total` | counter | `server`, `expected` (`true`/`false`) |
-//! | `mcp_fleet_server_up` | gauge | `server` (1 on ready; 0 on stop, exit, launch failure) |
-//! | `mcp_fleet_handshake_duration_seconds` | histogram | `server` |
-//! | `mcp_fleet_probes_total` | counter | `server`, `outcome` (`ok`/`failed`) |
-//! | `mcp_fleet_probe_duration_seconds` | histogram | `server` |
-//! | `mcp_fleet_requests_total` | counter | `server`, `method`, `outcome` (`ok`/`error`/`timeout`/`failed`) |
-//! | `mcp_fleet_request_duration_seconds` | histogram | `server`, `method` |
-//! | `mcp_fleet_bad_stdout_lines_total` | counter | `server` |
-//! | `mcp_fleet_stderr_lines_total` | counter | `server` |
-//! | `mcp_fleet_actor_messages_total` | counter | `actor` |
-//! | `mcp_fleet_actor_restarts_total` | counter | `actor` |
+//! The [`Exporter`] keeps a handle for every series it has recorded, so recording an event is a
+//! map lookup and an atomic add, not a registry lookup with freshly built labels. A server's
+//! fixed series (`up`, each `state`, each exit `reason`, the counters) are all registered at the
+//! server's first event, so they read 0 rather than being absent until something happens.
+//!
+//! Label values are bounded: `server` and `actor` come from the configuration, `method` is one
+//! of [`methods::REQUESTS`] or `other`, `tool` is a name the server declared or
+//! [`UNDECLARED_TOOL`](fleet_protocol::messages::metrics::UNDECLARED_TOOL), and `state`,
+//! `reason`, `outcome` and `status` are closed sets.
 
-use fleet_protocol::messages::metrics::MetricEvent;
+use std::collections::HashMap;
+
+use fleet_protocol::ServerState;
+use fleet_protocol::mcp::methods;
+use fleet_protocol::messages::metrics::{
+    ExitReason, MetricEvent, ProcessSample, RequestOutcome, SessionEnd,
+};
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 
+pub const UP: &str = "mcp_fleet_up";
+pub const SERVER_STATE: &str = "mcp_fleet_server_state";
 pub const SERVER_STARTS: &str = "mcp_fleet_server_starts_total";
 pub const SERVER_READY: &str = "mcp_fleet_server_ready_total";
 pub const SERVER_LAUNCH_FAILURES: &str = "mcp_fleet_server_launch_failures_total";
 pub const SERVER_STOPS: &str = "mcp_fleet_server_stops_total";
+pub const SERVER_RESTARTS: &str = "mcp_fleet_server_restarts_total";
 pub const SERVER_EXITS: &str = "mcp_fleet_server_exits_total";
-pub const SERVER_UP: &str = "mcp_fleet_server_up";
 pub const HANDSHAKE_DURATION: &str = "mcp_fleet_handshake_duration_seconds";
 pub const PROBES: &str = "mcp_fleet_probes_total";
 pub const PROBE_DURATION: &str = "mcp_fleet_probe_duration_seconds";
 pub const REQUESTS: &str = "mcp_fleet_requests_total";
 pub const REQUEST_DURATION: &str = "mcp_fleet_request_duration_seconds";
+pub const TOOL_CALLS: &str = "mcp_fleet_tool_calls_total";
+pub const TOOL_CALL_DURATION: &str = "mcp_fleet_tool_call_duration_seconds";
+pub const REQUESTS_IN_FLIGHT: &str = "mcp_fleet_requests_in_flight";
 pub const BAD_STDOUT_LINES: &str = "mcp_fleet_bad_stdout_lines_total";
 pub const STDERR_LINES: &str = "mcp_fleet_stderr_lines_total";
+pub const PROCESS_RESIDENT_MEMORY: &str = "mcp_fleet_process_resident_memory_bytes";
+pub const PROCESS_CPU: &str = "mcp_fleet_process_cpu_seconds";
+pub const PROCESS_OPEN_FDS: &str = "mcp_fleet_process_open_fds";
+pub const PROCESS_COUNT: &str = "mcp_fleet_processes";
+pub const SESSIONS_ACTIVE: &str = "mcp_fleet_gateway_sessions_active";
+pub const SESSIONS_CREATED: &str = "mcp_fleet_gateway_sessions_created_total";
+pub const SESSIONS_EXPIRED: &str = "mcp_fleet_gateway_sessions_expired_total";
+pub const SESSIONS_CLOSED: &str = "mcp_fleet_gateway_sessions_closed_total";
+pub const HTTP_RESPONSES: &str = "mcp_fleet_http_responses_total";
 pub const ACTOR_MESSAGES: &str = "mcp_fleet_actor_messages_total";
 pub const ACTOR_RESTARTS: &str = "mcp_fleet_actor_restarts_total";
+pub const BUILD_INFO: &str = "mcp_fleet_build_info";
 
 /// Histogram bucket bounds in seconds for every `*_duration_seconds` metric: from 100 µs (a
 /// local stdio round trip) to 60 s (a slow tool call near a typical timeout).
@@ -50,8 +65,23 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0, 60.0,
 ];
 
+/// The `method` label of a request method: the method itself when it is an MCP request method,
+/// `other` for anything else.
+pub fn method_label(method: &str) -> &'static str {
+    methods::REQUESTS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Registers help text and units for every metric with the installed recorder.
 pub fn describe() {
+    describe_gauge!(UP, "1 while the server is ready, 0 in every other state");
+    describe_gauge!(
+        SERVER_STATE,
+        "1 for the server's current state, 0 for the other states"
+    );
     describe_counter!(SERVER_STARTS, Unit::Count, "Server processes spawned");
     describe_counter!(
         SERVER_READY,
@@ -65,14 +95,14 @@ pub fn describe() {
     );
     describe_counter!(SERVER_STOPS, Unit::Count, "Servers stopped on request");
     describe_counter!(
+        SERVER_RESTARTS,
+        Unit::Count,
+        "Servers relaunched by the restart policy after an exit nobody asked for"
+    );
+    describe_counter!(
         SERVER_EXITS,
         Unit::Count,
-        "Server processes that ended, by whether a stop asked for it"
-    );
-    describe_gauge!(
-        SERVER_UP,
-        Unit::Count,
-        "Whether the server is ready (1) or down (0)"
+        "Server processes that ended, by reason"
     );
     describe_histogram!(
         HANDSHAKE_DURATION,
@@ -96,11 +126,61 @@ pub fn describe() {
         "Request latency, by method"
     );
     describe_counter!(
+        TOOL_CALLS,
+        Unit::Count,
+        "tools/call requests, by tool the server declared and outcome"
+    );
+    describe_histogram!(
+        TOOL_CALL_DURATION,
+        Unit::Seconds,
+        "tools/call latency, by tool the server declared"
+    );
+    describe_gauge!(
+        REQUESTS_IN_FLIGHT,
+        "Requests sent to the server and not answered yet (sampled)"
+    );
+    describe_counter!(
         BAD_STDOUT_LINES,
         Unit::Count,
         "Lines on a server's stdout that were not JSON-RPC"
     );
     describe_counter!(STDERR_LINES, Unit::Count, "Lines servers wrote to stderr");
+    describe_gauge!(
+        PROCESS_RESIDENT_MEMORY,
+        Unit::Bytes,
+        "Resident memory of the server's process and its descendants (sampled; 0 once exited)"
+    );
+    describe_gauge!(
+        PROCESS_CPU,
+        Unit::Seconds,
+        "User and system CPU seconds used by the server's current process tree; starts again at \
+         0 with each new process, so read it with rate()"
+    );
+    describe_gauge!(
+        PROCESS_OPEN_FDS,
+        "Open file descriptors of the server's process tree (sampled)"
+    );
+    describe_gauge!(
+        PROCESS_COUNT,
+        "Processes in the server's process tree, its own included (sampled)"
+    );
+    describe_gauge!(SESSIONS_ACTIVE, "Open MCP client sessions of the gateway");
+    describe_counter!(SESSIONS_CREATED, Unit::Count, "MCP client sessions created");
+    describe_counter!(
+        SESSIONS_EXPIRED,
+        Unit::Count,
+        "Sessions ended by the idle TTL or the initialize timeout"
+    );
+    describe_counter!(
+        SESSIONS_CLOSED,
+        Unit::Count,
+        "Sessions the client ended with DELETE"
+    );
+    describe_counter!(
+        HTTP_RESPONSES,
+        Unit::Count,
+        "HTTP responses of the listener, by status code"
+    );
     describe_counter!(
         ACTOR_MESSAGES,
         Unit::Count,
@@ -109,73 +189,262 @@ pub fn describe() {
     describe_counter!(
         ACTOR_RESTARTS,
         Unit::Count,
-        "Service actors restarted by their supervisor after a panic"
+        "Service actors restarted by their supervisor after a failure"
     );
+    describe_gauge!(BUILD_INFO, "Always 1; the `version` label is mcp-fleet's");
 }
 
-/// Records one event through the facade. Never blocks; a no-op when no recorder is installed.
-pub fn record(event: &MetricEvent) {
-    match event {
-        MetricEvent::ServerStarted { server } => {
-            counter!(SERVER_STARTS, "server" => server.clone()).increment(1);
+/// Handles of one server's series.
+struct ServerHandles {
+    name: String,
+    up: Gauge,
+    states: [Gauge; ServerState::NAMES.len()],
+    starts: Counter,
+    ready: Counter,
+    launch_failures: Counter,
+    stops: Counter,
+    restarts: Counter,
+    exits: [Counter; ExitReason::ALL.len()],
+    handshake: Histogram,
+    probes_ok: Counter,
+    probes_failed: Counter,
+    probe_duration: Histogram,
+    bad_stdout: Counter,
+    stderr: Counter,
+    in_flight: Gauge,
+    resident: Gauge,
+    cpu: Gauge,
+    fds: Gauge,
+    processes: Gauge,
+    /// By `(method label, outcome)`.
+    requests: HashMap<(&'static str, RequestOutcome), Counter>,
+    request_duration: HashMap<&'static str, Histogram>,
+    tools: HashMap<String, ToolHandles>,
+}
+
+struct ToolHandles {
+    duration: Histogram,
+    calls: HashMap<RequestOutcome, Counter>,
+}
+
+impl ServerHandles {
+    fn new(server: &str) -> Self {
+        let s = || server.to_owned();
+        ServerHandles {
+            name: s(),
+            up: gauge!(UP, "server" => s()),
+            states: ServerState::NAMES
+                .map(|state| gauge!(SERVER_STATE, "server" => s(), "state" => state)),
+            starts: counter!(SERVER_STARTS, "server" => s()),
+            ready: counter!(SERVER_READY, "server" => s()),
+            launch_failures: counter!(SERVER_LAUNCH_FAILURES, "server" => s()),
+            stops: counter!(SERVER_STOPS, "server" => s()),
+            restarts: counter!(SERVER_RESTARTS, "server" => s()),
+            exits: ExitReason::ALL
+                .map(|r| counter!(SERVER_EXITS, "server" => s(), "reason" => r.as_str())),
+            handshake: histogram!(HANDSHAKE_DURATION, "server" => s()),
+            probes_ok: counter!(PROBES, "server" => s(), "outcome" => "ok"),
+            probes_failed: counter!(PROBES, "server" => s(), "outcome" => "failed"),
+            probe_duration: histogram!(PROBE_DURATION, "server" => s()),
+            bad_stdout: counter!(BAD_STDOUT_LINES, "server" => s()),
+            stderr: counter!(STDERR_LINES, "server" => s()),
+            in_flight: gauge!(REQUESTS_IN_FLIGHT, "server" => s()),
+            resident: gauge!(PROCESS_RESIDENT_MEMORY, "server" => s()),
+            cpu: gauge!(PROCESS_CPU, "server" => s()),
+            fds: gauge!(PROCESS_OPEN_FDS, "server" => s()),
+            processes: gauge!(PROCESS_COUNT, "server" => s()),
+            requests: HashMap::new(),
+            request_duration: HashMap::new(),
+            tools: HashMap::new(),
         }
-        MetricEvent::ServerReady { server, handshake } => {
-            counter!(SERVER_READY, "server" => server.clone()).increment(1);
-            gauge!(SERVER_UP, "server" => server.clone()).set(1.0);
-            histogram!(HANDSHAKE_DURATION, "server" => server.clone())
-                .record(handshake.as_secs_f64());
-        }
-        MetricEvent::LaunchFailed { server } => {
-            counter!(SERVER_LAUNCH_FAILURES, "server" => server.clone()).increment(1);
-            gauge!(SERVER_UP, "server" => server.clone()).set(0.0);
-        }
-        MetricEvent::ServerStopped { server } => {
-            counter!(SERVER_STOPS, "server" => server.clone()).increment(1);
-            gauge!(SERVER_UP, "server" => server.clone()).set(0.0);
-        }
-        MetricEvent::ServerExited {
-            server, expected, ..
-        } => {
-            let expected = if *expected { "true" } else { "false" };
-            counter!(SERVER_EXITS, "server" => server.clone(), "expected" => expected).increment(1);
-            gauge!(SERVER_UP, "server" => server.clone()).set(0.0);
-        }
-        MetricEvent::Probe {
-            server,
-            latency,
-            ok,
-        } => {
-            let outcome = if *ok { "ok" } else { "failed" };
-            counter!(PROBES, "server" => server.clone(), "outcome" => outcome).increment(1);
-            histogram!(PROBE_DURATION, "server" => server.clone()).record(latency.as_secs_f64());
-        }
-        MetricEvent::Request {
-            server,
-            method,
-            latency,
-            outcome,
-        } => {
-            counter!(
-                REQUESTS,
-                "server" => server.clone(),
-                "method" => method.clone(),
-                "outcome" => outcome.as_str()
-            )
+    }
+
+    fn set_process(&self, p: &ProcessSample) {
+        self.resident.set(p.resident_bytes as f64);
+        self.cpu.set(p.cpu_seconds);
+        self.fds.set(p.open_fds as f64);
+        self.processes.set(p.processes as f64);
+        self.in_flight.set(p.in_flight as f64);
+    }
+
+    fn request(&mut self, method: &str, tool: Option<&str>, seconds: f64, outcome: RequestOutcome) {
+        let method = method_label(method);
+        let name = &self.name;
+        self.requests
+            .entry((method, outcome))
+            .or_insert_with(|| {
+                counter!(REQUESTS, "server" => name.clone(), "method" => method, "outcome" => outcome.as_str())
+            })
             .increment(1);
-            histogram!(REQUEST_DURATION, "server" => server.clone(), "method" => method.clone())
-                .record(latency.as_secs_f64());
+        self.request_duration
+            .entry(method)
+            .or_insert_with(
+                || histogram!(REQUEST_DURATION, "server" => name.clone(), "method" => method),
+            )
+            .record(seconds);
+        if let Some(tool) = tool {
+            if !self.tools.contains_key(tool) {
+                let duration = histogram!(TOOL_CALL_DURATION, "server" => name.clone(), "tool" => tool.to_owned());
+                self.tools.insert(
+                    tool.to_owned(),
+                    ToolHandles {
+                        duration,
+                        calls: HashMap::new(),
+                    },
+                );
+            }
+            if let Some(t) = self.tools.get_mut(tool) {
+                t.duration.record(seconds);
+                t.calls
+                    .entry(outcome)
+                    .or_insert_with(|| {
+                        counter!(TOOL_CALLS, "server" => name.clone(), "tool" => tool.to_owned(), "outcome" => outcome.as_str())
+                    })
+                    .increment(1);
+            }
         }
-        MetricEvent::BadStdoutLine { server } => {
-            counter!(BAD_STDOUT_LINES, "server" => server.clone()).increment(1);
+    }
+}
+
+/// Handles of the gateway's series.
+struct GatewayHandles {
+    active: Gauge,
+    created: Counter,
+    expired: Counter,
+    closed: Counter,
+    http: HashMap<u16, Counter>,
+}
+
+/// Records events through the facade, keeping a handle per series. Never blocks; without an
+/// installed recorder every handle is a no-op.
+pub struct Exporter {
+    servers: HashMap<String, ServerHandles>,
+    actors: HashMap<String, (Counter, Counter)>,
+    gateway: GatewayHandles,
+}
+
+impl Default for Exporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Exporter {
+    /// Registers the build information and the gateway's series (at 0); servers' and actors'
+    /// come with their first event.
+    pub fn new() -> Self {
+        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        Exporter {
+            servers: HashMap::new(),
+            actors: HashMap::new(),
+            gateway: GatewayHandles {
+                active: gauge!(SESSIONS_ACTIVE),
+                created: counter!(SESSIONS_CREATED),
+                expired: counter!(SESSIONS_EXPIRED),
+                closed: counter!(SESSIONS_CLOSED),
+                http: HashMap::new(),
+            },
         }
-        MetricEvent::StderrLines { server, count } => {
-            counter!(STDERR_LINES, "server" => server.clone()).increment(*count);
+    }
+
+    fn server(&mut self, server: &str) -> &mut ServerHandles {
+        if !self.servers.contains_key(server) {
+            self.servers
+                .insert(server.to_owned(), ServerHandles::new(server));
         }
-        MetricEvent::MessagesHandled { actor, count } => {
-            counter!(ACTOR_MESSAGES, "actor" => actor.clone()).increment(*count);
+        self.servers.get_mut(server).expect("inserted just above")
+    }
+
+    fn actor(&mut self, actor: &str) -> &(Counter, Counter) {
+        if !self.actors.contains_key(actor) {
+            let handles = (
+                counter!(ACTOR_MESSAGES, "actor" => actor.to_owned()),
+                counter!(ACTOR_RESTARTS, "actor" => actor.to_owned()),
+            );
+            self.actors.insert(actor.to_owned(), handles);
         }
-        MetricEvent::ActorRestarted { actor } => {
-            counter!(ACTOR_RESTARTS, "actor" => actor.clone()).increment(1);
+        &self.actors[actor]
+    }
+
+    /// Records one event.
+    pub fn record(&mut self, event: &MetricEvent) {
+        match event {
+            MetricEvent::ServerStarted { server } => self.server(server).starts.increment(1),
+            MetricEvent::ServerReady { server, handshake } => {
+                let s = self.server(server);
+                s.ready.increment(1);
+                s.handshake.record(handshake.as_secs_f64());
+            }
+            MetricEvent::LaunchFailed { server } => {
+                self.server(server).launch_failures.increment(1)
+            }
+            MetricEvent::ServerStopped { server } => self.server(server).stops.increment(1),
+            MetricEvent::ServerExited { server, reason, .. } => {
+                let s = self.server(server);
+                if let Some(i) = ExitReason::ALL.iter().position(|r| r == reason) {
+                    s.exits[i].increment(1);
+                }
+                s.set_process(&ProcessSample::default());
+            }
+            MetricEvent::ServerRestarted { server } => self.server(server).restarts.increment(1),
+            MetricEvent::StateChanged { server, state } => {
+                let s = self.server(server);
+                for (gauge, name) in s.states.iter().zip(ServerState::NAMES) {
+                    gauge.set(if name == *state { 1.0 } else { 0.0 });
+                }
+                s.up.set(if *state == "ready" { 1.0 } else { 0.0 });
+            }
+            MetricEvent::ProcessSampled { server, sample } => {
+                self.server(server).set_process(sample)
+            }
+            MetricEvent::Probe {
+                server,
+                latency,
+                ok,
+            } => {
+                let s = self.server(server);
+                if *ok {
+                    s.probes_ok.increment(1);
+                } else {
+                    s.probes_failed.increment(1);
+                }
+                s.probe_duration.record(latency.as_secs_f64());
+            }
+            MetricEvent::Request {
+                server,
+                method,
+                tool,
+                latency,
+                outcome,
+            } => self.server(server).request(
+                method,
+                tool.as_deref(),
+                latency.as_secs_f64(),
+                *outcome,
+            ),
+            MetricEvent::BadStdoutLine { server } => self.server(server).bad_stdout.increment(1),
+            MetricEvent::StderrLines { server, count } => {
+                self.server(server).stderr.increment(*count)
+            }
+            MetricEvent::MessagesHandled { actor, count } => self.actor(actor).0.increment(*count),
+            MetricEvent::ActorRestarted { actor } => self.actor(actor).1.increment(1),
+            MetricEvent::SessionCreated => {
+                self.gateway.created.increment(1);
+                self.gateway.active.increment(1.0);
+            }
+            MetricEvent::SessionEnded { reason } => {
+                match reason {
+                    SessionEnd::Expired => self.gateway.expired.increment(1),
+                    SessionEnd::Closed => self.gateway.closed.increment(1),
+                }
+                self.gateway.active.decrement(1.0);
+            }
+            MetricEvent::HttpResponse { status } => self
+                .gateway
+                .http
+                .entry(*status)
+                .or_insert_with(|| counter!(HTTP_RESPONSES, "status" => status.to_string()))
+                .increment(1),
         }
     }
 }

@@ -6,14 +6,12 @@ use kameo::error::Infallible;
 use kameo::message::{Context, Message};
 
 use crate::actor::MetricsCollector;
-use crate::export;
 
 impl Message<RecordMetric> for MetricsCollector {
     type Reply = ();
 
     async fn handle(&mut self, msg: RecordMetric, _ctx: &mut Context<Self, Self::Reply>) {
-        self.aggregates.apply(&msg.event);
-        export::record(&msg.event);
+        self.apply(&msg.event);
         self.count_message();
     }
 }

@@ -1,9 +1,12 @@
 //! fleet-metrics-collector: the actor that aggregates the fleet's metric events.
 //!
 //! **Owns** the aggregates ([`aggregate::Aggregates`]): per server, counts of starts, ready
-//! handshakes, launch failures, stops, exits (and unexpected exits), probes, requests by outcome,
-//! bad stdout lines and stderr lines, with handshake, probe and request latency statistics; per
-//! actor kind, handled messages and restarts; and the number of events recorded in all.
+//! handshakes, launch failures, stops, restarts, exits (by reason, and unexpected ones), probes,
+//! requests by outcome, tool calls by tool, bad stdout lines and stderr lines, with handshake,
+//! probe and request latency statistics, the last state and the last process sample; for the
+//! gateway, sessions created, expired, closed and active, and HTTP responses by status; per
+//! actor kind, handled messages and restarts; and the number of events recorded in all. It also
+//! owns the [`export::Exporter`], its handles into the `metrics` facade.
 //!
 //! **Handles** the closed set in [`fleet_protocol::messages::metrics`]:
 //!
@@ -28,6 +31,8 @@
 //! - It counts its own handled messages with a `MessageCounter` and applies the batches as
 //!   `MessagesHandled { actor: "metrics-collector" }` events directly, without a message to itself.
 //! - No input panics it: counts and latency sums saturate instead of overflowing.
+//! - Label values are bounded: `method` is an MCP request method or `other`; the other labels
+//!   come from the config, the code, or closed sets (see [`export`]).
 //! - Aggregates live in the actor: a restart starts them from zero (the facade's counters, held by
 //!   the global recorder, carry on).
 

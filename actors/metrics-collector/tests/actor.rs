@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use fleet_metrics_collector::{ACTOR_NAME, MetricsCollector, MetricsCollectorConfig};
 use fleet_protocol::ExitInfo;
 use fleet_protocol::messages::metrics::{
-    FlushMetrics, GetMetrics, MetricEvent, MetricsSnapshot, RecordMetric, RequestOutcome,
+    ExitReason, FlushMetrics, GetMetrics, MetricEvent, MetricsSnapshot, RecordMetric,
+    RequestOutcome,
 };
 use kameo::actor::{ActorRef, Spawn};
 
@@ -51,6 +52,7 @@ fn request(server: &str, method: &str, latency: Duration, outcome: RequestOutcom
     MetricEvent::Request {
         server: server.to_owned(),
         method: method.to_owned(),
+        tool: None,
         latency,
         outcome,
     }
@@ -64,7 +66,11 @@ fn exit(server: &str, expected: bool) -> MetricEvent {
             signal: None,
             at: SystemTime::UNIX_EPOCH,
         },
-        expected,
+        reason: if expected {
+            ExitReason::Stopped
+        } else {
+            ExitReason::ExitedError
+        },
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use fleet_metrics_collector::export::LATENCY_BUCKETS;
 use fleet_metrics_collector::{MetricsCollector, MetricsCollectorConfig};
 use fleet_protocol::ExitInfo;
-use fleet_protocol::messages::metrics::{FlushMetrics, MetricEvent, RecordMetric, RequestOutcome};
+use fleet_protocol::messages::metrics::{
+    ExitReason, FlushMetrics, MetricEvent, ProcessSample, RecordMetric, RequestOutcome, SessionEnd,
+};
 use kameo::actor::Spawn;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -24,6 +26,7 @@ fn request(method: &str, latency_ms: u64, outcome: RequestOutcome) -> MetricEven
     MetricEvent::Request {
         server: "a".to_owned(),
         method: method.to_owned(),
+        tool: (method == "tools/call").then(|| "echo".to_owned()),
         latency: Duration::from_millis(latency_ms),
         outcome,
     }
@@ -42,11 +45,44 @@ async fn events_reach_the_prometheus_exposition() {
         report_every: Duration::from_secs(3600),
     });
     let events = vec![
+        MetricEvent::StateChanged {
+            server: "a".into(),
+            state: "starting",
+        },
         MetricEvent::ServerStarted { server: "a".into() },
         MetricEvent::ServerReady {
             server: "a".into(),
             handshake: Duration::from_millis(120),
         },
+        MetricEvent::StateChanged {
+            server: "a".into(),
+            state: "ready",
+        },
+        MetricEvent::StateChanged {
+            server: "b".into(),
+            state: "restarting",
+        },
+        MetricEvent::ServerRestarted { server: "b".into() },
+        MetricEvent::ProcessSampled {
+            server: "a".into(),
+            sample: ProcessSample {
+                resident_bytes: 4096,
+                cpu_seconds: 1.5,
+                open_fds: 7,
+                processes: 2,
+                in_flight: 3,
+            },
+        },
+        request("made/up", 1, RequestOutcome::Error),
+        request("tools/call", 9, RequestOutcome::Cancelled),
+        MetricEvent::SessionCreated,
+        MetricEvent::SessionCreated,
+        MetricEvent::SessionEnded {
+            reason: SessionEnd::Expired,
+        },
+        MetricEvent::HttpResponse { status: 200 },
+        MetricEvent::HttpResponse { status: 200 },
+        MetricEvent::HttpResponse { status: 404 },
         request("tools/call", 2, RequestOutcome::Ok),
         request("tools/call", 3, RequestOutcome::Ok),
         request("tools/call", 40, RequestOutcome::Ok),
@@ -67,7 +103,7 @@ async fn events_reach_the_prometheus_exposition() {
                 signal: Some(9),
                 at: SystemTime::UNIX_EPOCH,
             },
-            expected: false,
+            reason: ExitReason::Signaled,
         },
         MetricEvent::ActorRestarted {
             actor: "health-monitor".into(),
@@ -94,13 +130,41 @@ async fn events_reach_the_prometheus_exposition() {
     expect("# TYPE mcp_fleet_requests_total counter");
     expect("# HELP mcp_fleet_requests_total Requests to servers, by method and outcome");
     expect(r#"mcp_fleet_requests_total{server="a",method="tools/call",outcome="ok"} 3"#);
+
     expect(r#"mcp_fleet_requests_total{server="a",method="tools/list",outcome="error"} 1"#);
     expect(r#"mcp_fleet_server_starts_total{server="a"} 1"#);
     expect(r#"mcp_fleet_server_ready_total{server="a"} 1"#);
-    expect("# TYPE mcp_fleet_server_up gauge");
-    expect(r#"mcp_fleet_server_up{server="a"} 1"#);
-    expect(r#"mcp_fleet_server_up{server="b"} 0"#);
-    expect(r#"mcp_fleet_server_exits_total{server="b",expected="false"} 1"#);
+    expect("# TYPE mcp_fleet_up gauge");
+    expect(r#"mcp_fleet_up{server="a"} 1"#);
+    expect(r#"mcp_fleet_up{server="b"} 0"#);
+    expect(r#"mcp_fleet_server_state{server="a",state="ready"} 1"#);
+    expect(r#"mcp_fleet_server_state{server="a",state="starting"} 0"#);
+    expect(r#"mcp_fleet_server_state{server="b",state="restarting"} 1"#);
+    expect(r#"mcp_fleet_server_restarts_total{server="b"} 1"#);
+    expect(r#"mcp_fleet_server_restarts_total{server="a"} 0"#);
+    expect(r#"mcp_fleet_server_exits_total{server="b",reason="signaled"} 1"#);
+    // Every reason of a known server is there from its first event, at 0 until it happens.
+    expect(r#"mcp_fleet_server_exits_total{server="a",reason="exited_error"} 0"#);
+    expect(r#"mcp_fleet_server_exits_total{server="b",reason="stopped"} 0"#);
+    // Methods outside MCP's request set are labelled `other`.
+    expect(r#"mcp_fleet_requests_total{server="a",method="other",outcome="error"} 1"#);
+    expect(r#"mcp_fleet_requests_total{server="a",method="tools/call",outcome="cancelled"} 1"#);
+    expect(r#"mcp_fleet_tool_calls_total{server="a",tool="echo",outcome="ok"} 3"#);
+    expect(r#"mcp_fleet_tool_calls_total{server="a",tool="echo",outcome="cancelled"} 1"#);
+    expect(r#"mcp_fleet_tool_call_duration_seconds_count{server="a",tool="echo"} 4"#);
+    expect(r#"mcp_fleet_process_resident_memory_bytes{server="a"} 4096"#);
+    expect(r#"mcp_fleet_process_cpu_seconds{server="a"} 1.5"#);
+    expect(r#"mcp_fleet_process_open_fds{server="a"} 7"#);
+    expect(r#"mcp_fleet_processes{server="a"} 2"#);
+    expect(r#"mcp_fleet_requests_in_flight{server="a"} 3"#);
+    // An exit zeroes the process figures.
+    expect(r#"mcp_fleet_process_resident_memory_bytes{server="b"} 0"#);
+    expect("mcp_fleet_gateway_sessions_created_total 2");
+    expect("mcp_fleet_gateway_sessions_expired_total 1");
+    expect("mcp_fleet_gateway_sessions_closed_total 0");
+    expect("mcp_fleet_gateway_sessions_active 1");
+    expect(r#"mcp_fleet_http_responses_total{status="200"} 2"#);
+    expect(r#"mcp_fleet_http_responses_total{status="404"} 1"#);
     expect(r#"mcp_fleet_probes_total{server="a",outcome="failed"} 1"#);
     expect(r#"mcp_fleet_stderr_lines_total{server="a"} 12"#);
     expect(r#"mcp_fleet_actor_restarts_total{actor="health-monitor"} 1"#);
@@ -120,11 +184,12 @@ async fn events_reach_the_prometheus_exposition() {
     bucket("0.001", 0);
     bucket("0.0025", 1);
     bucket("0.005", 2);
-    bucket("0.025", 2);
-    bucket("0.05", 3);
-    bucket("60", 3);
-    bucket("+Inf", 3);
-    expect(r#"mcp_fleet_request_duration_seconds_count{server="a",method="tools/call"} 3"#);
+    bucket("0.01", 3);
+    bucket("0.025", 3);
+    bucket("0.05", 4);
+    bucket("60", 4);
+    bucket("+Inf", 4);
+    expect(r#"mcp_fleet_request_duration_seconds_count{server="a",method="tools/call"} 4"#);
     for le in LATENCY_BUCKETS {
         let prefix = format!(
             r#"mcp_fleet_request_duration_seconds_bucket{{server="a",method="tools/list",le="{le}"}} "#

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use fleet_metrics_collector::Aggregates;
 use fleet_protocol::ExitInfo;
 use fleet_protocol::messages::metrics::{
-    LatencyStats, MetricEvent, MetricsSnapshot, RequestOutcome,
+    ExitReason, LatencyStats, MetricEvent, MetricsSnapshot, ProcessSample, RequestOutcome,
+    SessionEnd,
 };
 use proptest::prelude::*;
 
@@ -41,8 +42,28 @@ fn outcome() -> impl Strategy<Value = RequestOutcome> {
         Just(RequestOutcome::Ok),
         Just(RequestOutcome::Error),
         Just(RequestOutcome::Timeout),
+        Just(RequestOutcome::Cancelled),
         Just(RequestOutcome::Failed),
     ]
+}
+
+fn process_sample() -> impl Strategy<Value = ProcessSample> {
+    (
+        any::<u64>(),
+        0.0f64..1e9,
+        any::<u64>(),
+        1u64..100,
+        0u64..1000,
+    )
+        .prop_map(
+            |(resident_bytes, cpu_seconds, open_fds, processes, in_flight)| ProcessSample {
+                resident_bytes,
+                cpu_seconds,
+                open_fds,
+                processes,
+                in_flight,
+            },
+        )
 }
 
 fn event() -> impl Strategy<Value = MetricEvent> {
@@ -52,17 +73,35 @@ fn event() -> impl Strategy<Value = MetricEvent> {
             .prop_map(|(server, handshake)| MetricEvent::ServerReady { server, handshake }),
         server().prop_map(|server| MetricEvent::LaunchFailed { server }),
         server().prop_map(|server| MetricEvent::ServerStopped { server }),
-        (server(), any::<bool>(), any::<Option<i32>>()).prop_map(|(server, expected, code)| {
-            MetricEvent::ServerExited {
-                server,
-                exit: ExitInfo {
-                    code,
-                    signal: None,
-                    at: SystemTime::UNIX_EPOCH,
-                },
-                expected,
-            }
-        }),
+        (
+            server(),
+            prop::sample::select(&ExitReason::ALL[..]),
+            any::<Option<i32>>()
+        )
+            .prop_map(|(server, reason, code)| {
+                MetricEvent::ServerExited {
+                    server,
+                    exit: ExitInfo {
+                        code,
+                        signal: None,
+                        at: SystemTime::UNIX_EPOCH,
+                    },
+                    reason,
+                }
+            }),
+        server().prop_map(|server| MetricEvent::ServerRestarted { server }),
+        (
+            server(),
+            prop::sample::select(&fleet_protocol::ServerState::NAMES[..])
+        )
+            .prop_map(|(server, state)| MetricEvent::StateChanged { server, state }),
+        (server(), process_sample())
+            .prop_map(|(server, sample)| MetricEvent::ProcessSampled { server, sample }),
+        Just(MetricEvent::SessionCreated),
+        prop_oneof![Just(SessionEnd::Expired), Just(SessionEnd::Closed)]
+            .prop_map(|reason| MetricEvent::SessionEnded { reason }),
+        prop::sample::select(&[200u16, 202, 400, 404, 503][..])
+            .prop_map(|status| MetricEvent::HttpResponse { status }),
         (server(), latency(), any::<bool>()).prop_map(|(server, latency, ok)| MetricEvent::Probe {
             server,
             latency,
@@ -71,15 +110,19 @@ fn event() -> impl Strategy<Value = MetricEvent> {
         (
             server(),
             prop::sample::select(&["tools/call", "tools/list", "ping"][..]),
+            prop::sample::select(&["echo", "add", "_undeclared"][..]),
             latency(),
             outcome()
         )
-            .prop_map(|(server, method, latency, outcome)| MetricEvent::Request {
-                server,
-                method: method.to_owned(),
-                latency,
-                outcome,
-            }),
+            .prop_map(
+                |(server, method, tool, latency, outcome)| MetricEvent::Request {
+                    server,
+                    method: method.to_owned(),
+                    tool: (method == "tools/call").then(|| tool.to_owned()),
+                    latency,
+                    outcome,
+                }
+            ),
         server().prop_map(|server| MetricEvent::BadStdoutLine { server }),
         (server(), line_count())
             .prop_map(|(server, count)| MetricEvent::StderrLines { server, count }),
@@ -108,8 +151,15 @@ fn server_of(event: &MetricEvent) -> Option<&str> {
         | MetricEvent::Probe { server, .. }
         | MetricEvent::Request { server, .. }
         | MetricEvent::BadStdoutLine { server }
-        | MetricEvent::StderrLines { server, .. } => Some(server),
-        MetricEvent::MessagesHandled { .. } | MetricEvent::ActorRestarted { .. } => None,
+        | MetricEvent::StderrLines { server, .. }
+        | MetricEvent::ServerRestarted { server }
+        | MetricEvent::StateChanged { server, .. }
+        | MetricEvent::ProcessSampled { server, .. } => Some(server),
+        MetricEvent::MessagesHandled { .. }
+        | MetricEvent::ActorRestarted { .. }
+        | MetricEvent::SessionCreated
+        | MetricEvent::SessionEnded { .. }
+        | MetricEvent::HttpResponse { .. } => None,
     }
 }
 
@@ -155,13 +205,17 @@ fn check_latency(stats: &LatencyStats, latencies: &[Duration]) -> Result<(), Tes
     Ok(())
 }
 
-/// Everything but the `last` latency, which depends on order by definition.
+/// Everything but what depends on order by definition: the `last` latency, the latest state
+/// and process reading, and the active sessions (which cannot go below 0).
 fn without_last(mut snap: MetricsSnapshot) -> MetricsSnapshot {
     for s in snap.servers.values_mut() {
         s.handshake.last = None;
         s.probe_latency.last = None;
         s.request_latency.last = None;
+        s.state = None;
+        s.process = ProcessSample::default();
     }
+    snap.gateway.sessions_active = 0;
     snap
 }
 
@@ -212,14 +266,49 @@ fn check_totals(events: &[MetricEvent]) -> Result<(), TestCaseError> {
         prop_assert_eq!(s.exits, count(&of, |e| matches!(e, E::ServerExited { .. })));
         prop_assert_eq!(
             s.unexpected_exits,
-            count(&of, |e| matches!(
-                e,
-                E::ServerExited {
-                    expected: false,
-                    ..
-                }
-            ))
+            count(
+                &of,
+                |e| matches!(e, E::ServerExited { reason, .. } if *reason != ExitReason::Stopped)
+            )
         );
+        for reason in ExitReason::ALL {
+            prop_assert_eq!(
+                s.exits_by_reason.get(reason.as_str()).copied().unwrap_or(0),
+                count(
+                    &of,
+                    |e| matches!(e, E::ServerExited { reason: r, .. } if *r == reason)
+                )
+            );
+        }
+        prop_assert_eq!(
+            s.restarts,
+            count(&of, |e| matches!(e, E::ServerRestarted { .. }))
+        );
+        for (tool, calls) in &s.tool_calls {
+            prop_assert_eq!(
+                *calls,
+                count(
+                    &of,
+                    |e| matches!(e, E::Request { tool: Some(t), .. } if t == tool)
+                )
+            );
+        }
+        prop_assert_eq!(
+            s.tool_calls.values().sum::<u64>(),
+            count(&of, |e| matches!(e, E::Request { tool: Some(_), .. }))
+        );
+        let last_state = of.iter().rev().find_map(|e| match e {
+            E::StateChanged { state, .. } => Some(state.to_string()),
+            _ => None,
+        });
+        prop_assert_eq!(&s.state, &last_state);
+        // The latest reading, or zeros when an exit came after it.
+        let last_process = of.iter().rev().find_map(|e| match e {
+            E::ProcessSampled { sample, .. } => Some(*sample),
+            E::ServerExited { .. } => Some(ProcessSample::default()),
+            _ => None,
+        });
+        prop_assert_eq!(s.process, last_process.unwrap_or_default());
         prop_assert_eq!(
             s.probes_ok,
             count(&of, |e| matches!(e, E::Probe { ok: true, .. }))
@@ -229,13 +318,18 @@ fn check_totals(events: &[MetricEvent]) -> Result<(), TestCaseError> {
             count(&of, |e| matches!(e, E::Probe { ok: false, .. }))
         );
         prop_assert_eq!(
-            s.requests_ok + s.requests_error + s.requests_timeout + s.requests_failed,
+            s.requests_ok
+                + s.requests_error
+                + s.requests_timeout
+                + s.requests_cancelled
+                + s.requests_failed,
             count(&of, |e| matches!(e, E::Request { .. }))
         );
         for (field, outcome) in [
             (s.requests_ok, RequestOutcome::Ok),
             (s.requests_error, RequestOutcome::Error),
             (s.requests_timeout, RequestOutcome::Timeout),
+            (s.requests_cancelled, RequestOutcome::Cancelled),
             (s.requests_failed, RequestOutcome::Failed),
         ] {
             prop_assert_eq!(
@@ -287,6 +381,40 @@ fn check_totals(events: &[MetricEvent]) -> Result<(), TestCaseError> {
             .count() as u64;
         prop_assert_eq!(a.restarts, restarts);
     }
+
+    let g = &snap.gateway;
+    prop_assert_eq!(
+        g.sessions_created,
+        events
+            .iter()
+            .filter(|e| matches!(e, E::SessionCreated))
+            .count() as u64
+    );
+    for (field, end) in [
+        (g.sessions_expired, SessionEnd::Expired),
+        (g.sessions_closed, SessionEnd::Closed),
+    ] {
+        prop_assert_eq!(
+            field,
+            events
+                .iter()
+                .filter(|e| matches!(e, E::SessionEnded { reason } if *reason == end))
+                .count() as u64
+        );
+    }
+    let active = events.iter().fold(0u64, |n, e| match e {
+        E::SessionCreated => n + 1,
+        E::SessionEnded { .. } => n.saturating_sub(1),
+        _ => n,
+    });
+    prop_assert_eq!(g.sessions_active, active);
+    prop_assert_eq!(
+        g.http_responses.values().sum::<u64>(),
+        events
+            .iter()
+            .filter(|e| matches!(e, E::HttpResponse { .. }))
+            .count() as u64
+    );
     Ok(())
 }
 

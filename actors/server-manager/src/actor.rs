@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fleet_protocol::counter::MessageCounter;
@@ -46,6 +46,9 @@ pub struct ServerManagerConfig {
     /// Environment variables children inherit from the manager, beyond the base set
     /// (`PATH`, `HOME`, `LANG`, ...; see `process::BASE_ENV`).
     pub inherit_env: Vec<String>,
+    /// How often each server's process tree is read from `/proc` for the process metrics (and
+    /// its requests in flight counted); zero turns sampling off.
+    pub sample_every: Duration,
 }
 
 impl Default for ServerManagerConfig {
@@ -63,6 +66,7 @@ impl Default for ServerManagerConfig {
             restart_wait: Duration::from_secs(10),
             instance_id: crate::process::new_instance_id(),
             inherit_env: Vec::new(),
+            sample_every: Duration::from_secs(5),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct ServerManager {
     pub(crate) servers: BTreeMap<String, Entry>,
     pub(crate) events: EventHub,
     counter: MessageCounter,
+    /// Messages every server actor handled since the last report; they add, the manager reports.
+    pub(crate) server_messages: Arc<AtomicU64>,
 }
 
 impl Actor for ServerManager {
@@ -124,6 +130,7 @@ impl Actor for ServerManager {
             servers: BTreeMap::new(),
             events: EventHub::default(),
             counter: MessageCounter::new(Instant::now(), every),
+            server_messages: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -174,16 +181,21 @@ impl ServerManager {
         }
     }
 
+    /// Reports the manager's own count, and what the server actors handled since the last one.
     fn send_count(&self, count: u64) {
-        if let Some(m) = &self.metrics {
-            let _ = m
-                .tell(RecordMetric {
-                    event: MetricEvent::MessagesHandled {
-                        actor: crate::ACTOR_NAME.into(),
-                        count,
-                    },
-                })
-                .try_send();
+        let Some(m) = &self.metrics else { return };
+        let servers = self.server_messages.swap(0, Ordering::Relaxed);
+        for (actor, count) in [
+            (crate::ACTOR_NAME, count),
+            (crate::SERVER_ACTOR_NAME, servers),
+        ] {
+            if count > 0 {
+                let event = MetricEvent::MessagesHandled {
+                    actor: actor.into(),
+                    count,
+                };
+                let _ = m.tell(RecordMetric { event }).try_send();
+            }
         }
     }
 }

@@ -92,6 +92,7 @@ impl Message<LaunchServer> for ServerManager {
             stderr: ring.clone(),
             counters: counters.clone(),
             events: self.events.clone(),
+            handled: self.server_messages.clone(),
         };
         let actor = ServerActor::spawn_link(ctx.actor_ref(), args).await;
         self.servers.insert(

@@ -10,14 +10,19 @@
 //!   process in order: close stdin, wait, SIGTERM to the process group, wait, SIGKILL.
 //!
 //! Messages handled: see `fleet_protocol::messages::server` (the closed set).
-//! Emits: `RecordMetric` events to the metrics collector, if one is given; `ServerEvent`s (state
-//! changes, list changes) to every subscriber of `SubscribeServerEvents`.
+//! Emits: `RecordMetric` events to the metrics collector, if one is given (lifecycle, state
+//! changes, restarts, exits by reason, requests with their declared tool, stderr and bad-line
+//! counts, a `/proc` sample of each process tree every `sample_every`, and handled messages of
+//! the manager and, together, of its server actors); `ServerEvent`s (state changes, list changes)
+//! to every subscriber of `SubscribeServerEvents`.
 //!
 //! Invariants:
 //! - Every request gets exactly one answer: the server's, a timeout, or "server exited".
 //! - No process outlives its actor: the actor's stop kills the whole process group.
 //! - A line on a child's stdout that is not JSON-RPC is logged and counted, never fatal.
 //! - Launches run concurrently: each server's actor does its own handshake.
+//! - The `tool` of a request metric is a name the server declared, or `_undeclared`: a client
+//!   cannot add label values.
 //! - A caller's progress token never reaches a server: each request's token is replaced by one
 //!   of the actor's own and mapped back, so callers picking the same token never cross.
 
@@ -27,6 +32,7 @@ mod handlers;
 mod handshake;
 pub mod policy;
 mod process;
+mod sample;
 mod server;
 mod stderr;
 
@@ -37,3 +43,5 @@ pub use process::{
 
 /// The actor name used in metrics and logs.
 pub const ACTOR_NAME: &str = "server-manager";
+/// The actor kind under which the per-server actors' handled messages are reported (together).
+pub const SERVER_ACTOR_NAME: &str = "server";

@@ -4,9 +4,9 @@
 //! and handed back to the caller, whose own id never reaches the server. Each process start is a
 //! new *generation*: events from an older process (a late line, a late exit) are ignored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -17,7 +17,9 @@ use fleet_protocol::jsonrpc::{
 };
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::health::HealthChanged;
-use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, RequestOutcome};
+use fleet_protocol::messages::metrics::{
+    ExitReason, MetricEvent, RecordMetric, RequestOutcome, UNDECLARED_TOOL,
+};
 use fleet_protocol::messages::server::{
     CallServer, LaunchServerReply, ProbeServer, ServerEvent, StopMethod, StoppedServer,
 };
@@ -27,8 +29,8 @@ use futures::StreamExt;
 use kameo::Actor;
 use kameo::actor::{ActorRef, Recipient, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible};
-use kameo::message::{Context, Message};
-use kameo::reply::{DelegatedReply, ReplySender};
+use kameo::message::{BoxMessage, Context, Message};
+use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError, ReplySender};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -58,6 +60,8 @@ pub struct ServerActorArgs {
     /// Where the actor publishes its status; the manager answers queries from the receiver.
     pub status: watch::Sender<ServerStatus>,
     pub(crate) events: EventHub,
+    /// Shared with the manager, which reports it: each handled message adds one.
+    pub(crate) handled: Arc<AtomicU64>,
 }
 
 struct Running {
@@ -104,6 +108,9 @@ pub struct ServerActor {
     /// Set when the actor kills its own process (it stopped answering probes): the exit that
     /// follows is a failure with this reason.
     kill_reason: Option<String>,
+    /// Names of the tools the server listed: the only values the `tool` metric label takes.
+    declared_tools: HashSet<String>,
+    handled: Arc<AtomicU64>,
 }
 
 impl Actor for ServerActor {
@@ -135,9 +142,27 @@ impl Actor for ServerActor {
             launch_started: Instant::now(),
             tracker: RestartTracker::default(),
             kill_reason: None,
+            declared_tools: HashSet::new(),
+            handled: args.handled,
         };
+        // The first state is set, not changed into: say it, so its series exist from the start.
+        actor.metric(MetricEvent::StateChanged {
+            server: actor.spec.name.clone(),
+            state: actor.status.state.name(),
+        });
         actor.start_process(&actor_ref);
         Ok(actor)
+    }
+
+    async fn on_message(
+        &mut self,
+        msg: BoxMessage<Self>,
+        actor_ref: ActorRef<Self>,
+        tx: Option<BoxReplySender>,
+        stop: &mut bool,
+    ) -> Result<(), Box<dyn ReplyError>> {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        msg.handle_dyn(self, actor_ref, tx, stop).await
     }
 
     async fn on_link_died(
@@ -185,6 +210,26 @@ impl ServerActor {
                 server: self.spec.name.clone(),
                 state: self.status.state.clone(),
             });
+            self.metric(MetricEvent::StateChanged {
+                server: self.spec.name.clone(),
+                state: self.status.state.name(),
+            });
+        }
+    }
+
+    /// Remembers the names of the tools the server declared.
+    fn set_declared_tools(&mut self, tools: &[Value]) {
+        self.declared_tools = tools
+            .iter()
+            .filter_map(|t| t.get("name")?.as_str().map(str::to_owned))
+            .collect();
+    }
+
+    /// The `tool` label of a `tools/call`: its name if the server declared it.
+    fn tool_label(&self, params: Option<&Value>) -> String {
+        match params.and_then(|p| p.get("name")?.as_str()) {
+            Some(name) if self.declared_tools.contains(name) => name.to_owned(),
+            _ => UNDECLARED_TOOL.to_owned(),
         }
     }
 
@@ -299,21 +344,31 @@ impl ServerActor {
         let stderr_name = name.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr_pipe).split(b'\n');
+            // Lines are counted in batches: at most one metric event per interval, sent once the
+            // interval has passed even if the server has gone quiet since.
             let mut unreported = 0u64;
-            let mut last_report = Instant::now();
-            while let Ok(Some(raw)) = lines.next_segment().await {
-                let line = String::from_utf8_lossy(&raw).trim_end().to_string();
-                tracing::info!(target: "mcp_fleet::server_stderr", server = %stderr_name, "{line}");
-                stderr::lock(&ring).push(line);
-                unreported += 1;
-                if last_report.elapsed() >= Duration::from_millis(500) {
-                    report_stderr(&metrics, &stderr_name, &mut unreported);
-                    last_report = Instant::now();
+            let mut due = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    next = lines.next_segment() => {
+                        let Ok(Some(raw)) = next else { break };
+                        let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                        tracing::info!(target: "mcp_fleet::server_stderr", server = %stderr_name, "{line}");
+                        stderr::lock(&ring).push(line);
+                        if unreported == 0 {
+                            due = tokio::time::Instant::now() + STDERR_REPORT_EVERY;
+                        }
+                        unreported += 1;
+                    }
+                    () = tokio::time::sleep_until(due), if unreported > 0 => {
+                        report_stderr(&metrics, &stderr_name, &mut unreported);
+                    }
                 }
             }
             report_stderr(&metrics, &stderr_name, &mut unreported);
         });
 
+        self.spawn_sampler(pid, exit_rx.clone());
         self.running = Some(Running {
             pid,
             stdin: Some(stdin_tx),
@@ -337,6 +392,41 @@ impl ServerActor {
         tokio::spawn(async move {
             let result = handshake::run(&wire, timeouts, started).await;
             let _ = actor.tell(HandshakeFinished { generation, result }).await;
+        });
+    }
+
+    /// Reads the process tree every `sample_every` until the process exits, and reports it with
+    /// the requests in flight. The exit itself zeroes the figures (in the collector).
+    fn spawn_sampler(&self, pid: u32, mut exit: watch::Receiver<Option<ExitInfo>>) {
+        let every = self.config.sample_every;
+        let Some(metrics) = self.metrics.clone().filter(|_| !every.is_zero()) else {
+            return;
+        };
+        let server = self.spec.name.clone();
+        let counters = self.counters.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = exit.wait_for(Option::is_some) => break,
+                }
+                let Some(mut sample) = crate::sample::sample_tree(pid) else {
+                    break;
+                };
+                if exit.borrow().is_some() {
+                    break;
+                }
+                sample.in_flight = counters.in_flight.load(Ordering::Relaxed) as u64;
+                let event = MetricEvent::ProcessSampled {
+                    server: server.clone(),
+                    sample,
+                };
+                if metrics.tell(RecordMetric { event }).try_send().is_err() {
+                    tracing::trace!(server = %server, "process sample dropped: the collector is busy or gone");
+                }
+            }
         });
     }
 
@@ -431,6 +521,8 @@ impl ServerActor {
             cancel,
             progress,
         } = request;
+        let tool =
+            (record && method == methods::TOOLS_CALL).then(|| self.tool_label(params.as_ref()));
         let sent = self.send_request(method.clone(), params, progress);
         let actor = actor_ref.clone();
         let name = self.spec.name.clone();
@@ -474,9 +566,8 @@ impl ServerActor {
                 let outcome = match &result {
                     Ok(_) => RequestOutcome::Ok,
                     Err(FleetError::Upstream { .. }) => RequestOutcome::Error,
-                    Err(FleetError::Timeout { .. }) | Err(FleetError::Cancelled { .. }) => {
-                        RequestOutcome::Timeout
-                    }
+                    Err(FleetError::Timeout { .. }) => RequestOutcome::Timeout,
+                    Err(FleetError::Cancelled { .. }) => RequestOutcome::Cancelled,
                     Err(_) => RequestOutcome::Failed,
                 };
                 let _ = m
@@ -484,6 +575,7 @@ impl ServerActor {
                         event: MetricEvent::Request {
                             server: name,
                             method,
+                            tool,
                             latency: started.elapsed(),
                             outcome,
                         },
@@ -858,6 +950,9 @@ pub struct RestartDue {
     generation: u64,
 }
 
+/// How long stderr lines are counted before the count goes to metrics.
+const STDERR_REPORT_EVERY: Duration = Duration::from_millis(500);
+
 /// How many exits a status keeps.
 const RECENT_EXITS: usize = 5;
 
@@ -871,6 +966,9 @@ impl Message<RestartDue> for ServerActor {
         {
             self.status.restarts += 1;
             self.status.next_restart_at = None;
+            self.metric(MetricEvent::ServerRestarted {
+                server: self.spec.name.clone(),
+            });
             let actor_ref = ctx.actor_ref().clone();
             self.start_process(&actor_ref);
         }
@@ -902,7 +1000,7 @@ impl Message<Exited> for ServerActor {
         self.metric(MetricEvent::ServerExited {
             server: self.spec.name.clone(),
             exit: msg.exit.clone(),
-            expected,
+            reason: ExitReason::classify(&msg.exit, expected, self.kill_reason.is_some()),
         });
         if expected {
             tracing::info!(server = %self.spec.name, exit = %msg.exit, "server stopped");
@@ -946,6 +1044,7 @@ impl Message<HandshakeFinished> for ServerActor {
                     server: self.spec.name.clone(),
                     handshake: handshake.took,
                 });
+                self.set_declared_tools(&handshake.tools);
                 self.status.handshake = Some(Arc::new(handshake));
                 self.set_state(ServerState::Ready);
                 for w in self.ready_waiters.drain(..) {
@@ -1034,6 +1133,7 @@ impl Message<ToolsRefreshed> for ServerActor {
         }
         if let Some(h) = &self.status.handshake {
             let mut h = (**h).clone();
+            self.set_declared_tools(&msg.tools);
             h.tools = Arc::from(msg.tools);
             tracing::info!(server = %self.spec.name, tools = h.tools.len(), "tool list changed");
             self.status.handshake = Some(Arc::new(h));

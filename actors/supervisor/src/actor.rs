@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
 use fleet_protocol::messages::supervisor::ServiceKind;
 use kameo::Actor;
 use kameo::actor::ActorRef;
 use kameo::error::Infallible;
+use kameo::message::BoxMessage;
+use kameo::reply::{BoxReplySender, ReplyError};
 use kameo::supervision::SupervisionStrategy;
 
 use crate::services::{Services, Wiring};
@@ -68,5 +71,27 @@ impl Actor for Supervisor {
             own_startup: begin.elapsed().saturating_sub(children),
             config: args.config,
         })
+    }
+
+    async fn on_message(
+        &mut self,
+        msg: BoxMessage<Self>,
+        actor_ref: ActorRef<Self>,
+        tx: Option<BoxReplySender>,
+        stop: &mut bool,
+    ) -> Result<(), Box<dyn ReplyError>> {
+        // The supervisor handles few messages (launch, status, restarts, shutdown): each is
+        // reported at once, with no batching.
+        let event = MetricEvent::MessagesHandled {
+            actor: crate::ACTOR_NAME.into(),
+            count: 1,
+        };
+        let _ = self
+            .services
+            .metrics
+            .record
+            .tell(RecordMetric { event })
+            .try_send();
+        msg.handle_dyn(self, actor_ref, tx, stop).await
     }
 }

@@ -54,3 +54,160 @@ pub fn pids_with(marker: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+// ---- The `mcp-fleet` binary, run as a user would -------------------------------------------
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 GET, the whole response as text (the server closes the connection).
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body).await.ok()?;
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Starts `mcp-fleet run` on a free port with `config`; returns the child and the port.
+pub fn spawn_fleet(
+    config: &std::path::Path,
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, u16) {
+    spawn_fleet_with(config, stderr, &[], &[])
+}
+
+/// [`spawn_fleet`] with more arguments (before `run`'s own) and environment variables.
+pub fn spawn_fleet_with(
+    config: &std::path::Path,
+    stderr: std::process::Stdio,
+    global_args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, u16) {
+    let port = free_port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(global_args)
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
+pub fn write_config(text: &str) -> TempFile {
+    TempFile::new(text)
+}
+
+/// A temporary file removed on drop (std only).
+pub struct TempFile(pub std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(text: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("mcp-fleet-test-{}-{n}.json", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The value of one series in a Prometheus text exposition, `series` being the name with its
+/// labels exactly as rendered (`name{a="b"}`); `None` when the series is absent.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
+}
+
+/// The body of a `GET /metrics` (no headers), if the fleet answers.
+pub async fn scrape(port: u16) -> Option<String> {
+    let response = http_get(port, "/metrics").await?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
+}
+
+/// A 2025-era MCP client session over HTTP, as a real client drives the gateway.
+pub struct McpSession {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub id: String,
+}
+
+impl McpSession {
+    /// `initialize` and `notifications/initialized` at `url`.
+    pub async fn open(url: &str) -> McpSession {
+        let http = reqwest::Client::new();
+        let post = |body: serde_json::Value| {
+            http.post(url)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(body.to_string())
+        };
+        let r = post(
+            serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let r = post(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .header("mcp-session-id", &id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        McpSession {
+            url: url.to_owned(),
+            http,
+            id,
+        }
+    }
+
+    /// A request in the session; the JSON-RPC response.
+    pub async fn call(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let r = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(
+                serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
