@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{http_get, pids_with, spawn_fleet, wait_for, write_config};
+use common::{http_get, pids_with, sigterm, spawn_fleet, wait_for, write_config};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -43,12 +43,9 @@ async fn runs_a_config_serves_metrics_and_stops_on_sigterm() {
     assert!(!metrics.contains("server=\"off\""));
     assert_eq!(pids_with(&marker).len(), 2, "two server processes run");
 
-    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+    let status = sigterm(&mut child, Duration::from_secs(15))
         .await
-        .expect("mcp-fleet exits after SIGTERM")
-        .unwrap();
+        .expect("mcp-fleet exits after SIGTERM");
     assert!(status.success(), "{status:?}");
     let mut stderr = String::new();
     child
@@ -183,12 +180,9 @@ async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could()
         || async { pids_with(&survivor).is_empty().then_some(()) },
     )
     .await;
-    let pid = nix::unistd::Pid::from_raw(next.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), next.wait())
+    sigterm(&mut next, Duration::from_secs(10))
         .await
-        .unwrap()
-        .unwrap();
+        .expect("mcp-fleet exits after SIGTERM");
     let mut stderr = String::new();
     next.stderr
         .take()

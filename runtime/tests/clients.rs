@@ -8,6 +8,8 @@
 //! one lock each so that they run one at a time: the conformance suite has timing checks (an SSE
 //! event within 2 s) that a busy 2-core machine could miss.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -80,14 +82,6 @@ fn require_server_everything() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `mcp-fleet run` on 127.0.0.1 with the two backends. Killed on drop if `stop` was not called;
 /// its stderr goes to a log file that is kept (and named) when the test fails.
 struct Fleet {
@@ -100,7 +94,7 @@ struct Fleet {
 impl Fleet {
     async fn start() -> Fleet {
         require_server_everything();
-        let port = free_port();
+        let port = common::free_port();
         let stem =
             std::env::temp_dir().join(format!("mcp-fleet-clients-{}-{port}", std::process::id()));
         let config = stem.with_extension("json");
@@ -185,12 +179,9 @@ impl Fleet {
 
     /// SIGTERM, then an ordered shutdown with exit code 0 within 20 s.
     async fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id().expect("mcp-fleet runs") as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+        let status = common::sigterm(&mut self.child, Duration::from_secs(20))
             .await
-            .unwrap_or_else(|_| panic!("mcp-fleet did not stop within 20 s\n{}", self.log_tail()))
-            .unwrap();
+            .unwrap_or_else(|| panic!("mcp-fleet did not stop within 20 s\n{}", self.log_tail()));
         assert!(
             status.success(),
             "mcp-fleet exited with {status}\n{}",

@@ -246,12 +246,9 @@ async fn counters_are_exact_and_promtool_accepts_the_exposition() {
     );
 
     // Stop, and read the JSON logs.
-    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+    let status = common::sigterm(&mut child, Duration::from_secs(15))
         .await
-        .expect("mcp-fleet exits after SIGTERM")
-        .unwrap();
+        .expect("mcp-fleet exits after SIGTERM");
     assert!(status.success(), "{status:?}");
     let logs = logs.await.unwrap();
     let lines: Vec<Value> = logs

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,14 +19,6 @@ use tokio::process::{Child, Command};
 
 /// The bound on every single rmcp operation (connect, list, call, close).
 const STEP: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A temporary config file, removed on drop.
 struct TempConfig(std::path::PathBuf);
@@ -56,7 +47,7 @@ struct Fleet {
 
 impl Fleet {
     fn start(config: &std::path::Path) -> Self {
-        let port = free_port();
+        let port = common::free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
             .args(["run", "--config"])
             .arg(config)
@@ -90,12 +81,9 @@ impl Fleet {
 
     /// SIGTERM, then a bounded wait for a clean exit.
     async fn stop(mut self) -> String {
-        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+        let status = common::sigterm(&mut self.child, Duration::from_secs(15))
             .await
-            .expect("mcp-fleet exits within 15 s of SIGTERM")
-            .unwrap();
+            .expect("mcp-fleet exits within 15 s of SIGTERM");
         assert!(status.success(), "{status:?}\n{}", self.log());
         // The stderr reader sees EOF once the process is gone.
         common::wait_for(Duration::from_secs(5), "the end of stderr", || async {

@@ -211,3 +211,13 @@ impl McpSession {
         r.json().await.unwrap()
     }
 }
+
+/// Sends SIGTERM to `child` and waits up to `limit` for it to exit; `None` if it did not.
+pub async fn sigterm(
+    child: &mut tokio::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(child.id()? as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok()?;
+    tokio::time::timeout(limit, child.wait()).await.ok()?.ok()
+}
