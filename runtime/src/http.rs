@@ -1,8 +1,10 @@
 //! The HTTP listener: `/metrics` for Prometheus, and the count of every response by status.
 
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
 use kameo::actor::Recipient;
@@ -29,17 +31,35 @@ pub fn router(prometheus: PrometheusHandle) -> Router {
     )
 }
 
-/// Wraps `router` so that every response it gives is counted by status code
+/// The paths the listener serves: the values of the `path` label of the response counter
+/// (anything else is `other`, so a scanner cannot add series).
+pub const PATHS: [&str; 2] = ["/mcp", "/metrics"];
+
+fn path_label(path: &str) -> &'static str {
+    PATHS
+        .iter()
+        .find(|p| **p == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Wraps `router` so that every response it gives is counted by path and status code
 /// (`mcp_fleet_http_responses_total`). A busy collector drops the count rather than delay the
 /// response.
 pub fn count_responses(router: Router, metrics: Recipient<RecordMetric>) -> Router {
-    router.layer(axum::middleware::map_response(move |response: Response| {
-        let event = MetricEvent::HttpResponse {
-            status: response.status().as_u16(),
-        };
-        let _ = metrics.tell(RecordMetric { event }).try_send();
-        async move { response }
-    }))
+    router.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        |State(metrics): State<Recipient<RecordMetric>>, request: Request, next: Next| async move {
+            let path = path_label(request.uri().path());
+            let response = next.run(request).await;
+            let event = MetricEvent::HttpResponse {
+                path,
+                status: response.status().as_u16(),
+            };
+            let _ = metrics.tell(RecordMetric { event }).try_send();
+            response
+        },
+    ))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

@@ -16,12 +16,7 @@ use tokio::io::AsyncReadExt;
 
 /// `promtool` ships with Debian's `prometheus` package, which `.ci/run` installs.
 fn promtool() -> std::path::PathBuf {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    found.expect("promtool is not on PATH: install Debian's `prometheus` package (.ci/run does)")
+    common::on_path("promtool", "Debian's `prometheus` package")
 }
 
 /// `promtool check metrics` on `exposition`: its exit status and everything it printed.
@@ -186,10 +181,25 @@ async fn counters_are_exact_and_promtool_accepts_the_exposition() {
     );
     assert_eq!(value(&after, "mcp_fleet_gateway_sessions_active"), 1.0);
     // initialize and the calls got 200; notifications/initialized got 202.
-    assert!(value(&after, r#"mcp_fleet_http_responses_total{status="200"}"#) >= CALLS as f64 + 1.0);
     assert_eq!(
-        value(&after, r#"mcp_fleet_http_responses_total{status="202"}"#),
+        value(
+            &after,
+            r#"mcp_fleet_http_responses_total{path="/mcp",status="200"}"#
+        ),
+        CALLS as f64 + 1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"mcp_fleet_http_responses_total{path="/mcp",status="202"}"#
+        ),
         1.0
+    );
+    assert!(
+        value(
+            &after,
+            r#"mcp_fleet_http_responses_total{path="/metrics",status="200"}"#
+        ) >= 1.0
     );
     // `ref` logs each request on stderr; lines are counted in batches every 500 ms.
     wait_for(

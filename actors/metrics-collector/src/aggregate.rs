@@ -113,7 +113,7 @@ impl Aggregates {
                 });
                 g.sessions_active = g.sessions_active.saturating_sub(1);
             }
-            MetricEvent::HttpResponse { status } => {
+            MetricEvent::HttpResponse { status, .. } => {
                 inc(snap.gateway.http_responses.entry(*status).or_default())
             }
         }

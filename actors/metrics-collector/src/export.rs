@@ -68,12 +68,43 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// The `method` label of a request method: the method itself when it is an MCP request method,
 /// `other` for anything else.
 pub fn method_label(method: &str) -> &'static str {
+    METHOD_LABELS[method_index(method)]
+}
+
+/// Every `method` label: the MCP request methods, then `other`.
+const METHOD_LABELS: [&str; METHODS] = {
+    let mut labels = ["other"; METHODS];
+    let mut i = 0;
+    while i < methods::REQUESTS.len() {
+        labels[i] = methods::REQUESTS[i];
+        i += 1;
+    }
+    labels
+};
+const METHODS: usize = methods::REQUESTS.len() + 1;
+
+/// The position of a method's label in [`METHOD_LABELS`].
+fn method_index(method: &str) -> usize {
     methods::REQUESTS
         .iter()
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or("other")
+        .position(|m| *m == method)
+        .unwrap_or(METHODS - 1)
 }
+
+const OUTCOMES: usize = 5;
+
+fn outcome_index(outcome: RequestOutcome) -> usize {
+    match outcome {
+        RequestOutcome::Ok => 0,
+        RequestOutcome::Error => 1,
+        RequestOutcome::Timeout => 2,
+        RequestOutcome::Cancelled => 3,
+        RequestOutcome::Failed => 4,
+    }
+}
+
+/// A handle made on first use.
+type Lazy<T> = Option<T>;
 
 /// Registers help text and units for every metric with the installed recorder.
 pub fn describe() {
@@ -179,7 +210,7 @@ pub fn describe() {
     describe_counter!(
         HTTP_RESPONSES,
         Unit::Count,
-        "HTTP responses of the listener, by status code"
+        "HTTP responses of the listener, by path and status code"
     );
     describe_counter!(
         ACTOR_MESSAGES,
@@ -216,15 +247,15 @@ struct ServerHandles {
     cpu: Gauge,
     fds: Gauge,
     processes: Gauge,
-    /// By `(method label, outcome)`.
-    requests: HashMap<(&'static str, RequestOutcome), Counter>,
-    request_duration: HashMap<&'static str, Histogram>,
+    /// By method index, then outcome index: arrays, so a request costs no hashing.
+    requests: [[Lazy<Counter>; OUTCOMES]; METHODS],
+    request_duration: [Lazy<Histogram>; METHODS],
     tools: HashMap<String, ToolHandles>,
 }
 
 struct ToolHandles {
     duration: Histogram,
-    calls: HashMap<RequestOutcome, Counter>,
+    calls: [Lazy<Counter>; OUTCOMES],
 }
 
 impl ServerHandles {
@@ -253,8 +284,8 @@ impl ServerHandles {
             cpu: gauge!(PROCESS_CPU, "server" => s()),
             fds: gauge!(PROCESS_OPEN_FDS, "server" => s()),
             processes: gauge!(PROCESS_COUNT, "server" => s()),
-            requests: HashMap::new(),
-            request_duration: HashMap::new(),
+            requests: Default::default(),
+            request_duration: Default::default(),
             tools: HashMap::new(),
         }
     }
@@ -268,40 +299,84 @@ impl ServerHandles {
     }
 
     fn request(&mut self, method: &str, tool: Option<&str>, seconds: f64, outcome: RequestOutcome) {
-        let method = method_label(method);
+        let m = method_index(method);
+        let o = outcome_index(outcome);
         let name = &self.name;
-        self.requests
-            .entry((method, outcome))
-            .or_insert_with(|| {
-                counter!(REQUESTS, "server" => name.clone(), "method" => method, "outcome" => outcome.as_str())
+        let label = METHOD_LABELS[m];
+        self.requests[m][o]
+            .get_or_insert_with(|| {
+                counter!(REQUESTS, "server" => name.clone(), "method" => label, "outcome" => outcome.as_str())
             })
             .increment(1);
-        self.request_duration
-            .entry(method)
-            .or_insert_with(
-                || histogram!(REQUEST_DURATION, "server" => name.clone(), "method" => method),
+        self.request_duration[m]
+            .get_or_insert_with(
+                || histogram!(REQUEST_DURATION, "server" => name.clone(), "method" => label),
             )
             .record(seconds);
-        if let Some(tool) = tool {
-            if !self.tools.contains_key(tool) {
-                let duration = histogram!(TOOL_CALL_DURATION, "server" => name.clone(), "tool" => tool.to_owned());
-                self.tools.insert(
-                    tool.to_owned(),
-                    ToolHandles {
-                        duration,
-                        calls: HashMap::new(),
-                    },
-                );
+        let Some(tool) = tool else { return };
+        let record = |t: &mut ToolHandles| {
+            t.duration.record(seconds);
+            t.calls[o]
+                .get_or_insert_with(|| {
+                    counter!(TOOL_CALLS, "server" => name.clone(), "tool" => tool.to_owned(), "outcome" => outcome.as_str())
+                })
+                .increment(1);
+        };
+        match self.tools.get_mut(tool) {
+            Some(t) => record(t),
+            None => {
+                let mut t = ToolHandles {
+                    duration: histogram!(TOOL_CALL_DURATION, "server" => name.clone(), "tool" => tool.to_owned()),
+                    calls: Default::default(),
+                };
+                record(&mut t);
+                self.tools.insert(tool.to_owned(), t);
             }
-            if let Some(t) = self.tools.get_mut(tool) {
-                t.duration.record(seconds);
-                t.calls
-                    .entry(outcome)
-                    .or_insert_with(|| {
-                        counter!(TOOL_CALLS, "server" => name.clone(), "tool" => tool.to_owned(), "outcome" => outcome.as_str())
-                    })
-                    .increment(1);
+        }
+    }
+
+    /// Records an event about this server.
+    fn record(&mut self, event: &MetricEvent) {
+        match event {
+            MetricEvent::ServerStarted { .. } => self.starts.increment(1),
+            MetricEvent::ServerReady { handshake, .. } => {
+                self.ready.increment(1);
+                self.handshake.record(handshake.as_secs_f64());
             }
+            MetricEvent::LaunchFailed { .. } => self.launch_failures.increment(1),
+            MetricEvent::ServerStopped { .. } => self.stops.increment(1),
+            MetricEvent::ServerExited { reason, .. } => {
+                if let Some(i) = ExitReason::ALL.iter().position(|r| r == reason) {
+                    self.exits[i].increment(1);
+                }
+                self.set_process(&ProcessSample::default());
+            }
+            MetricEvent::ServerRestarted { .. } => self.restarts.increment(1),
+            MetricEvent::StateChanged { state, .. } => {
+                for (gauge, name) in self.states.iter().zip(ServerState::NAMES) {
+                    gauge.set(if name == *state { 1.0 } else { 0.0 });
+                }
+                self.up.set(if *state == "ready" { 1.0 } else { 0.0 });
+            }
+            MetricEvent::ProcessSampled { sample, .. } => self.set_process(sample),
+            MetricEvent::Probe { latency, ok, .. } => {
+                if *ok {
+                    self.probes_ok.increment(1);
+                } else {
+                    self.probes_failed.increment(1);
+                }
+                self.probe_duration.record(latency.as_secs_f64());
+            }
+            MetricEvent::Request {
+                method,
+                tool,
+                latency,
+                outcome,
+                ..
+            } => self.request(method, tool.as_deref(), latency.as_secs_f64(), *outcome),
+            MetricEvent::BadStdoutLine { .. } => self.bad_stdout.increment(1),
+            MetricEvent::StderrLines { count, .. } => self.stderr.increment(*count),
+            _ => {}
         }
     }
 }
@@ -312,7 +387,7 @@ struct GatewayHandles {
     created: Counter,
     expired: Counter,
     closed: Counter,
-    http: HashMap<u16, Counter>,
+    http: HashMap<(&'static str, u16), Counter>,
 }
 
 /// Records events through the facade, keeping a handle per series. Never blocks; without an
@@ -347,12 +422,16 @@ impl Exporter {
         }
     }
 
-    fn server(&mut self, server: &str) -> &mut ServerHandles {
-        if !self.servers.contains_key(server) {
-            self.servers
-                .insert(server.to_owned(), ServerHandles::new(server));
+    /// Records `event` with `server`'s handles, made at its first event.
+    fn record_server(&mut self, server: &str, event: &MetricEvent) {
+        match self.servers.get_mut(server) {
+            Some(s) => s.record(event),
+            None => {
+                let mut s = ServerHandles::new(server);
+                s.record(event);
+                self.servers.insert(server.to_owned(), s);
+            }
         }
-        self.servers.get_mut(server).expect("inserted just above")
     }
 
     fn actor(&mut self, actor: &str) -> &(Counter, Counter) {
@@ -369,63 +448,18 @@ impl Exporter {
     /// Records one event.
     pub fn record(&mut self, event: &MetricEvent) {
         match event {
-            MetricEvent::ServerStarted { server } => self.server(server).starts.increment(1),
-            MetricEvent::ServerReady { server, handshake } => {
-                let s = self.server(server);
-                s.ready.increment(1);
-                s.handshake.record(handshake.as_secs_f64());
-            }
-            MetricEvent::LaunchFailed { server } => {
-                self.server(server).launch_failures.increment(1)
-            }
-            MetricEvent::ServerStopped { server } => self.server(server).stops.increment(1),
-            MetricEvent::ServerExited { server, reason, .. } => {
-                let s = self.server(server);
-                if let Some(i) = ExitReason::ALL.iter().position(|r| r == reason) {
-                    s.exits[i].increment(1);
-                }
-                s.set_process(&ProcessSample::default());
-            }
-            MetricEvent::ServerRestarted { server } => self.server(server).restarts.increment(1),
-            MetricEvent::StateChanged { server, state } => {
-                let s = self.server(server);
-                for (gauge, name) in s.states.iter().zip(ServerState::NAMES) {
-                    gauge.set(if name == *state { 1.0 } else { 0.0 });
-                }
-                s.up.set(if *state == "ready" { 1.0 } else { 0.0 });
-            }
-            MetricEvent::ProcessSampled { server, sample } => {
-                self.server(server).set_process(sample)
-            }
-            MetricEvent::Probe {
-                server,
-                latency,
-                ok,
-            } => {
-                let s = self.server(server);
-                if *ok {
-                    s.probes_ok.increment(1);
-                } else {
-                    s.probes_failed.increment(1);
-                }
-                s.probe_duration.record(latency.as_secs_f64());
-            }
-            MetricEvent::Request {
-                server,
-                method,
-                tool,
-                latency,
-                outcome,
-            } => self.server(server).request(
-                method,
-                tool.as_deref(),
-                latency.as_secs_f64(),
-                *outcome,
-            ),
-            MetricEvent::BadStdoutLine { server } => self.server(server).bad_stdout.increment(1),
-            MetricEvent::StderrLines { server, count } => {
-                self.server(server).stderr.increment(*count)
-            }
+            MetricEvent::ServerStarted { server }
+            | MetricEvent::ServerReady { server, .. }
+            | MetricEvent::LaunchFailed { server }
+            | MetricEvent::ServerStopped { server }
+            | MetricEvent::ServerExited { server, .. }
+            | MetricEvent::ServerRestarted { server }
+            | MetricEvent::StateChanged { server, .. }
+            | MetricEvent::ProcessSampled { server, .. }
+            | MetricEvent::Probe { server, .. }
+            | MetricEvent::Request { server, .. }
+            | MetricEvent::BadStdoutLine { server }
+            | MetricEvent::StderrLines { server, .. } => self.record_server(server, event),
             MetricEvent::MessagesHandled { actor, count } => self.actor(actor).0.increment(*count),
             MetricEvent::ActorRestarted { actor } => self.actor(actor).1.increment(1),
             MetricEvent::SessionCreated => {
@@ -439,11 +473,13 @@ impl Exporter {
                 }
                 self.gateway.active.decrement(1.0);
             }
-            MetricEvent::HttpResponse { status } => self
+            MetricEvent::HttpResponse { path, status } => self
                 .gateway
                 .http
-                .entry(*status)
-                .or_insert_with(|| counter!(HTTP_RESPONSES, "status" => status.to_string()))
+                .entry((*path, *status))
+                .or_insert_with(
+                    || counter!(HTTP_RESPONSES, "path" => *path, "status" => status.to_string()),
+                )
                 .increment(1),
         }
     }

@@ -80,9 +80,18 @@ async fn events_reach_the_prometheus_exposition() {
         MetricEvent::SessionEnded {
             reason: SessionEnd::Expired,
         },
-        MetricEvent::HttpResponse { status: 200 },
-        MetricEvent::HttpResponse { status: 200 },
-        MetricEvent::HttpResponse { status: 404 },
+        MetricEvent::HttpResponse {
+            path: "/mcp",
+            status: 200,
+        },
+        MetricEvent::HttpResponse {
+            path: "/mcp",
+            status: 200,
+        },
+        MetricEvent::HttpResponse {
+            path: "other",
+            status: 404,
+        },
         request("tools/call", 2, RequestOutcome::Ok),
         request("tools/call", 3, RequestOutcome::Ok),
         request("tools/call", 40, RequestOutcome::Ok),
@@ -163,8 +172,8 @@ async fn events_reach_the_prometheus_exposition() {
     expect("mcp_fleet_gateway_sessions_expired_total 1");
     expect("mcp_fleet_gateway_sessions_closed_total 0");
     expect("mcp_fleet_gateway_sessions_active 1");
-    expect(r#"mcp_fleet_http_responses_total{status="200"} 2"#);
-    expect(r#"mcp_fleet_http_responses_total{status="404"} 1"#);
+    expect(r#"mcp_fleet_http_responses_total{path="/mcp",status="200"} 2"#);
+    expect(r#"mcp_fleet_http_responses_total{path="other",status="404"} 1"#);
     expect(r#"mcp_fleet_probes_total{server="a",outcome="failed"} 1"#);
     expect(r#"mcp_fleet_stderr_lines_total{server="a"} 12"#);
     expect(r#"mcp_fleet_actor_restarts_total{actor="health-monitor"} 1"#);

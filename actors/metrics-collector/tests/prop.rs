@@ -100,8 +100,12 @@ fn event() -> impl Strategy<Value = MetricEvent> {
         Just(MetricEvent::SessionCreated),
         prop_oneof![Just(SessionEnd::Expired), Just(SessionEnd::Closed)]
             .prop_map(|reason| MetricEvent::SessionEnded { reason }),
-        prop::sample::select(&[200u16, 202, 400, 404, 503][..])
-            .prop_map(|status| MetricEvent::HttpResponse { status }),
+        prop::sample::select(&[200u16, 202, 400, 404, 503][..]).prop_map(|status| {
+            MetricEvent::HttpResponse {
+                path: "/mcp",
+                status,
+            }
+        }),
         (server(), latency(), any::<bool>()).prop_map(|(server, latency, ok)| MetricEvent::Probe {
             server,
             latency,

@@ -200,8 +200,9 @@ pub enum MetricEvent {
     SessionCreated,
     /// A client session ended.
     SessionEnded { reason: SessionEnd },
-    /// The HTTP layer answered with this status code.
-    HttpResponse { status: u16 },
+    /// The HTTP layer answered a request for `path` (one of the paths it serves, or `other`)
+    /// with this status code.
+    HttpResponse { path: &'static str, status: u16 },
 }
 
 /// Count, sum and extremes of a latency.
@@ -275,7 +276,7 @@ pub struct GatewayMetrics {
     pub sessions_closed: u64,
     /// Created minus ended.
     pub sessions_active: u64,
-    /// HTTP responses by status code.
+    /// HTTP responses by status code, all paths together.
     pub http_responses: BTreeMap<u16, u64>,
 }
 

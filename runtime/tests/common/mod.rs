@@ -221,3 +221,14 @@ pub async fn sigterm(
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok()?;
     tokio::time::timeout(limit, child.wait()).await.ok()?.ok()
 }
+
+/// The path of `program` on `PATH`. A test that needs it fails (it is not skipped) when it is
+/// missing, naming `package`, which `.ci/run` installs.
+pub fn on_path(program: &str, package: &str) -> std::path::PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| panic!("`{program}` is not on PATH: install {package} (.ci/run does)"))
+}
