@@ -46,7 +46,11 @@ async fn main() -> anyhow::Result<()> {
     for (actor, took) in &fleet.startup {
         println!("   {actor:<18} started in {:>8.1} µs", micros(*took));
     }
-    println!("   4 actors up in {:.2} ms\n", millis(begin.elapsed()));
+    println!(
+        "   {} actors up in {:.2} ms\n",
+        fleet.startup.len(),
+        millis(begin.elapsed())
+    );
 
     // 2. Three servers, launched concurrently.
     println!("2. Launching 3 MCP servers concurrently (instances of the reference server:");
