@@ -1,7 +1,10 @@
-//! Server specifications, and the `mcpServers` JSON that Claude Desktop and Cursor write.
+//! Server specifications, and the JSON configs users already have: `mcpServers` as Claude
+//! Desktop and Cursor write it, and `servers` as VS Code writes it (`.vscode/mcp.json`).
 //!
-//! Parsing works on text so that only runtime touches files; every error names the source
-//! (a file path), the line and column, and the key (`mcpServers.docker.args`).
+//! Parsing works on text so that only runtime touches files and the environment: `${env:NAME}`
+//! in a `command`, an argument, an `env` value, a `cwd` or a `url` is replaced through a lookup
+//! the caller passes. Every error names the source (a file path), the line and column, and the
+//! key (`mcpServers.docker.args`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -176,11 +179,52 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// The file as Claude Desktop and Cursor write it: `{"mcpServers": {"name": {...}}}`.
+/// The file as Claude Desktop and Cursor write it, `{"mcpServers": {"name": {...}}}`, or as
+/// VS Code does, `{"servers": {...}, "inputs": [...]}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct McpServersFile {
-    mcp_servers: serde_json::Map<String, serde_json::Value>,
+    mcp_servers: Option<serde_json::Map<String, serde_json::Value>>,
+    servers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// VS Code's prompted inputs; accepted so the file loads, but `${input:..}` is refused.
+    #[serde(default)]
+    #[allow(dead_code)]
+    inputs: serde_json::Value,
+}
+
+/// Replaces every `${env:NAME}` in `value` with `lookup(NAME)`. A name `lookup` does not know,
+/// a `${input:..}` (VS Code's prompted inputs, which need a person) and an unclosed `${env:` are
+/// errors; any other `${..}` is left as it is.
+pub fn substitute_env(
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(name_and_more) = tail.strip_prefix("${env:") {
+            let Some(end) = name_and_more.find('}') else {
+                return Err(format!("unclosed `${{env:` in \"{value}\""));
+            };
+            let name = &name_and_more[..end];
+            match lookup(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("environment variable `{name}` is not set")),
+            }
+            rest = &name_and_more[end + 1..];
+        } else if tail.starts_with("${input:") {
+            return Err(
+                "`${input:..}` needs VS Code to prompt for it; use `${env:NAME}` instead".into(),
+            );
+        } else {
+            out.push_str("${");
+            rest = &tail[2..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// One entry of `mcpServers`.
@@ -200,13 +244,49 @@ struct McpServerEntry {
     disabled: bool,
 }
 
-/// Parses an `mcpServers` JSON document. `source` names it in errors (usually the file path).
+/// Parses an `mcpServers` (or VS Code `servers`) JSON document, with no `${env:..}` lookup:
+/// every `${env:NAME}` is an error. `source` names the document in errors (usually its path).
 pub fn parse_mcp_servers_json(source: &str, text: &str) -> Result<FleetConfig, ConfigErrors> {
+    parse_mcp_servers_json_with_env(source, text, &|_| None)
+}
+
+/// Parses an `mcpServers` (or VS Code `servers`) JSON document, replacing `${env:NAME}` through
+/// `lookup`.
+pub fn parse_mcp_servers_json_with_env(
+    source: &str,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<FleetConfig, ConfigErrors> {
     let file: McpServersFile = deserialize_at(source, text, "")?;
+    let (top, entries) = match (file.mcp_servers, file.servers) {
+        (Some(m), None) => ("mcpServers", m),
+        (None, Some(s)) => ("servers", s),
+        (Some(_), Some(_)) => {
+            return Err(ConfigErrors(vec![ConfigError {
+                source: source.to_string(),
+                line: 1,
+                column: 1,
+                key: String::new(),
+                message: "give either `mcpServers` (Claude Desktop, Cursor) or `servers` \
+                          (VS Code), not both"
+                    .into(),
+            }]));
+        }
+        (None, None) => {
+            return Err(ConfigErrors(vec![ConfigError {
+                source: source.to_string(),
+                line: 1,
+                column: 1,
+                key: String::new(),
+                message: "missing `mcpServers` (Claude Desktop, Cursor) or `servers` (VS Code)"
+                    .into(),
+            }]));
+        }
+    };
     let mut config = FleetConfig::default();
     let mut errors = Vec::new();
-    for (name, value) in file.mcp_servers {
-        let key = format!("mcpServers.{name}");
+    for (name, value) in entries {
+        let key = format!("{top}.{name}");
         // The entry's own position: find its key in the text for a useful line number.
         let (line, column) = locate_key(text, &name);
         let entry_text = value.to_string();
@@ -232,6 +312,11 @@ pub fn parse_mcp_servers_json(source: &str, text: &str) -> Result<FleetConfig, C
         }
         if entry.disabled {
             config.disabled.push(name);
+            continue;
+        }
+        let mut entry = entry;
+        if let Err((field, message)) = substitute_entry(&mut entry, lookup) {
+            problem(message, &field);
             continue;
         }
         let transport = match (entry.command, entry.url, entry.kind.as_deref()) {
@@ -287,6 +372,36 @@ pub fn parse_mcp_servers_json(source: &str, text: &str) -> Result<FleetConfig, C
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// Applies `${env:NAME}` to every string of an entry that names something to run or reach;
+/// an error says which field (`.args[2]`, `.env.TOKEN`).
+fn substitute_entry(
+    entry: &mut McpServerEntry,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    let apply = |field: String, value: &mut String| -> Result<(), (String, String)> {
+        *value = substitute_env(value, lookup).map_err(|m| (field, m))?;
+        Ok(())
+    };
+    if let Some(c) = &mut entry.command {
+        apply(".command".into(), c)?;
+    }
+    for (i, a) in entry.args.iter_mut().enumerate() {
+        apply(format!(".args[{i}]"), a)?;
+    }
+    for (k, v) in entry.env.iter_mut() {
+        apply(format!(".env.{k}"), v)?;
+    }
+    if let Some(u) = &mut entry.url {
+        apply(".url".into(), u)?;
+    }
+    if let Some(cwd) = &mut entry.cwd {
+        let mut text = cwd.to_string_lossy().into_owned();
+        apply(".cwd".into(), &mut text)?;
+        *cwd = PathBuf::from(text);
+    }
+    Ok(())
 }
 
 fn deserialize_at<T: serde::de::DeserializeOwned>(
@@ -395,6 +510,54 @@ mod tests {
         let e = &errs.0[0];
         assert_eq!((e.source.as_str(), e.line), ("bad.json", 4));
         assert!(errs.to_string().starts_with("bad.json:4:"), "{errs}");
+    }
+
+    #[test]
+    fn vs_code_servers_and_env_substitution() {
+        let text = r#"{
+  "inputs": [],
+  "servers": {
+    "gh": { "type": "stdio", "command": "${env:BIN}/server", "args": ["--token", "${env:TOKEN}", "${other}"], "env": {"HOME_DIR": "${env:BIN}"} },
+    "web": { "type": "http", "url": "http://${env:HOST}/mcp" }
+  }
+}"#;
+        let lookup = |name: &str| match name {
+            "BIN" => Some("/opt".to_string()),
+            "TOKEN" => Some("t0k".to_string()),
+            "HOST" => Some("127.0.0.1:9".to_string()),
+            _ => None,
+        };
+        let c = parse_mcp_servers_json_with_env("mcp.json", text, &lookup).unwrap();
+        assert_eq!(
+            c.servers[0].command_line(),
+            "/opt/server --token t0k ${other}"
+        );
+        let Transport::Stdio { env, .. } = &c.servers[0].transport else {
+            panic!()
+        };
+        assert_eq!(env["HOME_DIR"], "/opt");
+        assert_eq!(c.servers[1].command_line(), "http://127.0.0.1:9/mcp");
+
+        // A variable that is not set names the server, the field and the variable.
+        let errs = parse_mcp_servers_json_with_env("mcp.json", text, &|_| None).unwrap_err();
+        assert_eq!(errs.0.len(), 2, "{errs}");
+        assert_eq!(errs.0[0].key, "servers.gh.command");
+        assert_eq!(errs.0[0].line, 4);
+        assert!(errs.0[0].message.contains("`BIN` is not set"), "{errs}");
+        assert_eq!(errs.0[1].key, "servers.web.url");
+
+        let both = r#"{"mcpServers": {}, "servers": {}}"#;
+        assert!(parse_mcp_servers_json("x", both).is_err());
+        let neither = r#"{"inputs": []}"#;
+        assert!(
+            parse_mcp_servers_json("x", neither)
+                .unwrap_err()
+                .to_string()
+                .contains("missing `mcpServers`")
+        );
+        let input = r#"{"servers": {"a": {"command": "x", "args": ["${input:key}"]}}}"#;
+        let errs = parse_mcp_servers_json("x", input).unwrap_err();
+        assert_eq!(errs.0[0].key, "servers.a.args[0]");
     }
 
     #[test]

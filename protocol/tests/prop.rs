@@ -1,8 +1,10 @@
 //! Property tests of the JSON-RPC wire layer: messages round-trip through the codec, and no
-//! sequence of bytes makes the decoder panic or lose the message that follows it.
+//! sequence of bytes makes the decoder panic or lose the message that follows it. And of the
+//! config's `${env:NAME}` substitution.
 
 use bytes::BytesMut;
 use fleet_protocol::codec::{FrameError, JsonRpcCodec};
+use fleet_protocol::config::substitute_env;
 use fleet_protocol::jsonrpc::{
     ErrorObject, Message, Notification, Outcome, Request, RequestId, Response,
 };
@@ -156,5 +158,55 @@ proptest! {
             decoded.push(item.unwrap());
         }
         prop_assert_eq!(decoded, msgs);
+    }
+}
+
+/// A piece of a config string: literal text without `$`, or a reference to a variable.
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Var(usize),
+}
+
+const VARS: [(&str, &str); 3] = [("HOME", "/home/u"), ("TOKEN", "t-${x}"), ("EMPTY", "")];
+
+fn lookup(name: &str) -> Option<String> {
+    VARS.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| (*v).to_string())
+}
+
+proptest! {
+    #[test]
+    fn env_references_are_replaced_and_nothing_else_changes(
+        pieces in prop::collection::vec(
+            prop_oneof!["[^$]{0,8}".prop_map(Piece::Text), (0..VARS.len()).prop_map(Piece::Var)],
+            0..8,
+        )
+    ) {
+        let mut template = String::new();
+        let mut expected = String::new();
+        for p in &pieces {
+            match p {
+                Piece::Text(t) => {
+                    template.push_str(t);
+                    expected.push_str(t);
+                }
+                Piece::Var(i) => {
+                    template.push_str(&format!("${{env:{}}}", VARS[*i].0));
+                    expected.push_str(VARS[*i].1);
+                }
+            }
+        }
+        // A value is substituted once: `${x}` inside TOKEN's value stays as it is.
+        prop_assert_eq!(substitute_env(&template, &lookup), Ok(expected));
+    }
+
+    #[test]
+    fn substitution_never_panics(value in ".{0,40}") {
+        let _ = substitute_env(&value, &lookup);
+        if !value.contains("${") {
+            prop_assert_eq!(substitute_env(&value, &|_| None), Ok(value));
+        }
     }
 }

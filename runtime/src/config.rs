@@ -2,10 +2,13 @@
 
 use std::path::Path;
 
-use fleet_protocol::config::{ConfigError, ConfigErrors, FleetConfig, parse_mcp_servers_json};
+use fleet_protocol::config::{
+    ConfigError, ConfigErrors, FleetConfig, parse_mcp_servers_json_with_env,
+};
 
-/// Reads and parses an `mcpServers` JSON file (Claude Desktop and Cursor format).
-/// Every error names the file; parse errors name the line, column and key too.
+/// Reads and parses an `mcpServers` JSON file (Claude Desktop and Cursor format) or a VS Code
+/// `servers` file, with `${env:NAME}` taken from mcp-fleet's environment. Every error names the
+/// file; parse errors name the line, column and key too.
 pub fn load(path: &Path) -> Result<FleetConfig, ConfigErrors> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -17,5 +20,5 @@ pub fn load(path: &Path) -> Result<FleetConfig, ConfigErrors> {
             message: format!("cannot read the file: {e}"),
         }])
     })?;
-    parse_mcp_servers_json(&source, &text)
+    parse_mcp_servers_json_with_env(&source, &text, &|name| std::env::var(name).ok())
 }

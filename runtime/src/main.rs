@@ -1,5 +1,6 @@
 //! The `mcp-fleet` binary: `mcp-fleet run --config FILE [--listen ADDR]`: the fleet, its MCP
-//! gateway at `/mcp` and its metrics at `/metrics`.
+//! gateway at `/mcp` and its metrics at `/metrics`; `mcp-fleet check --config FILE` validates a
+//! config without starting anything.
 //!
 //! Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error, 1 for a runtime
 //! failure (the listen address cannot be bound, the recorder cannot be installed).
@@ -45,6 +46,13 @@ enum Command {
         #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
         session_ttl: u64,
     },
+    /// Check a config file without starting anything: exit 0 if it is valid, 2 with every
+    /// problem (file, line, column, key) if not.
+    Check {
+        /// An `mcpServers` JSON file (Claude Desktop, Cursor) or a VS Code `servers` file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 /// jemalloc gives memory freed by ended sessions back to the OS; glibc's malloc keeps it.
@@ -69,6 +77,32 @@ fn main() -> ExitCode {
             allow_hosts,
             session_ttl,
         } => runtime.block_on(run(config, listen, allow_hosts, session_ttl)),
+        Command::Check { config } => check(&config),
+    }
+}
+
+/// `mcp-fleet check`: the servers the file would run, or every problem in it.
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: valid; {} server(s) to run, {} disabled",
+                path.display(),
+                c.servers.len(),
+                c.disabled.len()
+            );
+            for s in &c.servers {
+                println!("  {:<20} {}", s.name, s.command_line());
+            }
+            for name in &c.disabled {
+                println!("  {name:<20} (disabled)");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -195,3 +195,72 @@ async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could()
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn check_validates_claude_desktop_and_vs_code_configs_without_starting_anything() {
+    // The example of the MCP documentation ("Connect to local MCP servers"), unchanged.
+    let claude = write_config(
+        r#"{
+  "mcpServers": {
+    "filesystem": {
+      "command": "npx",
+      "args": [
+        "-y",
+        "@modelcontextprotocol/server-filesystem",
+        "/Users/username/Desktop",
+        "/Users/username/Downloads"
+      ]
+    }
+  }
+}"#,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["check", "--config"])
+        .arg(&claude.0)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("1 server(s) to run"), "{stdout}");
+    assert!(
+        stdout.contains("npx -y @modelcontextprotocol/server-filesystem /Users/username/Desktop"),
+        "{stdout}"
+    );
+
+    // VS Code's form, with `${env:..}` from mcp-fleet's own environment.
+    let vscode = write_config(
+        r#"{ "servers": { "gh": { "type": "stdio", "command": "${env:FLEET_TEST_BIN}", "args": ["--token", "${env:FLEET_TEST_TOKEN}"] } } }"#,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["check", "--config"])
+        .arg(&vscode.0)
+        .env("FLEET_TEST_BIN", "/opt/gh-server")
+        .env("FLEET_TEST_TOKEN", "abc")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("/opt/gh-server --token abc"), "{stdout}");
+
+    // Without the variables: exit 2, naming file, line, key and variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["check", "--config"])
+        .arg(&vscode.0)
+        .env_remove("FLEET_TEST_BIN")
+        .env_remove("FLEET_TEST_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:1:16: `servers.gh.command`: environment variable `FLEET_TEST_BIN` is not set",
+            vscode.0.display()
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
