@@ -137,6 +137,44 @@ pub struct FleetConfig {
     pub disabled: Vec<String>,
 }
 
+/// What a reload must do to go from one config to the next. Servers are matched by name; a
+/// server whose spec changed in any way (command, arguments, environment, restart policy) is
+/// `changed`, and is the only kind that is restarted. A server that became disabled is
+/// `removed`; one that became enabled is `added`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigDiff {
+    pub added: Vec<ServerSpec>,
+    pub removed: Vec<String>,
+    pub changed: Vec<ServerSpec>,
+    pub unchanged: Vec<String>,
+}
+
+impl ConfigDiff {
+    /// Compares the running servers with the new config's, in the new config's order (removed
+    /// ones in the old order).
+    pub fn between(old: &[ServerSpec], new: &[ServerSpec]) -> ConfigDiff {
+        let mut diff = ConfigDiff::default();
+        for spec in new {
+            match old.iter().find(|o| o.name == spec.name) {
+                None => diff.added.push(spec.clone()),
+                Some(o) if o != spec => diff.changed.push(spec.clone()),
+                Some(_) => diff.unchanged.push(spec.name.clone()),
+            }
+        }
+        for o in old {
+            if !new.iter().any(|n| n.name == o.name) {
+                diff.removed.push(o.name.clone());
+            }
+        }
+        diff
+    }
+
+    /// Whether the reload has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
 /// One problem in a configuration source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -558,6 +596,21 @@ mod tests {
         let input = r#"{"servers": {"a": {"command": "x", "args": ["${input:key}"]}}}"#;
         let errs = parse_mcp_servers_json("x", input).unwrap_err();
         assert_eq!(errs.0[0].key, "servers.a.args[0]");
+    }
+
+    #[test]
+    fn a_diff_restarts_only_what_changed() {
+        let a = ServerSpec::stdio("a", "x", ["1"]);
+        let b = ServerSpec::stdio("b", "x", ["1"]);
+        let c = ServerSpec::stdio("c", "x", ["1"]);
+        let b2 = ServerSpec::stdio("b", "x", ["2"]);
+        let d = ServerSpec::stdio("d", "x", [] as [&str; 0]);
+        let diff = ConfigDiff::between(&[a.clone(), b, c], &[a, b2.clone(), d.clone()]);
+        assert_eq!(diff.unchanged, ["a"]);
+        assert_eq!(diff.changed, [b2]);
+        assert_eq!(diff.added, [d]);
+        assert_eq!(diff.removed, ["c"]);
+        assert!(ConfigDiff::between(&diff.changed, &diff.changed).is_empty());
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //!   environment) and turns their errors into messages naming file, line and key.
 //! - [`http`]: the HTTP listener: `/metrics` in the Prometheus text format.
 //! - [`telemetry`]: logging (`RUST_LOG`) and the Prometheus recorder.
+//! - [`reload`]: applies a config diff to the running fleet, restarting only what changed.
 //!
 //! Architecture invariant: runtime holds no policy of its own; it composes actors and serves.
 
 pub mod config;
 pub mod http;
 pub mod mcp_http;
+pub mod reload;
 pub mod system;
 pub mod telemetry;
 

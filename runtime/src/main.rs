@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
-use fleet_runtime::{Fleet, FleetOptions, config, http, mcp_http, telemetry};
+use fleet_runtime::{Fleet, FleetOptions, config, http, mcp_http, reload, telemetry};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every server of a config file and serve /metrics until SIGINT or SIGTERM.
+    /// Run every server of a config file and serve /mcp and /metrics until SIGINT or SIGTERM;
+    /// SIGHUP reloads the config, restarting only the servers whose entry changed.
     Run {
         /// An `mcpServers` JSON file, as Claude Desktop and Cursor write it.
         #[arg(long, short)]
@@ -106,6 +107,43 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// SIGHUP: reads the config again and applies what changed. A config with errors changes
+/// nothing: the errors are logged and the running servers keep running.
+async fn reload(
+    fleet: &Fleet,
+    path: &std::path::Path,
+    running: &mut Vec<fleet_protocol::ServerSpec>,
+) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(error = %e, "reload refused; the running servers are kept");
+            }
+            return;
+        }
+    };
+    let diff = fleet_protocol::config::ConfigDiff::between(running, &config.servers);
+    if diff.is_empty() {
+        tracing::info!(servers = running.len(), "reload: nothing changed");
+        return;
+    }
+    let report = reload::apply(&fleet.server_manager, &diff).await;
+    tracing::info!(
+        started = ?report.started,
+        restarted = ?report.restarted,
+        stopped = ?report.stopped,
+        unchanged = diff.unchanged.len(),
+        took_ms = report.took.as_millis() as u64,
+        "reload applied"
+    );
+    for (server, error) in &report.failed {
+        tracing::error!(%server, %error, "reload: server did not start or stop");
+    }
+    *running = config.servers;
+}
+
 /// The environment variable holding the bearer token clients of `/mcp` must send, if set.
 const TOKEN_VAR: &str = "MCP_FLEET_TOKEN";
 
@@ -136,9 +174,10 @@ async fn run(
             return ExitCode::from(1);
         }
     };
-    let (Ok(mut sigint), Ok(mut sigterm)) = (
+    let (Ok(mut sigint), Ok(mut sigterm), Ok(mut sighup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         eprintln!("mcp-fleet: cannot install signal handlers");
         return ExitCode::from(1);
@@ -175,6 +214,7 @@ async fn run(
         tracing::info!(server = %name, "disabled in the config; not started");
     }
 
+    let mut running = config.servers.clone();
     let launch = fleet.supervisor.ask(LaunchFleet {
         specs: config.servers,
     });
@@ -190,9 +230,13 @@ async fn run(
                 }
                 Err(e) => tracing::error!(error = ?e, "fleet launch failed"),
             }
-            tokio::select! {
-                _ = sigint.recv() => "SIGINT",
-                _ = sigterm.recv() => "SIGTERM",
+            // A SIGHUP that came during the launch is kept by the stream and handled now.
+            loop {
+                tokio::select! {
+                    _ = sigint.recv() => break "SIGINT",
+                    _ = sigterm.recv() => break "SIGTERM",
+                    _ = sighup.recv() => reload(&fleet, &config_path, &mut running).await,
+                }
             }
         }
         _ = sigint.recv() => "SIGINT",

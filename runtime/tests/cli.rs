@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{http_get, pids_with, sigterm, spawn_fleet, wait_for, write_config};
+use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -263,4 +264,87 @@ async fn check_validates_claude_desktop_and_vs_code_configs_without_starting_any
         "{err}"
     );
     assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn sighup_restarts_only_the_server_whose_entry_changed_and_sessions_go_on() {
+    let bin = mcp_reference_server::binary_path();
+    let marker = format!("cli-hup-{}", std::process::id());
+    let entry = |name: &str, tag: &str| {
+        format!(
+            r#""{name}": {{ "command": "{}", "args": ["--name", "{marker}-{name}-{tag}"] }}"#,
+            bin.display()
+        )
+    };
+    let text = |b_tag: &str, extra: &str| {
+        format!(
+            "{{ \"mcpServers\": {{ {}, {}{extra} }} }}",
+            entry("a", "v1"),
+            entry("b", b_tag)
+        )
+    };
+    let config = write_config(&text("v1", ""));
+    let (mut child, port) = spawn_fleet(&config.0, Stdio::null());
+    wait_for(Duration::from_secs(30), "a and b up", || async {
+        let body = common::scrape(port).await?;
+        (body.contains(r#"mcp_fleet_up{server="a"} 1"#)
+            && body.contains(r#"mcp_fleet_up{server="b"} 1"#))
+        .then_some(())
+    })
+    .await;
+    let a_pids = pids_with(&format!("{marker}-a-v1"));
+    assert_eq!(a_pids.len(), 1);
+    let session = common::McpSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
+    let echo = |msg: &str| json!({"name": "a__echo", "arguments": {"message": msg}});
+    assert_eq!(
+        session.call("tools/call", echo("before")).await["result"]["content"][0]["text"],
+        "before"
+    );
+
+    // b's arguments change and c is added: SIGHUP.
+    std::fs::write(&config.0, text("v2", &format!(", {}", entry("c", "v1")))).unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "b restarted, c started",
+        || async {
+            (pids_with(&format!("{marker}-b-v1")).is_empty()
+                && pids_with(&format!("{marker}-b-v2")).len() == 1
+                && pids_with(&format!("{marker}-c-v1")).len() == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        pids_with(&format!("{marker}-a-v1")),
+        a_pids,
+        "a was not touched"
+    );
+    // The session opened before the reload goes on.
+    assert_eq!(
+        session.call("tools/call", echo("after")).await["result"]["content"][0]["text"],
+        "after"
+    );
+
+    // c is removed: only c stops.
+    std::fs::write(&config.0, text("v2", "")).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(Duration::from_secs(30), "c stopped", || async {
+        pids_with(&format!("{marker}-c-v1"))
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(pids_with(&format!("{marker}-a-v1")), a_pids);
+    assert_eq!(pids_with(&format!("{marker}-b-v2")).len(), 1);
+
+    let status = sigterm(&mut child, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    wait_for(Duration::from_secs(5), "no server left", || async {
+        pids_with(&marker).is_empty().then_some(())
+    })
+    .await;
 }
