@@ -5,11 +5,13 @@
 //! - [`config`]: reads configuration files (the only crate that touches files and the
 //!   environment) and turns their errors into messages naming file, line and key.
 //! - [`http`]: the HTTP listener: `/metrics` in the Prometheus text format.
+//! - [`admin`]: the admin API (`/healthz`, `/readyz`, `/api/servers...`).
 //! - [`telemetry`]: logging (`RUST_LOG`) and the Prometheus recorder.
 //! - [`reload`]: applies a config diff to the running fleet, restarting only what changed.
 //!
 //! Architecture invariant: runtime holds no policy of its own; it composes actors and serves.
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod mcp_http;

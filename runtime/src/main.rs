@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
-use fleet_runtime::{Fleet, FleetOptions, config, http, mcp_http, reload, telemetry};
+use fleet_runtime::{Fleet, FleetOptions, admin, config, http, mcp_http, reload, telemetry};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -107,6 +107,10 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+fn names(specs: &[fleet_protocol::ServerSpec]) -> Vec<String> {
+    specs.iter().map(|s| s.name.clone()).collect()
+}
+
 /// SIGHUP: reads the config again and applies what changed. A config with errors changes
 /// nothing: the errors are logged and the running servers keep running.
 async fn reload(
@@ -160,6 +164,14 @@ async fn run(
             return ExitCode::from(2);
         }
     };
+    // The admin API can start and stop processes: beyond loopback it needs a token.
+    let token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    if !listen.ip().is_loopback() && token.is_none() {
+        eprintln!(
+            "mcp-fleet: listening on {listen}, beyond loopback, needs a bearer token: set {TOKEN_VAR}"
+        );
+        return ExitCode::from(2);
+    }
     let prometheus = match telemetry::install_prometheus() {
         Ok(h) => h,
         Err(e) => {
@@ -187,10 +199,7 @@ async fn run(
     options.gateway.session_idle_ttl = std::time::Duration::from_secs(session_ttl);
     let mut mcp_config = mcp_http::McpHttpConfig::default();
     mcp_config.allowed_hosts.extend(allow_hosts);
-    mcp_config.bearer_token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
-    if !listen.ip().is_loopback() && mcp_config.bearer_token.is_none() {
-        tracing::warn!(%listen, "listening beyond loopback without a bearer token (set {TOKEN_VAR})");
-    }
+    mcp_config.bearer_token = token;
     // Children of an earlier instance that was killed before it could stop them.
     for orphan in fleet_server_manager::sweep_orphans(&options.server_manager.instance_id) {
         tracing::warn!(
@@ -202,8 +211,16 @@ async fn run(
     }
     let fleet = Fleet::start(options).await;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (enabled_tx, enabled) = tokio::sync::watch::channel(names(&config.servers));
+    let admin = admin::router(
+        fleet.server_manager.clone(),
+        enabled,
+        std::sync::Arc::new(mcp_config.clone()),
+    );
     let router = http::count_responses(
-        http::router(prometheus).merge(mcp_http::router(fleet.gateway.clone(), mcp_config)),
+        http::router(prometheus)
+            .merge(mcp_http::router(fleet.gateway.clone(), mcp_config))
+            .merge(admin),
         fleet.metrics.clone().recipient(),
     );
     let server = tokio::spawn(http::serve(listener, router, async {
@@ -235,7 +252,10 @@ async fn run(
                 tokio::select! {
                     _ = sigint.recv() => break "SIGINT",
                     _ = sigterm.recv() => break "SIGTERM",
-                    _ = sighup.recv() => reload(&fleet, &config_path, &mut running).await,
+                    _ = sighup.recv() => {
+                        reload(&fleet, &config_path, &mut running).await;
+                        enabled_tx.send_replace(names(&running));
+                    }
                 }
             }
         }

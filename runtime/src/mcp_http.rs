@@ -110,7 +110,7 @@ fn rpc_error_response(status: StatusCode, id: Option<RequestId>, error: ErrorObj
 }
 
 /// A request turned away before the gateway sees it (boxed: the rare path).
-type Rejection = Box<Response>;
+pub(crate) type Rejection = Box<Response>;
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -126,7 +126,7 @@ fn host_name(authority: &str) -> String {
     a.split(':').next().unwrap_or(&a).to_string()
 }
 
-fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
+pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
     if config.allowed_hosts.is_empty() {
         return Ok(());
     }
@@ -163,7 +163,7 @@ fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejec
     Ok(())
 }
 
-fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
+pub(crate) fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
     let Some(token) = &config.bearer_token else {
         return Ok(());
     };

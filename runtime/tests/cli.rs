@@ -95,6 +95,18 @@ async fn a_bad_config_names_file_line_and_key_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}:1:", syntax.0.display())));
 
+    // Beyond loopback, the admin API would be open to the network: refused without a token.
+    let good = write_config("{ \"mcpServers\": {} }");
+    let open = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--listen", "0.0.0.0:0", "--config"])
+        .arg(&good.0)
+        .env_remove("MCP_FLEET_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(open.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&open.stderr).contains("needs a bearer token"));
+
     let missing = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
         .args(["run", "--config", "/no/such/config.json"])
         .output()
@@ -347,4 +359,107 @@ async fn sighup_restarts_only_the_server_whose_entry_changed_and_sessions_go_on(
         pids_with(&marker).is_empty().then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_admin_api_reports_restarts_and_guards_itself() {
+    let bin = mcp_reference_server::binary_path();
+    let marker = format!("cli-admin-{}", std::process::id());
+    let config = write_config(&format!(
+        r#"{{ "mcpServers": {{
+    "a": {{ "command": "{bin}", "args": ["--name", "{marker}-a"], "env": {{"MCP_REF_LOG_REQUESTS": "1"}} }},
+    "broken": {{ "command": "/no/such/server" }}
+}} }}"#,
+        bin = bin.display()
+    ));
+    let (mut child, port) = common::spawn_fleet_with(
+        &config.0,
+        Stdio::null(),
+        &[],
+        &[("MCP_FLEET_TOKEN", "s3cret")],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).bearer_auth("s3cret");
+
+    // Ready once `a` serves and `broken` has failed (a terminal state).
+    let ready = wait_for(Duration::from_secs(30), "/readyz 200", || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        (r.status() == 200).then_some(())?;
+        r.json::<serde_json::Value>().await.ok()
+    })
+    .await;
+    assert_eq!(ready, json!({"status": "ready", "servers": 2}));
+    let alive = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(alive.status(), 200);
+
+    let servers: serde_json::Value = get("/api/servers")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let states: Vec<(&str, &str)> = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("a", "ready"), ("broken", "failed")]);
+    let a: serde_json::Value = get("/api/servers/a")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pid = a["pid"].as_u64().unwrap();
+    assert_eq!(a["handshake"]["tools"].as_array().unwrap().len(), 3);
+
+    let missing = get("/api/servers/nope").send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"], "no server named `nope`");
+
+    // The guards: a token, and a Host that is ours.
+    let no_token = http
+        .get(format!("{base}/api/servers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+    let rebinding = get("/api/servers")
+        .header("host", "evil.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebinding.status(), 403);
+
+    // A restart on request: a new pid, and the old process is gone.
+    let restarted = http
+        .post(format!("{base}/api/servers/a/restart"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restarted.status(), 200);
+    let restarted: serde_json::Value = restarted.json().await.unwrap();
+    assert_eq!(restarted["state"], "ready");
+    assert_ne!(restarted["pid"].as_u64().unwrap(), pid);
+    assert_eq!(pids_with(&format!("{marker}-a")).len(), 1);
+
+    let logs: serde_json::Value = get("/api/servers/a/logs?lines=5")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(logs["lines"].as_array().unwrap().len() <= 5, "{logs}");
+
+    let status = sigterm(&mut child, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
 }

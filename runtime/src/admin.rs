@@ -1,0 +1,179 @@
+//! The admin API, in JSON, on the listen address beside `/mcp` and `/metrics`:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 `{"status":"alive"}` while the process serves HTTP |
+//! | `GET /readyz` | 200 when every enabled server of the config is ready (or unhealthy) or in a terminal state (stopped, failed); 503 with the servers still on their way otherwise |
+//! | `GET /api/servers` | every server's status |
+//! | `GET /api/servers/{name}` | one server's status; 404 if there is none |
+//! | `GET /api/servers/{name}/logs?lines=N` | the newest N (default 200) lines of its stderr ring |
+//! | `POST /api/servers/{name}/restart` | stops it and starts it again; its status once ready |
+//!
+//! The same guards as `/mcp` apply to `/api/*`: the `Host` and `Origin` checks (a web page must
+//! not reach the admin API through DNS rebinding) and the bearer token when one is set.
+//! Errors are `{"error": "..."}` with a 4xx or 5xx status.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fleet_protocol::FleetError;
+use fleet_protocol::messages::server::{
+    GetServerLogs, GetServerStatus, ListServers, RestartServer,
+};
+use fleet_server_manager::ServerManager;
+use kameo::actor::ActorRef;
+use kameo::error::SendError;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::mcp_http::{McpHttpConfig, Rejection, check_auth, check_origin};
+
+#[derive(Clone)]
+struct AdminState {
+    manager: ActorRef<ServerManager>,
+    /// The enabled servers of the config now in force (updated by reloads).
+    enabled: watch::Receiver<Vec<String>>,
+    guard: Arc<McpHttpConfig>,
+}
+
+/// The routes above. `enabled` names the servers `/readyz` waits for.
+pub fn router(
+    manager: ActorRef<ServerManager>,
+    enabled: watch::Receiver<Vec<String>>,
+    guard: Arc<McpHttpConfig>,
+) -> Router {
+    let state = AdminState {
+        manager,
+        enabled,
+        guard,
+    };
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({"status": "alive"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/api/servers", get(list))
+        .route("/api/servers/{name}", get(one))
+        .route("/api/servers/{name}/logs", get(logs))
+        .route("/api/servers/{name}/restart", post(restart))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// A failed ask as an HTTP error: an unknown server is 404, the rest 500 or 503.
+fn ask_error<M>(e: SendError<M, FleetError>) -> Response {
+    match e {
+        SendError::HandlerError(FleetError::UnknownServer { name }) => {
+            error(StatusCode::NOT_FOUND, format!("no server named `{name}`"))
+        }
+        SendError::HandlerError(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        other => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the server manager is unavailable: {other}"),
+        ),
+    }
+}
+
+fn guard(state: &AdminState, headers: &HeaderMap) -> Result<(), Rejection> {
+    check_origin(&state.guard, headers)?;
+    check_auth(&state.guard, headers)
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let Ok(servers) = state.manager.ask(ListServers).await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server manager is unavailable",
+        );
+    };
+    let enabled = state.enabled.borrow().clone();
+    let waiting: Vec<&str> = enabled
+        .iter()
+        .filter(|name| {
+            !servers
+                .iter()
+                .any(|s| &s.name == *name && (s.state.is_serving() || s.state.is_terminal()))
+        })
+        .map(String::as_str)
+        .collect();
+    if waiting.is_empty() {
+        Json(json!({"status": "ready", "servers": enabled.len()})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting", "waiting_for": waiting})),
+        )
+            .into_response()
+    }
+}
+
+async fn list(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    match state.manager.ask(ListServers).await {
+        Ok(servers) => Json(servers).into_response(),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server manager is unavailable",
+        ),
+    }
+}
+
+async fn one(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    match state.manager.ask(GetServerStatus { name }).await {
+        Ok(status) => Json(status).into_response(),
+        Err(e) => ask_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LogsQuery {
+    lines: Option<usize>,
+}
+
+async fn logs(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    let max_lines = q.lines.unwrap_or(200).min(100_000);
+    match state.manager.ask(GetServerLogs { name, max_lines }).await {
+        Ok(lines) => Json(json!({ "lines": lines })).into_response(),
+        Err(e) => ask_error(e),
+    }
+}
+
+async fn restart(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    match state.manager.ask(RestartServer { name }).await {
+        Ok(status) => Json(status).into_response(),
+        Err(e) => ask_error(e),
+    }
+}
