@@ -8,6 +8,7 @@
 //! | `GET /api/servers/{name}` | one server's status; 404 if there is none |
 //! | `GET /api/servers/{name}/logs?lines=N` | the newest N (default 200) lines of its stderr ring |
 //! | `POST /api/servers/{name}/restart` | stops it and starts it again; its status once ready |
+//! | `POST /api/reload` | reads the config file again and restarts only the servers whose entry changed (as SIGHUP does); the report, or 422 with every error of the file |
 //!
 //! The same guards as `/mcp` apply to `/api/*`: the `Host` and `Origin` checks (a web page must
 //! not reach the admin API through DNS rebinding) and the bearer token when one is set.
@@ -32,24 +33,27 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::mcp_http::{McpHttpConfig, Rejection, check_auth, check_origin};
+use crate::reload::Reloader;
 
 #[derive(Clone)]
 struct AdminState {
     manager: ActorRef<ServerManager>,
     /// The enabled servers of the config now in force (updated by reloads).
     enabled: watch::Receiver<Vec<String>>,
+    reloader: Arc<Reloader>,
     guard: Arc<McpHttpConfig>,
 }
 
-/// The routes above. `enabled` names the servers `/readyz` waits for.
+/// The routes above. The reloader's config names the servers `/readyz` waits for.
 pub fn router(
     manager: ActorRef<ServerManager>,
-    enabled: watch::Receiver<Vec<String>>,
+    reloader: Arc<Reloader>,
     guard: Arc<McpHttpConfig>,
 ) -> Router {
     let state = AdminState {
         manager,
-        enabled,
+        enabled: reloader.enabled(),
+        reloader,
         guard,
     };
     Router::new()
@@ -62,6 +66,7 @@ pub fn router(
         .route("/api/servers/{name}", get(one))
         .route("/api/servers/{name}/logs", get(logs))
         .route("/api/servers/{name}/restart", post(restart))
+        .route("/api/reload", post(reload))
         .with_state(state)
 }
 
@@ -175,5 +180,22 @@ async fn restart(
     match state.manager.ask(RestartServer { name }).await {
         Ok(status) => Json(status).into_response(),
         Err(e) => ask_error(e),
+    }
+}
+
+async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    match state.reloader.reload().await {
+        Ok(report) => Json(report).into_response(),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": "the config has errors; nothing was changed",
+                "errors": errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
     }
 }

@@ -107,45 +107,16 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn names(specs: &[fleet_protocol::ServerSpec]) -> Vec<String> {
-    specs.iter().map(|s| s.name.clone()).collect()
-}
-
 /// SIGHUP: reads the config again and applies what changed. A config with errors changes
 /// nothing: the errors are logged and the running servers keep running.
-async fn reload(
-    fleet: &Fleet,
-    path: &std::path::Path,
-    running: &mut Vec<fleet_protocol::ServerSpec>,
-) {
+async fn reload(reloader: &reload::Reloader, path: &std::path::Path) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
-    let config = match config::load(path) {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in &errors.0 {
-                tracing::error!(error = %e, "reload refused; the running servers are kept");
-            }
-            return;
+    // The reloader logs what it did; a refused file is logged here.
+    if let Err(errors) = reloader.reload().await {
+        for e in &errors.0 {
+            tracing::error!(error = %e, "reload refused; the running servers are kept");
         }
-    };
-    let diff = fleet_protocol::config::ConfigDiff::between(running, &config.servers);
-    if diff.is_empty() {
-        tracing::info!(servers = running.len(), "reload: nothing changed");
-        return;
     }
-    let report = reload::apply(&fleet.server_manager, &diff).await;
-    tracing::info!(
-        started = ?report.started,
-        restarted = ?report.restarted,
-        stopped = ?report.stopped,
-        unchanged = diff.unchanged.len(),
-        took_ms = report.took.as_millis() as u64,
-        "reload applied"
-    );
-    for (server, error) in &report.failed {
-        tracing::error!(%server, %error, "reload: server did not start or stop");
-    }
-    *running = config.servers;
 }
 
 /// The environment variable holding the bearer token clients of `/mcp` must send, if set.
@@ -211,10 +182,14 @@ async fn run(
     }
     let fleet = Fleet::start(options).await;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (enabled_tx, enabled) = tokio::sync::watch::channel(names(&config.servers));
+    let reloader = std::sync::Arc::new(reload::Reloader::new(
+        config_path.clone(),
+        fleet.server_manager.clone(),
+        config.servers.clone(),
+    ));
     let admin = admin::router(
         fleet.server_manager.clone(),
-        enabled,
+        reloader.clone(),
         std::sync::Arc::new(mcp_config.clone()),
     );
     let router = http::count_responses(
@@ -231,7 +206,6 @@ async fn run(
         tracing::info!(server = %name, "disabled in the config; not started");
     }
 
-    let mut running = config.servers.clone();
     let launch = fleet.supervisor.ask(LaunchFleet {
         specs: config.servers,
     });
@@ -252,10 +226,7 @@ async fn run(
                 tokio::select! {
                     _ = sigint.recv() => break "SIGINT",
                     _ = sigterm.recv() => break "SIGTERM",
-                    _ = sighup.recv() => {
-                        reload(&fleet, &config_path, &mut running).await;
-                        enabled_tx.send_replace(names(&running));
-                    }
+                    _ = sighup.recv() => reload(&reloader, &config_path).await,
                 }
             }
         }

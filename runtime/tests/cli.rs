@@ -449,6 +449,50 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
     assert_ne!(restarted["pid"].as_u64().unwrap(), pid);
     assert_eq!(pids_with(&format!("{marker}-a")).len(), 1);
 
+    // POST /api/reload: a file with errors changes nothing (422, every error listed)...
+    let original = std::fs::read_to_string(&config.0).unwrap();
+    std::fs::write(&config.0, "{ \"mcpServers\": { \"a\": {} } }").unwrap();
+    let post = |path: &str| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth("s3cret")
+            .send()
+    };
+    let refused = post("/api/reload").await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let refused: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        refused["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("mcpServers.a"),
+        "{refused}"
+    );
+    // ... and a new server is started, the others untouched.
+    let a_pid = restarted["pid"].as_u64().unwrap();
+    std::fs::write(
+        &config.0,
+        original.replace(
+            r#""broken""#,
+            &format!(
+                r#""b": {{ "command": "{}", "args": ["--name", "{marker}-b"] }}, "broken""#,
+                bin.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let report: serde_json::Value = post("/api/reload").await.unwrap().json().await.unwrap();
+    assert_eq!(report["started"], json!(["b"]), "{report}");
+    assert_eq!(report["unchanged"], json!(["a", "broken"]), "{report}");
+    let a: serde_json::Value = get("/api/servers/a")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["pid"].as_u64(), Some(a_pid));
+    assert_eq!(pids_with(&format!("{marker}-b")).len(), 1);
+
     let logs: serde_json::Value = get("/api/servers/a/logs?lines=5")
         .send()
         .await
