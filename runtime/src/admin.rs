@@ -8,6 +8,8 @@
 //! | `GET /api/servers/{name}` | one server's status; 404 if there is none |
 //! | `GET /api/servers/{name}/logs?lines=N` | the newest N (default 200) lines of its stderr ring |
 //! | `POST /api/servers/{name}/restart` | stops it and starts it again; its status once ready |
+//! | `POST /api/servers` | adds a server: `{"name": .., "command": .., "args": [..], "env": {..}, "cwd": ..}` (an `mcpServers` entry and its name); kept in the state file, so it is back after a restart; 201 with its status once launched, 409 if the name exists, 400 naming every problem |
+//! | `DELETE /api/servers/{name}` | stops a server and removes it, from the config's servers too (kept in the state file); 404 if there is none |
 //! | `POST /api/reload` | reads the config file again and restarts only the servers whose entry changed (as SIGHUP does); the report, or 422 with every error of the file |
 //!
 //! The same guards as `/mcp` apply to `/api/*`: the `Host` and `Origin` checks (a web page must
@@ -33,7 +35,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::mcp_http::{McpHttpConfig, Rejection, check_auth, check_origin};
-use crate::reload::Reloader;
+use crate::reload::{ChangeError, Reloader};
 
 #[derive(Clone)]
 struct AdminState {
@@ -62,8 +64,8 @@ pub fn router(
             get(|| async { Json(json!({"status": "alive"})) }),
         )
         .route("/readyz", get(readyz))
-        .route("/api/servers", get(list))
-        .route("/api/servers/{name}", get(one))
+        .route("/api/servers", get(list).post(add))
+        .route("/api/servers/{name}", get(one).delete(remove))
         .route("/api/servers/{name}/logs", get(logs))
         .route("/api/servers/{name}/restart", post(restart))
         .route("/api/reload", post(reload))
@@ -197,5 +199,95 @@ async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response
             })),
         )
             .into_response(),
+    }
+}
+
+fn change_error(e: ChangeError) -> Response {
+    let status = match &e {
+        ChangeError::Exists(_) => StatusCode::CONFLICT,
+        ChangeError::Unknown(_) => StatusCode::NOT_FOUND,
+        ChangeError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+/// The spec of a `POST /api/servers` body: its `name`, and the rest read as an `mcpServers`
+/// entry by the config parser, so the API accepts and checks exactly what a config file does.
+fn spec_from_body(body: serde_json::Value) -> Result<fleet_protocol::ServerSpec, Vec<String>> {
+    let serde_json::Value::Object(mut entry) = body else {
+        return Err(vec!["the body must be a JSON object".into()]);
+    };
+    let name = match entry.remove("name") {
+        Some(serde_json::Value::String(n)) => n,
+        _ => return Err(vec!["`name` (a string) is required".into()]),
+    };
+    let mut servers = serde_json::Map::new();
+    servers.insert(name, serde_json::Value::Object(entry));
+    let text = json!({ "mcpServers": servers }).to_string();
+    let config =
+        fleet_protocol::config::parse_mcp_servers_json_with_env("request body", &text, &|var| {
+            std::env::var(var).ok()
+        })
+        .map_err(|errors| {
+            errors
+                .0
+                .iter()
+                .map(|e| format!("`{}`: {}", e.key, e.message))
+                .collect::<Vec<_>>()
+        })?;
+    config
+        .servers
+        .into_iter()
+        .next()
+        .ok_or_else(|| vec!["a disabled server cannot be added".into()])
+}
+
+async fn add(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: Option<Json<serde_json::Value>>,
+) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be JSON (Content-Type: application/json)",
+        );
+    };
+    let spec = match spec_from_body(body) {
+        Ok(spec) => spec,
+        Err(errors) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "the server is not valid", "errors": errors})),
+            )
+                .into_response();
+        }
+    };
+    match state.reloader.add(spec).await {
+        Ok(Ok(status)) => (StatusCode::CREATED, Json(status)).into_response(),
+        // Added (and kept), but it did not start: say so, as a config file's server would.
+        Ok(Err(e)) => (
+            StatusCode::CREATED,
+            Json(json!({"added": true, "started": false, "error": e.to_string()})),
+        )
+            .into_response(),
+        Err(e) => change_error(e),
+    }
+}
+
+async fn remove(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    match state.reloader.remove(&name).await {
+        Ok(()) => Json(json!({"removed": name})).into_response(),
+        Err(e) => change_error(e),
     }
 }

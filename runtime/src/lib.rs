@@ -8,6 +8,7 @@
 //! - [`admin`]: the admin API (`/healthz`, `/readyz`, `/api/servers...`).
 //! - [`telemetry`]: logging (`RUST_LOG`) and the Prometheus recorder.
 //! - [`reload`]: applies a config diff to the running fleet, restarting only what changed.
+//! - [`state`]: the changes made at runtime, kept across restarts in an atomically written file.
 //!
 //! Architecture invariant: runtime holds no policy of its own; it composes actors and serves.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod mcp_http;
 pub mod reload;
+pub mod state;
 pub mod system;
 pub mod telemetry;
 

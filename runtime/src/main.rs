@@ -46,6 +46,10 @@ enum Command {
         /// End a client session after this many seconds without a request.
         #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
         session_ttl: u64,
+        /// Where servers added or removed through the admin API are kept across restarts
+        /// (default: beside the config, `NAME.state.json` for `NAME.json`).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// Check a config file without starting anything: exit 0 if it is valid, 2 with every
     /// problem (file, line, column, key) if not.
@@ -77,7 +81,11 @@ fn main() -> ExitCode {
             listen,
             allow_hosts,
             session_ttl,
-        } => runtime.block_on(run(config, listen, allow_hosts, session_ttl)),
+            state,
+        } => {
+            let state = state.unwrap_or_else(|| fleet_runtime::state::default_path(&config));
+            runtime.block_on(run(config, state, listen, allow_hosts, session_ttl))
+        }
         Command::Check { config } => check(&config),
     }
 }
@@ -124,6 +132,7 @@ const TOKEN_VAR: &str = "MCP_FLEET_TOKEN";
 
 async fn run(
     config_path: PathBuf,
+    state_path: PathBuf,
     listen: SocketAddr,
     allow_hosts: Vec<String>,
     session_ttl: u64,
@@ -132,6 +141,13 @@ async fn run(
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let changes = match fleet_runtime::state::RuntimeChanges::load(&state_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -182,11 +198,22 @@ async fn run(
     }
     let fleet = Fleet::start(options).await;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    if !changes.added.is_empty() || !changes.removed.is_empty() {
+        tracing::info!(
+            state = %state_path.display(),
+            added = ?changes.added.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            removed = ?changes.removed,
+            "changes made at runtime before the last stop apply over the config"
+        );
+    }
     let reloader = std::sync::Arc::new(reload::Reloader::new(
         config_path.clone(),
+        state_path,
         fleet.server_manager.clone(),
         config.servers.clone(),
+        changes,
     ));
+    let specs = reloader.running().await;
     let admin = admin::router(
         fleet.server_manager.clone(),
         reloader.clone(),
@@ -201,14 +228,12 @@ async fn run(
     let server = tokio::spawn(http::serve(listener, router, async {
         let _ = http_stopped.await;
     }));
-    tracing::info!(%listen, config = %config_path.display(), servers = config.servers.len(), "mcp-fleet running; MCP at http://{listen}/mcp, metrics at /metrics");
+    tracing::info!(%listen, config = %config_path.display(), servers = specs.len(), "mcp-fleet running; MCP at http://{listen}/mcp, metrics at /metrics");
     for name in &config.disabled {
         tracing::info!(server = %name, "disabled in the config; not started");
     }
 
-    let launch = fleet.supervisor.ask(LaunchFleet {
-        specs: config.servers,
-    });
+    let launch = fleet.supervisor.ask(LaunchFleet { specs });
     let signalled = tokio::select! {
         report = launch => {
             match report {

@@ -1,14 +1,19 @@
 //! Reload: apply a [`ConfigDiff`] to the running fleet. Only servers whose spec changed are
 //! restarted (stopped, then launched with the new spec); removed ones are stopped, added ones
 //! launched; unchanged servers, and the client sessions using them, are not touched.
-//! [`Reloader`] is what SIGHUP and `POST /api/reload` share: one reload at a time.
+//! [`Reloader`] is what SIGHUP and the admin API share: the servers in force (the config file's,
+//! with the additions and removals made at runtime, which the state file keeps), changed one
+//! reload, addition or removal at a time.
 
 use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use fleet_protocol::ServerSpec;
 use fleet_protocol::config::{ConfigDiff, ConfigErrors};
+use fleet_protocol::{FleetError, ServerSpec, ServerStatus};
+use kameo::error::SendError;
+
+use crate::state::RuntimeChanges;
 use fleet_protocol::messages::server::{LaunchServer, StopServer};
 use fleet_server_manager::ServerManager;
 use futures::future::join_all;
@@ -25,12 +30,33 @@ pub struct ReloadReport {
     pub took: std::time::Duration,
 }
 
-/// The config file and the servers of the config in force; reloads go through it one at a time.
+/// The servers in force: the config file's, with the changes made at runtime (kept in the state
+/// file) over them. Reloads, additions and removals go through it one at a time.
 pub struct Reloader {
     path: PathBuf,
+    state_path: PathBuf,
     manager: ActorRef<ServerManager>,
-    running: tokio::sync::Mutex<Vec<ServerSpec>>,
+    inner: tokio::sync::Mutex<InForce>,
     enabled: tokio::sync::watch::Sender<Vec<String>>,
+}
+
+struct InForce {
+    /// The config file's enabled servers, as last read.
+    file: Vec<ServerSpec>,
+    changes: RuntimeChanges,
+    /// `changes` applied over `file`: what runs.
+    running: Vec<ServerSpec>,
+}
+
+/// Why an addition or removal was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("a server named `{0}` already exists")]
+    Exists(String),
+    #[error("no server named `{0}`")]
+    Unknown(String),
+    #[error("cannot write the state file: {0}")]
+    State(#[from] std::io::Error),
 }
 
 fn names(specs: &[ServerSpec]) -> Vec<String> {
@@ -38,27 +64,45 @@ fn names(specs: &[ServerSpec]) -> Vec<String> {
 }
 
 impl Reloader {
-    /// `running`: the servers launched from `path` at start.
-    pub fn new(path: PathBuf, manager: ActorRef<ServerManager>, running: Vec<ServerSpec>) -> Self {
+    /// `file`: the config file's servers read at start; `changes`: the state file's.
+    pub fn new(
+        path: PathBuf,
+        state_path: PathBuf,
+        manager: ActorRef<ServerManager>,
+        file: Vec<ServerSpec>,
+        changes: RuntimeChanges,
+    ) -> Self {
+        let running = changes.apply(&file);
         let (enabled, _) = tokio::sync::watch::channel(names(&running));
         Reloader {
             path,
+            state_path,
             manager,
-            running: tokio::sync::Mutex::new(running),
+            inner: tokio::sync::Mutex::new(InForce {
+                file,
+                changes,
+                running,
+            }),
             enabled,
         }
     }
 
-    /// The names of the enabled servers of the config in force, kept current.
+    /// The servers to run now.
+    pub async fn running(&self) -> Vec<ServerSpec> {
+        self.inner.lock().await.running.clone()
+    }
+
+    /// The names of the enabled servers in force, kept current.
     pub fn enabled(&self) -> tokio::sync::watch::Receiver<Vec<String>> {
         self.enabled.subscribe()
     }
 
     /// Reads the file again and applies what changed. A file with errors changes nothing.
     pub async fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
-        let mut running = self.running.lock().await;
+        let mut inner = self.inner.lock().await;
         let config = crate::config::load(&self.path)?;
-        let diff = ConfigDiff::between(&running, &config.servers);
+        let next = inner.changes.apply(&config.servers);
+        let diff = ConfigDiff::between(&inner.running, &next);
         let report = apply(&self.manager, &diff).await;
         tracing::info!(
             started = ?report.started,
@@ -71,9 +115,66 @@ impl Reloader {
         for (server, error) in &report.failed {
             tracing::error!(%server, %error, "reload: server did not start or stop");
         }
-        *running = config.servers;
-        self.enabled.send_replace(names(&running));
+        inner.file = config.servers;
+        inner.running = next;
+        self.enabled.send_replace(names(&inner.running));
         Ok(report)
+    }
+
+    /// Adds a server at runtime: recorded in the state file first (so it is back after a
+    /// crash), then launched. Its launch result is the reply.
+    pub async fn add(
+        &self,
+        spec: ServerSpec,
+    ) -> Result<Result<ServerStatus, FleetError>, ChangeError> {
+        let mut inner = self.inner.lock().await;
+        if inner.running.iter().any(|s| s.name == spec.name) {
+            return Err(ChangeError::Exists(spec.name));
+        }
+        let mut changes = inner.changes.clone();
+        changes.add(spec.clone());
+        changes.save(&self.state_path)?;
+        inner.changes = changes;
+        inner.running = inner.changes.apply(&inner.file);
+        self.enabled.send_replace(names(&inner.running));
+        tracing::info!(server = %spec.name, command = %spec.command_line(), "server added");
+        Ok(self
+            .manager
+            .ask(LaunchServer { spec })
+            .await
+            .map_err(|e| match e {
+                SendError::HandlerError(e) => e,
+                other => FleetError::ActorUnavailable {
+                    actor: "server-manager".into(),
+                    reason: other.to_string(),
+                },
+            }))
+    }
+
+    /// Removes a server at runtime: recorded in the state file, then stopped.
+    pub async fn remove(&self, name: &str) -> Result<(), ChangeError> {
+        let mut inner = self.inner.lock().await;
+        if !inner.running.iter().any(|s| s.name == name) {
+            return Err(ChangeError::Unknown(name.to_owned()));
+        }
+        let in_config = inner.file.iter().any(|s| s.name == name);
+        let mut changes = inner.changes.clone();
+        changes.remove(name, in_config);
+        changes.save(&self.state_path)?;
+        inner.changes = changes;
+        inner.running = inner.changes.apply(&inner.file);
+        self.enabled.send_replace(names(&inner.running));
+        tracing::info!(server = %name, "server removed");
+        if let Err(e) = self
+            .manager
+            .ask(StopServer {
+                name: name.to_owned(),
+            })
+            .await
+        {
+            tracing::warn!(server = %name, error = %e, "the removed server could not be stopped");
+        }
+        Ok(())
     }
 }
 

@@ -507,3 +507,135 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
         .expect("mcp-fleet exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
+    let bin = mcp_reference_server::binary_path();
+    let marker = format!("cli-state-{}", std::process::id());
+    let config = write_config(&format!(
+        r#"{{ "mcpServers": {{ "keep": {{ "command": "{bin}", "args": ["--name", "{marker}-keep"] }},
+            "drop": {{ "command": "{bin}", "args": ["--name", "{marker}-drop"] }} }} }}"#,
+        bin = bin.display()
+    ));
+    let state = config.0.with_extension("state-test.json");
+    let state_arg = state.display().to_string();
+    let start = || {
+        let port = common::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+            .args(["run", "--config"])
+            .arg(&config.0)
+            .args([
+                "--state",
+                &state_arg,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let http = reqwest::Client::new();
+    let ready = |base: String| {
+        let http = http.clone();
+        async move {
+            wait_for(Duration::from_secs(30), "/readyz 200", || async {
+                let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            })
+            .await
+        }
+    };
+
+    let (mut first, base) = start();
+    ready(base.clone()).await;
+    // Add one, remove one of the config's.
+    let added = http
+        .post(format!("{base}/api/servers"))
+        .json(&json!({"name": "extra", "command": bin.display().to_string(), "args": ["--name", format!("{marker}-extra")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let added: serde_json::Value = added.json().await.unwrap();
+    assert_eq!(added["state"], "ready", "{added}");
+    let again = http
+        .post(format!("{base}/api/servers"))
+        .json(&json!({"name": "extra", "command": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let bad = http
+        .post(format!("{base}/api/servers"))
+        .json(&json!({"name": "bad", "command": "x", "argz": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: serde_json::Value = bad.json().await.unwrap();
+    assert!(
+        bad["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("mcpServers.bad.argz"),
+        "{bad}"
+    );
+    let removed = http
+        .delete(format!("{base}/api/servers/drop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 200);
+    assert_eq!(
+        http.delete(format!("{base}/api/servers/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    wait_for(Duration::from_secs(10), "drop stopped", || async {
+        pids_with(&format!("{marker}-drop"))
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+
+    // SIGKILL: nothing gets to save anything now.
+    first.kill().await.unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the servers gone with it",
+        || async { pids_with(&marker).is_empty().then_some(()) },
+    )
+    .await;
+
+    let (mut second, base) = start();
+    ready(base.clone()).await;
+    let servers: serde_json::Value = http
+        .get(format!("{base}/api/servers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["extra", "keep"], "{servers}");
+    assert_eq!(pids_with(&format!("{marker}-extra")).len(), 1);
+    assert!(pids_with(&format!("{marker}-drop")).is_empty());
+
+    let status = sigterm(&mut second, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_file(&state);
+}
