@@ -8,6 +8,9 @@
 //! | `GET /api/servers/{name}` | one server's status; 404 if there is none |
 //! | `GET /api/servers/{name}/logs?lines=N` | the newest N (default 200) lines of its stderr ring |
 //! | `POST /api/servers/{name}/restart` | stops it and starts it again; its status once ready |
+//! | `POST /api/servers/{name}/start` | the same (a stopped server starts; a running one restarts) |
+//! | `POST /api/servers/{name}/stop` | stops it (it stays listed, `stopped`); how it ended |
+//! | `GET /api/health` | the health monitor's view of each server: probes, failures, last latency |
 //! | `POST /api/servers` | adds a server: `{"name": .., "command": .., "args": [..], "env": {..}, "cwd": ..}` (an `mcpServers` entry and its name); kept in the state file, so it is back after a restart; 201 with its status once launched, 409 if the name exists, 400 naming every problem |
 //! | `DELETE /api/servers/{name}` | stops a server and removes it, from the config's servers too (kept in the state file); 404 if there is none |
 //! | `POST /api/reload` | reads the config file again and restarts only the servers whose entry changed (as SIGHUP does); the report, or 422 with every error of the file |
@@ -24,9 +27,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use fleet_health_monitor::HealthMonitor;
 use fleet_protocol::FleetError;
+use fleet_protocol::messages::health::GetHealth;
 use fleet_protocol::messages::server::{
-    GetServerLogs, GetServerStatus, ListServers, RestartServer,
+    GetServerLogs, GetServerStatus, ListServers, RestartServer, StopServer,
 };
 use fleet_server_manager::ServerManager;
 use kameo::actor::ActorRef;
@@ -40,6 +45,7 @@ use crate::reload::{ChangeError, Reloader};
 #[derive(Clone)]
 struct AdminState {
     manager: ActorRef<ServerManager>,
+    health: ActorRef<HealthMonitor>,
     /// The enabled servers of the config now in force (updated by reloads).
     enabled: watch::Receiver<Vec<String>>,
     reloader: Arc<Reloader>,
@@ -49,11 +55,13 @@ struct AdminState {
 /// The routes above. The reloader's config names the servers `/readyz` waits for.
 pub fn router(
     manager: ActorRef<ServerManager>,
+    health: ActorRef<HealthMonitor>,
     reloader: Arc<Reloader>,
     guard: Arc<McpHttpConfig>,
 ) -> Router {
     let state = AdminState {
         manager,
+        health,
         enabled: reloader.enabled(),
         reloader,
         guard,
@@ -68,6 +76,9 @@ pub fn router(
         .route("/api/servers/{name}", get(one).delete(remove))
         .route("/api/servers/{name}/logs", get(logs))
         .route("/api/servers/{name}/restart", post(restart))
+        .route("/api/servers/{name}/start", post(restart))
+        .route("/api/servers/{name}/stop", post(stop))
+        .route("/api/health", get(health_report))
         .route("/api/reload", post(reload))
         .with_state(state)
 }
@@ -289,5 +300,39 @@ async fn remove(
     match state.reloader.remove(&name).await {
         Ok(()) => Json(json!({"removed": name})).into_response(),
         Err(e) => change_error(e),
+    }
+}
+
+async fn stop(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    match state.manager.ask(StopServer { name }).await {
+        Ok(stopped) => Json(json!({
+            "name": stopped.name,
+            "pid": stopped.pid,
+            "method": format!("{:?}", stopped.method),
+            "exit": stopped.exit.as_ref().map(ToString::to_string),
+            "took_ms": stopped.took.as_millis() as u64,
+        }))
+        .into_response(),
+        Err(e) => ask_error(e),
+    }
+}
+
+async fn health_report(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = guard(&state, &headers) {
+        return *r;
+    }
+    match state.health.ask(GetHealth).await {
+        Ok(h) => Json(h).into_response(),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the health monitor is unavailable",
+        ),
     }
 }

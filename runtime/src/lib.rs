@@ -6,6 +6,8 @@
 //!   environment) and turns their errors into messages naming file, line and key.
 //! - [`http`]: the HTTP listener: `/metrics` in the Prometheus text format.
 //! - [`admin`]: the admin API (`/healthz`, `/readyz`, `/api/servers...`).
+//! - [`cli`]: the client side of `status`, `servers`, `logs` and `tools` (the admin API and
+//!   `/mcp`), and the status table.
 //! - [`telemetry`]: logging (`RUST_LOG`) and the Prometheus recorder.
 //! - [`reload`]: applies a config diff to the running fleet, restarting only what changed.
 //! - [`state`]: the changes made at runtime, kept across restarts in an atomically written file.
@@ -13,6 +15,7 @@
 //! Architecture invariant: runtime holds no policy of its own; it composes actors and serves.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod mcp_http;

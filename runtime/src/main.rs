@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
-use fleet_runtime::{Fleet, FleetOptions, admin, config, http, mcp_http, reload, telemetry};
+use fleet_runtime::{Fleet, FleetOptions, admin, cli, config, http, mcp_http, reload, telemetry};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -58,6 +58,63 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// A table of a running fleet's servers: state, pid, uptime, restarts, last exit, next
+    /// retry, probe latency, tools.
+    Status(Remote),
+    /// Add, remove, start, stop or restart a server of a running fleet.
+    Servers {
+        #[command(subcommand)]
+        action: ServersAction,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A server's stderr (the newest lines of its ring buffer).
+    Logs {
+        name: String,
+        /// Keep printing new lines as they come.
+        #[arg(long, short)]
+        follow: bool,
+        /// How many of the newest lines to print first.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The tools the fleet's gateway offers (every server's, as `server__tool`).
+    Tools(Remote),
+}
+
+/// Where the running fleet is; the token comes from `MCP_FLEET_TOKEN`.
+#[derive(clap::Args)]
+struct Remote {
+    /// The fleet's HTTP address (its `run --listen`).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:7700")]
+    url: String,
+}
+
+#[derive(Subcommand)]
+enum ServersAction {
+    /// Add a server (kept across restarts): `servers add NAME COMMAND [ARGS]...`.
+    Add {
+        name: String,
+        command: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// An environment variable for the server, `KEY=VALUE` (repeat for more).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The server's working directory.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+    },
+    /// Stop a server and remove it (kept across restarts).
+    Remove { name: String },
+    /// Start a stopped server.
+    Start { name: String },
+    /// Stop a server; it stays listed.
+    Stop { name: String },
+    /// Stop a server and start it again.
+    Restart { name: String },
 }
 
 /// jemalloc gives memory freed by ended sessions back to the OS; glibc's malloc keeps it.
@@ -87,7 +144,161 @@ fn main() -> ExitCode {
             runtime.block_on(run(config, state, listen, allow_hosts, session_ttl))
         }
         Command::Check { config } => check(&config),
+        Command::Status(remote) => runtime.block_on(remote_command(&remote, status)),
+        Command::Servers { action, remote } => {
+            runtime.block_on(remote_command(&remote, |c| servers(c, action)))
+        }
+        Command::Logs {
+            name,
+            follow,
+            lines,
+            remote,
+        } => runtime.block_on(remote_command(&remote, |c| logs(c, name, follow, lines))),
+        Command::Tools(remote) => runtime.block_on(remote_command(&remote, tools)),
     }
+}
+
+/// Runs a command against a running fleet; its error is printed and sets the exit code.
+async fn remote_command<F, Fut>(remote: &Remote, command: F) -> ExitCode
+where
+    F: FnOnce(cli::Client) -> Fut,
+    Fut: Future<Output = Result<(), cli::CliError>>,
+{
+    let token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    match command(cli::Client::new(&remote.url, token)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-fleet: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn status(c: cli::Client) -> Result<(), cli::CliError> {
+    let servers = c.get("/api/servers").await?;
+    let health = c.get("/api/health").await?;
+    print!(
+        "{}",
+        cli::status_table(&servers, &health, std::time::SystemTime::now())
+    );
+    Ok(())
+}
+
+async fn servers(c: cli::Client, action: ServersAction) -> Result<(), cli::CliError> {
+    use reqwest::Method;
+    let (method, path, body, done) = match action {
+        ServersAction::Add {
+            name,
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            let mut vars = serde_json::Map::new();
+            for kv in env {
+                let Some((k, v)) = kv.split_once('=') else {
+                    return Err(cli::CliError::Refused {
+                        status: 400,
+                        message: format!("--env takes KEY=VALUE, not `{kv}`"),
+                    });
+                };
+                vars.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+            }
+            let mut body =
+                serde_json::json!({"name": name, "command": command, "args": args, "env": vars});
+            if let Some(cwd) = cwd {
+                body["cwd"] = serde_json::Value::String(cwd.display().to_string());
+            }
+            (
+                Method::POST,
+                "/api/servers".to_owned(),
+                Some(body),
+                format!("added {name}"),
+            )
+        }
+        ServersAction::Remove { name } => (
+            Method::DELETE,
+            format!("/api/servers/{name}"),
+            None,
+            format!("removed {name}"),
+        ),
+        ServersAction::Start { name } => (
+            Method::POST,
+            format!("/api/servers/{name}/start"),
+            None,
+            format!("started {name}"),
+        ),
+        ServersAction::Stop { name } => (
+            Method::POST,
+            format!("/api/servers/{name}/stop"),
+            None,
+            format!("stopped {name}"),
+        ),
+        ServersAction::Restart { name } => (
+            Method::POST,
+            format!("/api/servers/{name}/restart"),
+            None,
+            format!("restarted {name}"),
+        ),
+    };
+    let answer = c.call(method, &path, body.as_ref()).await?;
+    match (
+        answer["state"].as_str(),
+        answer["pid"].as_u64(),
+        answer["error"].as_str(),
+    ) {
+        (_, _, Some(error)) => println!("{done}, but it did not start: {error}"),
+        (Some(state), Some(pid), _) => println!("{done}: {state}, pid {pid}"),
+        (Some(state), None, _) => println!("{done}: {state}"),
+        _ => println!("{done}"),
+    }
+    Ok(())
+}
+
+async fn logs(
+    c: cli::Client,
+    name: String,
+    follow: bool,
+    lines: usize,
+) -> Result<(), cli::CliError> {
+    let path = format!("/api/servers/{name}");
+    let mut seen = c.get(&path).await?["stderr_lines"].as_u64().unwrap_or(0);
+    for line in c.get(&format!("{path}/logs?lines={lines}")).await?["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!("{}", line.as_str().unwrap_or_default());
+    }
+    if !follow {
+        return Ok(());
+    }
+    // Until interrupted (Ctrl-C), as `tail -f`.
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let total = c.get(&path).await?["stderr_lines"].as_u64().unwrap_or(seen);
+        if total > seen {
+            let new = (total - seen) as usize;
+            for line in c.get(&format!("{path}/logs?lines={new}")).await?["lines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!("{}", line.as_str().unwrap_or_default());
+            }
+            seen = total;
+        }
+    }
+}
+
+async fn tools(c: cli::Client) -> Result<(), cli::CliError> {
+    for tool in c.tools().await? {
+        let name = tool["name"].as_str().unwrap_or("?");
+        let description = tool["description"].as_str().unwrap_or("");
+        let first = description.lines().next().unwrap_or("");
+        println!("{name:<40} {first}");
+    }
+    Ok(())
 }
 
 /// `mcp-fleet check`: the servers the file would run, or every problem in it.
@@ -216,6 +427,7 @@ async fn run(
     let specs = reloader.running().await;
     let admin = admin::router(
         fleet.server_manager.clone(),
+        fleet.health.clone(),
         reloader.clone(),
         std::sync::Arc::new(mcp_config.clone()),
     );

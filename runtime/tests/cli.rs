@@ -639,3 +639,105 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_file(&state);
 }
+
+/// `mcp-fleet COMMAND --url URL ARGS...`: exit code and stdout (stderr appended on failure).
+async fn fleet_cli(url: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .arg(args[0])
+        .args(["--url", url])
+        .args(&args[1..])
+        .env_remove("MCP_FLEET_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn the_cli_operates_a_running_fleet_through_its_api() {
+    let bin = mcp_reference_server::binary_path();
+    let marker = format!("cli-ctl-{}", std::process::id());
+    let config = write_config(&format!(
+        r#"{{ "mcpServers": {{ "a": {{ "command": "{bin}", "args": ["--name", "{marker}-a"], "env": {{"MCP_REF_LOG_REQUESTS": "1"}} }} }} }}"#,
+        bin = bin.display()
+    ));
+    let state = config.0.with_extension("ctl-state.json");
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--config"])
+        .arg(&config.0)
+        .args(["--state"])
+        .arg(&state)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for(Duration::from_secs(30), "a up", || async {
+        let body = common::scrape(port).await?;
+        body.contains(r#"mcp_fleet_up{server="a"} 1"#).then_some(())
+    })
+    .await;
+
+    let bin_s = bin.display().to_string();
+    let b_name = format!("{marker}-b");
+    let (code, out) = fleet_cli(&url, &["servers", "add", "b", &bin_s, "--name", &b_name]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("added b: ready, pid "), "{out}");
+
+    let (code, out) = fleet_cli(&url, &["status"]).await;
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("PROBE"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("a ") && lines[1].contains("ready"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("b ") && lines[2].ends_with('3'),
+        "3 tools: {out}"
+    );
+
+    let (code, out) = fleet_cli(&url, &["tools"]).await;
+    assert_eq!(code, 0, "{out}");
+    for name in ["a__echo", "a__add", "a__sleep", "b__echo"] {
+        assert!(out.lines().any(|l| l.starts_with(name)), "{name}: {out}");
+    }
+
+    let (code, out) = fleet_cli(&url, &["servers", "stop", "b"]).await;
+    assert_eq!((code, out.trim()), (0, "stopped b"));
+    assert!(pids_with(&b_name).is_empty());
+    let (code, out) = fleet_cli(&url, &["servers", "start", "b"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("started b: ready"), "{out}");
+    assert_eq!(pids_with(&b_name).len(), 1);
+
+    // `a` logs each request it gets (the handshake's and the tool listing's at least).
+    let (code, out) = fleet_cli(&url, &["logs", "a", "-n", "2"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+
+    let (code, out) = fleet_cli(&url, &["servers", "restart", "nope"]).await;
+    assert_eq!(code, 2, "a 404 is the user's mistake: {out}");
+    assert!(out.contains("no server named `nope`"), "{out}");
+    let (code, out) = fleet_cli(&url, &["servers", "remove", "b"]).await;
+    assert_eq!((code, out.trim()), (0, "removed b"));
+
+    let status = sigterm(&mut child, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM");
+    assert!(status.success());
+    let (code, out) = fleet_cli(&url, &["status"]).await;
+    assert_eq!(code, 1, "nothing listens any more: {out}");
+    assert!(out.contains("cannot reach mcp-fleet"), "{out}");
+    let _ = std::fs::remove_file(&state);
+}
