@@ -23,8 +23,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fleet_health_monitor::HealthMonitor;
@@ -66,12 +67,8 @@ pub fn router(
         reloader,
         guard,
     };
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({"status": "alive"})) }),
-        )
-        .route("/readyz", get(readyz))
+    // Every /api route is guarded once, here; the probes are open.
+    let api = Router::new()
         .route("/api/servers", get(list).post(add))
         .route("/api/servers/{name}", get(one).delete(remove))
         .route("/api/servers/{name}/logs", get(logs))
@@ -80,6 +77,22 @@ pub fn router(
         .route("/api/servers/{name}/stop", post(stop))
         .route("/api/health", get(health_report))
         .route("/api/reload", post(reload))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            |State(state): State<AdminState>, request: Request, next: Next| async move {
+                match check_guards(&state, request.headers()) {
+                    Ok(()) => next.run(request).await,
+                    Err(rejection) => *rejection,
+                }
+            },
+        ));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({"status": "alive"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .merge(api)
         .with_state(state)
 }
 
@@ -101,7 +114,7 @@ fn ask_error<M>(e: SendError<M, FleetError>) -> Response {
     }
 }
 
-fn guard(state: &AdminState, headers: &HeaderMap) -> Result<(), Rejection> {
+fn check_guards(state: &AdminState, headers: &HeaderMap) -> Result<(), Rejection> {
     check_origin(&state.guard, headers)?;
     check_auth(&state.guard, headers)
 }
@@ -134,10 +147,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn list(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
+async fn list(State(state): State<AdminState>) -> Response {
     match state.manager.ask(ListServers).await {
         Ok(servers) => Json(servers).into_response(),
         Err(_) => error(
@@ -147,14 +157,7 @@ async fn list(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn one(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
+async fn one(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
     match state.manager.ask(GetServerStatus { name }).await {
         Ok(status) => Json(status).into_response(),
         Err(e) => ask_error(e),
@@ -168,13 +171,9 @@ struct LogsQuery {
 
 async fn logs(
     State(state): State<AdminState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
     let max_lines = q.lines.unwrap_or(200).min(100_000);
     match state.manager.ask(GetServerLogs { name, max_lines }).await {
         Ok(lines) => Json(json!({ "lines": lines })).into_response(),
@@ -182,24 +181,14 @@ async fn logs(
     }
 }
 
-async fn restart(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
+async fn restart(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
     match state.manager.ask(RestartServer { name }).await {
         Ok(status) => Json(status).into_response(),
         Err(e) => ask_error(e),
     }
 }
 
-async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
+async fn reload(State(state): State<AdminState>) -> Response {
     match state.reloader.reload().await {
         Ok(report) => Json(report).into_response(),
         Err(errors) => (
@@ -253,14 +242,7 @@ fn spec_from_body(body: serde_json::Value) -> Result<fleet_protocol::ServerSpec,
         .ok_or_else(|| vec!["a disabled server cannot be added".into()])
 }
 
-async fn add(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    body: Option<Json<serde_json::Value>>,
-) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
+async fn add(State(state): State<AdminState>, body: Option<Json<serde_json::Value>>) -> Response {
     let Some(Json(body)) = body else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -289,28 +271,14 @@ async fn add(
     }
 }
 
-async fn remove(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
+async fn remove(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
     match state.reloader.remove(&name).await {
         Ok(()) => Json(json!({"removed": name})).into_response(),
         Err(e) => change_error(e),
     }
 }
 
-async fn stop(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
+async fn stop(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
     match state.manager.ask(StopServer { name }).await {
         Ok(stopped) => Json(json!({
             "name": stopped.name,
@@ -324,10 +292,7 @@ async fn stop(
     }
 }
 
-async fn health_report(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = guard(&state, &headers) {
-        return *r;
-    }
+async fn health_report(State(state): State<AdminState>) -> Response {
     match state.health.ask(GetHealth).await {
         Ok(h) => Json(h).into_response(),
         Err(_) => error(

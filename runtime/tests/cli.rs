@@ -8,11 +8,17 @@ use std::time::Duration;
 
 use common::{http_get, pids_with, sigterm, spawn_fleet, wait_for, write_config};
 use serde_json::json;
+
+/// Every start of `mcp-fleet run` ends the orphans of any earlier instance that was killed,
+/// machine-wide. The test that leaves one on purpose, to see its own next start end it, takes
+/// this lock alone; the other tests that start the binary share it.
+static SWEEPS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 #[tokio::test]
 async fn runs_a_config_serves_metrics_and_stops_on_sigterm() {
+    let _shared = SWEEPS.read().await;
     let bin = mcp_reference_server::binary_path();
     let marker = format!("cli-run-{}", std::process::id());
     let config = write_config(&format!(
@@ -118,6 +124,7 @@ async fn a_bad_config_names_file_line_and_key_and_exits_2() {
 
 #[tokio::test]
 async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could() {
+    let _alone = SWEEPS.write().await;
     let bin = mcp_reference_server::binary_path();
     let marker = format!("cli-kill-{}", std::process::id());
     // A survivor on purpose: a background child of a wrapper shell, which neither the kernel's
@@ -280,6 +287,7 @@ async fn check_validates_claude_desktop_and_vs_code_configs_without_starting_any
 
 #[tokio::test]
 async fn sighup_restarts_only_the_server_whose_entry_changed_and_sessions_go_on() {
+    let _shared = SWEEPS.read().await;
     let bin = mcp_reference_server::binary_path();
     let marker = format!("cli-hup-{}", std::process::id());
     let entry = |name: &str, tag: &str| {
@@ -363,6 +371,7 @@ async fn sighup_restarts_only_the_server_whose_entry_changed_and_sessions_go_on(
 
 #[tokio::test]
 async fn the_admin_api_reports_restarts_and_guards_itself() {
+    let _shared = SWEEPS.read().await;
     let bin = mcp_reference_server::binary_path();
     let marker = format!("cli-admin-{}", std::process::id());
     let config = write_config(&format!(
@@ -510,6 +519,7 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
 
 #[tokio::test]
 async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
+    let _shared = SWEEPS.read().await;
     let bin = mcp_reference_server::binary_path();
     let marker = format!("cli-state-{}", std::process::id());
     let config = write_config(&format!(
@@ -659,6 +669,7 @@ async fn fleet_cli(url: &str, args: &[&str]) -> (i32, String) {
 
 #[tokio::test]
 async fn the_cli_operates_a_running_fleet_through_its_api() {
+    let _shared = SWEEPS.read().await;
     let bin = mcp_reference_server::binary_path();
     let marker = format!("cli-ctl-{}", std::process::id());
     let config = write_config(&format!(
