@@ -326,6 +326,38 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// While a launch is under way: every 2 s, how many servers are ready, failed, or on their way.
+async fn launch_progress(
+    manager: kameo::actor::ActorRef<fleet_server_manager::ServerManager>,
+    total: usize,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Ok(servers) = manager
+            .ask(fleet_protocol::messages::server::ListServers)
+            .await
+        else {
+            return;
+        };
+        let ready = servers.iter().filter(|s| s.state.is_serving()).count();
+        let failed = servers.iter().filter(|s| s.state.is_terminal()).count();
+        let waiting: Vec<&str> = servers
+            .iter()
+            .filter(|s| !s.state.is_serving() && !s.state.is_terminal())
+            .map(|s| s.name.as_str())
+            .collect();
+        tracing::info!(
+            ready,
+            failed,
+            total,
+            ?waiting,
+            "launching: {ready}/{total} ready"
+        );
+    }
+}
+
 /// SIGHUP: reads the config again and applies what changed. A config with errors changes
 /// nothing: the errors are logged and the running servers keep running.
 async fn reload(reloader: &reload::Reloader, path: &std::path::Path) {
@@ -445,6 +477,7 @@ async fn run(
         tracing::info!(server = %name, "disabled in the config; not started");
     }
 
+    let progress = tokio::spawn(launch_progress(fleet.server_manager.clone(), specs.len()));
     let launch = fleet.supervisor.ask(LaunchFleet { specs });
     let signalled = tokio::select! {
         report = launch => {
@@ -458,6 +491,7 @@ async fn run(
                 }
                 Err(e) => tracing::error!(error = ?e, "fleet launch failed"),
             }
+            progress.abort();
             // A SIGHUP that came during the launch is kept by the stream and handled now.
             loop {
                 tokio::select! {
@@ -470,6 +504,7 @@ async fn run(
         _ = sigint.recv() => "SIGINT",
         _ = sigterm.recv() => "SIGTERM",
     };
+    progress.abort();
     tracing::info!(signal = signalled, "shutting down");
     // Sessions first: their streams close, so the HTTP server can drain.
     let _ = fleet.gateway.stop_gracefully().await;

@@ -752,3 +752,43 @@ async fn the_cli_operates_a_running_fleet_through_its_api() {
     assert!(out.contains("cannot reach mcp-fleet"), "{out}");
     let _ = std::fs::remove_file(&state);
 }
+
+#[tokio::test]
+async fn a_long_launch_reports_its_progress() {
+    let _shared = SWEEPS.read().await;
+    let bin = mcp_reference_server::binary_path();
+    let marker = format!("cli-progress-{}", std::process::id());
+    let config = write_config(&format!(
+        r#"{{ "mcpServers": {{
+    "quick": {{ "command": "{bin}", "args": ["--name", "{marker}-quick"] }},
+    "slow": {{ "command": "{bin}", "args": ["--name", "{marker}-slow", "--slow-start-ms", "3000"] }}
+}} }}"#,
+        bin = bin.display()
+    ));
+    let (mut child, port) = spawn_fleet(&config.0, Stdio::piped());
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all).await;
+        all
+    });
+    wait_for(Duration::from_secs(30), "both up", || async {
+        let body = common::scrape(port).await?;
+        (body.contains(r#"mcp_fleet_up{server="quick"} 1"#)
+            && body.contains(r#"mcp_fleet_up{server="slow"} 1"#))
+        .then_some(())
+    })
+    .await;
+    let status = sigterm(&mut child, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM");
+    assert!(status.success());
+    let log = log.await.unwrap();
+    // At 2 s, the quick server is ready and the slow one still starting.
+    let progress = log
+        .lines()
+        .find(|l| l.contains("launching: 1/2 ready"))
+        .unwrap_or_else(|| panic!("no progress line:\n{log}"));
+    assert!(progress.contains("slow"), "{progress}");
+    assert!(log.contains("fleet launched"), "{log}");
+}
