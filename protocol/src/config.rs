@@ -344,72 +344,76 @@ pub fn parse_mcp_servers_json_with_env(
                 message,
             })
         };
-        if name.trim().is_empty() {
-            problem("a server name must not be empty".into(), "");
-            continue;
+        match entry_transport(&name, entry, lookup) {
+            Ok(Some(transport)) => config.servers.push(ServerSpec {
+                name,
+                transport,
+                restart: RestartPolicy::default(),
+            }),
+            Ok(None) => config.disabled.push(name),
+            Err((field, message)) => problem(message, &field),
         }
-        if entry.disabled {
-            config.disabled.push(name);
-            continue;
-        }
-        let mut entry = entry;
-        if let Err((field, message)) = substitute_entry(&mut entry, lookup) {
-            problem(message, &field);
-            continue;
-        }
-        let transport = match (entry.command, entry.url, entry.kind.as_deref()) {
-            (Some(command), None, None | Some("stdio")) => {
-                if command.trim().is_empty() {
-                    problem("`command` must not be empty".into(), ".command");
-                    continue;
-                }
-                Transport::Stdio {
-                    command,
-                    args: entry.args,
-                    env: entry.env,
-                    cwd: entry.cwd,
-                }
-            }
-            (None, Some(url), None | Some("http" | "streamable-http" | "streamableHttp")) => {
-                Transport::Http { url }
-            }
-            (None, Some(_), Some(other)) => {
-                problem(
-                    format!("unsupported `type` \"{other}\" (expected \"http\" or \"stdio\")"),
-                    ".type",
-                );
-                continue;
-            }
-            (Some(_), Some(_), _) => {
-                problem("give either `command` or `url`, not both".into(), "");
-                continue;
-            }
-            (Some(_), None, Some(other)) => {
-                problem(
-                    format!("`type` \"{other}\" does not fit an entry with `command`"),
-                    ".type",
-                );
-                continue;
-            }
-            (None, None, _) => {
-                problem(
-                    "missing `command` (or `url` for a remote server)".into(),
-                    "",
-                );
-                continue;
-            }
-        };
-        config.servers.push(ServerSpec {
-            name,
-            transport,
-            restart: RestartPolicy::default(),
-        });
     }
     if errors.is_empty() {
         Ok(config)
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// The transport of an entry, checked and with `${env:..}` applied; `None` for a disabled one.
+/// An error names the field (`.command`, or empty for the entry) and says what is wrong.
+fn entry_transport(
+    name: &str,
+    mut entry: McpServerEntry,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Transport>, (String, String)> {
+    let fail = |field: &str, message: String| Err((field.to_owned(), message));
+    if name.trim().is_empty() {
+        return fail("", "a server name must not be empty".into());
+    }
+    if entry.disabled {
+        return Ok(None);
+    }
+    substitute_entry(&mut entry, lookup)?;
+    let transport = match (entry.command, entry.url, entry.kind.as_deref()) {
+        (Some(command), None, None | Some("stdio")) => {
+            if command.trim().is_empty() {
+                return fail(".command", "`command` must not be empty".into());
+            }
+            Transport::Stdio {
+                command,
+                args: entry.args,
+                env: entry.env,
+                cwd: entry.cwd,
+            }
+        }
+        (None, Some(url), None | Some("http" | "streamable-http" | "streamableHttp")) => {
+            Transport::Http { url }
+        }
+        (None, Some(_), Some(other)) => {
+            return fail(
+                ".type",
+                format!("unsupported `type` \"{other}\" (expected \"http\" or \"stdio\")"),
+            );
+        }
+        (Some(_), Some(_), _) => {
+            return fail("", "give either `command` or `url`, not both".into());
+        }
+        (Some(_), None, Some(other)) => {
+            return fail(
+                ".type",
+                format!("`type` \"{other}\" does not fit an entry with `command`"),
+            );
+        }
+        (None, None, _) => {
+            return fail(
+                "",
+                "missing `command` (or `url` for a remote server)".into(),
+            );
+        }
+    };
+    Ok(Some(transport))
 }
 
 /// Applies `${env:NAME}` to every string of an entry that names something to run or reach;
@@ -501,6 +505,246 @@ fn locate_key(text: &str, key: &str) -> (usize, usize) {
         from = at + needle.len();
     }
     (1, 1)
+}
+
+/// The fleet options of `mcp-fleet.toml`, beside its servers. Every field is optional: the
+/// command line and the actors' defaults fill in the rest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetFile {
+    /// Where to serve HTTP (`listen = "127.0.0.1:7700"`).
+    pub listen: Option<String>,
+    /// An `mcpServers` (or VS Code) JSON file whose servers join the TOML's, relative to the
+    /// TOML file's directory (`servers_file = "claude_desktop_config.json"`).
+    pub servers_file: Option<PathBuf>,
+    /// The state file of servers added or removed at runtime.
+    pub state: Option<PathBuf>,
+    pub session_ttl: Option<Duration>,
+    /// How long a forwarded request may take.
+    pub request_timeout: Option<Duration>,
+    /// `[health]`: probe interval, timeout, failures in a row before a server is unhealthy.
+    pub health_interval: Option<Duration>,
+    pub health_timeout: Option<Duration>,
+    pub health_failure_threshold: Option<u32>,
+    /// `[restart]` over `RestartPolicy::default()`: the policy of every server without its own.
+    pub restart: RestartPolicy,
+    /// `[servers.NAME]`, each with `[restart]` and then its own `restart` applied.
+    pub servers: FleetConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FleetToml {
+    listen: Option<String>,
+    servers_file: Option<PathBuf>,
+    state: Option<PathBuf>,
+    session_ttl_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    #[serde(default)]
+    health: HealthToml,
+    #[serde(default)]
+    restart: RestartToml,
+    #[serde(default)]
+    servers: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HealthToml {
+    interval_secs: Option<u64>,
+    timeout_secs: Option<u64>,
+    failure_threshold: Option<u32>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RestartToml {
+    mode: Option<RestartMode>,
+    backoff_base_ms: Option<u64>,
+    backoff_cap_ms: Option<u64>,
+    jitter: Option<f64>,
+    budget: Option<u32>,
+    window_secs: Option<u64>,
+    stable_after_secs: Option<u64>,
+}
+
+impl RestartToml {
+    fn over(&self, base: &RestartPolicy) -> Result<RestartPolicy, (String, String)> {
+        let mut p = base.clone();
+        if let Some(m) = self.mode {
+            p.mode = m;
+        }
+        if let Some(ms) = self.backoff_base_ms {
+            p.backoff_base = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.backoff_cap_ms {
+            p.backoff_cap = Duration::from_millis(ms);
+        }
+        if let Some(j) = self.jitter {
+            if !(0.0..=1.0).contains(&j) {
+                return Err((
+                    ".jitter".into(),
+                    format!("`jitter` must be within 0 and 1, not {j}"),
+                ));
+            }
+            p.jitter = j;
+        }
+        if let Some(b) = self.budget {
+            p.budget = b;
+        }
+        if let Some(s) = self.window_secs {
+            p.window = Duration::from_secs(s);
+        }
+        if let Some(s) = self.stable_after_secs {
+            p.stable_after = Duration::from_secs(s);
+        }
+        if p.backoff_cap < p.backoff_base {
+            return Err((
+                ".backoff_cap_ms".into(),
+                "`backoff_cap_ms` must not be below `backoff_base_ms`".into(),
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// Line and column (1-based) of byte `at` in `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = at - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+/// Line and column of the `[servers.NAME]` header (or of `NAME` within `[servers]`), else (1, 1).
+fn locate_toml_server(text: &str, name: &str) -> (usize, usize) {
+    for needle in [
+        format!("[servers.{name}]"),
+        format!("[servers.\"{name}\"]"),
+        format!("\n{name} ="),
+        format!("\n{name}="),
+    ] {
+        if let Some(at) = text.find(&needle) {
+            let at = if needle.starts_with('\n') { at + 1 } else { at };
+            return line_column(text, at);
+        }
+    }
+    (1, 1)
+}
+
+/// Parses `mcp-fleet.toml`: fleet options, a `[restart]` policy for every server, and servers
+/// under `[servers.NAME]` with the fields of an `mcpServers` entry plus an optional `restart`
+/// table of their own. Every problem is reported with line, column and key.
+pub fn parse_fleet_toml(
+    source: &str,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<FleetFile, ConfigErrors> {
+    let error = |line: usize, column: usize, key: String, message: String| ConfigError {
+        source: source.to_string(),
+        line,
+        column,
+        key,
+        message,
+    };
+    let de = toml::de::Deserializer::parse(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+        ConfigErrors(vec![error(
+            line,
+            column,
+            String::new(),
+            e.message().to_owned(),
+        )])
+    })?;
+    let file: FleetToml = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = inner.span().map_or((1, 1), |s| line_column(text, s.start));
+        let key = if key == "." { String::new() } else { key };
+        ConfigErrors(vec![error(line, column, key, inner.message().to_owned())])
+    })?;
+    let mut errors = Vec::new();
+    let restart = match file.restart.over(&RestartPolicy::default()) {
+        Ok(p) => p,
+        Err((field, message)) => {
+            errors.push(error(1, 1, format!("restart{field}"), message));
+            RestartPolicy::default()
+        }
+    };
+    let mut servers = FleetConfig::default();
+    for (name, value) in file.servers {
+        let key = format!("servers.{name}");
+        let (line, column) = locate_toml_server(text, &name);
+        let mut problem = |field: &str, message: String| {
+            errors.push(error(line, column, format!("{key}{field}"), message))
+        };
+        let toml::Value::Table(mut table) = value else {
+            problem("", "a server is a table: `[servers.NAME]`".into());
+            continue;
+        };
+        let own_restart = match table.remove("restart") {
+            None => Ok(RestartToml::default()),
+            Some(v) => RestartToml::deserialize(v).map_err(|e| e.message().to_owned()),
+        };
+        let own_restart = match own_restart {
+            Ok(r) => r,
+            Err(message) => {
+                problem(".restart", message);
+                continue;
+            }
+        };
+        let json = match serde_json::to_value(&table) {
+            Ok(v) => v,
+            Err(e) => {
+                problem("", e.to_string());
+                continue;
+            }
+        };
+        let entry: McpServerEntry = match serde_path_to_error::deserialize(json) {
+            Ok(e) => e,
+            Err(e) => {
+                let field = e.path().to_string();
+                let field = if field == "." {
+                    String::new()
+                } else {
+                    format!(".{field}")
+                };
+                problem(&field, e.into_inner().to_string());
+                continue;
+            }
+        };
+        let policy = match own_restart.over(&restart) {
+            Ok(p) => p,
+            Err((field, message)) => {
+                problem(&format!(".restart{field}"), message);
+                continue;
+            }
+        };
+        match entry_transport(&name, entry, lookup) {
+            Ok(Some(transport)) => servers.servers.push(ServerSpec {
+                name,
+                transport,
+                restart: policy,
+            }),
+            Ok(None) => servers.disabled.push(name),
+            Err((field, message)) => problem(&field, message),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(FleetFile {
+        listen: file.listen,
+        servers_file: file.servers_file,
+        state: file.state,
+        session_ttl: file.session_ttl_secs.map(Duration::from_secs),
+        request_timeout: file.request_timeout_secs.map(Duration::from_secs),
+        health_interval: file.health.interval_secs.map(Duration::from_secs),
+        health_timeout: file.health.timeout_secs.map(Duration::from_secs),
+        health_failure_threshold: file.health.failure_threshold,
+        restart,
+        servers,
+    })
 }
 
 #[cfg(test)]
@@ -611,6 +855,86 @@ mod tests {
         assert_eq!(diff.added, [d]);
         assert_eq!(diff.removed, ["c"]);
         assert!(ConfigDiff::between(&diff.changed, &diff.changed).is_empty());
+    }
+
+    #[test]
+    fn a_fleet_toml_gives_options_policies_and_servers() {
+        let text = r#"
+listen = "127.0.0.1:7800"
+servers_file = "claude.json"
+session_ttl_secs = 600
+request_timeout_secs = 30
+
+[health]
+interval_secs = 5
+failure_threshold = 2
+
+[restart]
+mode = "on-failure"
+budget = 3
+
+[servers.github]
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-github"]
+env = { GITHUB_TOKEN = "${env:GH}" }
+restart = { mode = "never" }
+
+[servers.memory]
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-memory"]
+
+[servers.off]
+command = "x"
+disabled = true
+"#;
+        let f = parse_fleet_toml("fleet.toml", text, &|n| (n == "GH").then(|| "t".into())).unwrap();
+        assert_eq!(f.listen.as_deref(), Some("127.0.0.1:7800"));
+        assert_eq!(f.servers_file, Some(PathBuf::from("claude.json")));
+        assert_eq!(f.session_ttl, Some(Duration::from_secs(600)));
+        assert_eq!(f.health_interval, Some(Duration::from_secs(5)));
+        assert_eq!(f.health_failure_threshold, Some(2));
+        assert_eq!(
+            (f.restart.mode, f.restart.budget),
+            (RestartMode::OnFailure, 3)
+        );
+        let names: Vec<_> = f.servers.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["github", "memory"]);
+        assert_eq!(f.servers.disabled, ["off"]);
+        // Its own `restart` over the fleet's: mode never, budget 3.
+        assert_eq!(f.servers.servers[0].restart.mode, RestartMode::Never);
+        assert_eq!(f.servers.servers[0].restart.budget, 3);
+        assert_eq!(f.servers.servers[1].restart.mode, RestartMode::OnFailure);
+        let Transport::Stdio { env, .. } = &f.servers.servers[0].transport else {
+            panic!()
+        };
+        assert_eq!(env["GITHUB_TOKEN"], "t");
+    }
+
+    #[test]
+    fn toml_errors_name_line_column_and_key() {
+        let unknown = "listen = \"x\"\n[health]\ninterval = 5\n";
+        let e = &parse_fleet_toml("f.toml", unknown, &|_| None)
+            .unwrap_err()
+            .0[0];
+        assert_eq!((e.line, e.key.as_str()), (3, "health.interval"), "{e}");
+        assert!(e.message.contains("unknown field `interval`"), "{e}");
+
+        let syntax = "listen = \n";
+        let e = &parse_fleet_toml("f.toml", syntax, &|_| None).unwrap_err().0[0];
+        assert_eq!(e.line, 1, "{e}");
+
+        let servers = "[servers.a]\ncommand = \"\"\n\n[servers.b]\ncommand = \"x\"\nargz = []\n\n[servers.c]\ncommand = \"x\"\nrestart = { jitter = 2.0 }\n";
+        let errs = parse_fleet_toml("f.toml", servers, &|_| None).unwrap_err();
+        let got: Vec<(usize, &str)> = errs.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "servers.a.command"),
+                (4, "servers.b.argz"),
+                (8, "servers.c.restart.jitter")
+            ],
+            "{errs}"
+        );
     }
 
     #[test]

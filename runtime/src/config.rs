@@ -1,24 +1,92 @@
-//! Reading configuration files. Parsing lives in fleet-protocol; this adds the file.
+//! Reading configuration files. Parsing lives in fleet-protocol; this adds the files and the
+//! environment (`${env:NAME}`).
+//!
+//! Two kinds of file: an `mcpServers` (or VS Code `servers`) JSON file, and `mcp-fleet.toml`
+//! (fleet options, a restart policy, servers, and optionally a JSON file of more servers).
 
 use std::path::Path;
 
 use fleet_protocol::config::{
-    ConfigError, ConfigErrors, FleetConfig, parse_mcp_servers_json_with_env,
+    ConfigError, ConfigErrors, FleetConfig, FleetFile, parse_fleet_toml,
+    parse_mcp_servers_json_with_env,
 };
 
-/// Reads and parses an `mcpServers` JSON file (Claude Desktop and Cursor format) or a VS Code
-/// `servers` file, with `${env:NAME}` taken from mcp-fleet's environment. Every error names the
-/// file; parse errors name the line, column and key too.
-pub fn load(path: &Path) -> Result<FleetConfig, ConfigErrors> {
-    let source = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// What a config file holds: its servers, and for a TOML file its fleet options.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub servers: FleetConfig,
+    /// The TOML file's options (its `servers` field is empty: they are in `servers` above).
+    pub options: Option<FleetFile>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
-            source: source.clone(),
+            source: path.display().to_string(),
             line: 0,
             column: 0,
             key: String::new(),
             message: format!("cannot read the file: {e}"),
         }])
-    })?;
-    parse_mcp_servers_json_with_env(&source, &text, &|name| std::env::var(name).ok())
+    })
+}
+
+/// The servers of a config file of either kind.
+pub fn load(path: &Path) -> Result<FleetConfig, ConfigErrors> {
+    load_all(path).map(|l| l.servers)
+}
+
+/// Reads a config file: `*.toml` as `mcp-fleet.toml`, anything else as `mcpServers` JSON (Claude
+/// Desktop, Cursor) or VS Code's `servers`. A TOML file's `servers_file` is read too (relative
+/// to the TOML file), its servers get the TOML's `[restart]` policy, and a name in both files is
+/// an error. Every error names the file; parse errors name the line, column and key too.
+pub fn load_all(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let source = path.display().to_string();
+    let text = read(path)?;
+    if path.extension().is_none_or(|e| e != "toml") {
+        return Ok(Loaded {
+            servers: parse_mcp_servers_json_with_env(&source, &text, &env)?,
+            options: None,
+        });
+    }
+    let mut file = parse_fleet_toml(&source, &text, &env)?;
+    let mut servers = std::mem::take(&mut file.servers);
+    if let Some(json) = &file.servers_file {
+        let json = path.parent().unwrap_or(Path::new(".")).join(json);
+        let more =
+            parse_mcp_servers_json_with_env(&json.display().to_string(), &read(&json)?, &env)?;
+        let mut errors = Vec::new();
+        for mut spec in more.servers {
+            let taken = servers.servers.iter().any(|s| s.name == spec.name)
+                || servers.disabled.contains(&spec.name);
+            if taken {
+                errors.push(ConfigError {
+                    source: source.clone(),
+                    line: 0,
+                    column: 0,
+                    key: format!("servers.{}", spec.name),
+                    message: format!(
+                        "`{}` is also a server of {}: names must be unique",
+                        spec.name,
+                        json.display()
+                    ),
+                });
+                continue;
+            }
+            spec.restart = file.restart.clone();
+            servers.servers.push(spec);
+        }
+        servers.disabled.extend(more.disabled);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+    }
+    Ok(Loaded {
+        servers,
+        options: Some(file),
+    })
 }

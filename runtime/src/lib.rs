@@ -2,7 +2,7 @@
 //!
 //! - [`system`]: spawns the supervisor and wires the three services under it (the only place
 //!   that names every actor type), returning handles to all four.
-//! - [`config`]: reads configuration files (the only crate that touches files and the
+//! - [`config`]: reads configuration files, JSON and `mcp-fleet.toml` (the only crate that touches files and the
 //!   environment) and turns their errors into messages naming file, line and key.
 //! - [`http`]: the HTTP listener: `/metrics` in the Prometheus text format.
 //! - [`admin`]: the admin API (`/healthz`, `/readyz`, `/api/servers...`).

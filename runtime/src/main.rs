@@ -33,28 +33,32 @@ enum Command {
     /// Run every server of a config file and serve /mcp and /metrics until SIGINT or SIGTERM;
     /// SIGHUP reloads the config, restarting only the servers whose entry changed.
     Run {
-        /// An `mcpServers` JSON file, as Claude Desktop and Cursor write it.
+        /// An `mcpServers` JSON file, as Claude Desktop and Cursor write it (or VS Code's
+        /// `servers`), or an `mcp-fleet.toml` of fleet options and servers.
         #[arg(long, short)]
         config: PathBuf,
-        /// Where to serve HTTP (/mcp and /metrics).
-        #[arg(long, default_value = "127.0.0.1:7700")]
-        listen: SocketAddr,
+        /// Where to serve HTTP (/mcp, /metrics, the admin API) [default: the TOML's `listen`,
+        /// else 127.0.0.1:7700].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// A host name clients may use in `Host` and `Origin`, besides localhost, 127.0.0.1 and
         /// [::1] (repeat for more). Needed when listening on another address.
         #[arg(long = "allow-host", value_name = "NAME")]
         allow_hosts: Vec<String>,
-        /// End a client session after this many seconds without a request.
-        #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
-        session_ttl: u64,
+        /// End a client session after this many seconds without a request [default: the
+        /// TOML's `session_ttl_secs`, else 1800].
+        #[arg(long, value_name = "SECONDS")]
+        session_ttl: Option<u64>,
         /// Where servers added or removed through the admin API are kept across restarts
-        /// (default: beside the config, `NAME.state.json` for `NAME.json`).
+        /// (default: the TOML's `state`, else beside the config, `NAME.state.json`).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
     /// Check a config file without starting anything: exit 0 if it is valid, 2 with every
     /// problem (file, line, column, key) if not.
     Check {
-        /// An `mcpServers` JSON file (Claude Desktop, Cursor) or a VS Code `servers` file.
+        /// An `mcpServers` JSON file (Claude Desktop, Cursor), a VS Code `servers` file, or an
+        /// `mcp-fleet.toml`.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -139,10 +143,13 @@ fn main() -> ExitCode {
             allow_hosts,
             session_ttl,
             state,
-        } => {
-            let state = state.unwrap_or_else(|| fleet_runtime::state::default_path(&config));
-            runtime.block_on(run(config, state, listen, allow_hosts, session_ttl))
-        }
+        } => runtime.block_on(run(RunArgs {
+            config,
+            state,
+            listen,
+            allow_hosts,
+            session_ttl,
+        })),
         Command::Check { config } => check(&config),
         Command::Status(remote) => runtime.block_on(remote_command(&remote, status)),
         Command::Servers { action, remote } => {
@@ -373,20 +380,54 @@ async fn reload(reloader: &reload::Reloader, path: &std::path::Path) {
 /// The environment variable holding the bearer token clients of `/mcp` must send, if set.
 const TOKEN_VAR: &str = "MCP_FLEET_TOKEN";
 
-async fn run(
-    config_path: PathBuf,
-    state_path: PathBuf,
-    listen: SocketAddr,
+/// `run`'s command-line options; where one is absent, the TOML's option or the default holds.
+struct RunArgs {
+    config: PathBuf,
+    state: Option<PathBuf>,
+    listen: Option<SocketAddr>,
     allow_hosts: Vec<String>,
-    session_ttl: u64,
-) -> ExitCode {
-    let config = match config::load(&config_path) {
+    session_ttl: Option<u64>,
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let config_path = args.config;
+    let loaded = match config::load_all(&config_path) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
             return ExitCode::from(2);
         }
     };
+    let config = loaded.servers;
+    let file = loaded.options.unwrap_or_default();
+    let listen = match (args.listen, &file.listen) {
+        (Some(l), _) => l,
+        (None, Some(text)) => match text.parse::<SocketAddr>() {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "{}:0:0: `listen`: \"{text}\" is not an address like 127.0.0.1:7700: {e}",
+                    config_path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 7700)),
+    };
+    let state_path = match (args.state, &file.state) {
+        (Some(s), _) => s,
+        (None, Some(s)) => config_path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(s),
+        (None, None) => fleet_runtime::state::default_path(&config_path),
+    };
+    let session_ttl = args
+        .session_ttl
+        .map(std::time::Duration::from_secs)
+        .or(file.session_ttl)
+        .unwrap_or(std::time::Duration::from_secs(1800));
+    let allow_hosts = args.allow_hosts;
     let changes = match fleet_runtime::state::RuntimeChanges::load(&state_path) {
         Ok(c) => c,
         Err(e) => {
@@ -426,7 +467,20 @@ async fn run(
     };
 
     let mut options = FleetOptions::default();
-    options.gateway.session_idle_ttl = std::time::Duration::from_secs(session_ttl);
+    options.gateway.session_idle_ttl = session_ttl;
+    if let Some(t) = file.request_timeout {
+        options.server_manager.request_timeout = t;
+        options.gateway.request_timeout = Some(t);
+    }
+    if let Some(i) = file.health_interval {
+        options.health.interval = i;
+    }
+    if let Some(t) = file.health_timeout {
+        options.health.timeout = t;
+    }
+    if let Some(n) = file.health_failure_threshold {
+        options.health.failure_threshold = n;
+    }
     let mut mcp_config = mcp_http::McpHttpConfig::default();
     mcp_config.allowed_hosts.extend(allow_hosts);
     mcp_config.bearer_token = token;

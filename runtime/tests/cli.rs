@@ -792,3 +792,120 @@ async fn a_long_launch_reports_its_progress() {
     assert!(progress.contains("slow"), "{progress}");
     assert!(log.contains("fleet launched"), "{log}");
 }
+
+#[tokio::test]
+async fn a_fleet_toml_sets_the_listen_address_the_policies_and_joins_a_json_file() {
+    let _shared = SWEEPS.read().await;
+    let bin = mcp_reference_server::binary_path();
+    let marker = format!("cli-toml-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("mcp-fleet-toml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("claude.json"),
+        format!(
+            r#"{{ "mcpServers": {{ "json": {{ "command": "{}", "args": ["--name", "{marker}-json"] }} }} }}"#,
+            bin.display()
+        ),
+    )
+    .unwrap();
+    let port = common::free_port();
+    let toml = dir.join("mcp-fleet.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+servers_file = "claude.json"
+state = "run.state.json"
+
+[restart]
+backoff_base_ms = 100
+
+[servers.once]
+command = "{bin}"
+args = ["--name", "{marker}-once"]
+restart = {{ mode = "never" }}
+"#,
+            bin = bin.display()
+        ),
+    )
+    .unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["check", "--config"])
+        .arg(&toml)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("2 server(s) to run"), "{stdout}");
+
+    // No --listen: the TOML's address is used.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["run", "--config"])
+        .arg(&toml)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "both up on the TOML's port",
+        || async {
+            let body = common::scrape(port).await?;
+            (body.contains(r#"mcp_fleet_up{server="once"} 1"#)
+                && body.contains(r#"mcp_fleet_up{server="json"} 1"#))
+            .then_some(())
+        },
+    )
+    .await;
+    // `once` has `restart = { mode = "never" }`; the JSON file's server has the TOML's policy.
+    for name in ["once", "json"] {
+        let pids = pids_with(&format!("{marker}-{name}"));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pids[0] as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "json restarted, once failed",
+        || async {
+            let body = common::scrape(port).await?;
+            (body.contains(r#"mcp_fleet_server_restarts_total{server="json"} 1"#)
+                && body.contains(r#"mcp_fleet_server_state{server="once",state="failed"} 1"#))
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(pids_with(&format!("{marker}-once")).is_empty());
+    let status = sigterm(&mut child, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM");
+    assert!(status.success());
+
+    // An error in the TOML: file, line and key, exit 2.
+    std::fs::write(
+        &toml,
+        "listen = \"127.0.0.1:1\"\n\n[health]\ninterval = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
+        .args(["check", "--config"])
+        .arg(&toml)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:4:1: `health.interval`: unknown field `interval`",
+            toml.display()
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
