@@ -2,8 +2,9 @@
 //!
 //! - [`system`]: spawns the supervisor and wires the three services under it (the only place
 //!   that names every actor type), returning handles to all four.
-//! - [`config`]: reads configuration files, JSON and `mcp-fleet.toml` (the only crate that touches files and the
-//!   environment) and turns their errors into messages naming file, line and key.
+//! - [`config`]: reads configuration files, JSON and `mcp-fleet.toml` (the only crate that
+//!   touches files and the environment) and turns their errors into messages naming file, line
+//!   and key.
 //! - [`http`]: the HTTP listener: `/metrics` in the Prometheus text format.
 //! - [`admin`]: the admin API (`/healthz`, `/readyz`, `/api/servers...`).
 //! - [`cli`]: the client side of `status`, `servers`, `logs` and `tools` (the admin API and
