@@ -14,7 +14,7 @@ use fleet_protocol::{FleetError, ServerSpec, ServerStatus};
 use kameo::error::SendError;
 
 use crate::state::RuntimeChanges;
-use fleet_protocol::messages::server::{LaunchServer, StopServer};
+use fleet_protocol::messages::server::{LaunchServer, RemoveServer, StopServer};
 use fleet_server_manager::ServerManager;
 use futures::future::join_all;
 use kameo::actor::ActorRef;
@@ -167,7 +167,7 @@ impl Reloader {
         tracing::info!(server = %name, "server removed");
         if let Err(e) = self
             .manager
-            .ask(StopServer {
+            .ask(RemoveServer {
                 name: name.to_owned(),
             })
             .await
@@ -178,26 +178,37 @@ impl Reloader {
     }
 }
 
-/// Applies `diff`: stops the removed and changed servers (all at once), then launches the
-/// changed and added ones (all at once).
+/// Applies `diff`: removes the removed servers and stops the changed ones (all at once), then
+/// launches the changed and added ones (all at once).
 pub async fn apply(manager: &ActorRef<ServerManager>, diff: &ConfigDiff) -> ReloadReport {
     let begin = Instant::now();
     let mut report = ReloadReport::default();
-    let to_stop: Vec<&str> = diff
-        .removed
-        .iter()
-        .map(String::as_str)
-        .chain(diff.changed.iter().map(|s| s.name.as_str()))
-        .collect();
-    let stops = join_all(to_stop.iter().map(|name| {
+    let removals = join_all(diff.removed.iter().map(|name| {
+        manager
+            .ask(RemoveServer { name: name.clone() })
+            .into_future()
+    }));
+    let stops = join_all(diff.changed.iter().map(|spec| {
         manager
             .ask(StopServer {
-                name: (*name).to_owned(),
+                name: spec.name.clone(),
             })
             .into_future()
-    }))
-    .await;
-    for (name, result) in to_stop.iter().zip(stops) {
+    }));
+    let (removals, stops) = futures::join!(removals, stops);
+    let to_stop = diff
+        .removed
+        .iter()
+        .chain(diff.changed.iter().map(|s| &s.name));
+    let results = removals
+        .into_iter()
+        .map(|r| r.map(drop).map_err(|e| e.to_string()))
+        .chain(
+            stops
+                .into_iter()
+                .map(|r| r.map(drop).map_err(|e| e.to_string())),
+        );
+    for (name, result) in to_stop.zip(results) {
         if let Err(e) = result {
             report
                 .failed

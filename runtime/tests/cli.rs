@@ -613,6 +613,22 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
             .then_some(())
     })
     .await;
+    let listed: serde_json::Value = http
+        .get(format!("{base}/api/servers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["name"] != "drop"),
+        "a removed server is no longer listed: {listed}"
+    );
 
     // SIGKILL: nothing gets to save anything now.
     first.kill().await.unwrap();

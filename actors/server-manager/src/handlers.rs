@@ -8,8 +8,9 @@ use fleet_protocol::messages::health::HealthChanged;
 use fleet_protocol::messages::server::{
     CallServer, CallServerReply, GetServerLogs, GetServerLogsReply, GetServerStatus,
     GetServerStatusReply, LaunchServer, LaunchServerReply, ListServers, ListServersReply,
-    ProbeServer, ProbeServerReply, RestartServer, RestartServerReply, ServerEvent, StopAllServers,
-    StopAllServersReply, StopServer, StopServerReply, SubscribeServerEvents,
+    ProbeServer, ProbeServerReply, RemoveServer, RemoveServerReply, RestartServer,
+    RestartServerReply, ServerEvent, StopAllServers, StopAllServersReply, StopServer,
+    StopServerReply, SubscribeServerEvents,
 };
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::actor::{ActorRef, Spawn};
@@ -131,6 +132,60 @@ impl Message<StopServer> for ServerManager {
                     .await
                     .map_err(|e| send_error(e, &actor_label(&msg.name)))
             }),
+        }
+    }
+}
+
+impl Message<RemoveServer> for ServerManager {
+    type Reply = DelegatedReply<RemoveServerReply>;
+
+    async fn handle(
+        &mut self,
+        msg: RemoveServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        self.count();
+        match self.server_actor(&msg.name) {
+            Err(e) => ctx.reply(Err(e)),
+            Ok(actor) => {
+                let manager = ctx.actor_ref().clone();
+                ctx.spawn(async move {
+                    let stopped = actor
+                        .ask(StopProcess)
+                        .await
+                        .map_err(|e| send_error(e, &actor_label(&msg.name)))?;
+                    let _ = manager
+                        .tell(Forget {
+                            name: msg.name,
+                            actor: actor.id(),
+                        })
+                        .await;
+                    Ok(stopped)
+                })
+            }
+        }
+    }
+}
+
+/// A removed server is stopped: drop its entry and its actor (internal).
+pub struct Forget {
+    name: String,
+    actor: kameo::actor::ActorId,
+}
+
+impl Message<Forget> for ServerManager {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Forget, _: &mut Context<Self, ()>) {
+        // Only the actor that was stopped: a launch of the same name since then stays.
+        if self
+            .servers
+            .get(&msg.name)
+            .is_some_and(|e| e.actor.id() == msg.actor)
+            && let Some(entry) = self.servers.remove(&msg.name)
+        {
+            tracing::info!(server = %msg.name, "server removed");
+            entry.actor.kill();
         }
     }
 }

@@ -365,3 +365,51 @@ async fn dropping_the_manager_kills_every_process() {
         wait_group_gone(pid).await;
     }
 }
+
+#[tokio::test]
+async fn a_removed_server_is_stopped_and_no_longer_listed() {
+    let manager = common::spawn_manager(common::config());
+    let spec = common::reference("gone", &[]);
+    let pid = manager
+        .ask(fleet_protocol::messages::server::LaunchServer { spec: spec.clone() })
+        .await
+        .unwrap()
+        .pid
+        .unwrap();
+    let stopped = manager
+        .ask(fleet_protocol::messages::server::RemoveServer {
+            name: "gone".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(stopped.pid, Some(pid));
+    assert!(!common::group_alive(pid));
+    common::wait_for(Duration::from_secs(5), "the entry dropped", || async {
+        manager
+            .ask(fleet_protocol::messages::server::ListServers)
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(matches!(
+        manager
+            .ask(fleet_protocol::messages::server::RemoveServer {
+                name: "gone".into()
+            })
+            .await,
+        Err(kameo::error::SendError::HandlerError(
+            fleet_protocol::FleetError::UnknownServer { .. }
+        ))
+    ));
+    // The name is free again.
+    manager
+        .ask(fleet_protocol::messages::server::LaunchServer { spec })
+        .await
+        .unwrap();
+    manager
+        .ask(fleet_protocol::messages::server::StopAllServers)
+        .await
+        .unwrap();
+}

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`LaunchServer`] | `Result<ServerStatus, FleetError>`, once ready or failed |
 //! | [`StopServer`] | `Result<StoppedServer, FleetError>` |
+//! | [`RemoveServer`] | `Result<StoppedServer, FleetError>`; the server is no longer listed |
 //! | [`RestartServer`] | `Result<ServerStatus, FleetError>`, once ready again or failed |
 //! | [`GetServerStatus`] | `Result<ServerStatus, FleetError>` |
 //! | [`ListServers`] | `Vec<ServerStatus>`, sorted by name |
@@ -39,6 +40,13 @@ pub struct StopServer {
     pub name: String,
 }
 pub type StopServerReply = Result<StoppedServer, FleetError>;
+
+/// Stop a server and forget it: once stopped, it is no longer listed, and its name is free.
+#[derive(Debug, Clone)]
+pub struct RemoveServer {
+    pub name: String,
+}
+pub type RemoveServerReply = Result<StoppedServer, FleetError>;
 
 /// Stop a server and start it again with the same spec.
 #[derive(Debug, Clone)]
