@@ -405,7 +405,9 @@ impl ServerActor {
         let server = self.spec.name.clone();
         let counters = self.counters.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // The first reading comes one interval after the spawn: a process caught between
+            // fork and exec reads as 0 bytes resident.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

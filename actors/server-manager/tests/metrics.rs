@@ -145,11 +145,21 @@ async fn requests_carry_declared_tools_and_cancellations_and_processes_are_sampl
         (s.in_flight == 1).then_some(())
     })
     .await;
-    // Sampled while the sleep is in flight.
-    let sample = next_matching(&events, "a sample with a request in flight", |e| match e {
-        MetricEvent::ProcessSampled { sample, .. } if sample.in_flight == 1 => Some(*sample),
-        _ => None,
-    })
+    // Sampled while the sleep is in flight (a sample from before, during the handshake, may
+    // count one of its requests: only later ones count here).
+    let seen = events.lock().unwrap().len();
+    let sample = wait_for(
+        Duration::from_secs(10),
+        "a sample with the sleep in flight",
+        || async {
+            events.lock().unwrap()[seen..].iter().find_map(|e| match e {
+                MetricEvent::ProcessSampled { sample, .. } if sample.in_flight == 1 => {
+                    Some(*sample)
+                }
+                _ => None,
+            })
+        },
+    )
     .await;
     assert_eq!(sample.processes, 1);
     assert!(sample.resident_bytes > 100_000, "{sample:?}");
