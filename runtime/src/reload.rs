@@ -133,10 +133,7 @@ impl Reloader {
         }
         let mut changes = inner.changes.clone();
         changes.add(spec.clone());
-        changes.save(&self.state_path)?;
-        inner.changes = changes;
-        inner.running = inner.changes.apply(&inner.file);
-        self.enabled.send_replace(names(&inner.running));
+        self.commit(&mut inner, changes)?;
         tracing::info!(server = %spec.name, command = %spec.command_line(), "server added");
         Ok(self
             .manager
@@ -151,6 +148,16 @@ impl Reloader {
             }))
     }
 
+    /// Saves `changes` to the state file, then makes them the ones in force; a failed save
+    /// changes nothing.
+    fn commit(&self, inner: &mut InForce, changes: RuntimeChanges) -> std::io::Result<()> {
+        changes.save(&self.state_path)?;
+        inner.changes = changes;
+        inner.running = inner.changes.apply(&inner.file);
+        self.enabled.send_replace(names(&inner.running));
+        Ok(())
+    }
+
     /// Removes a server at runtime: recorded in the state file, then stopped.
     pub async fn remove(&self, name: &str) -> Result<(), ChangeError> {
         let mut inner = self.inner.lock().await;
@@ -160,10 +167,7 @@ impl Reloader {
         let in_config = inner.file.iter().any(|s| s.name == name);
         let mut changes = inner.changes.clone();
         changes.remove(name, in_config);
-        changes.save(&self.state_path)?;
-        inner.changes = changes;
-        inner.running = inner.changes.apply(&inner.file);
-        self.enabled.send_replace(names(&inner.running));
+        self.commit(&mut inner, changes)?;
         tracing::info!(server = %name, "server removed");
         if let Err(e) = self
             .manager

@@ -18,44 +18,18 @@ async fn the_documented_filesystem_and_memory_servers_run_through_npx() {
     std::fs::create_dir_all(&desktop).unwrap();
     std::fs::create_dir_all(&downloads).unwrap();
     std::fs::write(desktop.join("hello.txt"), "hello from the fleet").unwrap();
-    // https://modelcontextprotocol.io/quickstart/user, with the memory server of the servers
-    // repository beside it.
     let config = write_config(
-        &r#"{
-  "mcpServers": {
-    "filesystem": {
-      "command": "npx",
-      "args": [
-        "-y",
-        "@modelcontextprotocol/server-filesystem",
-        "/Users/username/Desktop",
-        "/Users/username/Downloads"
-      ]
-    },
-    "memory": {
-      "command": "npx",
-      "args": ["-y", "@modelcontextprotocol/server-memory"]
-    }
-  }
-}"#
-        .replace("/Users/username/Desktop", &desktop.display().to_string())
-        .replace(
-            "/Users/username/Downloads",
-            &downloads.display().to_string(),
-        ),
+        &common::DOCUMENTED_CONFIG
+            .replace("/Users/username/Desktop", &desktop.display().to_string())
+            .replace(
+                "/Users/username/Downloads",
+                &downloads.display().to_string(),
+            ),
     );
     let (mut child, port) = spawn_fleet(&config.0, Stdio::null());
     let http = reqwest::Client::new();
     // npx may download both packages first.
-    wait_for(Duration::from_secs(180), "both servers ready", || async {
-        let r = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    common::wait_ready(port, Duration::from_secs(180)).await;
     let servers: serde_json::Value = http
         .get(format!("http://127.0.0.1:{port}/api/servers"))
         .send()

@@ -14,7 +14,6 @@ use serde_json::json;
 /// this lock alone; the other tests that start the binary share it.
 static SWEEPS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 
 #[tokio::test]
 async fn runs_a_config_serves_metrics_and_stops_on_sigterm() {
@@ -78,8 +77,7 @@ async fn a_bad_config_names_file_line_and_key_and_exits_2() {
     let config = write_config(
         "{\n  \"mcpServers\": {\n    \"a\": { \"command\": \"x\", \"argz\": [] }\n  }\n}\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+    let out = common::mcp_fleet(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config.0)
         .output()
         .await
@@ -92,8 +90,7 @@ async fn a_bad_config_names_file_line_and_key_and_exits_2() {
     assert!(err.contains("unknown field `argz`"), "{err}");
 
     let syntax = write_config("{ \"mcpServers\": { \"a\": { \"command\": \"x\", } } }");
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--config"])
+    let out = common::mcp_fleet(["run", "--config"])
         .arg(&syntax.0)
         .output()
         .await
@@ -103,8 +100,7 @@ async fn a_bad_config_names_file_line_and_key_and_exits_2() {
 
     // Beyond loopback, the admin API would be open to the network: refused without a token.
     let good = write_config("{ \"mcpServers\": {} }");
-    let open = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--listen", "0.0.0.0:0", "--config"])
+    let open = common::mcp_fleet(["run", "--listen", "0.0.0.0:0", "--config"])
         .arg(&good.0)
         .env_remove("MCP_FLEET_TOKEN")
         .output()
@@ -113,8 +109,7 @@ async fn a_bad_config_names_file_line_and_key_and_exits_2() {
     assert_eq!(open.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&open.stderr).contains("needs a bearer token"));
 
-    let missing = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--config", "/no/such/config.json"])
+    let missing = common::mcp_fleet(["run", "--config", "/no/such/config.json"])
         .output()
         .await
         .unwrap();
@@ -218,31 +213,12 @@ async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could()
 
 #[tokio::test]
 async fn check_validates_claude_desktop_and_vs_code_configs_without_starting_anything() {
-    // The example of the MCP documentation ("Connect to local MCP servers"), unchanged.
-    let claude = write_config(
-        r#"{
-  "mcpServers": {
-    "filesystem": {
-      "command": "npx",
-      "args": [
-        "-y",
-        "@modelcontextprotocol/server-filesystem",
-        "/Users/username/Desktop",
-        "/Users/username/Downloads"
-      ]
-    }
-  }
-}"#,
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["check", "--config"])
-        .arg(&claude.0)
-        .output()
-        .await
-        .unwrap();
+    // The example of the MCP documentation, unchanged.
+    let claude = write_config(common::DOCUMENTED_CONFIG);
+    let out = common::check_config(&claude.0, &[]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("1 server(s) to run"), "{stdout}");
+    assert!(stdout.contains("2 server(s) to run"), "{stdout}");
     assert!(
         stdout.contains("npx -y @modelcontextprotocol/server-filesystem /Users/username/Desktop"),
         "{stdout}"
@@ -252,27 +228,24 @@ async fn check_validates_claude_desktop_and_vs_code_configs_without_starting_any
     let vscode = write_config(
         r#"{ "servers": { "gh": { "type": "stdio", "command": "${env:FLEET_TEST_BIN}", "args": ["--token", "${env:FLEET_TEST_TOKEN}"] } } }"#,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["check", "--config"])
-        .arg(&vscode.0)
-        .env("FLEET_TEST_BIN", "/opt/gh-server")
-        .env("FLEET_TEST_TOKEN", "abc")
-        .output()
-        .await
-        .unwrap();
+    let out = common::check_config(
+        &vscode.0,
+        &[
+            ("FLEET_TEST_BIN", Some("/opt/gh-server")),
+            ("FLEET_TEST_TOKEN", Some("abc")),
+        ],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("/opt/gh-server --token abc"), "{stdout}");
 
     // Without the variables: exit 2, naming file, line, key and variable.
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["check", "--config"])
-        .arg(&vscode.0)
-        .env_remove("FLEET_TEST_BIN")
-        .env_remove("FLEET_TEST_TOKEN")
-        .output()
-        .await
-        .unwrap();
+    let out = common::check_config(
+        &vscode.0,
+        &[("FLEET_TEST_BIN", None), ("FLEET_TEST_TOKEN", None)],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -385,6 +358,7 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
         &config.0,
         Stdio::null(),
         &[],
+        &[],
         &[("MCP_FLEET_TOKEN", "s3cret")],
     );
     let base = format!("http://127.0.0.1:{port}");
@@ -392,12 +366,7 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
     let get = |path: &str| http.get(format!("{base}{path}")).bearer_auth("s3cret");
 
     // Ready once `a` serves and `broken` has failed (a terminal state).
-    let ready = wait_for(Duration::from_secs(30), "/readyz 200", || async {
-        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
-        (r.status() == 200).then_some(())?;
-        r.json::<serde_json::Value>().await.ok()
-    })
-    .await;
+    let ready = common::wait_ready(port, Duration::from_secs(30)).await;
     assert_eq!(ready, json!({"status": "ready", "servers": 2}));
     let alive = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(alive.status(), 200);
@@ -529,38 +498,15 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
     ));
     let state = config.0.with_extension("state-test.json");
     let state_arg = state.display().to_string();
-    let start = || {
-        let port = common::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-            .args(["run", "--config"])
-            .arg(&config.0)
-            .args([
-                "--state",
-                &state_arg,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+    let start = || async {
+        let (child, port) =
+            common::spawn_fleet_with(&config.0, Stdio::null(), &[], &["--state", &state_arg], &[]);
+        common::wait_ready(port, Duration::from_secs(30)).await;
         (child, format!("http://127.0.0.1:{port}"))
     };
     let http = reqwest::Client::new();
-    let ready = |base: String| {
-        let http = http.clone();
-        async move {
-            wait_for(Duration::from_secs(30), "/readyz 200", || async {
-                let r = http.get(format!("{base}/readyz")).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            })
-            .await
-        }
-    };
 
-    let (mut first, base) = start();
-    ready(base.clone()).await;
+    let (mut first, base) = start().await;
     // Add one, remove one of the config's.
     let added = http
         .post(format!("{base}/api/servers"))
@@ -639,8 +585,7 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
     )
     .await;
 
-    let (mut second, base) = start();
-    ready(base.clone()).await;
+    let (mut second, base) = start().await;
     let servers: serde_json::Value = http
         .get(format!("{base}/api/servers"))
         .send()
@@ -668,8 +613,7 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
 
 /// `mcp-fleet COMMAND --url URL ARGS...`: exit code and stdout (stderr appended on failure).
 async fn fleet_cli(url: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .arg(args[0])
+    let out = common::mcp_fleet([args[0]])
         .args(["--url", url])
         .args(&args[1..])
         .env_remove("MCP_FLEET_TOKEN")
@@ -693,18 +637,9 @@ async fn the_cli_operates_a_running_fleet_through_its_api() {
         bin = bin.display()
     ));
     let state = config.0.with_extension("ctl-state.json");
-    let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--config"])
-        .arg(&config.0)
-        .args(["--state"])
-        .arg(&state)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let state_arg = state.display().to_string();
+    let (mut child, port) =
+        common::spawn_fleet_with(&config.0, Stdio::null(), &[], &["--state", &state_arg], &[]);
     let url = format!("http://127.0.0.1:{port}");
     wait_for(Duration::from_secs(30), "a up", || async {
         let body = common::scrape(port).await?;
@@ -846,19 +781,13 @@ restart = {{ mode = "never" }}
     )
     .unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["check", "--config"])
-        .arg(&toml)
-        .output()
-        .await
-        .unwrap();
+    let out = common::check_config(&toml, &[]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("2 server(s) to run"), "{stdout}");
 
     // No --listen: the TOML's address is used.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["run", "--config"])
+    let mut child = common::mcp_fleet(["run", "--config"])
         .arg(&toml)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -908,12 +837,7 @@ restart = {{ mode = "never" }}
         "listen = \"127.0.0.1:1\"\n\n[health]\ninterval = 5\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(["check", "--config"])
-        .arg(&toml)
-        .output()
-        .await
-        .unwrap();
+    let out = common::check_config(&toml, &[]).await;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -69,6 +69,7 @@ async fn counters_are_exact_and_promtool_accepts_the_exposition() {
         &config.0,
         Stdio::piped(),
         &["--log-format", "json"],
+        &[],
         &[("RUST_LOG", "info,fleet_gateway=debug")],
     );
     // Read stderr as it comes, so a full pipe never blocks the fleet.

@@ -78,27 +78,57 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The `mcp-fleet` binary with `args`.
+pub fn mcp_fleet<I, S>(args: I) -> tokio::process::Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-fleet"));
+    command.args(args);
+    command
+}
+
+/// `mcp-fleet check --config FILE` with these environment variables set (`Some`) or removed
+/// (`None`); its whole output.
+pub async fn check_config(
+    config: &std::path::Path,
+    env: &[(&str, Option<&str>)],
+) -> std::process::Output {
+    let mut command = mcp_fleet(["check", "--config"]);
+    command.arg(config);
+    for (k, v) in env {
+        match v {
+            Some(v) => command.env(k, v),
+            None => command.env_remove(k),
+        };
+    }
+    command.output().await.unwrap()
+}
+
 /// Starts `mcp-fleet run` on a free port with `config`; returns the child and the port.
 pub fn spawn_fleet(
     config: &std::path::Path,
     stderr: std::process::Stdio,
 ) -> (tokio::process::Child, u16) {
-    spawn_fleet_with(config, stderr, &[], &[])
+    spawn_fleet_with(config, stderr, &[], &[], &[])
 }
 
-/// [`spawn_fleet`] with more arguments (before `run`'s own) and environment variables.
+/// [`spawn_fleet`] with more arguments (global ones before `run`, and `run`'s own) and
+/// environment variables.
 pub fn spawn_fleet_with(
     config: &std::path::Path,
     stderr: std::process::Stdio,
     global_args: &[&str],
+    run_args: &[&str],
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, u16) {
     let port = free_port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-fleet"))
-        .args(global_args)
+    let child = mcp_fleet(global_args)
         .args(["run", "--config"])
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(run_args)
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(stderr)
@@ -232,3 +262,39 @@ pub fn on_path(program: &str, package: &str) -> std::path::PathBuf {
     });
     found.unwrap_or_else(|| panic!("`{program}` is not on PATH: install {package} (.ci/run does)"))
 }
+
+/// Waits until `GET /readyz` at `port` answers 200; its body.
+pub async fn wait_ready(port: u16, limit: Duration) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    wait_for(limit, "/readyz 200", || async {
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())?;
+        r.json().await.ok()
+    })
+    .await
+}
+
+/// The Claude Desktop config of the MCP documentation
+/// (https://modelcontextprotocol.io/quickstart/user), with the memory server of the servers
+/// repository beside the filesystem one, exactly as the documents write them.
+pub const DOCUMENTED_CONFIG: &str = r#"{
+  "mcpServers": {
+    "filesystem": {
+      "command": "npx",
+      "args": [
+        "-y",
+        "@modelcontextprotocol/server-filesystem",
+        "/Users/username/Desktop",
+        "/Users/username/Downloads"
+      ]
+    },
+    "memory": {
+      "command": "npx",
+      "args": ["-y", "@modelcontextprotocol/server-memory"]
+    }
+  }
+}"#;
