@@ -30,14 +30,8 @@ async fn the_documented_filesystem_and_memory_servers_run_through_npx() {
     let http = reqwest::Client::new();
     // npx may download both packages first.
     common::wait_ready(port, Duration::from_secs(180)).await;
-    let servers: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{port}/api/servers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let servers: serde_json::Value =
+        common::get_json(&http, format!("http://127.0.0.1:{port}/api/servers")).await;
     for s in servers.as_array().unwrap() {
         assert_eq!(s["state"], "ready", "{s}");
     }

@@ -559,14 +559,7 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
             .then_some(())
     })
     .await;
-    let listed: serde_json::Value = http
-        .get(format!("{base}/api/servers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = common::get_json(&http, format!("{base}/api/servers")).await;
     assert!(
         listed
             .as_array()
@@ -586,14 +579,7 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
     .await;
 
     let (mut second, base) = start().await;
-    let servers: serde_json::Value = http
-        .get(format!("{base}/api/servers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let servers: serde_json::Value = common::get_json(&http, format!("{base}/api/servers")).await;
     let names: Vec<&str> = servers
         .as_array()
         .unwrap()

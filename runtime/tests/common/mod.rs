@@ -298,3 +298,8 @@ pub const DOCUMENTED_CONFIG: &str = r#"{
     }
   }
 }"#;
+
+/// `GET url`, its body as JSON (whatever the status).
+pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
