@@ -1,1 +1,3 @@
 //! Runnable examples of mcp-fleet; the examples live beside this file.
+
+pub mod bench;
