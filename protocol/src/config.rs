@@ -27,8 +27,13 @@ pub enum Transport {
         #[serde(default)]
         cwd: Option<PathBuf>,
     },
-    /// A remote server over Streamable HTTP (proxied in a later version; refused at launch now).
-    Http { url: String },
+    /// A remote server over Streamable HTTP, proxied: every request is POSTed to `url` with
+    /// `headers` (for instance `Authorization`) added.
+    Http {
+        url: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+    },
 }
 
 /// One MCP server the fleet runs.
@@ -39,6 +44,38 @@ pub struct ServerSpec {
     /// What happens when it exits on its own.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// How the health monitor probes it, over the fleet's defaults.
+    #[serde(default, skip_serializing_if = "ServerHealthPolicy::is_default")]
+    pub health: ServerHealthPolicy,
+    /// How long a request forwarded to it may take, instead of the fleet's request timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
+}
+
+/// One server's health probing, over the fleet's `[health]`: `None` takes the fleet's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerHealthPolicy {
+    /// Whether the server is probed at all (a server that cannot answer `ping` cheaply).
+    pub probe: bool,
+    pub timeout: Option<Duration>,
+    pub failure_threshold: Option<u32>,
+}
+
+impl Default for ServerHealthPolicy {
+    fn default() -> Self {
+        ServerHealthPolicy {
+            probe: true,
+            timeout: None,
+            failure_threshold: None,
+        }
+    }
+}
+
+impl ServerHealthPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == ServerHealthPolicy::default()
+    }
 }
 
 /// When an exit that nobody asked for leads to a restart.
@@ -101,6 +138,19 @@ impl ServerSpec {
                 cwd: None,
             },
             restart: RestartPolicy::default(),
+            health: ServerHealthPolicy::default(),
+            request_timeout: None,
+        }
+    }
+
+    /// A remote server over Streamable HTTP, with no headers of its own.
+    pub fn http(name: impl Into<String>, url: impl Into<String>) -> Self {
+        ServerSpec {
+            transport: Transport::Http {
+                url: url.into(),
+                headers: BTreeMap::new(),
+            },
+            ..ServerSpec::stdio(name, "", Vec::<String>::new())
         }
     }
 
@@ -125,7 +175,7 @@ impl ServerSpec {
                 .chain(args.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(" "),
-            Transport::Http { url } => url.clone(),
+            Transport::Http { url, .. } => url.clone(),
         }
     }
 }
@@ -276,6 +326,9 @@ struct McpServerEntry {
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
     url: Option<String>,
+    /// HTTP headers sent to a remote (`url`) server, such as `Authorization`.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
     #[serde(rename = "type")]
     kind: Option<String>,
     #[serde(default)]
@@ -349,6 +402,8 @@ pub fn parse_mcp_servers_json_with_env(
                 name,
                 transport,
                 restart: RestartPolicy::default(),
+                health: ServerHealthPolicy::default(),
+                request_timeout: None,
             }),
             Ok(None) => config.disabled.push(name),
             Err((field, message)) => problem(message, &field),
@@ -377,6 +432,12 @@ fn entry_transport(
     }
     substitute_entry(&mut entry, lookup)?;
     let transport = match (entry.command, entry.url, entry.kind.as_deref()) {
+        (Some(_), None, _) if !entry.headers.is_empty() => {
+            return fail(
+                ".headers",
+                "`headers` are for a remote server (`url`), not for `command`".into(),
+            );
+        }
         (Some(command), None, None | Some("stdio")) => {
             if command.trim().is_empty() {
                 return fail(".command", "`command` must not be empty".into());
@@ -389,7 +450,27 @@ fn entry_transport(
             }
         }
         (None, Some(url), None | Some("http" | "streamable-http" | "streamableHttp")) => {
-            Transport::Http { url }
+            match url.split_once("://") {
+                Some(("http" | "https", rest)) if !rest.is_empty() => {}
+                _ => {
+                    return fail(
+                        ".url",
+                        format!("`url` must be an http:// or https:// address, not \"{url}\""),
+                    );
+                }
+            }
+            Transport::Http {
+                url,
+                headers: entry.headers,
+            }
+        }
+        (None, Some(_), Some("sse")) => {
+            return fail(
+                ".type",
+                "the HTTP+SSE transport (`type` \"sse\", MCP 2024-11-05) is not supported; \
+                 use the server's Streamable HTTP endpoint with `type` \"http\""
+                    .into(),
+            );
         }
         (None, Some(_), Some(other)) => {
             return fail(
@@ -437,6 +518,9 @@ fn substitute_entry(
     }
     if let Some(u) = &mut entry.url {
         apply(".url".into(), u)?;
+    }
+    for (k, v) in entry.headers.iter_mut() {
+        apply(format!(".headers.{k}"), v)?;
     }
     if let Some(cwd) = &mut entry.cwd {
         let mut text = cwd.to_string_lossy().into_owned();
@@ -513,6 +597,10 @@ fn locate_key(text: &str, key: &str) -> (usize, usize) {
 pub struct FleetFile {
     /// Where to serve HTTP (`listen = "127.0.0.1:7700"`).
     pub listen: Option<String>,
+    /// The bearer token clients and the CLI must send (`token = "${env:MCP_FLEET_TOKEN}"`).
+    pub token: Option<String>,
+    /// How long a stopping server gets after stdin is closed, and again after SIGTERM.
+    pub stop_grace: Option<Duration>,
     /// An `mcpServers` (or VS Code) JSON file whose servers join the TOML's, relative to the
     /// TOML file's directory (`servers_file = "claude_desktop_config.json"`).
     pub servers_file: Option<PathBuf>,
@@ -535,6 +623,8 @@ pub struct FleetFile {
 #[serde(deny_unknown_fields)]
 struct FleetToml {
     listen: Option<String>,
+    token: Option<String>,
+    stop_grace_secs: Option<u64>,
     servers_file: Option<PathBuf>,
     state: Option<PathBuf>,
     session_ttl_secs: Option<u64>,
@@ -545,6 +635,25 @@ struct FleetToml {
     restart: RestartToml,
     #[serde(default)]
     servers: BTreeMap<String, toml::Value>,
+}
+
+/// `[servers.NAME.health]`: over the fleet's `[health]`, except the interval (fleet-wide).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerHealthToml {
+    probe: Option<bool>,
+    timeout_secs: Option<u64>,
+    failure_threshold: Option<u32>,
+}
+
+impl ServerHealthToml {
+    fn policy(&self) -> ServerHealthPolicy {
+        ServerHealthPolicy {
+            probe: self.probe.unwrap_or(true),
+            timeout: self.timeout_secs.map(Duration::from_secs),
+            failure_threshold: self.failure_threshold,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -616,6 +725,21 @@ fn line_column(text: &str, at: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Line and column of a top-level `KEY =` line, else (1, 1).
+fn locate_toml_key(text: &str, key: &str) -> (usize, usize) {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return line_column(text, at + (line.len() - trimmed.len()));
+        }
+        at += line.len();
+    }
+    (1, 1)
+}
+
 /// Line and column of the `[servers.NAME]` header (or of `NAME` within `[servers]`), else (1, 1).
 fn locate_toml_server(text: &str, name: &str) -> (usize, usize) {
     for needle in [
@@ -671,6 +795,24 @@ pub fn parse_fleet_toml(
             RestartPolicy::default()
         }
     };
+    let token = match file.token.as_deref().map(|t| substitute_env(t, lookup)) {
+        None => None,
+        Some(Ok(t)) if t.trim().is_empty() => {
+            errors.push(error(
+                locate_toml_key(text, "token").0,
+                locate_toml_key(text, "token").1,
+                "token".into(),
+                "`token` must not be empty".into(),
+            ));
+            None
+        }
+        Some(Ok(t)) => Some(t),
+        Some(Err(message)) => {
+            let (line, column) = locate_toml_key(text, "token");
+            errors.push(error(line, column, "token".into(), message));
+            None
+        }
+    };
     let mut servers = FleetConfig::default();
     for (name, value) in file.servers {
         let key = format!("servers.{name}");
@@ -692,6 +834,33 @@ pub fn parse_fleet_toml(
                 problem(".restart", message);
                 continue;
             }
+        };
+        let own_health = match table.remove("health") {
+            None => ServerHealthToml::default(),
+            Some(v) => match ServerHealthToml::deserialize(v) {
+                Ok(h) => h,
+                Err(e) => {
+                    problem(".health", e.message().to_owned());
+                    continue;
+                }
+            },
+        };
+        let own_timeout = match table.remove("request_timeout_secs") {
+            None => None,
+            Some(v) => match u64::deserialize(v) {
+                Ok(0) => {
+                    problem(
+                        ".request_timeout_secs",
+                        "`request_timeout_secs` must be at least 1".into(),
+                    );
+                    continue;
+                }
+                Ok(t) => Some(t),
+                Err(e) => {
+                    problem(".request_timeout_secs", e.message().to_owned());
+                    continue;
+                }
+            },
         };
         let json = match serde_json::to_value(&table) {
             Ok(v) => v,
@@ -725,6 +894,8 @@ pub fn parse_fleet_toml(
                 name,
                 transport,
                 restart: policy,
+                health: own_health.policy(),
+                request_timeout: own_timeout.map(Duration::from_secs),
             }),
             Ok(None) => servers.disabled.push(name),
             Err((field, message)) => problem(&field, message),
@@ -735,6 +906,8 @@ pub fn parse_fleet_toml(
     }
     Ok(FleetFile {
         listen: file.listen,
+        token,
+        stop_grace: file.stop_grace_secs.map(Duration::from_secs),
         servers_file: file.servers_file,
         state: file.state,
         session_ttl: file.session_ttl_secs.map(Duration::from_secs),
@@ -908,6 +1081,72 @@ disabled = true
             panic!()
         };
         assert_eq!(env["GITHUB_TOKEN"], "t");
+    }
+
+    #[test]
+    fn per_server_health_timeout_token_and_remote_headers() {
+        let text = r#"
+token = "${env:TOK}"
+stop_grace_secs = 7
+
+[servers.slow]
+command = "slow-server"
+request_timeout_secs = 300
+health = { timeout_secs = 20, failure_threshold = 5 }
+
+[servers.quiet]
+command = "quiet-server"
+health = { probe = false }
+
+[servers.remote]
+url = "https://mcp.example.com/mcp"
+headers = { Authorization = "Bearer ${env:TOK}" }
+"#;
+        let lookup = |n: &str| (n == "TOK").then(|| "s3cret".to_string());
+        let f = parse_fleet_toml("fleet.toml", text, &lookup).unwrap();
+        assert_eq!(f.token.as_deref(), Some("s3cret"));
+        assert_eq!(f.stop_grace, Some(Duration::from_secs(7)));
+        let by_name = |n: &str| f.servers.servers.iter().find(|s| s.name == n).unwrap();
+        let slow = by_name("slow");
+        assert_eq!(slow.request_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(
+            slow.health,
+            ServerHealthPolicy {
+                probe: true,
+                timeout: Some(Duration::from_secs(20)),
+                failure_threshold: Some(5),
+            }
+        );
+        assert!(!by_name("quiet").health.probe);
+        assert_eq!(by_name("quiet").request_timeout, None);
+        let Transport::Http { url, headers } = &by_name("remote").transport else {
+            panic!("remote is an HTTP server")
+        };
+        assert_eq!(url, "https://mcp.example.com/mcp");
+        assert_eq!(headers["Authorization"], "Bearer s3cret");
+
+        // Each mistake names its key.
+        let bad = "token = \"${env:NOPE}\"\n[servers.a]\ncommand = \"x\"\nhealth = { every = 3 }\n\
+                   [servers.b]\ncommand = \"x\"\nheaders = { A = \"b\" }\n\
+                   [servers.c]\nurl = \"ftp://x\"\n[servers.d]\nurl = \"http://x\"\ntype = \"sse\"\n\
+                   [servers.e]\ncommand = \"x\"\nrequest_timeout_secs = 0\n";
+        let keys: Vec<String> = parse_fleet_toml("f.toml", bad, &|_| None)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "token",
+                "servers.a.health",
+                "servers.b.headers",
+                "servers.c.url",
+                "servers.d.type",
+                "servers.e.request_timeout_secs"
+            ]
+        );
     }
 
     #[test]

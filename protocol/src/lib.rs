@@ -22,6 +22,8 @@ pub mod mcp;
 pub mod messages;
 pub mod status;
 
-pub use config::{ConfigError, FleetConfig, RestartMode, RestartPolicy, ServerSpec, Transport};
+pub use config::{
+    ConfigError, FleetConfig, RestartMode, RestartPolicy, ServerHealthPolicy, ServerSpec, Transport,
+};
 pub use error::FleetError;
 pub use status::{Era, ExitInfo, ServerState, ServerStatus};

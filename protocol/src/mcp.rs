@@ -90,6 +90,27 @@ pub fn modern_meta() -> Map<String, Value> {
     meta
 }
 
+/// Streamable HTTP headers, lower-case (HTTP header names are case-insensitive).
+pub mod headers {
+    /// The session of a 2025-era connection, assigned on the `initialize` response.
+    pub const SESSION: &str = "mcp-session-id";
+    /// The protocol version of every request after `initialize` (and of every 2026-era one).
+    pub const VERSION: &str = "mcp-protocol-version";
+    /// 2026-07-28: the body's `method`.
+    pub const METHOD: &str = "mcp-method";
+    /// 2026-07-28: the body's `params.name` or `params.uri` (see [`super::name_key`]).
+    pub const NAME: &str = "mcp-name";
+}
+
+/// The params member a 2026-07-28 `Mcp-Name` header repeats for `method`, if it has one.
+pub fn name_key(method: &str) -> Option<&'static str> {
+    match method {
+        methods::TOOLS_CALL | methods::PROMPTS_GET => Some("name"),
+        methods::RESOURCES_READ => Some("uri"),
+        _ => None,
+    }
+}
+
 /// The protocol version a request's `params._meta` names (2026-07-28 requests carry one).
 pub fn meta_version(params: &Value) -> Option<&str> {
     params.get("_meta")?.get(META_PROTOCOL_VERSION)?.as_str()

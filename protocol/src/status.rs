@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::ServerHealthPolicy;
+
 /// The MCP protocol era a server speaks, detected at launch and kept for the life of the process
 /// (a health probe must use the era the process started in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -193,6 +195,9 @@ pub struct ServerStatus {
     pub bad_stdout_lines: u64,
     /// Requests sent and not yet answered.
     pub in_flight: usize,
+    /// How the health monitor probes this server (its spec's policy).
+    #[serde(default, skip_serializing_if = "ServerHealthPolicy::is_default")]
+    pub health: ServerHealthPolicy,
 }
 
 impl ServerStatus {
@@ -210,6 +215,7 @@ impl ServerStatus {
             stderr_lines: 0,
             bad_stdout_lines: 0,
             in_flight: 0,
+            health: ServerHealthPolicy::default(),
         }
     }
 

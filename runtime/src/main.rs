@@ -435,14 +435,19 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The admin API can start and stop processes: beyond loopback it needs a token.
-    let token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    // The admin API can start and stop processes: beyond loopback it needs a token. The
+    // environment's wins over the file's `token`.
+    let token = std::env::var(TOKEN_VAR)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or(file.token.clone());
     if !listen.ip().is_loopback() && token.is_none() {
         eprintln!(
-            "mcp-fleet: listening on {listen}, beyond loopback, needs a bearer token: set {TOKEN_VAR}"
+            "mcp-fleet: listening on {listen}, beyond loopback, needs a bearer token: set {TOKEN_VAR} or `token` in mcp-fleet.toml"
         );
         return ExitCode::from(2);
     }
+    fleet_runtime::system::raise_fd_limit();
     let prometheus = match telemetry::install_prometheus() {
         Ok(h) => h,
         Err(e) => {
@@ -468,9 +473,12 @@ async fn run(args: RunArgs) -> ExitCode {
 
     let mut options = FleetOptions::default();
     options.gateway.session_idle_ttl = session_ttl;
+    // The gateway leaves the timeout to the manager, which applies a server's own first.
     if let Some(t) = file.request_timeout {
         options.server_manager.request_timeout = t;
-        options.gateway.request_timeout = Some(t);
+    }
+    if let Some(g) = file.stop_grace {
+        options.server_manager.stop_grace = g;
     }
     if let Some(i) = file.health_interval {
         options.health.interval = i;

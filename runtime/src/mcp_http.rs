@@ -37,10 +37,10 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
-pub const METHOD_HEADER: &str = "mcp-method";
-pub const NAME_HEADER: &str = "mcp-name";
+pub use mcp::headers::{
+    METHOD as METHOD_HEADER, NAME as NAME_HEADER, SESSION as SESSION_HEADER,
+    VERSION as VERSION_HEADER,
+};
 
 /// How `/mcp` guards itself.
 #[derive(Debug, Clone)]
@@ -324,10 +324,8 @@ fn check_modern(
             );
         }
     }
-    let key = match method {
-        mcp::methods::TOOLS_CALL | mcp::methods::PROMPTS_GET => "name",
-        mcp::methods::RESOURCES_READ => "uri",
-        _ => return Ok(()),
+    let Some(key) = mcp::name_key(method) else {
+        return Ok(());
     };
     let body = params.and_then(|p| p.get(key)).and_then(Value::as_str);
     match (header_str(headers, NAME_HEADER).map(str::trim), body) {

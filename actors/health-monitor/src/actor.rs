@@ -309,7 +309,14 @@ impl HealthMonitor {
                     tracked.tracker.new_process(initial_verdict(&status.state));
                     tracked.process = process;
                 }
-                let verdict = tracked.tracker.observe(outcome, &self.policy);
+                // A server's own threshold, from its spec, wins over the monitor's.
+                let policy = HealthPolicy {
+                    failure_threshold: status
+                        .health
+                        .failure_threshold
+                        .unwrap_or(self.policy.failure_threshold),
+                };
+                let verdict = tracked.tracker.observe(outcome, &policy);
                 (verdict, tracked.tracker.to_event(server))
             };
 
@@ -390,8 +397,9 @@ fn spawn_ticker(myself: WeakActorRef<HealthMonitor>, interval: Duration) -> Abor
     AbortOnDrop(task.abort_handle())
 }
 
-/// One probe round: list the servers, probe every serving one concurrently. Every wait is
-/// bounded by `timeout` plus [`PROBE_GRACE`].
+/// One probe round: list the servers, probe every serving one concurrently (except those whose
+/// policy says not to probe them), each with its own timeout if it has one. Every wait is
+/// bounded by a timeout plus [`PROBE_GRACE`].
 async fn run_round(
     servers: &ServersRecipient,
     probe: &ProbeRecipient,
@@ -406,8 +414,8 @@ async fn run_round(
     let probed = join_all(
         listed
             .iter()
-            .filter(|s| s.state.is_serving())
-            .map(|s| probe_one(probe, &s.name, timeout)),
+            .filter(|s| s.state.is_serving() && s.health.probe)
+            .map(|s| probe_one(probe, &s.name, s.health.timeout.unwrap_or(timeout))),
     )
     .await;
     Ok(RoundReport { listed, probed })

@@ -8,7 +8,7 @@ use fleet_health_monitor::{ACTOR_NAME, HealthMonitor, HealthMonitorArgs, HealthM
 use fleet_protocol::messages::health::{GetHealth, HealthChanged, ProbeAll, ProbeResult};
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
 use fleet_protocol::messages::server::{ListServers, ProbeServer};
-use fleet_protocol::{FleetError, ServerState, ServerStatus};
+use fleet_protocol::{FleetError, ServerHealthPolicy, ServerState, ServerStatus};
 use kameo::actor::{Actor, ActorRef, Spawn};
 use kameo::error::Infallible;
 use kameo::message::{Context, Message};
@@ -35,7 +35,8 @@ enum Behavior {
 #[derive(Debug)]
 enum FleetCall {
     List(Instant),
-    Probe(String),
+    /// A probe of the server, with the timeout it was given.
+    Probe(String, Duration),
 }
 
 /// Stands in for the server manager.
@@ -71,7 +72,9 @@ impl Message<ProbeServer> for FakeFleet {
         msg: ProbeServer,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let _ = self.calls.send(FleetCall::Probe(msg.name.clone()));
+        let _ = self
+            .calls
+            .send(FleetCall::Probe(msg.name.clone(), msg.timeout));
         match self.servers.get(&msg.name).map(|(_, b)| *b) {
             Some(Behavior::Answer) => ctx.reply(Ok(LATENCY)),
             Some(Behavior::Fail) => ctx.reply(Err(FleetError::ServerExited {
@@ -403,7 +406,7 @@ async fn only_serving_servers_are_probed() {
         .drain_calls()
         .into_iter()
         .filter_map(|c| match c {
-            FleetCall::Probe(name) => Some(name),
+            FleetCall::Probe(name, _) => Some(name),
             FleetCall::List(_) => None,
         })
         .collect();
@@ -412,6 +415,65 @@ async fn only_serving_servers_are_probed() {
 
     let tracked: Vec<String> = h.health().await.into_iter().map(|s| s.server).collect();
     assert_eq!(tracked, ["a", "u"]);
+}
+
+#[tokio::test]
+async fn a_servers_own_policy_wins_over_the_monitors() {
+    let own = ServerHealthPolicy {
+        probe: true,
+        timeout: Some(Duration::from_secs(7)),
+        failure_threshold: Some(1),
+    };
+    let off = ServerHealthPolicy {
+        probe: false,
+        ..ServerHealthPolicy::default()
+    };
+    let mut h = Harness::start(
+        config(3),
+        vec![
+            (
+                ServerStatus {
+                    health: own,
+                    ..ready("own")
+                },
+                Behavior::Fail,
+            ),
+            (
+                ServerStatus {
+                    health: off,
+                    ..ready("off")
+                },
+                Behavior::Fail,
+            ),
+            (ready("plain"), Behavior::Fail),
+        ],
+    );
+    let results = h.probe_all().await;
+    assert_eq!(
+        names(&results),
+        ["own", "plain"],
+        "`probe = false` is never probed"
+    );
+    let mut timeouts: Vec<(String, Duration)> = h
+        .drain_calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FleetCall::Probe(name, t) => Some((name, t)),
+            FleetCall::List(_) => None,
+        })
+        .collect();
+    timeouts.sort();
+    assert_eq!(
+        timeouts,
+        [
+            ("own".to_owned(), Duration::from_secs(7)),
+            ("plain".to_owned(), Duration::from_secs(2)),
+        ]
+    );
+    // One failure is enough for `own` (its threshold is 1); `plain` needs the monitor's 3.
+    let event = h.next_health_event().await;
+    assert_eq!((event.server.as_str(), event.healthy), ("own", false));
+    h.assert_no_health_event().await;
 }
 
 #[tokio::test]
@@ -469,7 +531,7 @@ async fn the_mailbox_answers_while_a_round_is_under_way() {
     let monitor = h.monitor.clone();
     let round = tokio::spawn(async move { monitor.ask(ProbeAll).await });
     loop {
-        if let FleetCall::Probe(name) = h.next_call().await {
+        if let FleetCall::Probe(name, _) = h.next_call().await {
             assert_eq!(name, "h");
             break;
         }
@@ -489,7 +551,7 @@ async fn periodic_ticks_probe() {
         vec![(ready("a"), Behavior::Answer)],
     );
     loop {
-        if let FleetCall::Probe(name) = h.next_call().await {
+        if let FleetCall::Probe(name, _) = h.next_call().await {
             assert_eq!(name, "a");
             break;
         }
@@ -536,7 +598,7 @@ async fn a_probe_all_during_a_round_gets_the_next_round() {
         tokio::spawn(async move { monitor.ask(ProbeAll).await })
     };
     loop {
-        if let FleetCall::Probe(_) = h.next_call().await {
+        if let FleetCall::Probe(..) = h.next_call().await {
             break;
         }
     }

@@ -32,6 +32,7 @@ mod handlers;
 mod handshake;
 pub mod policy;
 mod process;
+mod remote;
 mod sample;
 mod server;
 mod stderr;

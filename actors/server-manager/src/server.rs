@@ -43,6 +43,7 @@ use crate::events::EventHub;
 use crate::handshake::{self, HandshakeError, HandshakeTimeouts, Wire};
 use crate::policy::{Decision, RestartTracker};
 use crate::process;
+use crate::remote;
 use crate::stderr::{self, SharedStderr};
 
 /// Counters the manager reads without asking the actor.
@@ -65,10 +66,28 @@ pub struct ServerActorArgs {
 }
 
 struct Running {
-    pid: u32,
-    /// Dropping the sender closes the child's stdin once queued lines are written.
+    handle: Handle,
+    /// Dropping the sender closes the child's stdin once queued lines are written (or, for a
+    /// remote server, ends its session).
     stdin: Option<mpsc::Sender<Bytes>>,
     exit: watch::Receiver<Option<ExitInfo>>,
+}
+
+/// What runs a server: a child process, or a link to a remote one.
+#[derive(Clone)]
+enum Handle {
+    Process { pid: u32 },
+    Remote { kill: CancellationToken },
+}
+
+impl Handle {
+    /// Ends it at once: SIGKILL to the process group, or the link dropped.
+    fn kill(&self) {
+        match self {
+            Handle::Process { pid } => process::signal_group(*pid, Signal::SIGKILL),
+            Handle::Remote { kill } => kill.cancel(),
+        }
+    }
 }
 
 type Pending = oneshot::Sender<Result<Value, FleetError>>;
@@ -123,7 +142,10 @@ impl Actor for ServerActor {
 
     async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
         let mut actor = ServerActor {
-            status: ServerStatus::new(args.spec.name.clone(), ServerState::Starting),
+            status: ServerStatus {
+                health: args.spec.health.clone(),
+                ..ServerStatus::new(args.spec.name.clone(), ServerState::Starting)
+            },
             codec: JsonRpcCodec::new(args.config.max_message_bytes),
             spec: args.spec,
             config: args.config,
@@ -182,8 +204,8 @@ impl Actor for ServerActor {
     ) -> Result<(), Self::Error> {
         // No process outlives its actor, whatever stopped the actor.
         if let Some(r) = self.running.take() {
-            tracing::debug!(server = %self.spec.name, pid = r.pid, ?reason, "actor stopping; killing its process group");
-            process::signal_group(r.pid, Signal::SIGKILL);
+            tracing::debug!(server = %self.spec.name, pid = ?self.status.pid, ?reason, "actor stopping; killing its process group");
+            r.handle.kill();
         }
         self.fail_pending(None);
         Ok(())
@@ -255,13 +277,8 @@ impl ServerActor {
                 env,
                 cwd,
             } => (command, args, env, cwd.as_ref()),
-            Transport::Http { .. } => {
-                return self.launch_failed(
-                    FleetError::Unsupported {
-                        what: "HTTP backends".into(),
-                    }
-                    .to_string(),
-                );
+            Transport::Http { url, headers } => {
+                return self.start_remote(actor_ref, url, headers);
             }
         };
         self.set_state(ServerState::Starting);
@@ -370,11 +387,52 @@ impl ServerActor {
 
         self.spawn_sampler(pid, exit_rx.clone());
         self.running = Some(Running {
-            pid,
+            handle: Handle::Process { pid },
             stdin: Some(stdin_tx),
             exit: exit_rx,
         });
         self.status.pid = Some(pid);
+        self.begin_handshake(actor_ref);
+    }
+
+    /// Connects to a remote server: a link stands in for the child's pipes, then the handshake
+    /// runs as for a child.
+    fn start_remote(
+        &mut self,
+        actor_ref: &ActorRef<Self>,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, String>,
+    ) {
+        self.set_state(ServerState::Starting);
+        let link = remote::connect(remote::LinkArgs {
+            server: self.spec.name.clone(),
+            url: url.to_owned(),
+            headers: headers.clone(),
+            max_message_bytes: self.config.max_message_bytes,
+            queue: self.config.stdin_queue,
+            generation: self.generation,
+            actor: actor_ref.clone(),
+        });
+        let link = match link {
+            Ok(l) => l,
+            Err(reason) => return self.launch_failed(reason),
+        };
+        tracing::info!(server = %self.spec.name, %url, "connecting to remote server");
+        self.metric(MetricEvent::ServerStarted {
+            server: self.spec.name.clone(),
+        });
+        self.running = Some(Running {
+            handle: Handle::Remote { kill: link.kill },
+            stdin: Some(link.outgoing),
+            exit: link.exit,
+        });
+        self.status.pid = None;
+        self.begin_handshake(actor_ref);
+    }
+
+    /// Marks the server initializing and runs the handshake off the actor.
+    fn begin_handshake(&mut self, actor_ref: &ActorRef<Self>) {
+        let generation = self.generation;
         self.status.started_at = Some(SystemTime::now());
         self.status.handshake = None;
         self.set_state(ServerState::Initializing);
@@ -815,12 +873,17 @@ impl ServerActor {
         let running = self.running.as_mut()?;
         self.stopping = true;
         running.stdin.take();
-        let pid = running.pid;
+        let handle = running.handle.clone();
         let exit = running.exit.clone();
         let grace = self.config.stop_grace;
         self.set_state(ServerState::Stopping);
-        tracing::info!(server = %self.spec.name, pid, "stopping server");
-        Some(process::finish_stop(pid, exit, grace))
+        tracing::info!(server = %self.spec.name, pid = ?self.status.pid, "stopping server");
+        Some(async move {
+            match handle {
+                Handle::Process { pid } => process::finish_stop(pid, exit, grace).await,
+                Handle::Remote { kill } => remote::finish_stop(kill, exit, grace).await,
+            }
+        })
     }
 }
 
@@ -882,14 +945,14 @@ impl Wire for ActorWire {
 
 /// A line from the child's stdout (internal).
 pub struct StdoutItem {
-    generation: u64,
-    item: DecodedLine,
+    pub(crate) generation: u64,
+    pub(crate) item: DecodedLine,
 }
 
-/// The child exited (internal).
+/// The child exited, or a remote link ended (internal).
 pub struct Exited {
-    generation: u64,
-    exit: ExitInfo,
+    pub(crate) generation: u64,
+    pub(crate) exit: ExitInfo,
 }
 
 /// The handshake ended (internal).
@@ -1251,7 +1314,10 @@ impl ServerActor {
         };
         let request = OutgoingRequest {
             params: mcp::params_for_era(era, msg.params),
-            timeout: msg.timeout.unwrap_or(self.config.request_timeout),
+            timeout: msg
+                .timeout
+                .or(self.spec.request_timeout)
+                .unwrap_or(self.config.request_timeout),
             method: msg.method,
             cancel: msg.cancel,
             progress: msg.progress,
@@ -1347,7 +1413,7 @@ impl Message<HealthChanged> for ServerActor {
                         msg.consecutive_failures,
                         msg.reason.as_deref().unwrap_or("no reason given")
                     ));
-                    process::signal_group(r.pid, Signal::SIGKILL);
+                    r.handle.kill();
                 }
             }
             (ServerState::Unhealthy, true) => {

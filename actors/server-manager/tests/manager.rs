@@ -148,6 +148,35 @@ async fn concurrent_calls_are_remapped_and_answered_in_any_order() {
 }
 
 #[tokio::test]
+async fn a_servers_own_request_timeout_replaces_the_managers_default() {
+    let manager = spawn_manager(config());
+    let spec = ServerSpec {
+        request_timeout: Some(Duration::from_millis(300)),
+        ..reference("own", &[])
+    };
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    // No timeout named by the caller: the spec's 300 ms applies, not the manager's 60 s.
+    let slow = call(
+        "own",
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"ms": 5000}}),
+    );
+    let err = tokio::time::timeout(Duration::from_secs(10), manager.ask(slow))
+        .await
+        .expect("the spec's timeout ended the call")
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            kameo::error::SendError::HandlerError(FleetError::Timeout { after, .. })
+                if *after == Duration::from_millis(300)
+        ),
+        "{err:?}"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_request_times_out_and_the_server_keeps_serving() {
     let manager = spawn_manager(config());
     manager

@@ -1,0 +1,526 @@
+//! A remote server over Streamable HTTP, behind the same pipe a child process has: the actor
+//! writes JSON-RPC lines to a channel and gets every message back as a `StdoutItem`, so the
+//! handshake, ids, progress, timeouts and health probes work unchanged.
+//!
+//! - Each request is its own POST, answered with JSON or an SSE stream (read until the answer to
+//!   that request arrives); requests run concurrently. Notifications and responses are POSTed in
+//!   order, each waited for, so `notifications/initialized` is in before the next request.
+//! - A 2025-era session id (from the `initialize` answer) and the negotiated version go on every
+//!   later POST; a 2026-era request gets `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` from
+//!   its own body. After `notifications/initialized` a GET stream carries what the server sends
+//!   unasked (a 405 means it has none).
+//! - A request the server refuses (a 4xx/5xx that is not a JSON-RPC answer) gets a JSON-RPC
+//!   error naming the HTTP status. A server that cannot be reached, or that ended the session
+//!   (404), ends the link: to the actor that is an exit, and the restart policy reconnects.
+//! - The link ends when the actor drops its sender (a stop: the session is DELETEd), or when
+//!   killed (`kill`; a health verdict). The end is published like a process exit.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use fleet_protocol::ExitInfo;
+use fleet_protocol::codec::{DecodedLine, FrameError, parse_line};
+use fleet_protocol::jsonrpc::{Message, Outcome, Response, error_codes};
+use fleet_protocol::mcp::{self, headers, methods};
+use fleet_protocol::messages::server::StopMethod;
+use futures::StreamExt;
+use kameo::actor::ActorRef;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+use sse_stream::SseStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::process;
+use crate::server::{Exited, ServerActor, StdoutItem};
+
+/// How long connecting to the remote server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a notification's or response's POST, and the closing DELETE, may take.
+const SHORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of a refusal's body an error message quotes.
+const QUOTE_BYTES: usize = 300;
+
+/// The exit code a link ends with when the remote cannot be reached or ended the session.
+const LOST: i32 = 1;
+/// The signal number a killed link reports, as a killed process would.
+const KILLED: i32 = 9;
+
+/// What the actor keeps of a running link.
+pub struct RemoteLink {
+    pub outgoing: mpsc::Sender<Bytes>,
+    pub exit: watch::Receiver<Option<ExitInfo>>,
+    pub kill: CancellationToken,
+}
+
+/// Where a link sends what it reads, and its configuration.
+pub struct LinkArgs {
+    pub server: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub max_message_bytes: usize,
+    pub queue: usize,
+    pub generation: u64,
+    pub actor: ActorRef<ServerActor>,
+}
+
+/// The state the link's tasks share.
+struct Shared {
+    server: String,
+    url: String,
+    client: reqwest::Client,
+    /// The configured headers, checked once.
+    extra: HeaderMap,
+    max_message_bytes: usize,
+    generation: u64,
+    actor: ActorRef<ServerActor>,
+    session: Mutex<Option<HeaderValue>>,
+    /// The version `initialize` negotiated (2025 era).
+    version: Mutex<Option<HeaderValue>>,
+    /// Cancelled when the link is lost; the reason is kept.
+    lost: CancellationToken,
+    lost_reason: Mutex<Option<String>>,
+}
+
+/// Checks configured headers: names and values must be valid HTTP.
+pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("`{k}` is not a valid HTTP header name"))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| format!("the value of header `{k}` is not valid in HTTP"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// Starts a link. Fails only on a configuration the HTTP client refuses.
+pub fn connect(args: LinkArgs) -> Result<RemoteLink, String> {
+    let extra = header_map(&args.headers)?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .map_err(|e| format!("could not build the HTTP client: {e}"))?;
+    let shared = Arc::new(Shared {
+        server: args.server,
+        url: args.url,
+        client,
+        extra,
+        max_message_bytes: args.max_message_bytes,
+        generation: args.generation,
+        actor: args.actor,
+        session: Mutex::new(None),
+        version: Mutex::new(None),
+        lost: CancellationToken::new(),
+        lost_reason: Mutex::new(None),
+    });
+    let (tx, rx) = mpsc::channel(args.queue);
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let kill = CancellationToken::new();
+    tokio::spawn(run(shared, rx, exit_tx, kill.clone()));
+    Ok(RemoteLink {
+        outgoing: tx,
+        exit: exit_rx,
+        kill,
+    })
+}
+
+/// The rest of a stop once the sender is dropped: wait `grace` for the link to end its session,
+/// then kill it.
+pub async fn finish_stop(
+    kill: CancellationToken,
+    mut exit: watch::Receiver<Option<ExitInfo>>,
+    grace: Duration,
+) -> (StopMethod, Option<ExitInfo>, Duration) {
+    let start = std::time::Instant::now();
+    if let Some(e) = process::wait_exit(&mut exit, grace).await {
+        return (StopMethod::StdinClosed, Some(e), start.elapsed());
+    }
+    kill.cancel();
+    let e = process::wait_exit(&mut exit, Duration::from_secs(5)).await;
+    (StopMethod::Killed, e, start.elapsed())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn exit_info(code: Option<i32>, signal: Option<i32>) -> ExitInfo {
+    ExitInfo {
+        code,
+        signal,
+        at: SystemTime::now(),
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    mut outgoing: mpsc::Receiver<Bytes>,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
+    kill: CancellationToken,
+) {
+    let mut tasks = JoinSet::new();
+    let exit = loop {
+        tokio::select! {
+            () = kill.cancelled() => break exit_info(None, Some(KILLED)),
+            () = shared.lost.cancelled() => {
+                let reason = lock(&shared.lost_reason).clone().unwrap_or_default();
+                tracing::warn!(server = %shared.server, url = %shared.url, %reason, "remote server lost");
+                break exit_info(Some(LOST), None);
+            }
+            // Reap finished request tasks as they end.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            line = outgoing.recv() => match line {
+                Some(line) => send(&shared, line, &mut tasks).await,
+                None => {
+                    // A stop: end the session politely, bounded, unless killed meanwhile.
+                    tokio::select! {
+                        () = end_session(&shared) => {}
+                        () = kill.cancelled() => {}
+                    }
+                    break exit_info(Some(0), None);
+                }
+            },
+        }
+    };
+    tasks.abort_all();
+    let _ = exit_tx.send(Some(exit.clone()));
+    let _ = shared
+        .actor
+        .tell(Exited {
+            generation: shared.generation,
+            exit,
+        })
+        .await;
+}
+
+/// Marks the link lost (the first reason wins).
+fn lose(shared: &Shared, reason: String) {
+    let mut r = lock(&shared.lost_reason);
+    if r.is_none() {
+        *r = Some(reason);
+    }
+    shared.lost.cancel();
+}
+
+/// The headers of a POST of `message`: the configured ones, the session and the version.
+fn post_headers(shared: &Shared, message: &Value) -> HeaderMap {
+    let mut h = shared.extra.clone();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    if let Some(s) = lock(&shared.session).clone() {
+        h.insert(headers::SESSION, s);
+    }
+    let method = message.get("method").and_then(Value::as_str);
+    let params = message.get("params");
+    let modern = params
+        .and_then(mcp::meta_version)
+        .and_then(|v| HeaderValue::from_str(v).ok());
+    match (modern, method) {
+        (Some(version), Some(method)) => {
+            h.insert(headers::VERSION, version);
+            if let Ok(v) = HeaderValue::from_str(method) {
+                h.insert(headers::METHOD, v);
+            }
+            let name = mcp::name_key(method)
+                .and_then(|key| params?.get(key)?.as_str())
+                .and_then(|n| HeaderValue::from_str(n).ok());
+            if let Some(name) = name {
+                h.insert(headers::NAME, name);
+            }
+        }
+        _ => {
+            if let Some(v) = lock(&shared.version).clone() {
+                h.insert(headers::VERSION, v);
+            }
+        }
+    }
+    h
+}
+
+/// Sends one line: a request on a task of its own, anything else in order.
+async fn send(shared: &Arc<Shared>, line: Bytes, tasks: &mut JoinSet<()>) {
+    // The actor encoded it; it is valid JSON.
+    let Ok(message) = serde_json::from_slice::<Value>(&line) else {
+        return;
+    };
+    let headers = post_headers(shared, &message);
+    let post = shared
+        .client
+        .post(&shared.url)
+        .headers(headers)
+        .body(line)
+        .build();
+    let post = match post {
+        Ok(p) => p,
+        Err(e) => {
+            lose(
+                shared,
+                format!("could not build a request to {}: {e}", shared.url),
+            );
+            return;
+        }
+    };
+    let method = message
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match (message.get("id").cloned(), method) {
+        (Some(id), Some(method)) => {
+            let shared = shared.clone();
+            tasks.spawn(async move { request(&shared, post, id, &method).await });
+        }
+        (_, method) => {
+            let result = tokio::time::timeout(SHORT_TIMEOUT, shared.client.execute(post)).await;
+            match result {
+                Ok(Ok(resp)) if resp.status().is_success() => {
+                    if method.as_deref() == Some(methods::INITIALIZED) {
+                        tasks.spawn(listen(shared.clone()));
+                    }
+                }
+                Ok(Ok(resp)) => {
+                    let status = resp.status();
+                    if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
+                        lose(shared, "the server ended the session (HTTP 404)".into());
+                    } else {
+                        tracing::warn!(server = %shared.server, ?method, %status, "remote server refused a notification or response");
+                    }
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    lose(shared, format!("cannot reach {}: {e}", shared.url))
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(server = %shared.server, ?method, error = %e, "posting to the remote server failed")
+                }
+                Err(_) => {
+                    tracing::warn!(server = %shared.server, ?method, "the remote server took over {SHORT_TIMEOUT:?} to accept a message")
+                }
+            }
+        }
+    }
+}
+
+/// One request's POST and its answer.
+async fn request(shared: &Shared, post: reqwest::Request, id: Value, method: &str) {
+    let resp = match shared.client.execute(post).await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            lose(shared, format!("cannot reach {}: {e}", shared.url));
+            return;
+        }
+        Err(e) => {
+            let message = format!("the request to the remote server failed: {e}");
+            deliver(shared, error_answer(&id, message)).await;
+            return;
+        }
+    };
+    let status = resp.status();
+    if method == methods::INITIALIZE
+        && status.is_success()
+        && let Some(s) = resp.headers().get(headers::SESSION)
+    {
+        *lock(&shared.session) = Some(s.clone());
+    }
+    if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
+        lose(shared, "the server ended the session (HTTP 404)".into());
+        return;
+    }
+    let is_sse = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if is_sse && status.is_success() {
+        read_stream(shared, resp, Some(&id), method).await;
+        return;
+    }
+    let body = match read_body(resp, shared.max_message_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            deliver(shared, error_answer(&id, e)).await;
+            return;
+        }
+    };
+    // The answer in the body, whatever the status (servers answer refusals with JSON-RPC
+    // errors). A refusal that answers no id of ours (`"id": null`) is quoted below instead.
+    if let Ok(Message::Response(r)) = parse_line(&String::from_utf8_lossy(&body))
+        && answers(&r, &id)
+    {
+        let answer = Ok(Message::Response(r));
+        note_version(shared, method, &answer);
+        deliver(shared, answer).await;
+        return;
+    }
+    let message = if status.is_success() {
+        format!("the remote server answered HTTP {status} without a JSON-RPC answer")
+    } else {
+        let quoted: String = String::from_utf8_lossy(&body)
+            .chars()
+            .take(QUOTE_BYTES)
+            .collect();
+        format!(
+            "the remote server answered HTTP {status}: {}",
+            quoted.trim()
+        )
+    };
+    deliver(shared, error_answer(&id, message)).await;
+}
+
+/// Reads a JSON body of at most `max` bytes.
+async fn read_body(resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let mut chunks = resp.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the remote server's answer failed: {e}"))?;
+        if body.len() + chunk.len() > max {
+            return Err(format!("the remote server's answer is over {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads an SSE stream, delivering each message; with `until`, stops after the answer to it.
+async fn read_stream(
+    shared: &Shared,
+    resp: reqwest::Response,
+    until: Option<&Value>,
+    method: &str,
+) {
+    let mut events = SseStream::from_bytes_stream(resp.bytes_stream());
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(server = %shared.server, error = %e, "remote event stream ended");
+                break;
+            }
+        };
+        let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
+            continue;
+        };
+        let item = if data.len() > shared.max_message_bytes {
+            Err(FrameError::TooLong {
+                limit: shared.max_message_bytes,
+            })
+        } else {
+            parse_line(&data)
+        };
+        let done = match (&item, until) {
+            (Ok(Message::Response(r)), Some(id)) => answers(r, id),
+            _ => false,
+        };
+        if done {
+            note_version(shared, method, &item);
+        }
+        if !deliver(shared, item).await || done {
+            return;
+        }
+    }
+    if let Some(id) = until {
+        let message = "the remote server's event stream ended without an answer".to_string();
+        deliver(shared, error_answer(id, message)).await;
+    }
+}
+
+/// The GET stream of what the server sends unasked (2025 era).
+async fn listen(shared: Arc<Shared>) {
+    let mut h = shared.extra.clone();
+    h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+    if let Some(s) = lock(&shared.session).clone() {
+        h.insert(headers::SESSION, s);
+    }
+    if let Some(v) = lock(&shared.version).clone() {
+        h.insert(headers::VERSION, v);
+    }
+    match shared.client.get(&shared.url).headers(h).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            read_stream(&shared, resp, None, "").await;
+        }
+        Ok(resp) => {
+            tracing::debug!(server = %shared.server, status = %resp.status(), "the remote server has no event stream")
+        }
+        Err(e) => {
+            tracing::debug!(server = %shared.server, error = %e, "opening the remote event stream failed")
+        }
+    }
+}
+
+/// Whether `r` answers the request with wire id `id`.
+fn answers(r: &Response, id: &Value) -> bool {
+    r.id.as_ref()
+        .and_then(|i| serde_json::to_value(i).ok())
+        .as_ref()
+        == Some(id)
+}
+
+/// Keeps the version an `initialize` answer negotiated, for the headers of later POSTs.
+fn note_version(shared: &Shared, method: &str, item: &DecodedLine) {
+    if method != methods::INITIALIZE {
+        return;
+    }
+    if let Ok(Message::Response(r)) = item {
+        let version = match &r.outcome {
+            Outcome::Result(result) => result
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .and_then(|v| HeaderValue::from_str(v).ok()),
+            Outcome::Error(_) => None,
+        };
+        if let Some(v) = version {
+            *lock(&shared.version) = Some(v);
+        }
+    }
+}
+
+/// A JSON-RPC error answering `id`.
+fn error_answer(id: &Value, message: String) -> DecodedLine {
+    let value = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": { "code": error_codes::INTERNAL_ERROR, "message": message },
+    });
+    Message::from_value(value).map_err(FrameError::NotJsonRpc)
+}
+
+/// Hands an item to the actor; false once the actor is gone.
+async fn deliver(shared: &Shared, item: DecodedLine) -> bool {
+    shared
+        .actor
+        .tell(StdoutItem {
+            generation: shared.generation,
+            item,
+        })
+        .await
+        .is_ok()
+}
+
+/// DELETEs the session, if there is one, bounded.
+async fn end_session(shared: &Shared) {
+    let Some(session) = lock(&shared.session).clone() else {
+        return;
+    };
+    let mut h = shared.extra.clone();
+    h.insert(headers::SESSION, session);
+    if let Some(v) = lock(&shared.version).clone() {
+        h.insert(headers::VERSION, v);
+    }
+    let delete = shared.client.delete(&shared.url).headers(h).send();
+    match tokio::time::timeout(SHORT_TIMEOUT, delete).await {
+        Ok(Ok(resp)) => {
+            tracing::debug!(server = %shared.server, status = %resp.status(), "remote session ended")
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(server = %shared.server, error = %e, "ending the remote session failed")
+        }
+        Err(_) => tracing::debug!(server = %shared.server, "ending the remote session timed out"),
+    }
+}

@@ -1,0 +1,251 @@
+//! Remote (`url`) servers, proxied over Streamable HTTP by the `mcp-fleet` binary:
+//! - another mcp-fleet as the remote (2026-07-28 era), reached with a bearer token from the
+//!   config's `headers`, lost when it stops and reconnected when it is back;
+//! - npm server-everything's own Streamable HTTP server (2025-11-25 era, sessions), whose session
+//!   the fleet opens, listens on (GET) and ends (DELETE) when it stops.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{McpSession, free_port, get_json, mcp_fleet, on_path, sigterm, wait_for, wait_ready};
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// `mcp-fleet run` on the given port (the remote must come back on the same one).
+fn fleet_on(
+    config: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> tokio::process::Child {
+    mcp_fleet(["run", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The status of server `name` of the fleet at `port`.
+async fn server_status(http: &reqwest::Client, port: u16, name: &str) -> Value {
+    get_json(http, format!("http://127.0.0.1:{port}/api/servers/{name}")).await
+}
+
+/// Waits until server `name` of the fleet at `port` is in `state`.
+async fn wait_state(http: &reqwest::Client, port: u16, name: &str, state: &str) -> Value {
+    wait_for(LIMIT, &format!("{name} {state}"), || async {
+        let s = server_status(http, port, name).await;
+        (s["state"] == state).then_some(s)
+    })
+    .await
+}
+
+/// Waits until the gateway lists tool `name`.
+async fn wait_tool(session: &McpSession, name: &str) {
+    wait_for(LIMIT, &format!("tool {name} listed"), || async {
+        let tools = session.call("tools/list", json!({})).await;
+        tools["result"]["tools"]
+            .as_array()?
+            .iter()
+            .any(|t| t["name"] == name)
+            .then_some(())
+    })
+    .await
+}
+
+/// The text of a `tools/call` result.
+fn text_of(answer: &Value) -> &str {
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a text result: {answer}"))
+}
+
+#[tokio::test]
+async fn a_remote_fleet_is_proxied_with_its_token_and_reconnected_after_it_comes_back() {
+    let dir = tempdir();
+    let upstream_config = dir.join("upstream.json");
+    let bin = mcp_reference_server::binary_path();
+    std::fs::write(
+        &upstream_config,
+        json!({"mcpServers": {"ref": {"command": bin, "args": ["--name", "ref"]}}}).to_string(),
+    )
+    .unwrap();
+    let up_port = free_port();
+    let up_env = [("MCP_FLEET_TOKEN", "up-secret")];
+    let mut upstream = fleet_on(&upstream_config, up_port, &up_env, Stdio::null());
+    wait_ready(up_port, LIMIT).await;
+
+    // The proxying fleet: probes every second, reconnects quickly and keeps trying.
+    let config = dir.join("mcp-fleet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[health]
+interval_secs = 1
+[restart]
+backoff_base_ms = 100
+backoff_cap_ms = 300
+budget = 1000
+
+[servers.up]
+url = "http://127.0.0.1:{up_port}/mcp"
+headers = {{ Authorization = "Bearer ${{env:UP_TOKEN}}" }}
+
+[servers.wrong]
+url = "http://127.0.0.1:{up_port}/mcp"
+headers = {{ Authorization = "Bearer not-the-token" }}
+restart = {{ mode = "never" }}
+"#
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut fleet = fleet_on(&config, port, &[("UP_TOKEN", "up-secret")], Stdio::null());
+    wait_ready(port, LIMIT).await;
+    let http = reqwest::Client::new();
+
+    let up = wait_state(&http, port, "up", "ready").await;
+    assert_eq!(up["handshake"]["era"], "2026-07-28", "{up}");
+    assert_eq!(up["pid"], Value::Null, "a remote server has no process");
+    let wrong = server_status(&http, port, "wrong").await;
+    assert_eq!(wrong["state"], "failed", "{wrong}");
+    assert!(
+        wrong["reason"].as_str().unwrap_or("").contains("401"),
+        "the refusal names the HTTP status: {wrong}"
+    );
+
+    let session = McpSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
+    wait_tool(&session, "up__ref__echo").await;
+    let answer = session
+        .call(
+            "tools/call",
+            json!({"name": "up__ref__echo", "arguments": {"message": "through two fleets"}}),
+        )
+        .await;
+    assert_eq!(text_of(&answer), "through two fleets");
+
+    // The remote goes away: calls fail at once with a reason, the server leaves `ready`.
+    sigterm(&mut upstream, LIMIT).await.expect("upstream stops");
+    let failed = session
+        .call(
+            "tools/call",
+            json!({"name": "up__ref__echo", "arguments": {"message": "x"}}),
+        )
+        .await;
+    assert!(
+        failed.get("error").is_some() || failed["result"]["isError"] == true,
+        "a call to a lost remote fails: {failed}"
+    );
+    wait_for(LIMIT, "up no longer ready", || async {
+        let s = server_status(&http, port, "up").await;
+        (s["state"] != "ready").then_some(())
+    })
+    .await;
+
+    // Back on the same address: the restart policy reconnects and calls work again.
+    let mut upstream = fleet_on(&upstream_config, up_port, &up_env, Stdio::null());
+    wait_ready(up_port, LIMIT).await;
+    let up = wait_state(&http, port, "up", "ready").await;
+    assert!(up["restarts"].as_u64().unwrap() >= 1, "{up}");
+    // The gateway lists the server's tools again once it is ready (clients get list_changed).
+    wait_tool(&session, "up__ref__echo").await;
+    let answer = session
+        .call(
+            "tools/call",
+            json!({"name": "up__ref__echo", "arguments": {"message": "again"}}),
+        )
+        .await;
+    assert_eq!(text_of(&answer), "again");
+
+    sigterm(&mut fleet, LIMIT).await.expect("fleet stops");
+    sigterm(&mut upstream, LIMIT).await.expect("upstream stops");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn server_everything_over_streamable_http_gets_a_session_that_ends_with_the_fleet() {
+    let program = on_path(
+        "mcp-server-everything",
+        "npm @modelcontextprotocol/server-everything",
+    );
+    let dir = tempdir();
+    let log_path = dir.join("everything.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let remote_port = free_port();
+    let mut remote = tokio::process::Command::new(program)
+        .arg("streamableHttp")
+        .env("PORT", remote_port.to_string())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for(LIMIT, "server-everything listening", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", remote_port))
+            .await
+            .ok()
+    })
+    .await;
+
+    let config = dir.join("servers.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"everything": {
+            "type": "http", "url": format!("http://127.0.0.1:{remote_port}/mcp")}}})
+        .to_string(),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut fleet = fleet_on(&config, port, &[], Stdio::null());
+    wait_ready(port, LIMIT).await;
+    let http = reqwest::Client::new();
+    let status = wait_state(&http, port, "everything", "ready").await;
+    assert_eq!(status["handshake"]["era"], "2025-11-25", "{status}");
+
+    let session = McpSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
+    wait_tool(&session, "everything__echo").await;
+    let answer = session
+        .call(
+            "tools/call",
+            json!({"name": "everything__echo", "arguments": {"message": "hello"}}),
+        )
+        .await;
+    assert_eq!(text_of(&answer), "Echo: hello");
+
+    // The fleet opened the server's event stream, and ends the session when it stops.
+    let logged = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for(LIMIT, "the GET stream", || async {
+        logged().contains("Received MCP GET request").then_some(())
+    })
+    .await;
+    sigterm(&mut fleet, LIMIT).await.expect("fleet stops");
+    wait_for(LIMIT, "the session's DELETE", || async {
+        logged()
+            .contains("Received session termination request")
+            .then_some(())
+    })
+    .await;
+
+    let _ = remote.start_kill();
+    let _ = remote.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh directory under the system's temporary one.
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-fleet-remote-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
