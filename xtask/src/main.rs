@@ -3,6 +3,7 @@
 //! Each command lives in its own module; this file only dispatches on the
 //! first argument. Run `cargo xtask help` for usage.
 
+mod bench;
 mod ci;
 mod lint;
 mod manifest;
@@ -23,6 +24,11 @@ commands:
   prop [--cases N]
         run only the property tests (`tests/prop.rs`) of every crate, in
         release mode with PROPTEST_CASES=N (default 10000)
+  bench [--quick|--full] [--only NAME]...
+        build the benchmarks (release), run each with a time limit (quick:
+        all within 5 minutes, the default; full: longer) and rewrite the
+        generated part of BENCHMARKS.md; NAME is actors, fleet-scale or
+        gateway (--only keeps the other reports of an earlier run)
   lint
         `cargo fmt --check`, `cargo clippy -D warnings`, then the tidy checks
         (dependency direction, `//!` headers, no ignored/should_panic tests)
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "test" => test::run(rest),
         "prop" => prop::run(rest),
+        "bench" => bench::run(rest),
         "lint" => lint::run(rest),
         "ci" => ci::run(rest),
         "help" | "-h" | "--help" => {

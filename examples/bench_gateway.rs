@@ -1,0 +1,1108 @@
+//! The gateway benchmark of `cargo xtask bench`: requests per second and latency of
+//! `tools/call echo` through `mcp-fleet run`, against the same backend driven directly over
+//! stdio and fronted by three other MCP proxies (npm supergateway, npm mcp-proxy, PyPI
+//! mcp-proxy), with the CPU and memory of each.
+//!
+//! `bench_gateway [--mode quick|full] [--out FILE] [--client raw|reqwest] [--client-threads N]
+//! [--backends ref,everything] [--no-peers] [--measure-secs S] [--warm-up-secs S]
+//! [--fleet-env KEY=VALUE]... [--fleet-bin PATH]`
+//!
+//! Backends: the workspace's reference server (`ref`, both eras) and npm server-everything
+//! (`everything`, 2025 era only), each run with the same command for every target. Targets, per
+//! backend and per number of concurrent sessions C (1 = sequential, 16, 64):
+//! - direct stdio: the backend's own process, C requests in flight on its stdin/stdout (ids
+//!   matched), after the handshake of the era (the floor a proxy is measured against);
+//! - mcp-fleet: release `mcp-fleet run` with a config of that one server, on a free loopback
+//!   port; 2025-11-25 sessions (initialize, then `Mcp-Session-Id`) and 2026-07-28 stateless
+//!   requests (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `_meta`);
+//! - the peers, in 2025-11-25 sessions only (the comparison the issue asks for), each in
+//!   stateful Streamable HTTP at `/mcp`;
+//! - to split mcp-fleet's overhead by layer, the same call asked in-process (this program starts
+//!   the actor system itself, no HTTP) of the server manager (`CallServer`) and of the gateway
+//!   actor (`ClientMessage` in a session), and `ping` through `mcp-fleet run`, which the gateway
+//!   answers without a backend (HTTP and the gateway's own actors only).
+//!
+//! Each HTTP session is one keep-alive connection of a small hand-written HTTP/1.1 client (see
+//! `bench_gateway/http.rs`), calling in a loop: a warm-up, then the measured window. Every
+//! answer is checked (id, result, echoed text); anything else counts as an error. The peers and
+//! the binaries come from `.ci/install-bench-peers` (`target/bench-peers/bench-peers.env`) and
+//! from the release directory this program sits in. Every process is started in a process group
+//! of its own and killed with its tree when done (also on error or Ctrl-C); at the end the
+//! program checks that none is left.
+
+#[path = "bench_gateway/http.rs"]
+mod http;
+#[path = "bench_gateway/load.rs"]
+mod load;
+#[path = "bench_gateway/mcp.rs"]
+mod mcp;
+#[path = "bench_gateway/phases.rs"]
+mod phases;
+#[path = "bench_gateway/procs.rs"]
+mod procs;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use fleet_examples::bench::{BenchArgs, Mode, Report, Table, fmt_bytes, fmt_duration};
+use tokio::time::Instant;
+
+use http::{ClientKind, Conn};
+use load::{CellResult, Session, Timing, Watch};
+use mcp::{Era, HttpSession, StdioBackend};
+use procs::ProcGuard;
+
+/// mcp-fleet's allocator, for the in-process phases.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
+/// The concurrency at which the throughput acceptance figures are decided.
+const DECIDING_C: usize = 16;
+
+fn main() -> anyhow::Result<()> {
+    let args = BenchArgs::from_env()?;
+    let opts = Options::parse(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.client_threads)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let result = tokio::select! {
+            r = run(&args, &opts) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        // Whatever happened, nothing we started may outlive us.
+        let left = procs::leftovers(Duration::from_secs(5)).await;
+        if !left.is_empty() {
+            procs::kill_pids(&left);
+            eprintln!("bench_gateway: killed processes left over: {left:?}");
+        }
+        let mut report = result?;
+        if !left.is_empty() {
+            bail!("processes were left over: {left:?}");
+        }
+        report.notes.push(format!(
+            "Clean-up: {} processes were started by the benchmark or seen in the trees of what it started; none was running at the end.",
+            procs::seen_count()
+        ));
+        report.finish(&args)
+    })
+}
+
+/// This benchmark's own options (after `--mode` and `--out`).
+#[derive(Debug, Clone)]
+struct Options {
+    client: ClientKind,
+    client_threads: usize,
+    backends: Vec<Backend>,
+    peers: bool,
+    timing: Timing,
+    /// Environment variables for mcp-fleet (`RUST_LOG` is unset unless given here, so it logs
+    /// with its default filter).
+    fleet_env: Vec<(String, String)>,
+    /// Another `mcp-fleet` binary to measure (for trying a change).
+    fleet_bin: Option<PathBuf>,
+}
+
+impl Options {
+    fn parse(args: &BenchArgs) -> anyhow::Result<Options> {
+        let mut o = Options {
+            client: ClientKind::Raw,
+            client_threads: 2,
+            backends: vec![Backend::Everything, Backend::Reference],
+            peers: true,
+            timing: Timing {
+                warm_up: args.pick(Duration::from_millis(500), Duration::from_secs(2)),
+                measure: args.pick(Duration::from_secs(2), Duration::from_secs(10)),
+                call_timeout: Duration::from_secs(10),
+            },
+            fleet_env: Vec::new(),
+            fleet_bin: None,
+        };
+        let mut it = args.rest.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .with_context(|| format!("{name} needs a value"))
+            };
+            match a.as_str() {
+                "--client" => {
+                    o.client = match value("--client")?.as_str() {
+                        "raw" => ClientKind::Raw,
+                        "reqwest" => ClientKind::Reqwest,
+                        other => bail!("--client takes raw or reqwest, not {other}"),
+                    }
+                }
+                "--client-threads" => o.client_threads = value("--client-threads")?.parse()?,
+                "--backends" => {
+                    o.backends = value("--backends")?
+                        .split(',')
+                        .map(|b| match b {
+                            "ref" => Ok(Backend::Reference),
+                            "everything" => Ok(Backend::Everything),
+                            other => bail!("unknown backend {other} (ref, everything)"),
+                        })
+                        .collect::<anyhow::Result<_>>()?
+                }
+                "--no-peers" => o.peers = false,
+                "--fleet-bin" => o.fleet_bin = Some(PathBuf::from(value("--fleet-bin")?)),
+                "--fleet-env" => {
+                    let kv = value("--fleet-env")?;
+                    let (k, v) = kv.split_once('=').context("--fleet-env takes KEY=VALUE")?;
+                    o.fleet_env.push((k.to_owned(), v.to_owned()));
+                }
+                "--measure-secs" => {
+                    o.timing.measure = Duration::from_secs_f64(value("--measure-secs")?.parse()?)
+                }
+                "--warm-up-secs" => {
+                    o.timing.warm_up = Duration::from_secs_f64(value("--warm-up-secs")?.parse()?)
+                }
+                other => bail!("unknown argument {other}"),
+            }
+        }
+        o.client_threads = o.client_threads.max(1);
+        Ok(o)
+    }
+}
+
+// ---- What runs -------------------------------------------------------------------------------
+
+/// Where everything is.
+struct Paths {
+    fleet: PathBuf,
+    reference: PathBuf,
+    /// `bench-peers.env`, if `.ci/install-bench-peers` ran.
+    peers: HashMap<String, String>,
+    logs: PathBuf,
+}
+
+impl Paths {
+    fn find(args: &BenchArgs) -> anyhow::Result<Paths> {
+        let exe = std::env::current_exe()?;
+        // target/<profile>/examples/bench_gateway
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .context("the example sits in <target>/<profile>/examples")?;
+        let target_dir = profile_dir.parent().context("no target directory")?;
+        let fleet = profile_dir.join("mcp-fleet");
+        let reference = profile_dir.join("mcp-reference-server");
+        for p in [&fleet, &reference] {
+            if !p.is_file() {
+                bail!(
+                    "{} is missing: build it first (cargo build --release -p fleet-runtime -p mcp-reference-server)",
+                    p.display()
+                );
+            }
+        }
+        let peers_dir = std::env::var_os("BENCH_PEERS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target_dir.join("bench-peers"));
+        let peers = read_env_file(&peers_dir.join("bench-peers.env")).unwrap_or_default();
+        let logs = match &args.out {
+            Some(out) => out.parent().unwrap_or(Path::new(".")).join("gateway-logs"),
+            None => target_dir.join("bench/gateway-logs"),
+        };
+        std::fs::create_dir_all(&logs)?;
+        Ok(Paths {
+            fleet,
+            reference,
+            peers,
+            logs,
+        })
+    }
+
+    fn peer(&self, key: &str) -> Option<PathBuf> {
+        self.peers
+            .get(key)
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.logs.join(format!("{name}.log"))
+    }
+}
+
+/// `KEY='value'` lines of a file written by `.ci/install-bench-peers`.
+fn read_env_file(path: &Path) -> Option<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('\'').to_owned()))
+            .collect(),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Reference,
+    Everything,
+}
+
+impl Backend {
+    /// Its name in the gateway's config (tools are `NAME__echo`).
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Reference => "ref",
+            Backend::Everything => "everything",
+        }
+    }
+
+    /// The eras it speaks.
+    fn eras(self) -> &'static [Era] {
+        match self {
+            Backend::Reference => &[Era::Legacy, Era::Modern],
+            Backend::Everything => &[Era::Legacy],
+        }
+    }
+
+    /// The command that runs it (the same for every target).
+    fn command(self, paths: &Paths) -> anyhow::Result<(PathBuf, Vec<String>)> {
+        match self {
+            Backend::Reference => Ok((paths.reference.clone(), Vec::new())),
+            Backend::Everything => {
+                let node = paths.peer("BENCH_NODE");
+                let js = paths.peer("BENCH_EVERYTHING_JS");
+                match (node, js) {
+                    (Some(node), Some(js)) => {
+                        Ok((node, vec![js.display().to_string(), "stdio".into()]))
+                    }
+                    _ => bail!(
+                        "server-everything is not installed: run .ci/install-bench-peers (it writes target/bench-peers/bench-peers.env)"
+                    ),
+                }
+            }
+        }
+    }
+
+    fn title(self, paths: &Paths) -> String {
+        match self {
+            Backend::Reference => {
+                "the reference server (examples/reference-server, release build)".to_owned()
+            }
+            Backend::Everything => format!(
+                "npm @modelcontextprotocol/server-everything {} (2025 era only)",
+                paths
+                    .peers
+                    .get("BENCH_EVERYTHING_VERSION")
+                    .map(String::as_str)
+                    .unwrap_or("?")
+            ),
+        }
+    }
+}
+
+/// The three peer proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Supergateway,
+    NpmMcpProxy,
+    PyMcpProxy,
+}
+
+const PEERS: [Peer; 3] = [Peer::Supergateway, Peer::NpmMcpProxy, Peer::PyMcpProxy];
+
+impl Peer {
+    fn label(self, paths: &Paths) -> String {
+        let v = |k: &str| paths.peers.get(k).cloned().unwrap_or_else(|| "?".into());
+        match self {
+            Peer::Supergateway => format!("supergateway {}", v("BENCH_SUPERGATEWAY_VERSION")),
+            Peer::NpmMcpProxy => format!("npm mcp-proxy {}", v("BENCH_NPM_MCP_PROXY_VERSION")),
+            Peer::PyMcpProxy => format!("PyPI mcp-proxy {}", v("BENCH_PY_MCP_PROXY_VERSION")),
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Peer::Supergateway => "supergateway",
+            Peer::NpmMcpProxy => "npm-mcp-proxy",
+            Peer::PyMcpProxy => "pypi-mcp-proxy",
+        }
+    }
+
+    /// The command line fronting `backend` on `port`, stateful Streamable HTTP at /mcp, with its
+    /// quietest logging.
+    fn command(
+        self,
+        paths: &Paths,
+        backend: (&Path, &[String]),
+        port: u16,
+    ) -> anyhow::Result<tokio::process::Command> {
+        let missing =
+            || anyhow::anyhow!("not installed: run .ci/install-bench-peers (target/bench-peers)");
+        let (program, args) = backend;
+        Ok(match self {
+            Peer::Supergateway => {
+                let node = paths.peer("BENCH_NODE").ok_or_else(missing)?;
+                let js = paths.peer("BENCH_SUPERGATEWAY_JS").ok_or_else(missing)?;
+                // --stdio is one shell command line.
+                let mut line = shell_quote(&program.display().to_string());
+                for a in args {
+                    line.push(' ');
+                    line.push_str(&shell_quote(a));
+                }
+                let mut c = tokio::process::Command::new(node);
+                c.arg(js)
+                    .args(["--stdio", &line])
+                    .args(["--outputTransport", "streamableHttp", "--stateful"])
+                    .args(["--port", &port.to_string(), "--logLevel", "none"]);
+                c
+            }
+            Peer::NpmMcpProxy => {
+                let node = paths.peer("BENCH_NODE").ok_or_else(missing)?;
+                let js = paths.peer("BENCH_NPM_MCP_PROXY_JS").ok_or_else(missing)?;
+                let mut c = tokio::process::Command::new(node);
+                c.arg(js)
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--server", "stream", "--"])
+                    .arg(program)
+                    .args(args);
+                c
+            }
+            Peer::PyMcpProxy => {
+                let bin = paths.peer("BENCH_PY_MCP_PROXY").ok_or_else(missing)?;
+                let mut c = tokio::process::Command::new(bin);
+                c.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--log-level", "WARNING", "--"])
+                    .arg(program)
+                    .args(args);
+                c
+            }
+        })
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-=:".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until something accepts connections on `port`, or the process exits, or `limit`.
+async fn wait_listening(guard: &mut ProcGuard, port: u16, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(why) = guard.exited() {
+            bail!("{why}");
+        }
+        if Instant::now() >= deadline {
+            bail!("nothing listens on port {port} after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- Results ---------------------------------------------------------------------------------
+
+/// One row of a table: a target at one concurrency, measured or failed.
+struct Row {
+    target: String,
+    era: Option<Era>,
+    c: usize,
+    /// Sessions opened before the cell (how long it took), or why the target failed.
+    open_took: Option<Duration>,
+    result: Result<CellResult, String>,
+}
+
+struct BackendRows {
+    backend: Backend,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl BackendRows {
+    fn find(&self, target: &str, era: Era, c: usize) -> Option<&CellResult> {
+        self.rows
+            .iter()
+            .find(|r| r.target == target && r.era == Some(era) && r.c == c)
+            .and_then(|r| r.result.as_ref().ok())
+    }
+}
+
+const DIRECT: &str = "direct stdio";
+const FLEET: &str = "mcp-fleet";
+/// `CallServer` asked of the server manager in this process.
+const IN_MANAGER: &str = "in-process: server manager";
+/// `ClientMessage` asked of the gateway actor in this process, in a 2025 session.
+const IN_GATEWAY: &str = "in-process: gateway actor";
+/// `ping` in a 2025 session, which the gateway answers itself: HTTP and the gateway's actors.
+const PING: &str = "mcp-fleet, ping (no backend)";
+
+fn progress(msg: &str) {
+    eprintln!("bench_gateway: {msg}");
+}
+
+async fn run(args: &BenchArgs, opts: &Options) -> anyhow::Result<Report> {
+    let mut paths = Paths::find(args)?;
+    if let Some(bin) = &opts.fleet_bin {
+        paths.fleet = bin.clone();
+    }
+    // As `mcp-fleet run` is started (its default filter `info` unless `--fleet-env RUST_LOG=..`,
+    // text lines, the Prometheus recorder), for the actors this program runs in-process; the
+    // lines go to a file, not to our stderr.
+    let log = std::fs::File::create(paths.log("in-process"))?;
+    let directive = opts
+        .fleet_env
+        .iter()
+        .find(|(k, _)| k == "RUST_LOG")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::new(directive);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(log))
+        .try_init();
+    let _prometheus = fleet_runtime::telemetry::install_prometheus()?;
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for &backend in &opts.backends {
+        let peers = opts.peers && (args.mode == Mode::Full || backend == Backend::Everything);
+        let peer_c: &[usize] = match args.mode {
+            Mode::Quick => &[1, 16],
+            Mode::Full => &CONCURRENCY,
+        };
+        all.push(bench_backend(&paths, opts, backend, peers, peer_c).await);
+    }
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    Ok(report(
+        args,
+        opts,
+        &paths,
+        &all,
+        &load_before,
+        &load_after,
+        started.elapsed(),
+    ))
+}
+
+async fn bench_backend(
+    paths: &Paths,
+    opts: &Options,
+    backend: Backend,
+    peers: bool,
+    peer_c: &[usize],
+) -> BackendRows {
+    let mut out = BackendRows {
+        backend,
+        rows: Vec::new(),
+        notes: Vec::new(),
+    };
+    let command = match backend.command(paths) {
+        Ok(c) => c,
+        Err(e) => {
+            out.notes.push(format!("{}: {e:#}", backend.name()));
+            for t in [DIRECT, FLEET] {
+                out.rows.push(Row {
+                    target: t.into(),
+                    era: None,
+                    c: 0,
+                    open_took: None,
+                    result: Err(format!("{e:#}")),
+                });
+            }
+            return out;
+        }
+    };
+
+    // Direct stdio, one process per era (a process speaks one era).
+    for &era in backend.eras() {
+        let name = format!("direct-{}-{}", backend.name(), era.label());
+        progress(&format!("{name}: starting"));
+        match StdioBackend::start(&name, &command.0, &command.1, era, &paths.log(&name)).await {
+            Ok(b) => {
+                for c in CONCURRENCY {
+                    let sessions = (0..c).map(|_| Session::Stdio(b.clone())).collect();
+                    let watch = Watch {
+                        process: b.pid,
+                        tree_root: b.pid,
+                    };
+                    let r = load::run_cell(sessions, opts.timing, Some(watch)).await;
+                    progress(&format!("{name} C={c}: {:.0}/s", r.rps()));
+                    out.rows.push(Row {
+                        target: DIRECT.into(),
+                        era: Some(era),
+                        c,
+                        open_took: None,
+                        result: Ok(r),
+                    });
+                }
+                b.stop().await;
+            }
+            Err(e) => out.rows.push(Row {
+                target: DIRECT.into(),
+                era: Some(era),
+                c: 0,
+                open_took: None,
+                result: Err(format!("{e:#}")),
+            }),
+        }
+    }
+
+    // The same call asked in-process of the actors, without HTTP.
+    progress(&format!("in-process-{}: starting", backend.name()));
+    match phases::InProcess::start(backend.name(), &command.0, &command.1).await {
+        Ok(fleet) => {
+            procs::tree(std::process::id());
+            let me = std::process::id();
+            let watch = Watch {
+                process: me,
+                tree_root: me,
+            };
+            let manager = Arc::new(phases::ManagerCaller {
+                manager: fleet.fleet.server_manager.clone(),
+                server: fleet.server.clone(),
+            });
+            for c in [1, DECIDING_C] {
+                let sessions = (0..c).map(|_| Session::Manager(manager.clone())).collect();
+                let r = load::run_cell(sessions, opts.timing, Some(watch)).await;
+                progress(&format!("{IN_MANAGER} C={c}: {:.0}/s", r.rps()));
+                out.rows.push(Row {
+                    target: IN_MANAGER.into(),
+                    era: Some(Era::Legacy),
+                    c,
+                    open_took: None,
+                    result: Ok(r),
+                });
+            }
+            for c in [1, DECIDING_C] {
+                let tool = format!("{}__echo", backend.name());
+                let opened = futures::future::join_all((0..c).map(|_| {
+                    phases::GatewayCaller::open(fleet.fleet.gateway.clone(), tool.clone())
+                }))
+                .await;
+                let sessions: anyhow::Result<Vec<Session>> = opened
+                    .into_iter()
+                    .map(|s| s.map(|s| Session::Gateway(Box::new(s))))
+                    .collect();
+                let result = match sessions {
+                    Ok(sessions) => {
+                        let r = load::run_cell(sessions, opts.timing, Some(watch)).await;
+                        progress(&format!("{IN_GATEWAY} C={c}: {:.0}/s", r.rps()));
+                        Ok(r)
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                out.rows.push(Row {
+                    target: IN_GATEWAY.into(),
+                    era: Some(Era::Legacy),
+                    c,
+                    open_took: None,
+                    result,
+                });
+            }
+            fleet.stop().await;
+        }
+        Err(e) => out.rows.push(Row {
+            target: IN_MANAGER.into(),
+            era: None,
+            c: 0,
+            open_took: None,
+            result: Err(format!("{e:#}")),
+        }),
+    }
+
+    // The gateway.
+    match start_fleet(paths, opts, backend, &command).await {
+        Ok((guard, port, took)) => {
+            out.notes.push(format!(
+                "mcp-fleet ({}) was ready with `{}__echo` listed {} after its start.",
+                backend.name(),
+                backend.name(),
+                fmt_duration(took)
+            ));
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let tool = format!("{}__echo", backend.name());
+            let watch = Watch {
+                process: guard.pid(),
+                tree_root: guard.pid(),
+            };
+            for era in [Era::Legacy, Era::Modern] {
+                for c in CONCURRENCY {
+                    let row = http_cell(opts, FLEET, addr, era, &tool, c, watch, false).await;
+                    out.rows.push(row);
+                }
+            }
+            for c in [1, DECIDING_C] {
+                let row = http_cell(opts, PING, addr, Era::Legacy, &tool, c, watch, true).await;
+                out.rows.push(row);
+            }
+            guard.stop(Duration::from_secs(10)).await;
+        }
+        Err(e) => out.rows.push(Row {
+            target: FLEET.into(),
+            era: None,
+            c: 0,
+            open_took: None,
+            result: Err(format!("{e:#}")),
+        }),
+    }
+
+    // The peers.
+    if peers {
+        for peer in PEERS {
+            let label = peer.label(paths);
+            let name = format!("{}-{}", peer.slug(), backend.name());
+            progress(&format!("{name}: starting"));
+            match start_peer(paths, peer, &command, &name).await {
+                Ok((guard, port)) => {
+                    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+                    let watch = Watch {
+                        process: guard.pid(),
+                        tree_root: guard.pid(),
+                    };
+                    for &c in peer_c {
+                        let row =
+                            http_cell(opts, &label, addr, Era::Legacy, "echo", c, watch, false)
+                                .await;
+                        out.rows.push(row);
+                    }
+                    guard.stop(Duration::from_secs(5)).await;
+                }
+                Err(e) => out.rows.push(Row {
+                    target: label,
+                    era: Some(Era::Legacy),
+                    c: 0,
+                    open_took: None,
+                    result: Err(format!("{e:#}")),
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// Opens `c` sessions at `addr` and runs one cell (of `ping`s instead of echoes if `ping`).
+#[allow(clippy::too_many_arguments)]
+async fn http_cell(
+    opts: &Options,
+    target: &str,
+    addr: SocketAddr,
+    era: Era,
+    tool: &str,
+    c: usize,
+    watch: Watch,
+    ping: bool,
+) -> Row {
+    let t0 = Instant::now();
+    let opening = futures::future::join_all(
+        (0..c).map(|_| HttpSession::open(opts.client, addr, "/mcp", era, tool)),
+    );
+    let opened = match tokio::time::timeout(Duration::from_secs(120), opening).await {
+        Ok(v) => v,
+        Err(_) => {
+            return Row {
+                target: target.into(),
+                era: Some(era),
+                c,
+                open_took: None,
+                result: Err(format!("{c} sessions not opened within 120 s")),
+            };
+        }
+    };
+    let open_took = t0.elapsed();
+    let mut sessions = Vec::new();
+    let mut failure = None;
+    for s in opened {
+        match s {
+            Ok(mut s) => {
+                if ping {
+                    s.ping_instead();
+                }
+                sessions.push(Session::Http(Box::new(s)))
+            }
+            Err(e) => {
+                failure.get_or_insert(format!("opening a session: {e:#}"));
+            }
+        }
+    }
+    if let Some(f) = failure {
+        for s in sessions {
+            s.close().await;
+        }
+        progress(&format!("{target} {} C={c}: {f}", era.label()));
+        return Row {
+            target: target.into(),
+            era: Some(era),
+            c,
+            open_took: None,
+            result: Err(f),
+        };
+    }
+    let r = load::run_cell(sessions, opts.timing, Some(watch)).await;
+    progress(&format!(
+        "{target} {} C={c}: {:.0}/s, p50 {}, errors {}",
+        era.label(),
+        r.rps(),
+        fmt_duration(r.latencies.quantile(0.5)),
+        r.errors
+    ));
+    Row {
+        target: target.into(),
+        era: Some(era),
+        c,
+        open_took: Some(open_took),
+        result: Ok(r),
+    }
+}
+
+/// `mcp-fleet run` with a config of exactly `backend`; returns once `NAME__echo` is listed.
+async fn start_fleet(
+    paths: &Paths,
+    opts: &Options,
+    backend: Backend,
+    command: &(PathBuf, Vec<String>),
+) -> anyhow::Result<(ProcGuard, u16, Duration)> {
+    let config = paths.logs.join(format!("fleet-{}.json", backend.name()));
+    let text = serde_json::json!({
+        "mcpServers": { backend.name(): { "command": command.0, "args": command.1 } }
+    });
+    std::fs::write(&config, text.to_string())?;
+    let port = free_port()?;
+    let mut c = tokio::process::Command::new(&paths.fleet);
+    c.args(["run", "--config"])
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdin(std::process::Stdio::null());
+    c.env_remove("RUST_LOG");
+    c.envs(opts.fleet_env.iter().map(|(k, v)| (k, v)));
+    let name = format!("mcp-fleet-{}", backend.name());
+    progress(&format!("{name}: starting"));
+    let t0 = Instant::now();
+    let mut guard = ProcGuard::spawn(&name, c, Some(&paths.log(&name)))?;
+    wait_listening(&mut guard, port, Duration::from_secs(30)).await?;
+    // Listed through the gateway: a 2026-07-28 tools/list until NAME__echo is there.
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut conn = Conn::connect(ClientKind::Raw, addr, "/mcp").await?;
+    let want = format!("\"{}__echo\"", backend.name());
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = conn
+            .post(
+                &[
+                    ("mcp-protocol-version", mcp::MODERN),
+                    ("mcp-method", "tools/list"),
+                ],
+                body.as_bytes(),
+            )
+            .await;
+        if r.is_ok_and(|r| String::from_utf8_lossy(&r.body).contains(&want)) {
+            break;
+        }
+        if let Some(why) = guard.exited() {
+            bail!("{why}; see {}", paths.log(&name).display());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{want} not listed after 60 s; see {}",
+                paths.log(&name).display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((guard, port, t0.elapsed()))
+}
+
+async fn start_peer(
+    paths: &Paths,
+    peer: Peer,
+    command: &(PathBuf, Vec<String>),
+    name: &str,
+) -> anyhow::Result<(ProcGuard, u16)> {
+    let port = free_port()?;
+    let mut c = peer.command(paths, (&command.0, &command.1), port)?;
+    c.stdin(std::process::Stdio::null());
+    let mut guard = ProcGuard::spawn(name, c, Some(&paths.log(name)))?;
+    wait_listening(&mut guard, port, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("see {}", paths.log(name).display()))?;
+    Ok((guard, port))
+}
+
+// ---- The report ------------------------------------------------------------------------------
+
+fn pct(x: f64) -> String {
+    format!("{:.0} %", x * 100.0)
+}
+
+fn report(
+    args: &BenchArgs,
+    opts: &Options,
+    paths: &Paths,
+    all: &[BackendRows],
+    load_before: &str,
+    load_after: &str,
+    took: Duration,
+) -> Report {
+    let mut report = Report::new(
+        "Gateway: requests/s and latency through mcp-fleet, direct stdio and peer proxies",
+    );
+    let load = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    report.notes.push(format!(
+        "Each cell: C client sessions (C = 1 is sequential) calling `tools/call echo` in a loop, a {} warm-up then a {} measured window; requests/s counts the answers completed in the window, latencies the calls started in it. Every answer is checked (id, result, echoed text); anything else, a timeout ({:?}) included, is an error. Mode {}; whole run {:.0} s; load average (1, 5, 15 min) {} before, {} after.",
+        fmt_duration(opts.timing.warm_up),
+        fmt_duration(opts.timing.measure),
+        opts.timing.call_timeout,
+        match args.mode {
+            Mode::Quick => "quick",
+            Mode::Full => "full",
+        },
+        took.as_secs_f64(),
+        load(load_before),
+        load(load_after),
+    ));
+    report.notes.push(format!(
+        "Client: this program, Rust, {} worker threads, one keep-alive HTTP/1.1 connection per session ({}). Direct stdio: the backend process alone, C requests in flight on its stdin/stdout (ids matched), after the era's handshake; it is the floor a proxy is measured against. The client runs on the same 2-core machine as what it measures; its own CPU is the last column.",
+        opts.client_threads,
+        match opts.client {
+            ClientKind::Raw => "a minimal hand-written client",
+            ClientKind::Reqwest => "reqwest 0.12",
+        }
+    ));
+    report.notes.push(
+        "mcp-fleet: the release `mcp-fleet run` with a config of exactly that one server, default options and log filter, on a free 127.0.0.1 port; 2025-11-25 sessions (initialize, notifications/initialized, then `Mcp-Session-Id`) and 2026-07-28 stateless requests (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `_meta`). The gateway speaks to the reference server in 2026-07-28 (it discovers it) and to server-everything in 2025-11-25, whatever the client's era. CPU is a fraction of one core over the window (CPU seconds / wall seconds); \"CPU µs/request\" is the process's CPU time over the window divided by the requests completed in it; RSS is at the window's end. The rows \"in-process: server manager\" and \"in-process: gateway actor\" ask the same call of the actors in this program's own process (`Fleet::start` with default options, the binary's log filter, Prometheus recorder and allocator; no HTTP): `CallServer` of the server manager, and `ClientMessage` of the gateway actor in a 2025 session; their CPU columns are this whole process, load client included. The rows \"mcp-fleet, ping (no backend)\" send `ping` in 2025-11-25 sessions, which the gateway answers itself: the cost of HTTP and of the gateway's own actors, without the server manager and the backend. \"process\" is the proxy's own process (for mcp-fleet: mcp-fleet without its backend); \"tree\" is it with every descendant (backends included), summed from /proc. \"vs direct\" divides by direct stdio at the same C (same client era when measured, else 2025-11-25).".to_owned(),
+    );
+    report.notes.push(
+        "Peers: 2025-11-25 sessions only (npm mcp-proxy 6.7 also offers 2026-07-28, not measured here), stateful Streamable HTTP at /mcp, their quietest logging: supergateway `--stdio CMD --outputTransport streamableHttp --stateful` (it starts one backend process per session, so its tree grows with C; it listens on every interface, having no host option, and the benchmark only connects to 127.0.0.1), npm mcp-proxy `--host 127.0.0.1 --server stream -- CMD` and PyPI mcp-proxy `--host 127.0.0.1 -- CMD` (each one backend process shared by every session). All run on the machine's node and python, with the backend command the other targets use.".to_owned(),
+    );
+    if opts.fleet_bin.is_some() || !opts.fleet_env.is_empty() {
+        report.notes.push(format!(
+            "Not the default mcp-fleet: binary {}, environment {:?}.",
+            paths.fleet.display(),
+            opts.fleet_env
+        ));
+    }
+    let cols = [
+        "target",
+        "era",
+        "C",
+        "requests/s",
+        "vs direct",
+        "p50",
+        "p99",
+        "p999",
+        "errors",
+        "CPU (process)",
+        "CPU µs/request",
+        "RSS (process)",
+        "CPU (tree)",
+        "RSS (tree, processes)",
+        "client CPU",
+    ];
+    for b in all {
+        let mut t = Table::new(format!("Backend: {}", b.backend.title(paths)), &cols);
+        for r in &b.rows {
+            let era = r.era.map(Era::label).unwrap_or("-").to_owned();
+            let c = if r.c == 0 {
+                "-".into()
+            } else {
+                r.c.to_string()
+            };
+            match &r.result {
+                Err(e) => {
+                    let mut cells = vec![r.target.clone(), era, c, format!("failed: {e}")];
+                    cells.resize(cols.len(), String::new());
+                    t.row(cells);
+                }
+                Ok(x) => {
+                    let direct = r.era.and_then(|era| {
+                        b.find(DIRECT, era, r.c)
+                            .or_else(|| b.find(DIRECT, Era::Legacy, r.c))
+                    });
+                    let ratio = match direct {
+                        Some(d) if r.target != DIRECT && r.target != PING && d.rps() > 0.0 => {
+                            format!("{:.2}×", x.rps() / d.rps())
+                        }
+                        _ => "-".into(),
+                    };
+                    let errors = match &x.first_error {
+                        Some(e) => format!("{} ({})", x.errors, truncate(e, 80)),
+                        None => x.errors.to_string(),
+                    };
+                    t.row(vec![
+                        r.target.clone(),
+                        era,
+                        c,
+                        format!("{:.0}", x.rps()),
+                        ratio,
+                        fmt_duration(x.latencies.quantile(0.5)),
+                        fmt_duration(x.latencies.quantile(0.99)),
+                        fmt_duration(x.latencies.quantile(0.999)),
+                        errors,
+                        pct(x.process_cpu),
+                        match x.rps() {
+                            r if r > 0.0 => format!("{:.0}", x.process_cpu * 1e6 / r),
+                            _ => "-".into(),
+                        },
+                        fmt_bytes(x.process_rss as f64),
+                        pct(x.tree_cpu),
+                        format!("{} ({})", fmt_bytes(x.tree_rss as f64), x.tree_processes),
+                        pct(x.client_cpu),
+                    ]);
+                }
+            }
+        }
+        report.tables.push(t);
+        for r in &b.rows {
+            let Some(took) = r.open_took else { continue };
+            if r.result.is_ok() && r.c > 1 && r.target != FLEET {
+                report.notes.push(format!(
+                    "{} ({}): opening {} sessions took {}.",
+                    r.target,
+                    b.backend.name(),
+                    r.c,
+                    fmt_duration(took)
+                ));
+            }
+        }
+        report.notes.extend(b.notes.iter().cloned());
+    }
+    acceptance(&mut report, all);
+    report
+        .notes
+        .push(format!("Logs of every process: {}.", paths.logs.display()));
+    report
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+fn acceptance(report: &mut Report, all: &[BackendRows]) {
+    let Some(b) = all.iter().find(|b| b.backend == Backend::Everything) else {
+        report.accept(
+            "server-everything through the gateway",
+            false,
+            "not measured (--backends without everything)",
+        );
+        return;
+    };
+    let legacy = Era::Legacy;
+
+    // 1. At least 0.8× direct stdio.
+    let mut figures = Vec::new();
+    for era in [Era::Legacy, Era::Modern] {
+        for c in CONCURRENCY {
+            if let (Some(g), Some(d)) = (b.find(FLEET, era, c), b.find(DIRECT, legacy, c)) {
+                figures.push(format!(
+                    "{} C={c}: {:.0}/s vs {:.0}/s = {:.2}×",
+                    era.label(),
+                    g.rps(),
+                    d.rps(),
+                    g.rps() / d.rps().max(f64::MIN_POSITIVE)
+                ));
+            }
+        }
+    }
+    let deciding = match (
+        b.find(FLEET, legacy, DECIDING_C),
+        b.find(DIRECT, legacy, DECIDING_C),
+    ) {
+        (Some(g), Some(d)) if d.rps() > 0.0 => Some(g.rps() / d.rps()),
+        _ => None,
+    };
+    report.accept(
+        format!(
+            "Through the gateway, server-everything serves at least 0.8× the requests/s of direct stdio (decided at C={DECIDING_C}, 2025-11-25 sessions)"
+        ),
+        deciding.is_some_and(|r| r >= 0.8) && b.find(FLEET, legacy, DECIDING_C).is_some_and(|g| g.errors == 0),
+        match deciding {
+            Some(r) => format!("{r:.2}×; all cells: {}", figures.join("; ")),
+            None => "not measured".into(),
+        },
+    );
+
+    // 2. At least 10× the best peer.
+    let best_peer = b
+        .rows
+        .iter()
+        .filter(|r| {
+            ![FLEET, DIRECT, PING, IN_MANAGER, IN_GATEWAY].contains(&r.target.as_str())
+                && r.c == DECIDING_C
+        })
+        .filter_map(|r| r.result.as_ref().ok().map(|x| (r.target.as_str(), x.rps())))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let gateway = b.find(FLEET, legacy, DECIDING_C);
+    let (met, fig) = match (gateway, best_peer) {
+        (Some(g), Some((name, p))) => (
+            g.rps() >= 10.0 * p,
+            format!(
+                "{:.0}/s vs {name} {p:.0}/s = {:.1}× (C={DECIDING_C}, 2025-11-25)",
+                g.rps(),
+                g.rps() / p.max(f64::MIN_POSITIVE)
+            ),
+        ),
+        (_, None) => (false, "no peer was measured".into()),
+        (None, _) => (false, "the gateway was not measured".into()),
+    };
+    report.accept(
+        "Through the gateway, server-everything serves at least 10× the requests/s of the best peer proxy measured in the same run",
+        met,
+        fig,
+    );
+
+    // 3. p50 overhead at C=1.
+    let (met, fig) = match (b.find(FLEET, legacy, 1), b.find(DIRECT, legacy, 1)) {
+        (Some(g), Some(d)) => {
+            let gp = g.latencies.quantile(0.5);
+            let dp = d.latencies.quantile(0.5);
+            let added = gp.as_secs_f64() - dp.as_secs_f64();
+            let modern = b
+                .find(FLEET, Era::Modern, 1)
+                .map(|m| {
+                    format!(
+                        "; 2026-07-28: p50 {} (+{:.0} µs)",
+                        fmt_duration(m.latencies.quantile(0.5)),
+                        (m.latencies.quantile(0.5).as_secs_f64() - dp.as_secs_f64()) * 1e6
+                    )
+                })
+                .unwrap_or_default();
+            (
+                added <= 100e-6,
+                format!(
+                    "sequential (C=1), 2025-11-25: p50 {} through the gateway vs {} direct = +{:.0} µs{modern}",
+                    fmt_duration(gp),
+                    fmt_duration(dp),
+                    added * 1e6
+                ),
+            )
+        }
+        _ => (false, "not measured".into()),
+    };
+    report.accept(
+        "The gateway adds at most 100 µs to p50 latency over direct stdio (server-everything)",
+        met,
+        fig,
+    );
+}
