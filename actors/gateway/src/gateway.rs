@@ -134,6 +134,8 @@ pub struct Gateway {
     counter: MessageCounter,
     /// Messages every session handled since the last report; sessions add, the gateway reports.
     session_messages: Arc<AtomicU64>,
+    /// A `Rebuild` is in the mailbox: listings that arrive before it share its rebuild.
+    rebuild_pending: bool,
 }
 
 impl Actor for Gateway {
@@ -186,6 +188,7 @@ impl Actor for Gateway {
             metrics: args.metrics,
             counter: MessageCounter::new(Instant::now(), REPORT_EVERY),
             session_messages: Arc::new(AtomicU64::new(0)),
+            rebuild_pending: false,
         })
     }
 
@@ -339,7 +342,7 @@ impl Gateway {
         if changed.is_empty() {
             return;
         }
-        tracing::info!(?changed, servers = ?lists.keys().collect::<Vec<_>>(), "catalog changed");
+        tracing::info!(?changed, servers = lists.len(), "catalog changed");
         for s in self.sessions.values() {
             let _ = s
                 .actor
@@ -660,7 +663,7 @@ pub struct ListsFetched {
 impl KameoMessage<ListsFetched> for Gateway {
     type Reply = ();
 
-    async fn handle(&mut self, msg: ListsFetched, _: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: ListsFetched, ctx: &mut Context<Self, ()>) {
         let Some(entry) = self.servers.get_mut(&msg.server) else {
             return;
         };
@@ -670,12 +673,31 @@ impl KameoMessage<ListsFetched> for Gateway {
         match msg.lists {
             Ok(lists) => {
                 entry.lists = Some(lists);
-                self.rebuild();
+                // Coalesced: every listing already queued is applied before the one rebuild.
+                if !self.rebuild_pending {
+                    self.rebuild_pending = true;
+                    if ctx.actor_ref().tell(Rebuild).try_send().is_err() {
+                        self.rebuild_pending = false;
+                        self.rebuild();
+                    }
+                }
             }
             Err(error) => {
                 tracing::warn!(server = %msg.server, %error, "could not list the server's items; it offers none until it is ready again");
             }
         }
+    }
+}
+
+/// Rebuilds the catalog once for every listing that arrived since the last rebuild.
+pub struct Rebuild;
+
+impl KameoMessage<Rebuild> for Gateway {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Rebuild, _: &mut Context<Self, ()>) {
+        self.rebuild_pending = false;
+        self.rebuild();
     }
 }
 
