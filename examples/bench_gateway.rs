@@ -972,7 +972,7 @@ fn report(
         report.tables.push(t);
         for r in &b.rows {
             let Some(took) = r.open_took else { continue };
-            if r.result.is_ok() && r.c > 1 && r.target != FLEET {
+            if r.result.is_ok() && r.c > 1 && r.target != FLEET && r.target != PING {
                 report.notes.push(format!(
                     "{} ({}): opening {} sessions took {}.",
                     r.target,

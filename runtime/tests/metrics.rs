@@ -114,7 +114,11 @@ async fn counters_are_exact_and_promtool_accepts_the_exposition() {
         "the wrapped tree sampled",
         || async {
             let body = scrape(port).await?;
-            (metric_value(&body, r#"mcp_fleet_processes{server="wrapped"}"#) == Some(2.0))
+            // Both servers sampled: each has its own sampler, so one may read before the other.
+            let ref_read = metric_value(&body, r#"mcp_fleet_processes{server="ref"}"#)
+                .is_some_and(|n| n >= 1.0);
+            (metric_value(&body, r#"mcp_fleet_processes{server="wrapped"}"#) == Some(2.0)
+                && ref_read)
                 .then_some(body)
         },
     )
