@@ -31,7 +31,7 @@ use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig};
 use fleet_health_monitor::{HealthMonitor, HealthMonitorArgs, HealthMonitorConfig};
 use fleet_metrics_collector::{MetricsCollector, MetricsCollectorConfig};
 use fleet_protocol::ServerSpec;
-use fleet_protocol::jsonrpc::{Message, Notification, Outcome, Request};
+use fleet_protocol::jsonrpc::{Message, Outcome, Request};
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::gateway::{ClientMessage, ClientReply, GetGatewayStats};
 use fleet_protocol::messages::health::{GetHealth, HealthChanged};
@@ -495,7 +495,7 @@ async fn messaging(args: &BenchArgs, tables: &mut Vec<Table>) -> anyhow::Result<
     let fleet = Fleet::start(options).await;
 
     // One 2025-era session, opened as a client would (initialize, then initialized).
-    let session = open_session(&fleet.gateway).await?;
+    let session = fleet_examples::open_session(&fleet.gateway, "bench_actors").await?;
 
     let kameo_default = Echo::spawn(());
     let kameo_unbounded = Echo::spawn_with_mailbox((), mailbox::unbounded());
@@ -732,54 +732,6 @@ async fn messaging(args: &BenchArgs, tables: &mut Vec<Table>) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("Shutdown: {e:?}"))?;
     fleet.supervisor.wait_for_shutdown().await;
     Ok(figures)
-}
-
-fn initialize_message() -> Message {
-    Message::Request(Request::new(
-        1u64,
-        methods::INITIALIZE,
-        Some(json!({
-            "protocolVersion": mcp::LEGACY_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "bench_actors", "version": "0.1.0"},
-        })),
-    ))
-}
-
-/// Opens one session in-process, as `POST /mcp` would: `initialize`, then
-/// `notifications/initialized`. Returns its id.
-async fn open_session(gateway: &ActorRef<Gateway>) -> anyhow::Result<String> {
-    let reply = gateway
-        .ask(ClientMessage {
-            session: None,
-            protocol_version: None,
-            message: initialize_message(),
-            progress: None,
-            cancel: CancellationToken::new(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("initialize: {e:?}"))?;
-    let ClientReply::Response {
-        session: Some(session),
-        ..
-    } = reply
-    else {
-        bail!("initialize opened no session: {reply:?}");
-    };
-    let reply = gateway
-        .ask(ClientMessage {
-            session: Some(session.clone()),
-            protocol_version: Some(mcp::LEGACY_VERSION.into()),
-            message: Message::Notification(Notification::new(methods::INITIALIZED, None)),
-            progress: None,
-            cancel: CancellationToken::new(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("notifications/initialized: {e:?}"))?;
-    if !matches!(reply, ClientReply::Accepted) {
-        bail!("notifications/initialized: {reply:?}");
-    }
-    Ok(session)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1077,7 +1029,11 @@ impl Population {
                 let mut opens = futures::stream::iter(0..n)
                     .map(|_| {
                         let g = g.clone();
-                        async move { open_session(&g).await.map(drop) }
+                        async move {
+                            fleet_examples::open_session(&g, "bench_actors")
+                                .await
+                                .map(drop)
+                        }
                     })
                     .buffer_unordered(CONCURRENCY);
                 while let Some(r) = opens.next().await {

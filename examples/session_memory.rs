@@ -24,9 +24,7 @@ use fleet_gateway::Gateway;
 use fleet_protocol::ServerSpec;
 use fleet_protocol::jsonrpc::{Message, Notification, Request};
 use fleet_protocol::mcp::{self, methods};
-use fleet_protocol::messages::gateway::{
-    ClientMessage, ClientReply, GatewayStats, GetGatewayStats,
-};
+use fleet_protocol::messages::gateway::{GatewayStats, GetGatewayStats};
 use fleet_protocol::messages::server::GetServerStatus;
 use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
 use fleet_runtime::mcp_http::{self, McpHttpConfig};
@@ -34,7 +32,6 @@ use fleet_runtime::{Fleet, FleetOptions, telemetry};
 use futures::StreamExt as _;
 use kameo::actor::ActorRef;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const SERVER: &str = "reference";
 /// Sessions opened and expired before the baseline is taken: enough to open every pooled
@@ -207,45 +204,6 @@ async fn open_http(client: reqwest::Client, url: Arc<str>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Opens one session in-process: the same two messages, asked of the gateway actor directly.
-async fn open_direct(gateway: ActorRef<Gateway>) -> anyhow::Result<()> {
-    let reply = gateway
-        .ask(ClientMessage {
-            session: None,
-            protocol_version: None,
-            message: Message::Request(Request::new(
-                1u64,
-                methods::INITIALIZE,
-                Some(initialize_params()),
-            )),
-            progress: None,
-            cancel: CancellationToken::new(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("initialize: {e}"))?;
-    let ClientReply::Response {
-        session: Some(session),
-        ..
-    } = reply
-    else {
-        bail!("initialize opened no session: {reply:?}");
-    };
-    let reply = gateway
-        .ask(ClientMessage {
-            session: Some(session),
-            protocol_version: Some(mcp::LEGACY_VERSION.into()),
-            message: Message::Notification(Notification::new(methods::INITIALIZED, None)),
-            progress: None,
-            cancel: CancellationToken::new(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("notifications/initialized: {e}"))?;
-    if !matches!(reply, ClientReply::Accepted) {
-        bail!("notifications/initialized: {reply:?}");
-    }
-    Ok(())
-}
-
 enum Transport {
     Http {
         client: reqwest::Client,
@@ -265,7 +223,14 @@ async fn open_sessions(
     let mut opens = futures::stream::iter(0..n)
         .map(|_| match transport {
             Transport::Http { client, url } => tokio::spawn(open_http(client.clone(), url.clone())),
-            Transport::Direct => tokio::spawn(open_direct(gateway.clone())),
+            Transport::Direct => {
+                let g = gateway.clone();
+                tokio::spawn(async move {
+                    fleet_examples::open_session(&g, "session_memory")
+                        .await
+                        .map(drop)
+                })
+            }
         })
         .buffer_unordered(concurrency);
     while let Some(result) = opens.next().await {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use fleet_gateway::Gateway;
 use fleet_protocol::ServerSpec;
-use fleet_protocol::jsonrpc::{Message, Notification, Outcome, Request};
+use fleet_protocol::jsonrpc::{Message, Outcome, Request};
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::gateway::{ClientMessage, ClientReply};
 use fleet_protocol::messages::server::CallServer;
@@ -70,40 +70,7 @@ pub struct GatewayCaller {
 
 impl GatewayCaller {
     pub async fn open(gateway: ActorRef<Gateway>, tool: String) -> anyhow::Result<GatewayCaller> {
-        let reply = gateway
-            .ask(ClientMessage {
-                session: None,
-                protocol_version: None,
-                message: Message::Request(Request::new(
-                    0u64,
-                    methods::INITIALIZE,
-                    Some(
-                        json!({"protocolVersion": mcp::LEGACY_VERSION, "capabilities": {},
-                        "clientInfo": {"name": "bench_gateway", "version": "1"}}),
-                    ),
-                )),
-                progress: None,
-                cancel: CancellationToken::new(),
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("initialize: {e}"))?;
-        let ClientReply::Response {
-            session: Some(session),
-            ..
-        } = reply
-        else {
-            bail!("initialize opened no session");
-        };
-        gateway
-            .ask(ClientMessage {
-                session: Some(session.clone()),
-                protocol_version: Some(mcp::LEGACY_VERSION.into()),
-                message: Message::Notification(Notification::new(methods::INITIALIZED, None)),
-                progress: None,
-                cancel: CancellationToken::new(),
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("notifications/initialized: {e}"))?;
+        let session = fleet_examples::open_session(&gateway, "bench_gateway").await?;
         Ok(GatewayCaller {
             gateway,
             session,
