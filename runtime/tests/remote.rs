@@ -9,7 +9,9 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{McpSession, free_port, get_json, mcp_fleet, on_path, sigterm, wait_for, wait_ready};
+use common::{
+    McpSession, free_port, get_json, on_path, sigterm, spawn_fleet_on, wait_for, wait_ready,
+};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -21,15 +23,7 @@ fn fleet_on(
     env: &[(&str, &str)],
     stderr: Stdio,
 ) -> tokio::process::Child {
-    mcp_fleet(["run", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    spawn_fleet_on(config, port, stderr, &[], &[], env)
 }
 
 /// The status of server `name` of the fleet at `port`.

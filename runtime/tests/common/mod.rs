@@ -124,7 +124,20 @@ pub fn spawn_fleet_with(
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, u16) {
     let port = free_port();
-    let child = mcp_fleet(global_args)
+    let child = spawn_fleet_on(config, port, stderr, global_args, run_args, env);
+    (child, port)
+}
+
+/// [`spawn_fleet_with`] on a given port (a fleet that must come back on the same address).
+pub fn spawn_fleet_on(
+    config: &std::path::Path,
+    port: u16,
+    stderr: std::process::Stdio,
+    global_args: &[&str],
+    run_args: &[&str],
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
+    mcp_fleet(global_args)
         .args(["run", "--config"])
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -134,8 +147,7 @@ pub fn spawn_fleet_with(
         .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
-    (child, port)
+        .unwrap()
 }
 
 pub fn write_config(text: &str) -> TempFile {
