@@ -327,10 +327,64 @@ fn id_value(id: Option<&RequestId>) -> Value {
     }
 }
 
+/// Written straight from the fields, in the order of [`Message::to_value`] and with the same
+/// members, without building (and deep-copying into) a `Value` first: every message to a server
+/// and every answer to a client goes through here.
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(serializer)
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("jsonrpc", "2.0")?;
+        match self {
+            Message::Request(r) => {
+                map.serialize_entry("id", &r.id)?;
+                map.serialize_entry("method", &r.method)?;
+                if let Some(p) = &r.params {
+                    map.serialize_entry("params", p)?;
+                }
+                serialize_extra(&mut map, &r.extra, &["id", "method", "params"], r.params.is_some())?;
+            }
+            Message::Notification(n) => {
+                map.serialize_entry("method", &n.method)?;
+                if let Some(p) = &n.params {
+                    map.serialize_entry("params", p)?;
+                }
+                serialize_extra(&mut map, &n.extra, &["method", "params"], n.params.is_some())?;
+            }
+            Message::Response(r) => {
+                map.serialize_entry("id", &r.id)?;
+                match &r.outcome {
+                    Outcome::Result(v) => {
+                        map.serialize_entry("result", v)?;
+                        serialize_extra(&mut map, &r.extra, &["id", "result"], true)?;
+                    }
+                    Outcome::Error(e) => {
+                        map.serialize_entry("error", e)?;
+                        serialize_extra(&mut map, &r.extra, &["id", "error"], true)?;
+                    }
+                }
+            }
+        }
+        map.end()
     }
+}
+
+/// The extra members after the message's own, skipping any that names one already written:
+/// `jsonrpc` and `written` (whose last entry only when `last_written`), as [`Message::to_value`]
+/// keeps the first of two members of one name.
+fn serialize_extra<M: serde::ser::SerializeMap>(
+    map: &mut M,
+    extra: &Map<String, Value>,
+    written: &[&str],
+    last_written: bool,
+) -> Result<(), M::Error> {
+    let written = &written[..written.len() - usize::from(!last_written)];
+    for (k, v) in extra {
+        if k != "jsonrpc" && !written.contains(&k.as_str()) {
+            map.serialize_entry(k, v)?;
+        }
+    }
+    Ok(())
 }
 
 impl<'de> Deserialize<'de> for Message {

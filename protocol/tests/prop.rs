@@ -91,7 +91,41 @@ fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
+/// Extra members that may also name a JSON-RPC member, as a message built in code can have.
+fn colliding_extras() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::btree_map(
+        prop_oneof![
+            Just("jsonrpc".to_owned()),
+            Just("id".to_owned()),
+            Just("method".to_owned()),
+            Just("params".to_owned()),
+            Just("result".to_owned()),
+            Just("error".to_owned()),
+            "x_[a-z]{1,6}",
+        ],
+        json_value(),
+        0..4,
+    )
+    .prop_map(|m| m.into_iter().collect())
+}
+
+fn with_extra(mut m: Message, extra: Map<String, Value>) -> Message {
+    match &mut m {
+        Message::Request(r) => r.extra = extra,
+        Message::Notification(n) => n.extra = extra,
+        Message::Response(r) => r.extra = extra,
+    }
+    m
+}
+
 proptest! {
+    #[test]
+    fn serializing_writes_what_to_value_builds(m in message(), extra in colliding_extras()) {
+        // `Serialize` writes from the fields; `to_value` builds a `Value`: same text, same order.
+        let m = with_extra(m, extra);
+        prop_assert_eq!(serde_json::to_string(&m).unwrap(), m.to_value().to_string());
+    }
+
     #[test]
     fn messages_round_trip(msgs in prop::collection::vec(message(), 1..8)) {
         let mut codec = JsonRpcCodec::default();
