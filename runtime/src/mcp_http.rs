@@ -191,26 +191,26 @@ fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|r| {
-            r.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
+        .map(|r| r.split(';').next().unwrap_or("").trim())
+        .any(|r| {
+            r.eq_ignore_ascii_case(wanted)
+                || r == "*/*"
+                || r.strip_suffix("/*")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(ty))
         })
-        .any(|r| r == wanted || r == "*/*" || r == format!("{ty}/*"))
 }
 
 async fn handle(State(state): State<McpState>, request: Request) -> Response {
-    let headers = request.headers().clone();
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     if let Err(r) = check_origin(&state.config, &headers) {
         return *r;
     }
     if let Err(r) = check_auth(&state.config, &headers) {
         return *r;
     }
-    match *request.method() {
-        Method::POST => post(state, request).await,
+    match parts.method {
+        Method::POST => post(state, &headers, body).await,
         Method::GET => get(state, &headers).await,
         Method::DELETE => delete(state, &headers).await,
         _ => {
@@ -348,16 +348,15 @@ fn wants_progress(message: &Message) -> bool {
         .is_some())
 }
 
-async fn post(state: McpState, request: Request) -> Response {
-    let headers = request.headers().clone();
-    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> Response {
+    if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
             error_codes::INVALID_REQUEST,
             "`Accept` must list both application/json and text/event-stream",
         );
     }
-    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
+    let content_type = header_str(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
     if !content_type
         .split(';')
         .next()
@@ -370,7 +369,7 @@ async fn post(state: McpState, request: Request) -> Response {
         );
     }
     let limit = state.config.max_body_bytes;
-    let body: Bytes = match axum::body::to_bytes(request.into_body(), limit).await {
+    let body: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
             return error_response(
@@ -400,8 +399,8 @@ async fn post(state: McpState, request: Request) -> Response {
             );
         }
     };
-    let session = header_str(&headers, SESSION_HEADER).map(str::to_owned);
-    let protocol_version = header_str(&headers, VERSION_HEADER).map(|v| v.trim().to_owned());
+    let session = header_str(headers, SESSION_HEADER).map(str::to_owned);
+    let protocol_version = header_str(headers, VERSION_HEADER).map(|v| v.trim().to_owned());
     // A version header of no 2025 revision means the stateless wire (or an unsupported one).
     let modern = session.is_none()
         && (protocol_version
@@ -410,7 +409,7 @@ async fn post(state: McpState, request: Request) -> Response {
             || message.params().and_then(mcp::meta_version) == Some(mcp::MODERN_VERSION));
     if modern
         && let Err(r) = check_modern(
-            &headers,
+            headers,
             &message,
             protocol_version.as_deref().unwrap_or(""),
         )
@@ -453,7 +452,7 @@ fn json_response(response: RpcResponse, session: Option<String>, modern: Option<
         }
         _ => StatusCode::OK,
     };
-    let body = Message::Response(response).to_value().to_string();
+    let body = serde_json::to_string(&Message::Response(response)).unwrap_or_default();
     let mut r = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(id) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
         r.headers_mut().insert(SESSION_HEADER, id);
@@ -464,7 +463,7 @@ fn json_response(response: RpcResponse, session: Option<String>, modern: Option<
 fn event(message: &Message) -> Result<Event, Infallible> {
     Ok(Event::default()
         .event("message")
-        .data(message.to_value().to_string()))
+        .data(serde_json::to_string(message).unwrap_or_default()))
 }
 
 fn client_reply(reply: ClientReply, modern: Option<&str>) -> Response {

@@ -28,9 +28,9 @@ use fleet_protocol::messages::server::{CallServer, GetServerStatus, ServerEvent}
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorRef, Recipient, ReplyRecipient, Spawn, WeakActorRef};
-use kameo::error::{ActorStopReason, Infallible};
+use kameo::error::{ActorStopReason, Infallible, SendError};
 use kameo::message::{BoxMessage, Context, Message as KameoMessage};
-use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError};
+use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError, ReplySender};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -465,9 +465,9 @@ impl KameoMessage<ClientMessage> for Gateway {
                 supported: dispatch::supported_versions(),
             }));
         }
-        if let Some(id) = msg.session.as_deref() {
-            let Some(entry) = self.sessions.get_mut(id) else {
-                return ctx.reply(Err(FleetError::UnknownSession { id: id.to_owned() }));
+        if let Some(id) = msg.session.clone() {
+            let Some(entry) = self.sessions.get_mut(id.as_str()) else {
+                return ctx.reply(Err(FleetError::UnknownSession { id }));
             };
             entry.last_seen = Instant::now();
             match &msg.message {
@@ -478,13 +478,14 @@ impl KameoMessage<ClientMessage> for Gateway {
                 _ => {}
             }
             let session = entry.actor.clone();
-            let id = id.to_owned();
-            return ctx.spawn(async move {
-                session
-                    .ask(msg)
-                    .await
-                    .map_err(|e| crate::session_error(e, id))
-            });
+            let (delegated, reply) = ctx.reply_sender();
+            match reply {
+                Some(tx) => forward_to_session(&session, msg, tx, &id),
+                None => {
+                    let _ = session.tell(msg).try_send();
+                }
+            }
+            return delegated;
         }
         let modern = is_modern(header, &msg.message);
         match msg.message {
@@ -535,6 +536,51 @@ impl KameoMessage<ClientMessage> for Gateway {
             _ if modern => ctx.reply(Ok(ClientReply::Accepted)),
             _ => ctx.reply(Err(FleetError::MissingSession)),
         }
+    }
+}
+
+/// Hands a session's message and the caller's reply sender to the session, which answers the
+/// caller itself: no task of ours and no hop back through the gateway. Only a full mailbox is
+/// waited for, in a task, since the gateway's own mailbox must not wait on a session's; a
+/// session that has ended answers as an unknown session, as it would a moment later.
+fn forward_to_session(
+    session: &ActorRef<Session>,
+    msg: ClientMessage,
+    tx: ReplySender<ClientMessageReply>,
+    id: &str,
+) {
+    let failed = |e: SendError<(ClientMessage, ReplySender<ClientMessageReply>), FleetError>,
+                  id: String| {
+        let (tx, error) = match e {
+            SendError::ActorNotRunning((_, tx)) | SendError::ActorRestarting((_, tx)) => {
+                (tx, FleetError::UnknownSession { id })
+            }
+            SendError::MailboxFull((_, tx)) | SendError::Timeout(Some((_, tx))) => (
+                tx,
+                FleetError::ActorUnavailable {
+                    actor: format!("session {id}"),
+                    reason: "mailbox full".into(),
+                },
+            ),
+            // The other kinds come only from a reply, and a forward waits for none.
+            SendError::ActorStopped | SendError::HandlerError(_) | SendError::Timeout(None) => {
+                return;
+            }
+        };
+        tx.send(Err(error));
+    };
+    match session.ask(msg).try_forward(tx) {
+        Ok(()) => {}
+        Err(SendError::MailboxFull((msg, tx))) => {
+            let session = session.clone();
+            let id = id.to_owned();
+            tokio::spawn(async move {
+                if let Err(e) = session.ask(msg).forward(tx).await {
+                    failed(e, id);
+                }
+            });
+        }
+        Err(e) => failed(e, id.to_owned()),
     }
 }
 

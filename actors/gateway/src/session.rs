@@ -3,7 +3,7 @@
 //! says so, and owns the session's server-to-client stream.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fleet_protocol::jsonrpc::{Message, Notification, RequestId, Response};
@@ -37,7 +37,8 @@ pub struct Session {
     catalog: watch::Receiver<Arc<Catalog>>,
     stream: Option<mpsc::Sender<Message>>,
     /// Requests being served, by the client's id, so `notifications/cancelled` can stop them.
-    in_flight: HashMap<RequestId, CancellationToken>,
+    /// Each request's task takes its own entry out when it answers, with no message to us.
+    in_flight: InFlight,
     /// Server log messages at this level or above go to the stream (`logging/setLevel`).
     log_level: Option<usize>,
     handled: Arc<AtomicU64>,
@@ -58,7 +59,7 @@ impl Actor for Session {
             dispatcher: args.dispatcher,
             catalog: args.catalog,
             stream: None,
-            in_flight: HashMap::new(),
+            in_flight: InFlight::default(),
             log_level: None,
             handled: args.handled,
         })
@@ -81,7 +82,7 @@ impl Actor for Session {
         reason: kameo::error::ActorStopReason,
     ) -> Result<(), Self::Error> {
         // Work for a client that is gone is cancelled upstream.
-        for (_, c) in self.in_flight.drain() {
+        for (_, c) in self.in_flight.lock().drain() {
             c.cancel();
         }
         tracing::debug!(session = %self.id, %reason, "session ended");
@@ -100,6 +101,18 @@ const LOG_LEVELS: [&str; 8] = [
     "alert",
     "emergency",
 ];
+
+/// The session's requests in flight, shared with their tasks.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<RequestId, CancellationToken>>>);
+
+impl InFlight {
+    /// Held for a map operation only, never across an await; a poisoned lock still holds a
+    /// usable map.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, CancellationToken>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 fn level_rank(level: &str) -> Option<usize> {
     LOG_LEVELS.iter().position(|l| *l == level)
@@ -154,7 +167,7 @@ impl KameoMessage<ClientMessage> for Session {
                     }));
                 }
                 let id = request.id.clone();
-                self.in_flight.insert(id.clone(), msg.cancel.clone());
+                self.in_flight.lock().insert(id.clone(), msg.cancel.clone());
                 let call = Call {
                     request,
                     modern: false,
@@ -163,11 +176,11 @@ impl KameoMessage<ClientMessage> for Session {
                     cancel: msg.cancel,
                 };
                 let dispatcher = self.dispatcher.clone();
-                let me = ctx.actor_ref().clone();
+                let in_flight = self.in_flight.clone();
                 let session = self.id.clone();
                 ctx.spawn(async move {
                     let response = dispatcher.dispatch_traced(call, Some(&session)).await;
-                    let _ = me.tell(RequestDone { id }).await;
+                    in_flight.lock().remove(&id);
                     Ok(ClientReply::Response {
                         response,
                         session: None,
@@ -182,7 +195,8 @@ impl KameoMessage<ClientMessage> for Session {
                         .and_then(|p| p.get("requestId"))
                         .cloned()
                         .and_then(|v| serde_json::from_value::<RequestId>(v).ok());
-                    if let Some(token) = id.and_then(|id| self.in_flight.remove(&id)) {
+                    let token = id.and_then(|id| self.in_flight.lock().remove(&id));
+                    if let Some(token) = token {
                         tracing::debug!(session = %self.id, "client cancelled a request");
                         token.cancel();
                     }
@@ -192,19 +206,6 @@ impl KameoMessage<ClientMessage> for Session {
             // The gateway sends clients no requests, so a response answers nothing.
             Message::Response(_) => ctx.reply(Ok(ClientReply::Accepted)),
         }
-    }
-}
-
-/// A request of this session was answered (internal).
-pub struct RequestDone {
-    id: RequestId,
-}
-
-impl KameoMessage<RequestDone> for Session {
-    type Reply = ();
-
-    async fn handle(&mut self, msg: RequestDone, _: &mut Context<Self, ()>) {
-        self.in_flight.remove(&msg.id);
     }
 }
 

@@ -15,7 +15,8 @@ use fleet_protocol::messages::server::{
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::actor::{ActorRef, Spawn};
 use kameo::message::{Context, Message};
-use kameo::reply::DelegatedReply;
+use kameo::error::SendError;
+use kameo::reply::{DelegatedReply, ReplySender};
 
 use crate::actor::{Entry, ServerManager, send_error};
 use crate::server::{
@@ -37,8 +38,9 @@ impl ServerManager {
         self.entry(name).map(|e| e.actor.clone())
     }
 
-    /// Hands `msg` to the server's actor in a task and relays its answer, so the manager's
-    /// mailbox never waits on a child process.
+    /// Hands `msg` and the caller's reply sender to the server's actor, which answers the
+    /// caller itself: the manager's mailbox never waits on a child process, and the answer
+    /// does not come back through the manager. Only a full mailbox is waited for, in a task.
     fn forward<M, T>(
         &self,
         name: &str,
@@ -50,14 +52,45 @@ impl ServerManager {
         T: Send + 'static,
         ServerActor: Message<M, Reply = DelegatedReply<Result<T, FleetError>>>,
     {
-        match self.server_actor(name) {
-            Err(e) => ctx.reply(Err(e)),
-            Ok(actor) => {
+        let actor = match self.server_actor(name) {
+            Err(e) => return ctx.reply(Err(e)),
+            Ok(actor) => actor,
+        };
+        let (delegated, reply) = ctx.reply_sender();
+        let Some(tx) = reply else {
+            let _ = actor.tell(msg).try_send();
+            return delegated;
+        };
+        match actor.ask(msg).try_forward(tx) {
+            Ok(()) => {}
+            Err(SendError::MailboxFull((msg, tx))) => {
                 let label = actor_label(name);
-                ctx.spawn(async move { actor.ask(msg).await.map_err(|e| send_error(e, &label)) })
+                tokio::spawn(async move {
+                    if let Err(e) = actor.ask(msg).forward(tx).await {
+                        forward_failed(e, &label);
+                    }
+                });
             }
+            Err(e) => forward_failed(e, &actor_label(name)),
         }
+        delegated
     }
+}
+
+/// Answers the caller of a message that could not be handed to a server's actor.
+fn forward_failed<M, T>(e: SendError<(M, ReplySender<Result<T, FleetError>>), FleetError>, label: &str)
+where
+    T: Send + 'static,
+{
+    let (tx, e) = match e {
+        SendError::ActorNotRunning((m, tx)) => (tx, SendError::ActorNotRunning(m)),
+        SendError::ActorRestarting((m, tx)) => (tx, SendError::ActorRestarting(m)),
+        SendError::MailboxFull((m, tx)) => (tx, SendError::MailboxFull(m)),
+        SendError::Timeout(Some((m, tx))) => (tx, SendError::Timeout(Some(m))),
+        // The other kinds come only from a reply, and a forward waits for none.
+        SendError::ActorStopped | SendError::HandlerError(_) | SendError::Timeout(None) => return,
+    };
+    tx.send(Err(send_error(e, label)));
 }
 
 fn actor_label(name: &str) -> String {

@@ -322,12 +322,29 @@ impl ServerActor {
         });
 
         // stdin writer: one task owns the pipe, so a child that does not read never blocks us.
+        // Lines queued while a write was under way go out together in one write: one system
+        // call for us and one read for the child instead of one per line.
         let (stdin_tx, mut stdin_rx) = mpsc::channel::<Bytes>(self.config.stdin_queue);
         let writer_name = name.clone();
         tokio::spawn(async move {
             let mut stdin = stdin;
+            let mut batch = BytesMut::new();
             while let Some(line) = stdin_rx.recv().await {
-                if let Err(error) = stdin.write_all(&line).await {
+                let result = if let Ok(next) = stdin_rx.try_recv() {
+                    batch.extend_from_slice(&line);
+                    batch.extend_from_slice(&next);
+                    while batch.len() < STDIN_BATCH_BYTES
+                        && let Ok(next) = stdin_rx.try_recv()
+                    {
+                        batch.extend_from_slice(&next);
+                    }
+                    let r = stdin.write_all(&batch).await;
+                    batch.clear();
+                    r
+                } else {
+                    stdin.write_all(&line).await
+                };
+                if let Err(error) = result {
                     tracing::debug!(server = %writer_name, %error, "stdin write failed");
                     break;
                 }
@@ -1014,6 +1031,9 @@ pub struct StartAgain;
 pub struct RestartDue {
     generation: u64,
 }
+
+/// Queued stdin lines are joined into one write up to about this size.
+const STDIN_BATCH_BYTES: usize = 64 * 1024;
 
 /// How long stderr lines are counted before the count goes to metrics.
 const STDERR_REPORT_EVERY: Duration = Duration::from_millis(500);
