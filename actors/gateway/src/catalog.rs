@@ -124,12 +124,15 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Merges the lists of `servers` (name → lists) under `separator`.
-    pub fn build(servers: &BTreeMap<String, ServerLists>, separator: &str) -> Catalog {
+    /// Merges the lists of `servers` (name and lists, in name order) under `separator`.
+    pub fn build<'a>(
+        servers: impl IntoIterator<Item = (&'a str, &'a ServerLists)>,
+        separator: &str,
+    ) -> Catalog {
         let mut cat = Catalog::default();
         for (server, lists) in servers {
-            let owner: Arc<str> = Arc::from(server.as_str());
-            cat.servers.push(server.clone());
+            let owner: Arc<str> = Arc::from(server);
+            cat.servers.push(server.to_owned());
             for (kind, items) in &lists.lists {
                 for item in items {
                     cat.add(*kind, &owner, separator, item);
@@ -244,6 +247,10 @@ mod tests {
 
     use super::*;
 
+    fn build(servers: &BTreeMap<String, ServerLists>) -> Catalog {
+        Catalog::build(servers.iter().map(|(k, v)| (k.as_str(), v)), "__")
+    }
+
     fn lists(tools: &[&str], resources: &[&str]) -> ServerLists {
         let mut l = ServerLists::default();
         l.lists.insert(
@@ -268,7 +275,7 @@ mod tests {
         let mut servers = BTreeMap::new();
         servers.insert("b".to_string(), lists(&["echo"], &["file:///x"]));
         servers.insert("a".to_string(), lists(&["echo", "add"], &["file:///x"]));
-        let cat = Catalog::build(&servers, "__");
+        let cat = build(&servers);
         let names: Vec<_> = cat
             .list(ListKind::Tools)
             .iter()
@@ -297,7 +304,7 @@ mod tests {
             vec![json!({"uriTemplate": "test://static/{id}"})],
         );
         let servers = BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
-        let cat = Catalog::build(&servers, "__");
+        let cat = build(&servers);
         assert_eq!(&**cat.resource_server("test://static/1").unwrap(), "b");
         assert_eq!(&**cat.resource_server("test://dynamic/1").unwrap(), "a");
         assert!(cat.resource_server("other://1").is_none());
@@ -307,7 +314,7 @@ mod tests {
     fn changed_kinds_lists_only_what_differs() {
         let one = BTreeMap::from([("a".to_string(), lists(&["echo"], &[]))]);
         let two = BTreeMap::from([("a".to_string(), lists(&["echo", "add"], &[]))]);
-        let (c1, c2) = (Catalog::build(&one, "__"), Catalog::build(&two, "__"));
+        let (c1, c2) = (build(&one), build(&two));
         assert_eq!(c1.changed_kinds(&c2), [ListKind::Tools]);
         assert!(c1.changed_kinds(&c1.clone()).is_empty());
     }

@@ -134,9 +134,18 @@ pub struct Gateway {
     counter: MessageCounter,
     /// Messages every session handled since the last report; sessions add, the gateway reports.
     session_messages: Arc<AtomicU64>,
-    /// A `Rebuild` is in the mailbox: listings that arrive before it share its rebuild.
+    /// Listings changed since the last rebuild of the catalog.
+    rebuild_dirty: bool,
+    /// A `Rebuild` is on its way: listings that arrive before it share its rebuild.
     rebuild_pending: bool,
+    /// No new listing is merged before then, so that rebuilding (which takes time in
+    /// proportion to everything listed) uses at most a fifth of the gateway's time while
+    /// 1,000 servers become ready one by one.
+    next_rebuild_at: Instant,
 }
+
+/// After a rebuild that took `d`, the next listing waits until `d` × this has passed.
+const REBUILD_SPACING: u32 = 4;
 
 impl Actor for Gateway {
     type Args = GatewayArgs;
@@ -188,7 +197,9 @@ impl Actor for Gateway {
             metrics: args.metrics,
             counter: MessageCounter::new(Instant::now(), REPORT_EVERY),
             session_messages: Arc::new(AtomicU64::new(0)),
+            rebuild_dirty: false,
             rebuild_pending: false,
+            next_rebuild_at: Instant::now(),
         })
     }
 
@@ -329,20 +340,48 @@ impl Gateway {
         respond(Response::result(request.id, result), Some(id.to_string()))
     }
 
+    /// A listing changed: the catalog is rebuilt once the listings already queued are in, and
+    /// not before `next_rebuild_at`.
+    fn rebuild_soon(&mut self, actor_ref: &ActorRef<Self>) {
+        self.rebuild_dirty = true;
+        if self.rebuild_pending {
+            return;
+        }
+        self.rebuild_pending = true;
+        let wait = self.next_rebuild_at.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            if actor_ref.tell(Rebuild).try_send().is_err() {
+                self.rebuild();
+            }
+        } else {
+            let me = actor_ref.downgrade();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if let Some(me) = me.upgrade() {
+                    let _ = me.tell(Rebuild).await;
+                }
+            });
+        }
+    }
+
     fn rebuild(&mut self) {
-        let lists: BTreeMap<String, ServerLists> = self
+        let started = Instant::now();
+        self.rebuild_dirty = false;
+        self.rebuild_pending = false;
+        let lists = self
             .servers
             .iter()
             .filter(|(_, s)| s.serving)
-            .filter_map(|(name, s)| Some((name.clone(), s.lists.clone()?)))
-            .collect();
-        let catalog = Catalog::build(&lists, &self.config.separator);
+            .filter_map(|(name, s)| Some((name.as_str(), s.lists.as_ref()?)));
+        let catalog = Catalog::build(lists, &self.config.separator);
         let changed = catalog.changed_kinds(&self.catalog.borrow());
+        let servers = catalog.servers().len();
         self.catalog.send_replace(Arc::new(catalog));
+        self.next_rebuild_at = Instant::now() + started.elapsed() * REBUILD_SPACING;
         if changed.is_empty() {
             return;
         }
-        tracing::info!(?changed, servers = lists.len(), "catalog changed");
+        tracing::info!(?changed, servers, "catalog changed");
         for s in self.sessions.values() {
             let _ = s
                 .actor
@@ -719,14 +758,8 @@ impl KameoMessage<ListsFetched> for Gateway {
         match msg.lists {
             Ok(lists) => {
                 entry.lists = Some(lists);
-                // Coalesced: every listing already queued is applied before the one rebuild.
-                if !self.rebuild_pending {
-                    self.rebuild_pending = true;
-                    if ctx.actor_ref().tell(Rebuild).try_send().is_err() {
-                        self.rebuild_pending = false;
-                        self.rebuild();
-                    }
-                }
+                let me = ctx.actor_ref().clone();
+                self.rebuild_soon(&me);
             }
             Err(error) => {
                 tracing::warn!(server = %msg.server, %error, "could not list the server's items; it offers none until it is ready again");
@@ -742,8 +775,10 @@ impl KameoMessage<Rebuild> for Gateway {
     type Reply = ();
 
     async fn handle(&mut self, _: Rebuild, _: &mut Context<Self, ()>) {
+        if self.rebuild_dirty {
+            self.rebuild();
+        }
         self.rebuild_pending = false;
-        self.rebuild();
     }
 }
 
