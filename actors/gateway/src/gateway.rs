@@ -136,6 +136,9 @@ pub struct Gateway {
     session_messages: Arc<AtomicU64>,
     /// Listings changed since the last rebuild of the catalog.
     rebuild_dirty: bool,
+    /// The sweep ticker runs: it starts with the first client message, as until then there
+    /// is nothing to sweep or report.
+    sweeping: bool,
     /// A `Rebuild` is on its way: listings that arrive before it share its rebuild.
     rebuild_pending: bool,
     /// No new listing is merged before then, so that rebuilding (which takes time in
@@ -157,27 +160,14 @@ impl Actor for Gateway {
 
     async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
         let config = Arc::new(args.config);
-        // Events and sweeps come in as messages; the tasks hold weak refs so they never keep
-        // the gateway alive.
+        // Events come in as messages; the task holds a weak ref so it never keeps the gateway
+        // alive.
         let weak = actor_ref.downgrade();
         let mut events = args.events;
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 let Some(me) = weak.upgrade() else { break };
                 if me.tell(ev).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let weak = actor_ref.downgrade();
-        let every = config.sweep_every;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(me) = weak.upgrade() else { break };
-                if me.tell(Sweep).await.is_err() {
                     break;
                 }
             }
@@ -197,6 +187,7 @@ impl Actor for Gateway {
             metrics: args.metrics,
             counter: MessageCounter::new(Instant::now(), REPORT_EVERY),
             session_messages: Arc::new(AtomicU64::new(0)),
+            sweeping: false,
             rebuild_dirty: false,
             rebuild_pending: false,
             next_rebuild_at: Instant::now(),
@@ -338,6 +329,27 @@ impl Gateway {
             .unwrap_or_default();
         tracing::info!(session = %id, version = %result["protocolVersion"], %client, "session opened");
         respond(Response::result(request.id, result), Some(id.to_string()))
+    }
+
+    /// Starts the ticker that sends `Sweep` every `sweep_every`; it holds a weak ref, so it
+    /// never keeps the gateway alive.
+    fn start_sweeping(&mut self, actor_ref: &ActorRef<Self>) {
+        if std::mem::replace(&mut self.sweeping, true) {
+            return;
+        }
+        let weak = actor_ref.downgrade();
+        let every = self.config.sweep_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { break };
+                if me.tell(Sweep).await.is_err() {
+                    break;
+                }
+            }
+        });
     }
 
     /// A listing changed: the catalog is rebuilt once the listings already queued are in, and
@@ -494,6 +506,10 @@ impl KameoMessage<ClientMessage> for Gateway {
         msg: ClientMessage,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        if !self.sweeping {
+            let me = ctx.actor_ref().clone();
+            self.start_sweeping(&me);
+        }
         let header = msg.protocol_version.as_deref();
         if let Some(v) = header
             && v != mcp::MODERN_VERSION
