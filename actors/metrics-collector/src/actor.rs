@@ -30,9 +30,13 @@ impl Default for MetricsCollectorConfig {
 }
 
 /// Aggregates metric events and records them through the `metrics` facade.
+///
+/// The exporter (over 200 bytes of maps and handles) is boxed to keep the state small: kameo's
+/// actor task holds the state by value in its output, and every poll of that task (one per
+/// message) copies that output, with calls to `memcpy` once it passes about 100 bytes.
 pub struct MetricsCollector {
     pub(crate) aggregates: Aggregates,
-    pub(crate) exporter: Exporter,
+    pub(crate) exporter: Box<Exporter>,
     counter: MessageCounter,
 }
 
@@ -46,27 +50,25 @@ impl MetricsCollector {
 
 impl MetricsCollector {
     /// Counts one handled message; applies the batch when one is due.
-    pub(crate) fn count_message(&mut self) {
-        if let Some(count) = self.counter.record(Instant::now()) {
+    pub(crate) fn count_message(&mut self, now: Instant) {
+        if let Some(count) = self.counter.record(now) {
             self.apply_own_count(count);
         }
     }
 
     /// Applies whatever count is pending, due or not.
-    pub(crate) fn take_pending_count(&mut self) {
-        if let Some(count) = self.counter.take(Instant::now()) {
+    pub(crate) fn take_pending_count(&mut self, now: Instant) {
+        if let Some(count) = self.counter.take(now) {
             self.apply_own_count(count);
         }
     }
 
     /// Our own count goes straight into the aggregates and the facade: a message to ourselves
-    /// would be one more message to count, and would race a flush.
+    /// would be one more message to count, and would race a flush. It is applied as a
+    /// `MessagesHandled { actor: ACTOR_NAME, count }` event would be, without building one.
     fn apply_own_count(&mut self, count: u64) {
-        let event = MetricEvent::MessagesHandled {
-            actor: ACTOR_NAME.to_owned(),
-            count,
-        };
-        self.apply(&event);
+        self.aggregates.apply_messages_handled(ACTOR_NAME, count);
+        self.exporter.record_own_messages(count);
     }
 }
 
@@ -79,11 +81,11 @@ impl Actor for MetricsCollector {
     }
 
     async fn on_start(config: Self::Args, _actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
-        export::describe();
+        export::describe_once();
         tracing::debug!(report_every = ?config.report_every, "metrics collector started");
         Ok(MetricsCollector {
             aggregates: Aggregates::new(),
-            exporter: Exporter::new(),
+            exporter: Box::new(Exporter::new()),
             counter: MessageCounter::new(Instant::now(), config.report_every),
         })
     }
@@ -94,7 +96,7 @@ impl Actor for MetricsCollector {
         _reason: ActorStopReason,
     ) -> Result<(), Self::Error> {
         // The aggregates die with us, but the facade's counters outlive us: report the rest.
-        self.take_pending_count();
+        self.take_pending_count(Instant::now());
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The pure core: folds [`MetricEvent`]s into a [`MetricsSnapshot`]. No actor, no I/O, no clock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_protocol::messages::metrics::{
@@ -9,9 +10,13 @@ use fleet_protocol::messages::metrics::{
 };
 
 /// Every aggregate the collector keeps.
+///
+/// The snapshot is shared copy-on-write: [`Aggregates::snapshot`] hands out the `Arc`, and the
+/// next event copies the maps only if a reader still holds it. A query therefore costs no copy,
+/// and a snapshot already handed out never changes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Aggregates {
-    snapshot: MetricsSnapshot,
+    snapshot: Arc<MetricsSnapshot>,
 }
 
 impl Aggregates {
@@ -21,7 +26,7 @@ impl Aggregates {
 
     /// Folds one event in. An event for a server or actor not seen before creates its entry.
     pub fn apply(&mut self, event: &MetricEvent) {
-        let snap = &mut self.snapshot;
+        let snap = Arc::make_mut(&mut self.snapshot);
         snap.events = snap.events.saturating_add(1);
         match event {
             MetricEvent::ServerStarted { server } => inc(&mut server_entry(snap, server).starts),
@@ -94,12 +99,9 @@ impl Aggregates {
                 let s = server_entry(snap, server);
                 s.stderr_lines = s.stderr_lines.saturating_add(*count);
             }
-            MetricEvent::MessagesHandled { actor, count } => {
-                let a = snap.actors.entry(actor.clone()).or_default();
-                a.messages = a.messages.saturating_add(*count);
-            }
+            MetricEvent::MessagesHandled { actor, count } => add_messages(snap, actor, *count),
             MetricEvent::ActorRestarted { actor } => {
-                inc(&mut snap.actors.entry(actor.clone()).or_default().restarts)
+                inc(&mut count_entry(&mut snap.actors, actor).restarts)
             }
             MetricEvent::SessionCreated => {
                 inc(&mut snap.gateway.sessions_created);
@@ -119,10 +121,23 @@ impl Aggregates {
         }
     }
 
-    /// A copy of every aggregate.
-    pub fn snapshot(&self) -> MetricsSnapshot {
-        self.snapshot.clone()
+    /// Folds in a `MessagesHandled { actor, count }` event without one being built: the
+    /// collector's own count, which would otherwise cost an owned actor name per report.
+    pub fn apply_messages_handled(&mut self, actor: &str, count: u64) {
+        let snap = Arc::make_mut(&mut self.snapshot);
+        snap.events = snap.events.saturating_add(1);
+        add_messages(snap, actor, count);
     }
+
+    /// Every aggregate as of now; later events leave it as it is.
+    pub fn snapshot(&self) -> Arc<MetricsSnapshot> {
+        Arc::clone(&self.snapshot)
+    }
+}
+
+fn add_messages(snap: &mut MetricsSnapshot, actor: &str, count: u64) {
+    let a = count_entry(&mut snap.actors, actor);
+    a.messages = a.messages.saturating_add(count);
 }
 
 fn server_entry<'a>(snap: &'a mut MetricsSnapshot, server: &str) -> &'a mut ServerMetrics {

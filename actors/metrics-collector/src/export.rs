@@ -16,6 +16,7 @@
 //! `reason`, `outcome` and `status` are closed sets.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fleet_protocol::ServerState;
 use fleet_protocol::mcp::methods;
@@ -23,9 +24,11 @@ use fleet_protocol::messages::metrics::{
     ExitReason, MetricEvent, ProcessSample, RequestOutcome, SessionEnd,
 };
 use metrics::{
-    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Gauge, Histogram, Recorder, Unit, counter, describe_counter, describe_gauge,
+    describe_histogram, gauge, histogram,
 };
+
+use crate::actor::ACTOR_NAME;
 
 pub const UP: &str = "mcp_fleet_up";
 pub const SERVER_STATE: &str = "mcp_fleet_server_state";
@@ -105,6 +108,25 @@ fn outcome_index(outcome: RequestOutcome) -> usize {
 
 /// A handle made on first use.
 type Lazy<T> = Option<T>;
+
+/// The recorder [`describe_once`] last described the metrics to, by address; 0 before the first.
+static DESCRIBED: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers help text and units with the current recorder unless that was done already.
+///
+/// Descriptions belong to the recorder, not to a collector, so a collector started or restarted
+/// under the same recorder has nothing to add; describing again cost each start some thirty name
+/// sanitizations, allocations and write locks in the Prometheus recorder, a third of a
+/// collector's spawn. The recorder is told apart by address, so one installed after an earlier
+/// collector started (or a test's own) still gets the descriptions. Two collectors starting at
+/// once may both describe; that is harmless.
+pub fn describe_once() {
+    let current = metrics::with_recorder(|r| std::ptr::from_ref::<dyn Recorder>(r).addr());
+    if DESCRIBED.load(Ordering::Relaxed) != current {
+        describe();
+        DESCRIBED.store(current, Ordering::Relaxed);
+    }
+}
 
 /// Registers help text and units for every metric with the installed recorder.
 pub fn describe() {
@@ -396,6 +418,9 @@ pub struct Exporter {
     servers: HashMap<String, ServerHandles>,
     actors: HashMap<String, (Counter, Counter)>,
     gateway: GatewayHandles,
+    /// The collector's own message count, which it reports itself at every flush and every
+    /// second: a handle of its own spares each report the actor map's lookup.
+    own_messages: Lazy<Counter>,
 }
 
 impl Default for Exporter {
@@ -419,7 +444,16 @@ impl Exporter {
                 closed: counter!(SESSIONS_CLOSED),
                 http: HashMap::new(),
             },
+            own_messages: None,
         }
+    }
+
+    /// Records `MessagesHandled { actor: ACTOR_NAME, count }` without the event: the
+    /// collector's own count.
+    pub fn record_own_messages(&mut self, count: u64) {
+        self.own_messages
+            .get_or_insert_with(|| counter!(ACTOR_MESSAGES, "actor" => ACTOR_NAME))
+            .increment(count);
     }
 
     /// Records `event` with `server`'s handles, made at its first event.

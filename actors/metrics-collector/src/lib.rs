@@ -13,10 +13,8 @@
 //! | message | reply |
 //! |---|---|
 //! | `RecordMetric` | `()`; applies the event and records it through the `metrics` facade |
-//! | `GetMetrics` | `Result<MetricsSnapshot, Infallible>`, so `ask` yields the snapshot (1) |
+//! | `GetMetrics` | `Arc<MetricsSnapshot>`: the aggregates as they are, shared copy-on-write |
 //! | `FlushMetrics` | `()`, once everything sent before it is recorded, its own count too |
-//!
-//! (1) kameo implements its `Reply` trait for `Result` but cannot for protocol's snapshot type.
 //!
 //! **Emits** every event through the [`metrics`] facade under `mcp_fleet_*` names
 //! ([`export`]); whichever recorder runtime installs (the Prometheus exporter, configured with
@@ -27,7 +25,8 @@
 //!   and recording through the facade is in-memory too (the exporter renders on scrape, elsewhere).
 //!   Senders use `tell`, so no actor waits on it.
 //! - An event from a server or actor it has not seen creates that entry; there is no registration.
-//! - A snapshot is a copy: later events never change a snapshot already returned.
+//! - A snapshot never changes once returned: the next event copies the aggregates if a reader
+//!   still holds it (`Arc::make_mut`), so a query itself copies nothing.
 //! - It counts its own handled messages with a `MessageCounter` and applies the batches as
 //!   `MessagesHandled { actor: "metrics-collector" }` events directly, without a message to itself.
 //! - No input panics it: counts and latency sums saturate instead of overflowing.

@@ -2,6 +2,7 @@
 //! aggregates it reports.
 
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fleet_metrics_collector::{ACTOR_NAME, MetricsCollector, MetricsCollectorConfig};
@@ -35,7 +36,7 @@ async fn record(actor: &ActorRef<MetricsCollector>, event: MetricEvent) {
         .expect("the collector takes RecordMetric");
 }
 
-async fn flush_and_get(actor: &ActorRef<MetricsCollector>) -> MetricsSnapshot {
+async fn flush_and_get(actor: &ActorRef<MetricsCollector>) -> Arc<MetricsSnapshot> {
     within("ask FlushMetrics", actor.ask(FlushMetrics))
         .await
         .expect("the collector answers FlushMetrics");

@@ -141,7 +141,7 @@ fn apply_all<'a>(events: impl IntoIterator<Item = &'a MetricEvent>) -> MetricsSn
     for event in events {
         aggregates.apply(event);
     }
-    aggregates.snapshot()
+    MetricsSnapshot::clone(&aggregates.snapshot())
 }
 
 /// The server an event is about, if any.

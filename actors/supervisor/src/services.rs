@@ -40,7 +40,7 @@ pub struct HealthPort {
 #[derive(Clone)]
 pub struct MetricsPort {
     pub record: Recipient<RecordMetric>,
-    pub get: ReplyRecipient<GetMetrics, MetricsSnapshot, Infallible>,
+    pub get: ReplyRecipient<GetMetrics, Arc<MetricsSnapshot>, Infallible>,
     pub flush: ReplyRecipient<FlushMetrics, (), Infallible>,
 }
 

@@ -2,6 +2,7 @@
 //! actors that speak the same protocol messages (the real ones live in crates this one must not
 //! depend on; runtime's tests run the supervisor with the real services).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_protocol::messages::health::GetHealth;
@@ -107,9 +108,9 @@ impl Message<GetHealth> for Service {
 }
 
 impl Message<GetMetrics> for Service {
-    type Reply = Result<MetricsSnapshot, Infallible>;
+    type Reply = Arc<MetricsSnapshot>;
     async fn handle(&mut self, _: GetMetrics, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        Ok(MetricsSnapshot::default())
+        Arc::default()
     }
 }
 

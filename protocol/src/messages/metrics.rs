@@ -3,10 +3,11 @@
 //! | message | reply |
 //! |---|---|
 //! | [`RecordMetric`] | `()`; sent by tell from every actor |
-//! | [`GetMetrics`] | `Result<MetricsSnapshot, Infallible>` (a `Result` because kameo implements its `Reply` trait for `Result`, and the orphan rule keeps it off our snapshot type) |
+//! | [`GetMetrics`] | `Arc<MetricsSnapshot>`, shared with the collector until its next event, so an ask copies nothing |
 //! | [`FlushMetrics`] | `()`, once every event sent before it is recorded |
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ pub struct RecordMetric {
 /// A snapshot of every aggregate.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GetMetrics;
-pub type GetMetricsReply = MetricsSnapshot;
+pub type GetMetricsReply = Arc<MetricsSnapshot>;
 
 /// Wait until everything sent before is recorded (the mailbox is FIFO), for ordered shutdown.
 #[derive(Debug, Clone, Copy, Default)]
