@@ -120,25 +120,33 @@ struct ServerEntry {
     lists: Option<ServerLists>,
 }
 
+/// The gateway. Only what most messages touch is inline; the rest is boxed, because kameo's
+/// actor task holds the state by value and copies it on every poll (once per message): at
+/// 328 bytes those copies were calls to `memcpy` (now 176).
 pub struct Gateway {
     config: Arc<GatewayConfig>,
     dispatcher: Dispatcher,
-    status: ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
     sessions: HashMap<Arc<str>, SessionEntry>,
-    servers: BTreeMap<String, ServerEntry>,
     catalog: watch::Sender<Arc<Catalog>>,
-    /// 2026-07-28 `subscriptions/listen` streams.
-    listeners: Vec<Listener>,
-    stats: GatewayStats,
-    metrics: Option<Recipient<RecordMetric>>,
     counter: MessageCounter,
     /// Messages every session handled since the last report; sessions add, the gateway reports.
     session_messages: Arc<AtomicU64>,
-    /// Listings changed since the last rebuild of the catalog.
-    rebuild_dirty: bool,
     /// The sweep ticker runs: it starts with the first client message, as until then there
     /// is nothing to sweep or report.
     sweeping: bool,
+    lists: Box<Lists>,
+    stats: Box<GatewayStats>,
+    status: Box<ReplyRecipient<GetServerStatus, ServerStatus, FleetError>>,
+    metrics: Option<Box<Recipient<RecordMetric>>>,
+}
+
+/// What the catalog is built from, and who hears of its changes.
+struct Lists {
+    servers: BTreeMap<String, ServerEntry>,
+    /// 2026-07-28 `subscriptions/listen` streams.
+    listeners: Vec<Listener>,
+    /// Listings changed since the last rebuild of the catalog.
+    rebuild_dirty: bool,
     /// A `Rebuild` is on its way: listings that arrive before it share its rebuild.
     rebuild_pending: bool,
     /// No new listing is merged before then, so that rebuilding (which takes time in
@@ -178,19 +186,21 @@ impl Actor for Gateway {
                 config: config.clone(),
             },
             config,
-            status: args.status,
             sessions: HashMap::new(),
-            servers: BTreeMap::new(),
             catalog: watch::Sender::new(Arc::new(Catalog::default())),
-            listeners: Vec::new(),
-            stats: GatewayStats::default(),
-            metrics: args.metrics,
             counter: MessageCounter::new(Instant::now(), REPORT_EVERY),
             session_messages: Arc::new(AtomicU64::new(0)),
             sweeping: false,
-            rebuild_dirty: false,
-            rebuild_pending: false,
-            next_rebuild_at: Instant::now(),
+            lists: Box::new(Lists {
+                servers: BTreeMap::new(),
+                listeners: Vec::new(),
+                rebuild_dirty: false,
+                rebuild_pending: false,
+                next_rebuild_at: Instant::now(),
+            }),
+            stats: Box::default(),
+            status: Box::new(args.status),
+            metrics: args.metrics.map(Box::new),
         })
     }
 
@@ -355,12 +365,12 @@ impl Gateway {
     /// A listing changed: the catalog is rebuilt once the listings already queued are in, and
     /// not before `next_rebuild_at`.
     fn rebuild_soon(&mut self, actor_ref: &ActorRef<Self>) {
-        self.rebuild_dirty = true;
-        if self.rebuild_pending {
+        self.lists.rebuild_dirty = true;
+        if self.lists.rebuild_pending {
             return;
         }
-        self.rebuild_pending = true;
-        let wait = self.next_rebuild_at.saturating_duration_since(Instant::now());
+        self.lists.rebuild_pending = true;
+        let wait = self.lists.next_rebuild_at.saturating_duration_since(Instant::now());
         if wait.is_zero() {
             if actor_ref.tell(Rebuild).try_send().is_err() {
                 self.rebuild();
@@ -378,9 +388,10 @@ impl Gateway {
 
     fn rebuild(&mut self) {
         let started = Instant::now();
-        self.rebuild_dirty = false;
-        self.rebuild_pending = false;
+        self.lists.rebuild_dirty = false;
+        self.lists.rebuild_pending = false;
         let lists = self
+            .lists
             .servers
             .iter()
             .filter(|(_, s)| s.serving)
@@ -389,7 +400,7 @@ impl Gateway {
         let changed = catalog.changed_kinds(&self.catalog.borrow());
         let servers = catalog.servers().len();
         self.catalog.send_replace(Arc::new(catalog));
-        self.next_rebuild_at = Instant::now() + started.elapsed() * REBUILD_SPACING;
+        self.lists.next_rebuild_at = Instant::now() + started.elapsed() * REBUILD_SPACING;
         if changed.is_empty() {
             return;
         }
@@ -402,8 +413,8 @@ impl Gateway {
                 })
                 .try_send();
         }
-        self.listeners.retain(|l| !l.tx.is_closed());
-        for l in &self.listeners {
+        self.lists.listeners.retain(|l| !l.tx.is_closed());
+        for l in &self.lists.listeners {
             let wanted = changed.iter().copied().filter(|k| l.kinds.contains(k));
             for method in ListKind::changed_notifications(wanted) {
                 let _ = l.tx.try_send(with_subscription(method, &l.id, None));
@@ -413,7 +424,7 @@ impl Gateway {
 
     /// Lists a server again, off the gateway's path; the answer comes back as a message.
     fn fetch(&mut self, server: &str, actor_ref: &ActorRef<Self>) {
-        let entry = self.servers.entry(server.to_owned()).or_default();
+        let entry = self.lists.servers.entry(server.to_owned()).or_default();
         entry.generation += 1;
         let generation = entry.generation;
         let name = server.to_owned();
@@ -564,8 +575,8 @@ impl KameoMessage<ClientMessage> for Gateway {
                         &request.id,
                         Some(json!({ "notifications": honoured })),
                     );
-                    self.listeners.retain(|l| !l.tx.is_closed());
-                    self.listeners.push(Listener {
+                    self.lists.listeners.retain(|l| !l.tx.is_closed());
+                    self.lists.listeners.push(Listener {
                         id: request.id,
                         kinds,
                         tx,
@@ -704,7 +715,7 @@ impl KameoMessage<GetGatewayStats> for Gateway {
             resource_templates: catalog.list(ListKind::ResourceTemplates).len(),
             prompts: catalog.list(ListKind::Prompts).len(),
             servers: catalog.servers().to_vec(),
-            ..self.stats.clone()
+            ..(*self.stats).clone()
         })
     }
 }
@@ -765,7 +776,7 @@ impl KameoMessage<ListsFetched> for Gateway {
     type Reply = ();
 
     async fn handle(&mut self, msg: ListsFetched, ctx: &mut Context<Self, ()>) {
-        let Some(entry) = self.servers.get_mut(&msg.server) else {
+        let Some(entry) = self.lists.servers.get_mut(&msg.server) else {
             return;
         };
         if entry.generation != msg.generation || !entry.serving {
@@ -791,10 +802,10 @@ impl KameoMessage<Rebuild> for Gateway {
     type Reply = ();
 
     async fn handle(&mut self, _: Rebuild, _: &mut Context<Self, ()>) {
-        if self.rebuild_dirty {
+        if self.lists.rebuild_dirty {
             self.rebuild();
         }
-        self.rebuild_pending = false;
+        self.lists.rebuild_pending = false;
     }
 }
 
@@ -805,7 +816,7 @@ impl KameoMessage<ServerEvent> for Gateway {
         match msg {
             ServerEvent::StateChanged { server, state } => {
                 let serving = state == ServerState::Ready;
-                let entry = self.servers.entry(server.clone()).or_default();
+                let entry = self.lists.servers.entry(server.clone()).or_default();
                 let was = entry.serving;
                 entry.serving = serving;
                 if serving && !was {
@@ -824,7 +835,7 @@ impl KameoMessage<ServerEvent> for Gateway {
                 notification,
             } => {
                 if ListKind::from_notification(&notification.method).is_some() {
-                    if self.servers.get(&server).is_some_and(|s| s.serving) {
+                    if self.lists.servers.get(&server).is_some_and(|s| s.serving) {
                         let me = ctx.actor_ref().clone();
                         self.fetch(&server, &me);
                     }
