@@ -62,12 +62,21 @@ pub fn count_responses(router: Router, metrics: Recipient<RecordMetric>) -> Rout
     ))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves. Connections are `TCP_NODELAY`:
+/// an SSE event (progress, a server's notification) is sent when written, not held back by
+/// Nagle's algorithm until the client acknowledges the one before (up to its delayed-ACK
+/// timeout, 40 ms on Linux).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
