@@ -111,8 +111,7 @@ impl Encoder<&Message> for JsonRpcCodec {
 
     fn encode(&mut self, item: &Message, dst: &mut BytesMut) -> Result<(), Self::Error> {
         let start = dst.len();
-        serde_json::to_writer((&mut *dst).writer(), item)
-            .map_err(std::io::Error::from)?;
+        serde_json::to_writer((&mut *dst).writer(), item).map_err(std::io::Error::from)?;
         let size = dst.len() - start;
         if size > self.max {
             dst.truncate(start);

@@ -342,14 +342,24 @@ impl Serialize for Message {
                 if let Some(p) = &r.params {
                     map.serialize_entry("params", p)?;
                 }
-                serialize_extra(&mut map, &r.extra, &["id", "method", "params"], r.params.is_some())?;
+                serialize_extra(
+                    &mut map,
+                    &r.extra,
+                    &["id", "method", "params"],
+                    r.params.is_some(),
+                )?;
             }
             Message::Notification(n) => {
                 map.serialize_entry("method", &n.method)?;
                 if let Some(p) = &n.params {
                     map.serialize_entry("params", p)?;
                 }
-                serialize_extra(&mut map, &n.extra, &["method", "params"], n.params.is_some())?;
+                serialize_extra(
+                    &mut map,
+                    &n.extra,
+                    &["method", "params"],
+                    n.params.is_some(),
+                )?;
             }
             Message::Response(r) => {
                 map.serialize_entry("id", &r.id)?;

@@ -408,11 +408,7 @@ async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> R
             .is_some_and(|v| !fleet_gateway::dispatch::LEGACY_VERSIONS.contains(&v))
             || message.params().and_then(mcp::meta_version) == Some(mcp::MODERN_VERSION));
     if modern
-        && let Err(r) = check_modern(
-            headers,
-            &message,
-            protocol_version.as_deref().unwrap_or(""),
-        )
+        && let Err(r) = check_modern(headers, &message, protocol_version.as_deref().unwrap_or(""))
     {
         return *r;
     }

@@ -370,7 +370,10 @@ impl Gateway {
             return;
         }
         self.lists.rebuild_pending = true;
-        let wait = self.lists.next_rebuild_at.saturating_duration_since(Instant::now());
+        let wait = self
+            .lists
+            .next_rebuild_at
+            .saturating_duration_since(Instant::now());
         if wait.is_zero() {
             if actor_ref.tell(Rebuild).try_send().is_err() {
                 self.rebuild();

@@ -3,8 +3,8 @@
 //! says so, and owns the session's server-to-client stream.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fleet_protocol::jsonrpc::{Message, Notification, RequestId, Response};
 use fleet_protocol::mcp::methods;
@@ -110,7 +110,9 @@ impl InFlight {
     /// Held for a map operation only, never across an await; a poisoned lock still holds a
     /// usable map.
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, CancellationToken>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -14,8 +14,8 @@ use fleet_protocol::messages::server::{
 };
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::actor::{ActorRef, Spawn};
-use kameo::message::{Context, Message};
 use kameo::error::SendError;
+use kameo::message::{Context, Message};
 use kameo::reply::{DelegatedReply, ReplySender};
 
 use crate::actor::{Entry, ServerManager, send_error};
@@ -78,8 +78,10 @@ impl ServerManager {
 }
 
 /// Answers the caller of a message that could not be handed to a server's actor.
-fn forward_failed<M, T>(e: SendError<(M, ReplySender<Result<T, FleetError>>), FleetError>, label: &str)
-where
+fn forward_failed<M, T>(
+    e: SendError<(M, ReplySender<Result<T, FleetError>>), FleetError>,
+    label: &str,
+) where
     T: Send + 'static,
 {
     let (tx, e) = match e {
