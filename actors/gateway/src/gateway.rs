@@ -843,7 +843,7 @@ impl KameoMessage<ServerEvent> for Gateway {
                         self.fetch(&server, &me);
                     }
                 } else if notification.method == methods::LOG_MESSAGE {
-                    let mut n = notification;
+                    let mut n = *notification;
                     // Say which server logged it, without touching the server's own fields.
                     if let Some(Value::Object(p)) = n.params.as_mut() {
                         if let Some(Value::Object(meta)) = p.get_mut("_meta") {

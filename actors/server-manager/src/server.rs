@@ -788,7 +788,7 @@ impl ServerActor {
         {
             self.events.publish(ServerEvent::Notified {
                 server: self.spec.name.clone(),
-                notification: n.clone(),
+                notification: Box::new(n.clone()),
             });
         }
         if n.method == methods::TOOLS_LIST_CHANGED
@@ -1225,7 +1225,7 @@ impl Message<ToolsRefreshed> for ServerActor {
             self.push_status();
             self.events.publish(ServerEvent::Notified {
                 server: self.spec.name.clone(),
-                notification: Notification::new(methods::TOOLS_LIST_CHANGED, None),
+                notification: Box::new(Notification::new(methods::TOOLS_LIST_CHANGED, None)),
             });
         }
     }

@@ -147,9 +147,11 @@ pub enum ServerEvent {
     /// The server sent a notification that belongs to no request: `notifications/*/list_changed`,
     /// `notifications/resources/updated`, `notifications/message`. `tools/list_changed` comes
     /// once the manager has listed the tools again: the status then has the new list.
+    /// (Boxed: it is the large variant, and every subscriber's channel allocates room for
+    /// events 32 at a time.)
     Notified {
         server: String,
-        notification: Notification,
+        notification: Box<Notification>,
     },
 }
 
