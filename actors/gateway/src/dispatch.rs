@@ -244,7 +244,11 @@ impl Dispatcher {
             Err(kameo::error::SendError::HandlerError(e)) => Err(Box::new(e.to_jsonrpc())),
             Err(e) => Err(fail(
                 error_codes::INTERNAL_ERROR,
-                format!("the server manager is unavailable: {e}"),
+                // The manager hands the call on to the server's actor with our reply sender,
+                // so a reply that never comes may be either one's.
+                format!(
+                    "server `{server}` could not be reached (its actor or the server manager stopped): {e}"
+                ),
             )),
         }
     }
