@@ -813,6 +813,7 @@ impl Shared {
             ServerManagerArgs {
                 config: ServerManagerConfig::default(),
                 metrics: None,
+                directory: None,
             },
             mailbox::bounded(SERVICE_MAILBOX),
         );
@@ -885,6 +886,7 @@ fn spawn_gateway(
             status: shared.manager.clone().reply_recipient(),
             events: events_rx,
             metrics: None,
+            directory: None,
         },
         mailbox::bounded(GATEWAY_MAILBOX),
     );
@@ -956,6 +958,7 @@ impl Population {
                         ServerManagerArgs {
                             config: config.clone(),
                             metrics: None,
+                            directory: None,
                         },
                         mailbox::bounded(SERVICE_MAILBOX),
                     ));
@@ -993,6 +996,7 @@ impl Population {
                     ServerManagerArgs {
                         config: ServerManagerConfig::default(),
                         metrics: None,
+                        directory: None,
                     },
                     mailbox::bounded(SERVICE_MAILBOX),
                 );

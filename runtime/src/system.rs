@@ -60,6 +60,9 @@ impl Fleet {
         let (refs_tx, refs_rx) = oneshot::channel();
         let sup_config = options.supervisor.clone();
         let begin = Instant::now();
+        // The manager keeps each server's actor here; the gateway calls them directly.
+        let directory = fleet_server_manager::ServerDirectory::default();
+        let directory_for_manager = directory.clone();
         let supervisor = Supervisor::spawn(SupervisorArgs {
             config: options.supervisor.clone(),
             wiring: Box::new(move |sup| {
@@ -76,6 +79,7 @@ impl Fleet {
                     let sm_args = ServerManagerArgs {
                         config: options.server_manager.clone(),
                         metrics: Some(metrics.clone().recipient()),
+                        directory: Some(directory_for_manager),
                     };
                     let (server_manager, sm_took) = supervise_service::<ServerManager>(
                         &sup,
@@ -166,6 +170,7 @@ impl Fleet {
                 status: refs.server_manager.clone().reply_recipient(),
                 events: events_rx,
                 metrics: Some(refs.metrics.clone().recipient()),
+                directory: Some(directory),
             },
             kameo::mailbox::bounded(GATEWAY_MAILBOX),
         );

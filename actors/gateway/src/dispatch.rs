@@ -2,7 +2,8 @@
 //! serves itself (lists, ping, discover) and the ones it forwards to the owning server, with the
 //! exposed name swapped for the server's own. Runs in a task, never in an actor's handler.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use fleet_protocol::FleetError;
 use fleet_protocol::jsonrpc::{ErrorObject, Notification, Request, Response, error_codes};
@@ -61,10 +62,17 @@ const CACHEABLE: [&str; 6] = [
 /// The way to the servers.
 pub type Servers = ReplyRecipient<CallServer, Value, FleetError>;
 
+/// Each server's own actor by name, kept by the server manager (the same type as its
+/// `ServerDirectory`; this crate names it without depending on the manager's).
+pub type ServerDirectory = Arc<RwLock<HashMap<String, Servers>>>;
+
 /// Everything a request needs, cheap to clone.
 #[derive(Clone)]
 pub struct Dispatcher {
+    /// The server manager.
     pub servers: Servers,
+    /// The servers' actors, asked directly when a server is in it.
+    pub directory: Option<ServerDirectory>,
     pub config: Arc<GatewayConfig>,
 }
 
@@ -239,7 +247,22 @@ impl Dispatcher {
             cancel: Some(cancel),
             progress,
         };
-        match self.servers.ask(call).await {
+        let direct = self.directory.as_ref().and_then(|d| {
+            d.read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&*server)
+                .cloned()
+        });
+        let answer = match direct {
+            // A server's actor that has just stopped hands the call back: the manager then
+            // answers with what it knows of the server.
+            Some(actor) => match actor.ask(call).await {
+                Err(kameo::error::SendError::ActorNotRunning(call)) => self.servers.ask(call).await,
+                other => other,
+            },
+            None => self.servers.ask(call).await,
+        };
+        match answer {
             Ok(v) => Ok(v),
             Err(kameo::error::SendError::HandlerError(e)) => Err(Box::new(e.to_jsonrpc())),
             Err(e) => Err(fail(

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::GatewayConfig;
 use crate::catalog::{Catalog, ListKind, ServerLists};
-use crate::dispatch::{self, Call, Dispatcher};
+use crate::dispatch::{self, Call, Dispatcher, ServerDirectory};
 use crate::session::{ListsChanged, ServerLog, Session, SessionArgs};
 
 /// What the gateway is started with.
@@ -50,6 +50,9 @@ pub struct GatewayArgs {
     /// Where metric events go, if anywhere: sessions created and ended, and the messages the
     /// gateway and its sessions handled.
     pub metrics: Option<Recipient<RecordMetric>>,
+    /// The server manager's directory of server actors, if it keeps one: calls then go to the
+    /// server's actor directly, one hop shorter than through the manager.
+    pub directory: Option<ServerDirectory>,
 }
 
 /// The actor kind under which sessions' handled messages are reported.
@@ -183,6 +186,7 @@ impl Actor for Gateway {
         Ok(Gateway {
             dispatcher: Dispatcher {
                 servers: args.servers,
+                directory: args.directory,
                 config: config.clone(),
             },
             config,

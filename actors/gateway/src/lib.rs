@@ -34,6 +34,7 @@ mod session;
 
 pub use catalog::{Catalog, ListKind, Route, ServerLists};
 pub use config::GatewayConfig;
+pub use dispatch::ServerDirectory;
 pub use gateway::{Gateway, GatewayArgs};
 pub use session::Session;
 

@@ -133,6 +133,7 @@ fn setup(config: GatewayConfig) -> Setup {
         status: manager.reply_recipient(),
         events: rx,
         metrics: Some(sink.recipient()),
+        directory: None,
     });
     Setup {
         gateway,

@@ -1,17 +1,19 @@
 //! `ServerManager`: the table of servers by name, and the only way in for other actors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use fleet_protocol::counter::MessageCounter;
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
+use fleet_protocol::messages::server::CallServer;
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
-use kameo::actor::{ActorId, ActorRef, Recipient, WeakActorRef};
+use kameo::actor::{ActorId, ActorRef, Recipient, ReplyRecipient, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible, SendError};
+use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::events::EventHub;
@@ -77,6 +79,24 @@ pub struct ServerManagerArgs {
     pub config: ServerManagerConfig,
     /// Where metric events go, if anywhere.
     pub metrics: Option<Recipient<RecordMetric>>,
+    /// Kept current with the actor of every server the manager has, for callers that send
+    /// `CallServer` to the server directly (the gateway) instead of through the manager.
+    pub directory: Option<ServerDirectory>,
+}
+
+/// The `CallServer` recipient of each server's actor, by server name. Shared: the manager
+/// writes it, callers read it. A server missing from it is asked through the manager.
+pub type ServerDirectory =
+    Arc<RwLock<HashMap<String, ReplyRecipient<CallServer, Value, FleetError>>>>;
+
+/// Writes to a directory whose lock a panicking reader poisoned still work.
+pub(crate) fn directory_write(
+    directory: &ServerDirectory,
+) -> std::sync::RwLockWriteGuard<'_, HashMap<String, ReplyRecipient<CallServer, Value, FleetError>>>
+{
+    directory
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) struct Entry {
@@ -112,6 +132,7 @@ pub struct ServerManager {
     counter: MessageCounter,
     /// Messages every server actor handled since the last report; they add, the manager reports.
     pub(crate) server_messages: Arc<AtomicU64>,
+    pub(crate) directory: Option<ServerDirectory>,
 }
 
 impl Actor for ServerManager {
@@ -131,6 +152,10 @@ impl Actor for ServerManager {
             events: EventHub::default(),
             counter: MessageCounter::new(Instant::now(), every),
             server_messages: Arc::new(AtomicU64::new(0)),
+            directory: args.directory.inspect(|d| {
+                // A restarted manager starts with no servers: the old actors died with it.
+                directory_write(d).clear();
+            }),
         })
     }
 
@@ -145,6 +170,9 @@ impl Actor for ServerManager {
         if let Some((name, entry)) = self.servers.iter_mut().find(|(_, e)| e.actor.id() == id) {
             tracing::error!(server = %name, ?reason, "server actor died");
             entry.died = Some(format!("its actor died: {reason}"));
+            if let Some(d) = &self.directory {
+                directory_write(d).remove(name);
+            }
         }
         Ok(ControlFlow::Continue(()))
     }

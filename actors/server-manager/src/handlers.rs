@@ -18,7 +18,7 @@ use kameo::error::SendError;
 use kameo::message::{Context, Message};
 use kameo::reply::{DelegatedReply, ReplySender};
 
-use crate::actor::{Entry, ServerManager, send_error};
+use crate::actor::{Entry, ServerManager, directory_write, send_error};
 use crate::server::{
     LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess,
 };
@@ -131,6 +131,9 @@ impl Message<LaunchServer> for ServerManager {
             handled: self.server_messages.clone(),
         };
         let actor = ServerActor::spawn_link(ctx.actor_ref(), args).await;
+        if let Some(d) = &self.directory {
+            directory_write(d).insert(name.clone(), actor.clone().reply_recipient());
+        }
         self.servers.insert(
             name.clone(),
             Entry {
@@ -220,6 +223,9 @@ impl Message<Forget> for ServerManager {
             && let Some(entry) = self.servers.remove(&msg.name)
         {
             tracing::info!(server = %msg.name, "server removed");
+            if let Some(d) = &self.directory {
+                directory_write(d).remove(&msg.name);
+            }
             entry.actor.kill();
         }
     }

@@ -37,7 +37,7 @@ mod sample;
 mod server;
 mod stderr;
 
-pub use actor::{ServerManager, ServerManagerArgs, ServerManagerConfig};
+pub use actor::{ServerDirectory, ServerManager, ServerManagerArgs, ServerManagerConfig};
 pub use process::{
     BASE_ENV, INSTANCE_VAR, Orphan, new_instance_id, process_running, sweep_orphans,
 };

@@ -442,3 +442,52 @@ async fn a_removed_server_is_stopped_and_no_longer_listed() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_directory_holds_each_servers_actor_until_it_is_removed() {
+    use kameo::actor::Spawn;
+    let directory = fleet_server_manager::ServerDirectory::default();
+    let manager =
+        fleet_server_manager::ServerManager::spawn(fleet_server_manager::ServerManagerArgs {
+            config: config(),
+            metrics: None,
+            directory: Some(directory.clone()),
+        });
+    manager
+        .ask(fleet_protocol::messages::server::LaunchServer {
+            spec: reference("direct", &[]),
+        })
+        .await
+        .unwrap();
+    // A call through the directory reaches the server's own actor and its process.
+    let actor = directory.read().unwrap().get("direct").cloned();
+    let actor = actor.expect("the launched server is in the directory");
+    let echoed = actor.ask(echo("direct", "hi")).await.unwrap();
+    assert_eq!(echoed["content"][0]["text"], "hi", "{echoed}");
+    manager
+        .ask(fleet_protocol::messages::server::RemoveServer {
+            name: "direct".into(),
+        })
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the directory entry removed",
+        || async { (!directory.read().unwrap().contains_key("direct")).then_some(()) },
+    )
+    .await;
+    // A restarted manager starts with an empty directory.
+    directory.write().unwrap().insert("stale".into(), actor);
+    manager.stop_gracefully().await.unwrap();
+    manager.wait_for_shutdown().await;
+    let _again =
+        fleet_server_manager::ServerManager::spawn(fleet_server_manager::ServerManagerArgs {
+            config: config(),
+            metrics: None,
+            directory: Some(directory.clone()),
+        });
+    wait_for(Duration::from_secs(5), "the directory cleared", || async {
+        directory.read().unwrap().is_empty().then_some(())
+    })
+    .await;
+}

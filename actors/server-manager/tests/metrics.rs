@@ -47,6 +47,7 @@ fn spawn_with_metrics(config: ServerManagerConfig) -> (ActorRef<ServerManager>, 
     let manager = ServerManager::spawn(ServerManagerArgs {
         config,
         metrics: Some(sink.recipient()),
+        directory: None,
     });
     (manager, events)
 }

@@ -26,6 +26,7 @@ pub fn spawn_manager(config: ServerManagerConfig) -> ActorRef<ServerManager> {
     ServerManager::spawn(ServerManagerArgs {
         config,
         metrics: None,
+        directory: None,
     })
 }
 
