@@ -8,7 +8,8 @@
 //!   them when the client says so or goes away, and owns the session's server-to-client stream.
 //!
 //! Messages handled: see `fleet_protocol::messages::gateway` (the closed set) and
-//! `ServerEvent`s from the server manager. Sends: `CallServer` and `GetServerStatus` to the
+//! `ServerEvent`s from the server manager. Sends: `CallServer` to a server's actor (from the
+//! manager's `ServerDirectory`, when given one) or to the server manager, `GetServerStatus` to the
 //! server manager; `RecordMetric` to the metrics collector, if one is given (sessions created
 //! and ended, and the messages the gateway and its sessions handled). Each request is served in
 //! a tracing span `mcp_request` with its session, method, id and server. The HTTP transport is
