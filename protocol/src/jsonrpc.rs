@@ -339,38 +339,36 @@ impl Serialize for Message {
             Message::Request(r) => {
                 map.serialize_entry("id", &r.id)?;
                 map.serialize_entry("method", &r.method)?;
-                if let Some(p) = &r.params {
-                    map.serialize_entry("params", p)?;
-                }
-                serialize_extra(
-                    &mut map,
-                    &r.extra,
-                    &["id", "method", "params"],
-                    r.params.is_some(),
-                )?;
+                let written: &[&str] = match &r.params {
+                    Some(p) => {
+                        map.serialize_entry("params", p)?;
+                        &["id", "method", "params"]
+                    }
+                    None => &["id", "method"],
+                };
+                serialize_extra(&mut map, &r.extra, written)?;
             }
             Message::Notification(n) => {
                 map.serialize_entry("method", &n.method)?;
-                if let Some(p) = &n.params {
-                    map.serialize_entry("params", p)?;
-                }
-                serialize_extra(
-                    &mut map,
-                    &n.extra,
-                    &["method", "params"],
-                    n.params.is_some(),
-                )?;
+                let written: &[&str] = match &n.params {
+                    Some(p) => {
+                        map.serialize_entry("params", p)?;
+                        &["method", "params"]
+                    }
+                    None => &["method"],
+                };
+                serialize_extra(&mut map, &n.extra, written)?;
             }
             Message::Response(r) => {
                 map.serialize_entry("id", &r.id)?;
                 match &r.outcome {
                     Outcome::Result(v) => {
                         map.serialize_entry("result", v)?;
-                        serialize_extra(&mut map, &r.extra, &["id", "result"], true)?;
+                        serialize_extra(&mut map, &r.extra, &["id", "result"])?;
                     }
                     Outcome::Error(e) => {
                         map.serialize_entry("error", e)?;
-                        serialize_extra(&mut map, &r.extra, &["id", "error"], true)?;
+                        serialize_extra(&mut map, &r.extra, &["id", "error"])?;
                     }
                 }
             }
@@ -379,16 +377,14 @@ impl Serialize for Message {
     }
 }
 
-/// The extra members after the message's own, skipping any that names one already written:
-/// `jsonrpc` and `written` (whose last entry only when `last_written`), as [`Message::to_value`]
-/// keeps the first of two members of one name.
+/// The extra members after the message's own, skipping any that names one already written
+/// (`jsonrpc` or one of `written`), as [`Message::to_value`] keeps the first of two members of
+/// one name.
 fn serialize_extra<M: serde::ser::SerializeMap>(
     map: &mut M,
     extra: &Map<String, Value>,
     written: &[&str],
-    last_written: bool,
 ) -> Result<(), M::Error> {
-    let written = &written[..written.len() - usize::from(!last_written)];
     for (k, v) in extra {
         if k != "jsonrpc" && !written.contains(&k.as_str()) {
             map.serialize_entry(k, v)?;

@@ -348,9 +348,7 @@ impl Gateway {
     /// Starts the ticker that sends `Sweep` every `sweep_every`; it holds a weak ref, so it
     /// never keeps the gateway alive.
     fn start_sweeping(&mut self, actor_ref: &ActorRef<Self>) {
-        if std::mem::replace(&mut self.sweeping, true) {
-            return;
-        }
+        self.sweeping = true;
         let weak = actor_ref.downgrade();
         let every = self.config.sweep_every;
         tokio::spawn(async move {
@@ -525,8 +523,7 @@ impl KameoMessage<ClientMessage> for Gateway {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         if !self.sweeping {
-            let me = ctx.actor_ref().clone();
-            self.start_sweeping(&me);
+            self.start_sweeping(ctx.actor_ref());
         }
         let header = msg.protocol_version.as_deref();
         if let Some(v) = header
@@ -538,8 +535,9 @@ impl KameoMessage<ClientMessage> for Gateway {
                 supported: dispatch::supported_versions(),
             }));
         }
-        if let Some(id) = msg.session.clone() {
-            let Some(entry) = self.sessions.get_mut(id.as_str()) else {
+        if let Some(id) = msg.session.as_deref() {
+            let Some(entry) = self.sessions.get_mut(id) else {
+                let id = id.to_owned();
                 return ctx.reply(Err(FleetError::UnknownSession { id }));
             };
             entry.last_seen = Instant::now();
@@ -553,7 +551,7 @@ impl KameoMessage<ClientMessage> for Gateway {
             let session = entry.actor.clone();
             let (delegated, reply) = ctx.reply_sender();
             match reply {
-                Some(tx) => forward_to_session(&session, msg, tx, &id),
+                Some(tx) => forward_to_session(&session, msg, tx),
                 None => {
                     let _ = session.tell(msg).try_send();
                 }
@@ -620,18 +618,21 @@ fn forward_to_session(
     session: &ActorRef<Session>,
     msg: ClientMessage,
     tx: ReplySender<ClientMessageReply>,
-    id: &str,
 ) {
-    let failed = |e: SendError<(ClientMessage, ReplySender<ClientMessageReply>), FleetError>,
-                  id: String| {
+    // A message that could not be handed over comes back with the error; its session id says
+    // which session in the answer.
+    let failed = |e: SendError<(ClientMessage, ReplySender<ClientMessageReply>), FleetError>| {
         let (tx, error) = match e {
-            SendError::ActorNotRunning((_, tx)) | SendError::ActorRestarting((_, tx)) => {
-                (tx, FleetError::UnknownSession { id })
-            }
-            SendError::MailboxFull((_, tx)) | SendError::Timeout(Some((_, tx))) => (
+            SendError::ActorNotRunning((msg, tx)) | SendError::ActorRestarting((msg, tx)) => (
+                tx,
+                FleetError::UnknownSession {
+                    id: msg.session.unwrap_or_default(),
+                },
+            ),
+            SendError::MailboxFull((msg, tx)) | SendError::Timeout(Some((msg, tx))) => (
                 tx,
                 FleetError::ActorUnavailable {
-                    actor: format!("session {id}"),
+                    actor: format!("session {}", msg.session.unwrap_or_default()),
                     reason: "mailbox full".into(),
                 },
             ),
@@ -646,14 +647,13 @@ fn forward_to_session(
         Ok(()) => {}
         Err(SendError::MailboxFull((msg, tx))) => {
             let session = session.clone();
-            let id = id.to_owned();
             tokio::spawn(async move {
                 if let Err(e) = session.ask(msg).forward(tx).await {
-                    failed(e, id);
+                    failed(e);
                 }
             });
         }
-        Err(e) => failed(e, id.to_owned()),
+        Err(e) => failed(e),
     }
 }
 
@@ -792,8 +792,7 @@ impl KameoMessage<ListsFetched> for Gateway {
         match msg.lists {
             Ok(lists) => {
                 entry.lists = Some(lists);
-                let me = ctx.actor_ref().clone();
-                self.rebuild_soon(&me);
+                self.rebuild_soon(ctx.actor_ref());
             }
             Err(error) => {
                 tracing::warn!(server = %msg.server, %error, "could not list the server's items; it offers none until it is ready again");
@@ -827,8 +826,7 @@ impl KameoMessage<ServerEvent> for Gateway {
                 let was = entry.serving;
                 entry.serving = serving;
                 if serving && !was {
-                    let me = ctx.actor_ref().clone();
-                    self.fetch(&server, &me);
+                    self.fetch(&server, ctx.actor_ref());
                 } else if !serving && was {
                     // Withdrawn at once; listed again when it is ready.
                     entry.generation += 1;
@@ -843,8 +841,7 @@ impl KameoMessage<ServerEvent> for Gateway {
             } => {
                 if ListKind::from_notification(&notification.method).is_some() {
                     if self.lists.servers.get(&server).is_some_and(|s| s.serving) {
-                        let me = ctx.actor_ref().clone();
-                        self.fetch(&server, &me);
+                        self.fetch(&server, ctx.actor_ref());
                     }
                 } else if notification.method == methods::LOG_MESSAGE {
                     let mut n = *notification;
