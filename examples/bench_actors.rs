@@ -887,6 +887,7 @@ fn spawn_gateway(
             events: events_rx,
             metrics: None,
             directory: None,
+            sessions: Default::default(),
         },
         mailbox::bounded(GATEWAY_MAILBOX),
     );

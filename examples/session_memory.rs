@@ -416,7 +416,7 @@ async fn measure(args: &Args, fleet: &Fleet) -> anyhow::Result<bool> {
             .await
             .context("bind 127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let router = mcp_http::router(gateway.clone(), McpHttpConfig::default());
+        let router = mcp_http::router(fleet.gateway_port.clone(), McpHttpConfig::default());
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {

@@ -41,6 +41,16 @@ impl BenchArgs {
                         other => anyhow::bail!("--mode takes quick or full, not {other:?}"),
                     }
                 }
+                "--help" | "-h" => {
+                    let name = std::env::args().next().unwrap_or_default();
+                    let name = name.rsplit('/').next().unwrap_or("this benchmark");
+                    println!(
+                        "{name} [--mode quick|full | --quick | --full] [--out FILE] [its own options]\n\n\
+                         Run by `cargo xtask bench`; its own options are listed in the doc comment\n\
+                         at the top of examples/{name}.rs."
+                    );
+                    std::process::exit(0);
+                }
                 "--quick" => mode = Mode::Quick,
                 "--full" => mode = Mode::Full,
                 "--out" => {

@@ -527,7 +527,7 @@ async fn run(args: RunArgs) -> ExitCode {
     );
     let router = http::count_responses(
         http::router(prometheus)
-            .merge(mcp_http::router(fleet.gateway.clone(), mcp_config))
+            .merge(mcp_http::router(fleet.gateway_port.clone(), mcp_config))
             .merge(admin),
         fleet.metrics.clone().recipient(),
     );

@@ -22,7 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use fleet_gateway::Gateway;
+use fleet_gateway::GatewayPort;
 use fleet_protocol::FleetError;
 use fleet_protocol::jsonrpc::{
     ErrorObject, Message, RequestId, Response as RpcResponse, error_codes,
@@ -30,7 +30,6 @@ use fleet_protocol::jsonrpc::{
 use fleet_protocol::mcp;
 use fleet_protocol::messages::gateway::{ClientMessage, ClientReply, CloseSession, OpenStream};
 use futures::StreamExt;
-use kameo::actor::ActorRef;
 use kameo::error::SendError;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -69,12 +68,12 @@ impl Default for McpHttpConfig {
 
 #[derive(Clone)]
 struct McpState {
-    gateway: ActorRef<Gateway>,
+    gateway: GatewayPort,
     config: Arc<McpHttpConfig>,
 }
 
 /// The `/mcp` route.
-pub fn router(gateway: ActorRef<Gateway>, config: McpHttpConfig) -> Router {
+pub fn router(gateway: GatewayPort, config: McpHttpConfig) -> Router {
     let state = McpState {
         gateway,
         config: Arc::new(config),
@@ -422,14 +421,14 @@ async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> R
     }
     // Dropping this handler (the client went away) cancels the request upstream.
     let _guard = cancel.clone().drop_guard();
-    let ask = state.gateway.ask(ClientMessage {
+    let sent = state.gateway.send(ClientMessage {
         session,
         protocol_version,
         message,
         progress: None,
         cancel,
     });
-    match ask.await {
+    match sent.await {
         Ok(reply) => client_reply(reply, modern.as_deref()),
         Err(e) => send_error(&id, e),
     }
@@ -520,7 +519,7 @@ async fn stream_response(
     tokio::spawn(async move {
         let modern = task_modern;
         let _guard = cancel.drop_guard();
-        let ask = gateway.ask(msg).send();
+        let ask = gateway.send(msg);
         tokio::pin!(ask);
         let mut first_tx = Some(first_tx);
         loop {
@@ -623,7 +622,12 @@ async fn get(state: McpState, headers: &HeaderMap) -> Response {
         return fleet_error_response(FleetError::MissingSession);
     };
     let (tx, rx) = mpsc::channel(state.config.stream_buffer);
-    match state.gateway.ask(OpenStream { session, sink: tx }).await {
+    match state
+        .gateway
+        .gateway()
+        .ask(OpenStream { session, sink: tx })
+        .await
+    {
         Ok(()) => sse(tokio_stream_of(rx).map(|m| event(&m))),
         Err(e) => send_error(&None, e),
     }
@@ -633,7 +637,7 @@ async fn delete(state: McpState, headers: &HeaderMap) -> Response {
     let Some(session) = header_str(headers, SESSION_HEADER).map(str::to_owned) else {
         return fleet_error_response(FleetError::MissingSession);
     };
-    match state.gateway.ask(CloseSession { session }).await {
+    match state.gateway.gateway().ask(CloseSession { session }).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => send_error(&None, e),
     }

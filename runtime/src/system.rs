@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig};
+use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig, GatewayPort, SessionDirectory};
 use fleet_health_monitor::{HealthMonitor, HealthMonitorArgs, HealthMonitorConfig};
 use fleet_metrics_collector::{MetricsCollector, MetricsCollectorConfig};
 use fleet_protocol::messages::server::SubscribeServerEvents;
@@ -42,6 +42,8 @@ pub struct Fleet {
     pub metrics: ActorRef<MetricsCollector>,
     /// The MCP gateway (sessions and the aggregated catalog).
     pub gateway: ActorRef<Gateway>,
+    /// What `/mcp` sends client messages to: the gateway, or an open session directly.
+    pub gateway_port: GatewayPort,
     /// Measured start-up of each actor: spawn until its `on_start` finished. The supervisor's
     /// excludes the time it spent waiting for its children.
     pub startup: Vec<(&'static str, Duration)>,
@@ -163,6 +165,7 @@ impl Fleet {
             tracing::error!(error = %e, "the gateway could not subscribe to server events");
         }
         let gateway_started = Instant::now();
+        let sessions = SessionDirectory::default();
         let gateway = Gateway::spawn_with_mailbox(
             GatewayArgs {
                 config: gateway_config,
@@ -171,6 +174,7 @@ impl Fleet {
                 events: events_rx,
                 metrics: Some(refs.metrics.clone().recipient()),
                 directory: Some(directory),
+                sessions: sessions.clone(),
             },
             kameo::mailbox::bounded(GATEWAY_MAILBOX),
         );
@@ -181,6 +185,7 @@ impl Fleet {
             server_manager: refs.server_manager,
             health: refs.health,
             metrics: refs.metrics,
+            gateway_port: GatewayPort::new(gateway.clone(), sessions),
             gateway,
             startup,
         }

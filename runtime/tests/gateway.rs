@@ -45,7 +45,7 @@ async fn start(specs: Vec<ServerSpec>, gateway: GatewayConfig, http: McpHttpConf
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let router = mcp_http::router(fleet.gateway.clone(), http);
+    let router = mcp_http::router(fleet.gateway_port.clone(), http);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

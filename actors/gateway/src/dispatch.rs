@@ -28,6 +28,19 @@ pub fn supported_versions() -> Vec<String> {
         .collect()
 }
 
+/// Refuses an `MCP-Protocol-Version` header of no version the gateway speaks.
+pub fn check_version(header: Option<&str>) -> Result<(), FleetError> {
+    match header {
+        Some(v) if v != mcp::MODERN_VERSION && !LEGACY_VERSIONS.contains(&v) => {
+            Err(FleetError::UnsupportedVersion {
+                version: v.to_owned(),
+                supported: supported_versions(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// JSON-RPC error code for "resource not found" in the 2025 era (2026-07-28 uses -32602).
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
 

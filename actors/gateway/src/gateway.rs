@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 use crate::GatewayConfig;
 use crate::catalog::{Catalog, ListKind, ServerLists};
 use crate::dispatch::{self, Call, Dispatcher, ServerDirectory};
+use crate::port::{SessionDirectory, SessionSlot};
 use crate::session::{ListsChanged, ServerLog, Session, SessionArgs};
 
 /// What the gateway is started with.
@@ -53,6 +54,9 @@ pub struct GatewayArgs {
     /// The server manager's directory of server actors, if it keeps one: calls then go to the
     /// server's actor directly, one hop shorter than through the manager.
     pub directory: Option<ServerDirectory>,
+    /// The directory of open sessions this gateway keeps, for [`GatewayPort`]s
+    /// (`SessionDirectory::default()` when there are none).
+    pub sessions: SessionDirectory,
 }
 
 /// The actor kind under which sessions' handled messages are reported.
@@ -106,11 +110,9 @@ fn with_subscription(method: &str, id: &RequestId, params: Option<Value>) -> Mes
 }
 
 struct SessionEntry {
-    actor: ActorRef<Session>,
+    /// Its actor and when it was last used, shared with the directory.
+    slot: Arc<SessionSlot>,
     created: Instant,
-    last_seen: Instant,
-    /// The client sent `notifications/initialized` or a request.
-    initialized: bool,
     /// The session's open stream, if any: a session with one is not idle.
     stream: Option<mpsc::Sender<Message>>,
 }
@@ -130,6 +132,8 @@ pub struct Gateway {
     config: Arc<GatewayConfig>,
     dispatcher: Dispatcher,
     sessions: HashMap<Arc<str>, SessionEntry>,
+    /// The same sessions, shared with the `GatewayPort`s that send to them directly.
+    directory: SessionDirectory,
     catalog: watch::Sender<Arc<Catalog>>,
     counter: MessageCounter,
     /// Messages every session handled since the last report; sessions add, the gateway reports.
@@ -183,7 +187,10 @@ impl Actor for Gateway {
                 }
             }
         });
+        // A gateway started again with the same directory: its sessions ended with the last.
+        args.sessions.clear();
         Ok(Gateway {
+            directory: args.sessions,
             dispatcher: Dispatcher {
                 servers: args.servers,
                 directory: args.directory,
@@ -228,8 +235,9 @@ impl Actor for Gateway {
     ) -> Result<(), Self::Error> {
         // Sessions end with the gateway, which only stops when the fleet shuts down: they are
         // not counted as closed or expired.
+        self.directory.clear();
         for (_, s) in self.sessions.drain() {
-            s.actor.kill();
+            s.slot.actor.kill();
         }
         let pending = self.counter.take(Instant::now()).unwrap_or(0);
         self.report_messages(pending);
@@ -322,14 +330,12 @@ impl Gateway {
             },
             kameo::mailbox::bounded(64),
         );
-        let now = Instant::now();
+        let slot = self.directory.open(id.clone(), actor);
         self.sessions.insert(
             id.clone(),
             SessionEntry {
-                actor,
-                created: now,
-                last_seen: now,
-                initialized: false,
+                slot,
+                created: Instant::now(),
                 stream: None,
             },
         );
@@ -412,6 +418,7 @@ impl Gateway {
         tracing::info!(?changed, servers, "catalog changed");
         for s in self.sessions.values() {
             let _ = s
+                .slot
                 .actor
                 .tell(ListsChanged {
                     kinds: changed.clone(),
@@ -526,29 +533,16 @@ impl KameoMessage<ClientMessage> for Gateway {
             self.start_sweeping(ctx.actor_ref());
         }
         let header = msg.protocol_version.as_deref();
-        if let Some(v) = header
-            && v != mcp::MODERN_VERSION
-            && !dispatch::LEGACY_VERSIONS.contains(&v)
-        {
-            return ctx.reply(Err(FleetError::UnsupportedVersion {
-                version: v.to_owned(),
-                supported: dispatch::supported_versions(),
-            }));
+        if let Err(e) = dispatch::check_version(header) {
+            return ctx.reply(Err(e));
         }
         if let Some(id) = msg.session.as_deref() {
-            let Some(entry) = self.sessions.get_mut(id) else {
+            let Some(entry) = self.sessions.get(id) else {
                 let id = id.to_owned();
                 return ctx.reply(Err(FleetError::UnknownSession { id }));
             };
-            entry.last_seen = Instant::now();
-            match &msg.message {
-                Message::Request(_) => entry.initialized = true,
-                Message::Notification(n) if n.method == methods::INITIALIZED => {
-                    entry.initialized = true
-                }
-                _ => {}
-            }
-            let session = entry.actor.clone();
+            self.directory.used(&entry.slot, &msg.message);
+            let session = entry.slot.actor.clone();
             let (delegated, reply) = ctx.reply_sender();
             match reply {
                 Some(tx) => forward_to_session(&session, msg, tx),
@@ -668,9 +662,9 @@ impl KameoMessage<OpenStream> for Gateway {
         let Some(entry) = self.sessions.get_mut(msg.session.as_str()) else {
             return ctx.reply(Err(FleetError::UnknownSession { id: msg.session }));
         };
-        entry.last_seen = Instant::now();
+        self.directory.seen(&entry.slot);
         entry.stream = Some(msg.sink.clone());
-        let session = entry.actor.clone();
+        let session = entry.slot.actor.clone();
         let id = msg.session.clone();
         ctx.spawn(async move {
             session
@@ -691,9 +685,10 @@ impl KameoMessage<CloseSession> for Gateway {
     ) -> Self::Reply {
         match self.sessions.remove(msg.session.as_str()) {
             Some(entry) => {
+                self.directory.remove(&msg.session);
                 // Killed, not stopped in turn: its queued requests are moot, and the gateway
                 // must not wait on a session's mailbox. `on_stop` cancels what is in flight.
-                entry.actor.kill();
+                entry.slot.actor.kill();
                 self.stats.sessions_closed += 1;
                 self.metric(MetricEvent::SessionEnded {
                     reason: SessionEnd::Closed,
@@ -740,7 +735,7 @@ impl KameoMessage<Sweep> for Gateway {
         for s in self.sessions.values_mut() {
             if s.stream.as_ref().is_some_and(|t| t.is_closed()) {
                 s.stream = None;
-                s.last_seen = now;
+                self.directory.seen(&s.slot);
             }
         }
         let expired: Vec<Arc<str>> = self
@@ -748,19 +743,20 @@ impl KameoMessage<Sweep> for Gateway {
             .iter()
             .filter(|(_, s)| {
                 let streaming = s.stream.as_ref().is_some_and(|t| !t.is_closed());
-                (!s.initialized && now.duration_since(s.created) > init)
-                    || (!streaming && now.duration_since(s.last_seen) > ttl)
+                (!s.slot.initialized() && now.duration_since(s.created) > init)
+                    || (!streaming && self.directory.idle(&s.slot) > ttl)
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
             if let Some(entry) = self.sessions.remove(&id) {
-                entry.actor.kill();
+                self.directory.remove(&id);
+                entry.slot.actor.kill();
                 self.stats.sessions_expired += 1;
                 self.metric(MetricEvent::SessionEnded {
                     reason: SessionEnd::Expired,
                 });
-                tracing::info!(session = %id, idle = ?now.duration_since(entry.last_seen), "session expired");
+                tracing::info!(session = %id, idle = ?self.directory.idle(&entry.slot), "session expired");
             }
         }
         // Sessions count their messages as they go; an idle gateway still reports them here.
@@ -855,6 +851,7 @@ impl KameoMessage<ServerEvent> for Gateway {
                     }
                     for s in self.sessions.values() {
                         let _ = s
+                            .slot
                             .actor
                             .tell(ServerLog {
                                 notification: n.clone(),

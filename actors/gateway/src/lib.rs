@@ -7,6 +7,9 @@
 //! - [`Session`], one per 2025-era client session: it serves the session's requests, cancels
 //!   them when the client says so or goes away, and owns the session's server-to-client stream.
 //!
+//! Client messages come through a [`GatewayPort`]: those of an open session go straight to the
+//! session's actor, found in the gateway's [`SessionDirectory`]; the rest go to the gateway.
+//!
 //! Messages handled: see `fleet_protocol::messages::gateway` (the closed set) and
 //! `ServerEvent`s from the server manager. Sends: `CallServer` to a server's actor (from the
 //! manager's `ServerDirectory`, when given one) or to the server manager, `GetServerStatus` to the
@@ -31,12 +34,14 @@ mod config;
 pub mod dispatch;
 mod gateway;
 pub mod naming;
+mod port;
 mod session;
 
 pub use catalog::{Catalog, ListKind, Route, ServerLists};
 pub use config::GatewayConfig;
 pub use dispatch::ServerDirectory;
 pub use gateway::{Gateway, GatewayArgs};
+pub use port::{GatewayPort, SessionDirectory};
 pub use session::Session;
 
 /// The actor name used in metrics and logs.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig};
+use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig, GatewayPort, SessionDirectory};
 use fleet_protocol::jsonrpc::{Message, Outcome, Request};
 use fleet_protocol::messages::gateway::{
     ClientMessage, ClientReply, CloseSession, GetGatewayStats, OpenStream,
@@ -116,6 +116,8 @@ impl KameoMessage<RecordMetric> for MetricSink {
 
 struct Setup {
     gateway: ActorRef<Gateway>,
+    /// The same gateway, as `/mcp` reaches it: open sessions directly.
+    port: GatewayPort,
     events: mpsc::UnboundedSender<ServerEvent>,
     tools: Tools,
     metrics: Arc<Mutex<Vec<MetricEvent>>>,
@@ -127,6 +129,7 @@ fn setup(config: GatewayConfig) -> Setup {
     let metrics: Arc<Mutex<Vec<MetricEvent>>> = Arc::default();
     let sink = MetricSink::spawn(metrics.clone());
     let (events, rx) = mpsc::unbounded_channel();
+    let sessions = SessionDirectory::default();
     let gateway = Gateway::spawn(GatewayArgs {
         config,
         servers: manager.clone().reply_recipient(),
@@ -134,8 +137,10 @@ fn setup(config: GatewayConfig) -> Setup {
         events: rx,
         metrics: Some(sink.recipient()),
         directory: None,
+        sessions: sessions.clone(),
     });
     Setup {
+        port: GatewayPort::new(gateway.clone(), sessions),
         gateway,
         events,
         tools,
@@ -163,18 +168,9 @@ impl Setup {
         message: Message,
     ) -> Result<ClientReply, FleetError> {
         self.gateway
-            .ask(ClientMessage {
-                session: session.map(str::to_owned),
-                protocol_version: None,
-                message,
-                progress: None,
-                cancel: CancellationToken::new(),
-            })
+            .ask(client_message(session, None, message))
             .await
-            .map_err(|e| match e {
-                kameo::error::SendError::HandlerError(e) => e,
-                other => panic!("{other}"),
-            })
+            .map_err(handler_error)
     }
 
     async fn request(&self, session: &str, method: &str, params: Value) -> Value {
@@ -371,6 +367,125 @@ async fn sessions_are_found_by_id_and_end_by_delete_or_ttl() {
     // Session a handled the ping; both handled nothing else that was counted yet.
     assert!(handled("session") >= 1, "{:?}", s.metrics.lock().unwrap());
     assert!(handled("gateway") >= 6, "{:?}", s.metrics.lock().unwrap());
+}
+
+/// A client message through the port, with an optional `MCP-Protocol-Version` header.
+async fn via_port(
+    s: &Setup,
+    session: Option<&str>,
+    version: Option<&str>,
+    message: Message,
+) -> Result<ClientReply, FleetError> {
+    s.port
+        .send(client_message(session, version, message))
+        .await
+        .map_err(handler_error)
+}
+
+fn client_message(session: Option<&str>, version: Option<&str>, message: Message) -> ClientMessage {
+    ClientMessage {
+        session: session.map(str::to_owned),
+        protocol_version: version.map(str::to_owned),
+        message,
+        progress: None,
+        cancel: CancellationToken::new(),
+    }
+}
+
+/// The gateway's own error; any other failure of the ask fails the test.
+fn handler_error(e: kameo::error::SendError<ClientMessage, FleetError>) -> FleetError {
+    match e {
+        kameo::error::SendError::HandlerError(e) => e,
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_port_sends_to_open_sessions_directly_and_they_count_as_used() {
+    let s = setup(GatewayConfig {
+        session_idle_ttl: Duration::from_millis(400),
+        initialize_timeout: Duration::from_millis(400),
+        sweep_every: Duration::from_millis(50),
+        ..GatewayConfig::default()
+    });
+    s.server("a", &["echo"], ServerState::Ready);
+    let init = Message::Request(Request::new(
+        0,
+        "initialize",
+        Some(json!({"protocolVersion": "2025-11-25"})),
+    ));
+    // `initialize` has no session yet: the port hands it to the gateway.
+    let Ok(ClientReply::Response {
+        session: Some(a), ..
+    }) = via_port(&s, None, None, init.clone()).await
+    else {
+        panic!("no session opened")
+    };
+    let Ok(ClientReply::Response {
+        session: Some(idle),
+        ..
+    }) = via_port(&s, None, None, init).await
+    else {
+        panic!("no session opened")
+    };
+    let call = || {
+        Message::Request(Request::new(
+            7,
+            "tools/call",
+            Some(json!({"name": "a__echo"})),
+        ))
+    };
+    eventually("a's tool served through the port", async || match via_port(
+        &s,
+        Some(&a),
+        None,
+        call(),
+    )
+    .await
+    {
+        Ok(ClientReply::Response { response, .. }) => {
+            response.outcome
+                == Outcome::Result(
+                    json!({"content": [{"type": "text", "text": "a:echo"}], "extra": {"kept": 1}}),
+                )
+        }
+        other => panic!("{other:?}"),
+    })
+    .await;
+
+    // Used through the port for longer than the idle TTL and the initialize timeout, the
+    // session stays; the one never used after `initialize` is swept meanwhile.
+    let ping = || Message::Request(Request::new(8, "ping", None));
+    let until = tokio::time::Instant::now() + Duration::from_millis(1000);
+    while tokio::time::Instant::now() < until {
+        assert!(via_port(&s, Some(&a), None, ping()).await.is_ok());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = s.gateway.ask(GetGatewayStats).await.unwrap();
+    assert_eq!(stats.active_sessions, 1, "{stats:?}");
+    assert_eq!(stats.sessions_expired, 1, "{stats:?}");
+    assert!(matches!(
+        via_port(&s, Some(&idle), None, ping()).await,
+        Err(FleetError::UnknownSession { id }) if id == idle
+    ));
+
+    // The gateway's checks hold on the direct path too.
+    assert!(matches!(
+        via_port(&s, Some(&a), Some("2099-01-01"), ping()).await,
+        Err(FleetError::UnsupportedVersion { .. })
+    ));
+    assert!(matches!(
+        via_port(&s, Some("nope"), None, ping()).await,
+        Err(FleetError::UnknownSession { .. })
+    ));
+    s.gateway
+        .ask(CloseSession { session: a.clone() })
+        .await
+        .unwrap();
+    assert!(matches!(
+        via_port(&s, Some(&a), None, ping()).await,
+        Err(FleetError::UnknownSession { id }) if id == a
+    ));
 }
 
 #[tokio::test]

@@ -1,0 +1,207 @@
+//! How client messages reach the gateway: [`GatewayPort`], over the gateway's
+//! [`SessionDirectory`].
+//!
+//! A message of an open session goes straight to the session's actor, found in the directory:
+//! the gateway's mailbox, which every other client message and every server event passes
+//! through, is not on the path of each request, and it is one hop (one task wake-up) shorter.
+//! Everything else (`initialize`, the stateless wire, a session the directory does not have) is
+//! asked of the gateway, which answers as before.
+//!
+//! Invariants:
+//! - Only the gateway adds and removes sessions; the port reads the directory and marks a
+//!   session used (when it was last heard from, whether it finished `initialize`), which the
+//!   gateway's sweep reads.
+//! - The directory's lock is held for one map operation, never across an await.
+//! - A session that ended between the lookup and the ask answers as an unknown session, as the
+//!   gateway would a moment later.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use fleet_protocol::FleetError;
+use fleet_protocol::jsonrpc::Message;
+use fleet_protocol::mcp::methods;
+use fleet_protocol::messages::gateway::{ClientMessage, ClientReply};
+use kameo::actor::ActorRef;
+use kameo::error::SendError;
+
+use crate::dispatch;
+use crate::gateway::Gateway;
+use crate::session::Session;
+
+/// One open session, as the gateway and the port share it.
+pub(crate) struct SessionSlot {
+    pub(crate) actor: ActorRef<Session>,
+    /// When the client was last heard from, in milliseconds since the directory's epoch.
+    last_seen: AtomicU64,
+    /// The client sent `notifications/initialized` or a request.
+    initialized: AtomicBool,
+}
+
+impl SessionSlot {
+    pub(crate) fn initialized(&self) -> bool {
+        self.initialized.load(Ordering::Relaxed)
+    }
+}
+
+/// The open sessions by id: the gateway's, shared with its [`GatewayPort`]s. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionDirectory(Arc<Shared>);
+
+struct Shared {
+    epoch: Instant,
+    sessions: RwLock<HashMap<Arc<str>, Arc<SessionSlot>>>,
+}
+
+impl Default for SessionDirectory {
+    fn default() -> Self {
+        SessionDirectory(Arc::new(Shared {
+            epoch: Instant::now(),
+            sessions: RwLock::new(HashMap::new()),
+        }))
+    }
+}
+
+impl std::fmt::Debug for SessionDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionDirectory")
+            .field("sessions", &self.len())
+            .finish()
+    }
+}
+
+impl SessionDirectory {
+    /// How many sessions are open.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<SessionSlot>>> {
+        // A poisoned lock still holds a usable map: every operation on it is one call.
+        self.0
+            .sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<SessionSlot>>> {
+        self.0
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.0.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A new session's slot, seen now, and listed.
+    pub(crate) fn open(&self, id: Arc<str>, actor: ActorRef<Session>) -> Arc<SessionSlot> {
+        let slot = Arc::new(SessionSlot {
+            actor,
+            last_seen: AtomicU64::new(self.now()),
+            initialized: AtomicBool::new(false),
+        });
+        self.write().insert(id, slot.clone());
+        slot
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        let mut sessions = self.write();
+        sessions.remove(id);
+        if sessions.capacity() > 64 && sessions.len() < sessions.capacity() / 4 {
+            sessions.shrink_to_fit();
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        *self.write() = HashMap::new();
+    }
+
+    /// The session, marked used by `message`, and its id.
+    fn route(&self, id: &str, message: &Message) -> Option<(Arc<str>, ActorRef<Session>)> {
+        let sessions = self.read();
+        let (id, slot) = sessions.get_key_value(id)?;
+        self.used(slot, message);
+        Some((id.clone(), slot.actor.clone()))
+    }
+
+    /// The client was heard from: now, with `message`.
+    pub(crate) fn used(&self, slot: &SessionSlot, message: &Message) {
+        self.seen(slot);
+        let initializes = match message {
+            Message::Request(_) => true,
+            Message::Notification(n) => n.method == methods::INITIALIZED,
+            Message::Response(_) => false,
+        };
+        if initializes && !slot.initialized() {
+            slot.initialized.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The session counts as used now.
+    pub(crate) fn seen(&self, slot: &SessionSlot) {
+        slot.last_seen.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// How long since the client was last heard from.
+    pub(crate) fn idle(&self, slot: &SessionSlot) -> Duration {
+        let last = slot.last_seen.load(Ordering::Relaxed);
+        Duration::from_millis(self.now().saturating_sub(last))
+    }
+}
+
+/// What carries client messages in (`/mcp`): the gateway, and its directory of sessions.
+#[derive(Clone)]
+pub struct GatewayPort {
+    gateway: ActorRef<Gateway>,
+    sessions: SessionDirectory,
+}
+
+impl GatewayPort {
+    /// `sessions` must be the directory the gateway was started with
+    /// ([`GatewayArgs::sessions`](crate::GatewayArgs::sessions)).
+    pub fn new(gateway: ActorRef<Gateway>, sessions: SessionDirectory) -> Self {
+        GatewayPort { gateway, sessions }
+    }
+
+    /// The gateway itself, for everything but client messages.
+    pub fn gateway(&self) -> &ActorRef<Gateway> {
+        &self.gateway
+    }
+
+    /// Sends a client message and waits for its reply: as an ask of the gateway would, but a
+    /// message of an open session goes to the session directly. A full session mailbox is
+    /// waited for here, where waiting holds up only this caller.
+    pub async fn send(
+        &self,
+        msg: ClientMessage,
+    ) -> Result<ClientReply, SendError<ClientMessage, FleetError>> {
+        let session = match msg.session.as_deref() {
+            Some(id) => self.sessions.route(id, &msg.message),
+            None => None,
+        };
+        let Some((id, session)) = session else {
+            return self.gateway.ask(msg).await;
+        };
+        dispatch::check_version(msg.protocol_version.as_deref())
+            .map_err(SendError::HandlerError)?;
+        match session.ask(msg).await {
+            // Ended before or while it handled the message (DELETE, expiry).
+            Err(
+                SendError::ActorNotRunning(_)
+                | SendError::ActorRestarting(_)
+                | SendError::ActorStopped,
+            ) => Err(SendError::HandlerError(FleetError::UnknownSession {
+                id: id.to_string(),
+            })),
+            other => other,
+        }
+    }
+}
