@@ -762,9 +762,7 @@ impl KameoMessage<Sweep> for Gateway {
         // Sessions count their messages as they go; an idle gateway still reports them here.
         let own = self.counter.take(now).unwrap_or(0);
         self.report_messages(own);
-        if self.sessions.capacity() > 64 && self.sessions.len() < self.sessions.capacity() / 4 {
-            self.sessions.shrink_to_fit();
-        }
+        crate::port::shrink_if_sparse(&mut self.sessions);
     }
 }
 

@@ -67,21 +67,19 @@ impl Default for SessionDirectory {
 impl std::fmt::Debug for SessionDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionDirectory")
-            .field("sessions", &self.len())
+            .field("sessions", &self.read().len())
             .finish()
     }
 }
 
+/// Gives back the memory of a map that many removals left mostly empty.
+pub(crate) fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
+    }
+}
+
 impl SessionDirectory {
-    /// How many sessions are open.
-    pub fn len(&self) -> usize {
-        self.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<SessionSlot>>> {
         // A poisoned lock still holds a usable map: every operation on it is one call.
         self.0
@@ -115,9 +113,7 @@ impl SessionDirectory {
     pub(crate) fn remove(&self, id: &str) {
         let mut sessions = self.write();
         sessions.remove(id);
-        if sessions.capacity() > 64 && sessions.len() < sessions.capacity() / 4 {
-            sessions.shrink_to_fit();
-        }
+        shrink_if_sparse(&mut sessions);
     }
 
     pub(crate) fn clear(&self) {
