@@ -6,8 +6,10 @@
 //!   own actor, so a slow server never holds up the others.
 //! - `ServerActor`, one per server: it owns the child process (stdin, stdout, stderr piped), runs
 //!   the MCP handshake in the server's era, numbers requests with ids of its own and maps the
-//!   answers back, times requests out, keeps stderr in a bounded ring buffer, and stops the
-//!   process in order: close stdin, wait, SIGTERM to the process group, wait, SIGKILL.
+//!   answers back (its stdout reader answers the caller directly), times requests out and
+//!   notices cancellations (a watchdog task per server), keeps stderr in a bounded ring buffer,
+//!   and stops the process in order: close stdin, wait, SIGTERM to the process group, wait,
+//!   SIGKILL.
 //!
 //! Messages handled: see `fleet_protocol::messages::server` (the closed set).
 //! Emits: `RecordMetric` events to the metrics collector, if one is given (lifecycle, state
@@ -30,6 +32,7 @@ mod actor;
 mod events;
 mod handlers;
 mod handshake;
+mod pending;
 pub mod policy;
 mod process;
 mod remote;

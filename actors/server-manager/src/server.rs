@@ -12,14 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use fleet_protocol::codec::{DecodedLine, JsonRpcCodec};
 use fleet_protocol::jsonrpc::{
-    ErrorObject, Message as RpcMessage, Notification, Outcome, Request, RequestId, Response,
-    error_codes,
+    ErrorObject, Message as RpcMessage, Notification, Request, RequestId, Response, error_codes,
 };
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::health::HealthChanged;
-use fleet_protocol::messages::metrics::{
-    ExitReason, MetricEvent, RecordMetric, RequestOutcome, UNDECLARED_TOOL,
-};
+use fleet_protocol::messages::metrics::{ExitReason, MetricEvent, RecordMetric, UNDECLARED_TOOL};
 use fleet_protocol::messages::server::{
     CallServer, LaunchServerReply, ProbeServer, ServerEvent, StopMethod, StoppedServer,
 };
@@ -41,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actor::ServerManagerConfig;
 use crate::events::EventHub;
 use crate::handshake::{self, HandshakeError, HandshakeTimeouts, Wire};
+use crate::pending::{Abandon, PendingCall, PendingTable, Replier};
 use crate::policy::{Decision, RestartTracker};
 use crate::process;
 use crate::remote;
@@ -90,8 +88,6 @@ impl Handle {
     }
 }
 
-type Pending = oneshot::Sender<Result<Value, FleetError>>;
-
 /// Where a request's progress notifications go, and the caller's token to restore on them.
 struct ProgressRoute {
     token: Value,
@@ -116,7 +112,10 @@ pub struct ServerActor {
     running: Option<Running>,
     /// Set while a stop is under way, so the exit it causes is not reported as a crash.
     stopping: bool,
-    pending: HashMap<u64, Pending>,
+    /// Requests awaiting their answer, shared with the stdout reader and the watchdog.
+    table: PendingTable,
+    /// Ends the watchdog with the actor.
+    watchdog: CancellationToken,
     /// Progress routes of pending requests, by the request's wire id.
     progress: HashMap<u64, ProgressRoute>,
     next_id: u64,
@@ -141,6 +140,8 @@ impl Actor for ServerActor {
     }
 
     async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let spec_name = args.spec.name.clone();
+        let table = PendingTable::new(spec_name, args.metrics.clone(), args.counters.clone());
         let mut actor = ServerActor {
             status: ServerStatus {
                 health: args.spec.health.clone(),
@@ -156,7 +157,8 @@ impl Actor for ServerActor {
             generation: 0,
             running: None,
             stopping: false,
-            pending: HashMap::new(),
+            table,
+            watchdog: CancellationToken::new(),
             progress: HashMap::new(),
             next_id: 1,
             events: args.events,
@@ -172,6 +174,22 @@ impl Actor for ServerActor {
             server: actor.spec.name.clone(),
             state: actor.status.state.name(),
         });
+        // What the server did not answer in time, or what its caller cancelled: the watchdog
+        // answers the caller, and the actor tells the server.
+        let weak = actor_ref.downgrade();
+        tokio::spawn(
+            actor
+                .table
+                .clone()
+                .watch(actor.watchdog.clone(), move |ids| {
+                    let weak = weak.clone();
+                    async move {
+                        if let Some(actor) = weak.upgrade() {
+                            let _ = actor.tell(RequestsAbandoned { ids }).await;
+                        }
+                    }
+                }),
+        );
         actor.start_process(&actor_ref);
         Ok(actor)
     }
@@ -207,6 +225,7 @@ impl Actor for ServerActor {
             tracing::debug!(server = %self.spec.name, pid = ?self.status.pid, ?reason, "actor stopping; killing its process group");
             r.handle.kill();
         }
+        self.watchdog.cancel();
         self.fail_pending(None);
         Ok(())
     }
@@ -355,14 +374,23 @@ impl ServerActor {
             // Dropping `stdin` here closes the pipe: the polite first step of a stop.
         });
 
-        // stdout reader: every line becomes a message to the actor, garbage included.
+        // stdout reader: it answers responses to pending requests itself; every other line
+        // becomes a message to the actor, garbage included.
         let actor = actor_ref.clone();
         let codec = JsonRpcCodec::new(self.config.max_message_bytes);
+        let table = self.table.clone();
         tokio::spawn(async move {
             let mut frames = FramedRead::new(stdout, codec);
             while let Some(item) = frames.next().await {
                 match item {
                     Ok(item) => {
+                        let item = match item {
+                            Ok(RpcMessage::Response(resp)) => match table.answer_direct(resp) {
+                                None => continue,
+                                Some(resp) => Ok(RpcMessage::Response(resp)),
+                            },
+                            other => other,
+                        };
                         if actor.tell(StdoutItem { generation, item }).await.is_err() {
                             break;
                         }
@@ -548,16 +576,22 @@ impl ServerActor {
         })
     }
 
-    /// Sends a request with an id of our own; the receiver gets the answer. With a progress
-    /// sink, a `params._meta.progressToken` is replaced by a token of ours for the wire.
-    fn send_request(
-        &mut self,
-        method: String,
-        mut params: Option<Value>,
-        progress: Option<mpsc::Sender<Notification>>,
-    ) -> Result<(u64, oneshot::Receiver<Result<Value, FleetError>>), FleetError> {
+    /// Sends a request with an id of our own; `reply` gets the answer, from whoever takes it
+    /// out of the table (the reader, the actor, the watchdog). With a progress sink, a
+    /// `params._meta.progressToken` is replaced by a token of ours for the wire. If it cannot be
+    /// sent, `reply` is answered at once with why.
+    fn send_request(&mut self, request: OutgoingRequest, reply: Replier, record: bool) {
+        let OutgoingRequest {
+            method,
+            mut params,
+            timeout,
+            cancel,
+            progress,
+        } = request;
         let id = self.next_id;
         self.next_id += 1;
+        let record = record
+            .then(|| (method == methods::TOOLS_CALL).then(|| self.tool_label(params.as_ref())));
         let route = progress.and_then(|sink| {
             let token = params
                 .as_mut()?
@@ -569,98 +603,38 @@ impl ServerActor {
                 sink,
             })
         });
-        let msg = RpcMessage::Request(Request::new(id, method, params));
-        self.write(&msg)?;
-        let (tx, rx) = oneshot::channel();
-        self.pending.insert(id, tx);
+        let started = tokio::time::Instant::now();
+        let call = PendingCall {
+            reply,
+            method,
+            started,
+            deadline: started + timeout,
+            cancel,
+            routed: route.is_some(),
+            record,
+        };
+        let msg = RpcMessage::Request(Request::new(id, call.method.clone(), params));
+        // In the table before it is on the wire: the reader may see the answer at once.
+        self.table.insert(id, call);
         if let Some(route) = route {
             self.progress.insert(id, route);
         }
-        self.counters
-            .in_flight
-            .store(self.pending.len(), Ordering::Relaxed);
-        Ok((id, rx))
+        if let Err(e) = self.write(&msg) {
+            self.progress.remove(&id);
+            if let Some(call) = self.table.take(id) {
+                self.table.finish(call, Err(e));
+            }
+        }
     }
 
-    /// Sends a request and answers through a task that applies the timeout and the caller's
-    /// cancellation, so the actor never waits on the child.
-    fn request_task(
+    /// Sends a request; the receiver gets the answer.
+    fn request(
         &mut self,
-        actor_ref: &ActorRef<Self>,
         request: OutgoingRequest,
-        record: bool,
-    ) -> impl Future<Output = Result<Value, FleetError>> + Send + 'static {
-        let started = Instant::now();
-        let OutgoingRequest {
-            method,
-            params,
-            timeout,
-            cancel,
-            progress,
-        } = request;
-        let tool =
-            (record && method == methods::TOOLS_CALL).then(|| self.tool_label(params.as_ref()));
-        let sent = self.send_request(method.clone(), params, progress);
-        let actor = actor_ref.clone();
-        let name = self.spec.name.clone();
-        let metrics = self.metrics.clone().filter(|_| record);
-        async move {
-            let cancelled = async {
-                match &cancel {
-                    Some(c) => c.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let result = match sent {
-                Err(e) => Err(e),
-                Ok((id, rx)) => tokio::select! {
-                    answer = tokio::time::timeout(timeout, rx) => match answer {
-                        Ok(Ok(answer)) => answer,
-                        // The actor dropped the sender: it stopped without answering.
-                        Ok(Err(_)) => Err(FleetError::ServerExited {
-                            server: name.clone(),
-                            exit: None,
-                        }),
-                        Err(_) => {
-                            let _ = actor.tell(RequestAbandoned { id, reason: "timed out in mcp-fleet" }).await;
-                            Err(FleetError::Timeout {
-                                server: name.clone(),
-                                method: method.clone(),
-                                after: timeout,
-                            })
-                        }
-                    },
-                    () = cancelled => {
-                        let _ = actor.tell(RequestAbandoned { id, reason: "cancelled by the client" }).await;
-                        Err(FleetError::Cancelled {
-                            server: name.clone(),
-                            method: method.clone(),
-                        })
-                    }
-                },
-            };
-            if let Some(m) = metrics {
-                let outcome = match &result {
-                    Ok(_) => RequestOutcome::Ok,
-                    Err(FleetError::Upstream { .. }) => RequestOutcome::Error,
-                    Err(FleetError::Timeout { .. }) => RequestOutcome::Timeout,
-                    Err(FleetError::Cancelled { .. }) => RequestOutcome::Cancelled,
-                    Err(_) => RequestOutcome::Failed,
-                };
-                let _ = m
-                    .tell(RecordMetric {
-                        event: MetricEvent::Request {
-                            server: name,
-                            method,
-                            tool,
-                            latency: started.elapsed(),
-                            outcome,
-                        },
-                    })
-                    .try_send();
-            }
-            result
-        }
+    ) -> oneshot::Receiver<Result<Value, FleetError>> {
+        let (tx, rx) = oneshot::channel();
+        self.send_request(request, Replier::Oneshot(tx), false);
+        rx
     }
 
     fn era(&self) -> Option<Era> {
@@ -687,13 +661,13 @@ impl ServerActor {
     /// Fails every request in flight at once (the process is gone, or the actor is).
     fn fail_pending(&mut self, exit: Option<ExitInfo>) {
         self.progress.clear();
-        for (_, tx) in self.pending.drain() {
-            let _ = tx.send(Err(FleetError::ServerExited {
+        for call in self.table.drain() {
+            let error = FleetError::ServerExited {
                 server: self.spec.name.clone(),
                 exit: exit.clone(),
-            }));
+            };
+            self.table.finish(call, Err(error));
         }
-        self.counters.in_flight.store(0, Ordering::Relaxed);
     }
 
     fn on_line(&mut self, actor_ref: &ActorRef<Self>, item: DecodedLine) {
@@ -718,21 +692,12 @@ impl ServerActor {
             return;
         };
         self.progress.remove(&id);
-        let Some(tx) = self.pending.remove(&id) else {
+        let Some(call) = self.table.take(id) else {
             tracing::debug!(server = %self.spec.name, id, "late response (timed out or cancelled); ignored");
             return;
         };
-        self.counters
-            .in_flight
-            .store(self.pending.len(), Ordering::Relaxed);
-        let answer = match resp.outcome {
-            Outcome::Result(v) => Ok(v),
-            Outcome::Error(error) => Err(FleetError::Upstream {
-                server: self.spec.name.clone(),
-                error: Box::new(error),
-            }),
-        };
-        let _ = tx.send(answer);
+        let answer = self.table.outcome(resp.outcome);
+        self.table.finish(call, answer);
     }
 
     /// Requests from the server to us (sampling, roots, elicitation, ping). The fleet offers no
@@ -978,13 +943,12 @@ pub struct HandshakeFinished {
     result: Result<Handshake, HandshakeError>,
 }
 
-/// A request's caller gave up waiting or cancelled (internal).
-pub struct RequestAbandoned {
-    id: u64,
-    reason: &'static str,
+/// The watchdog answered these requests: timed out or cancelled (internal).
+pub struct RequestsAbandoned {
+    ids: Vec<(u64, Abandon)>,
 }
 
-/// What `request_task` sends.
+/// What `send_request` sends.
 struct OutgoingRequest {
     method: String,
     params: Option<Value>,
@@ -1162,19 +1126,16 @@ impl Message<HandshakeFinished> for ServerActor {
     }
 }
 
-impl Message<RequestAbandoned> for ServerActor {
+impl Message<RequestsAbandoned> for ServerActor {
     type Reply = ();
 
-    async fn handle(&mut self, msg: RequestAbandoned, _: &mut Context<Self, ()>) {
-        self.progress.remove(&msg.id);
-        if self.pending.remove(&msg.id).is_some() {
-            self.counters
-                .in_flight
-                .store(self.pending.len(), Ordering::Relaxed);
+    async fn handle(&mut self, msg: RequestsAbandoned, _: &mut Context<Self, ()>) {
+        for (id, why) in msg.ids {
+            self.progress.remove(&id);
             // Tell the server to stop working on it; its late answer will be ignored anyway.
             let cancel = Notification::new(
                 methods::CANCELLED,
-                Some(json!({"requestId": msg.id, "reason": msg.reason})),
+                Some(json!({"requestId": id, "reason": why.reason()})),
             );
             let _ = self.write(&RpcMessage::Notification(cancel));
         }
@@ -1189,13 +1150,14 @@ impl Message<WireRequest> for ServerActor {
         msg: WireRequest,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let actor_ref = ctx.actor_ref().clone();
-        let task = self.request_task(
-            &actor_ref,
+        let (delegated, tx) = ctx.reply_sender();
+        let reply = tx.map_or(Replier::Nobody, Replier::Caller);
+        self.send_request(
             OutgoingRequest::plain(msg.method.to_string(), msg.params, msg.timeout),
+            reply,
             false,
         );
-        ctx.spawn(task)
+        delegated
     }
 }
 
@@ -1299,11 +1261,7 @@ impl Message<CallServer> for ServerActor {
                     .map_err(|e| crate::actor::send_error(e, &label))
             });
         }
-        let actor_ref = ctx.actor_ref().clone();
-        match self.call_now(msg, &actor_ref) {
-            Ok(task) => ctx.spawn(task),
-            Err(e) => ctx.reply(Err(e)),
-        }
+        self.call_now(msg, ctx)
     }
 }
 
@@ -1314,23 +1272,20 @@ impl Message<CallNow> for ServerActor {
     type Reply = DelegatedReply<Result<Value, FleetError>>;
 
     async fn handle(&mut self, msg: CallNow, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        let actor_ref = ctx.actor_ref().clone();
-        match self.call_now(msg.0, &actor_ref) {
-            Ok(task) => ctx.spawn(task),
-            Err(e) => ctx.reply(Err(e)),
-        }
+        self.call_now(msg.0, ctx)
     }
 }
 
 impl ServerActor {
-    /// Sends the call if the server serves; otherwise answers at once with why not.
+    /// Sends the call if the server serves; otherwise answers at once with why not. The
+    /// caller's reply sender goes into the table: the answer reaches it from the reader.
     fn call_now(
         &mut self,
         msg: CallServer,
-        actor_ref: &ActorRef<Self>,
-    ) -> Result<impl Future<Output = Result<Value, FleetError>> + Send + 'static, FleetError> {
+        ctx: &mut Context<Self, DelegatedReply<Result<Value, FleetError>>>,
+    ) -> DelegatedReply<Result<Value, FleetError>> {
         let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
-            return Err(self.not_serving());
+            return ctx.reply(Err(self.not_serving()));
         };
         let request = OutgoingRequest {
             params: mcp::params_for_era(era, msg.params),
@@ -1342,7 +1297,9 @@ impl ServerActor {
             cancel: msg.cancel,
             progress: msg.progress,
         };
-        Ok(self.request_task(actor_ref, request, true))
+        let (delegated, tx) = ctx.reply_sender();
+        self.send_request(request, tx.map_or(Replier::Nobody, Replier::Caller), true);
+        delegated
     }
 }
 
@@ -1359,13 +1316,22 @@ impl Message<ProbeServer> for ServerActor {
         };
         let (method, params) = mcp::probe_method(era);
         let started = Instant::now();
-        let actor_ref = ctx.actor_ref().clone();
-        let task = self.request_task(
-            &actor_ref,
-            OutgoingRequest::plain(method.to_string(), params, msg.timeout),
-            false,
-        );
-        ctx.spawn(async move { task.await.map(|_| started.elapsed()) })
+        let answer = self.request(OutgoingRequest::plain(
+            method.to_string(),
+            params,
+            msg.timeout,
+        ));
+        let name = self.spec.name.clone();
+        ctx.spawn(async move {
+            match answer.await {
+                Ok(answer) => answer.map(|_| started.elapsed()),
+                // The actor dropped the request: it stopped without answering.
+                Err(_) => Err(FleetError::ServerExited {
+                    server: name,
+                    exit: None,
+                }),
+            }
+        })
     }
 }
 

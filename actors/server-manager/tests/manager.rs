@@ -25,6 +25,15 @@ fn call(server: &str, method: &str, params: serde_json::Value) -> CallServer {
     }
 }
 
+/// The reference server's `sleep` tool: answers after `ms`.
+fn sleep(server: &str, ms: u64) -> CallServer {
+    call(
+        server,
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"ms": ms}}),
+    )
+}
+
 fn echo(server: &str, message: &str) -> CallServer {
     call(
         server,
@@ -122,11 +131,7 @@ async fn concurrent_calls_are_remapped_and_answered_in_any_order() {
         })
         .await
         .unwrap();
-    let slow = manager.ask(call(
-        "a",
-        "tools/call",
-        json!({"name": "sleep", "arguments": {"ms": 400}}),
-    ));
+    let slow = manager.ask(sleep("a", 400));
     let fast = async {
         let r = manager.ask(echo("a", "fast")).await.unwrap();
         (r, Instant::now())
@@ -156,11 +161,7 @@ async fn a_servers_own_request_timeout_replaces_the_managers_default() {
     };
     manager.ask(LaunchServer { spec }).await.unwrap();
     // No timeout named by the caller: the spec's 300 ms applies, not the manager's 60 s.
-    let slow = call(
-        "own",
-        "tools/call",
-        json!({"name": "sleep", "arguments": {"ms": 5000}}),
-    );
+    let slow = sleep("own", 5000);
     let err = tokio::time::timeout(Duration::from_secs(10), manager.ask(slow))
         .await
         .expect("the spec's timeout ended the call")
@@ -177,6 +178,45 @@ async fn a_servers_own_request_timeout_replaces_the_managers_default() {
 }
 
 #[tokio::test]
+async fn a_short_timeout_is_kept_while_a_longer_request_is_pending() {
+    let manager = spawn_manager(config());
+    manager
+        .ask(LaunchServer {
+            spec: reference("w", &[]),
+        })
+        .await
+        .unwrap();
+    // The first request sets the watchdog's next look 60 s ahead; the second, due much
+    // sooner, must bring it forward.
+    let mut long = sleep("w", 30000);
+    long.timeout = Some(Duration::from_secs(60));
+    let m = manager.clone();
+    let long = tokio::spawn(async move { m.ask(long).send().await });
+    let mut short = sleep("w", 30000);
+    short.timeout = Some(Duration::from_millis(300));
+    let err = tokio::time::timeout(Duration::from_secs(10), manager.ask(short))
+        .await
+        .expect("the short timeout ended its call while the long one waits")
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            kameo::error::SendError::HandlerError(FleetError::Timeout { after, .. })
+                if *after == Duration::from_millis(300)
+        ),
+        "{err:?}"
+    );
+    assert!(!long.is_finished(), "the long request is still pending");
+    manager.ask(StopAllServers).await.unwrap();
+    // Stopping the server answers the long request too.
+    let answer = tokio::time::timeout(Duration::from_secs(10), long)
+        .await
+        .expect("the stop answered the pending request")
+        .unwrap();
+    assert!(answer.is_err(), "{answer:?}");
+}
+
+#[tokio::test]
 async fn a_request_times_out_and_the_server_keeps_serving() {
     let manager = spawn_manager(config());
     manager
@@ -185,11 +225,7 @@ async fn a_request_times_out_and_the_server_keeps_serving() {
         })
         .await
         .unwrap();
-    let mut slow = call(
-        "t",
-        "tools/call",
-        json!({"name": "sleep", "arguments": {"ms": 5000}}),
-    );
+    let mut slow = sleep("t", 5000);
     slow.timeout = Some(Duration::from_millis(200));
     let started = Instant::now();
     let err = manager.ask(slow).await.unwrap_err();

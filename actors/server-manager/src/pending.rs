@@ -1,0 +1,302 @@
+//! The requests a server's actor has sent and not yet seen answered, shared by the actor, its
+//! stdout reader and its watchdog.
+//!
+//! The reader answers a response itself, straight to the caller: the answer of an ordinary
+//! request passes through no other task. Only a request with a progress sink is answered by the
+//! actor, which forwards its progress notifications, so that the response never overtakes them.
+//! The watchdog answers what the server did not answer in time, and what the caller cancelled.
+//! Whoever takes a request out of the table answers it: exactly one answer per request.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use fleet_protocol::FleetError;
+use fleet_protocol::jsonrpc::{Outcome, RequestId, Response};
+use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, RequestOutcome};
+use kameo::actor::Recipient;
+use kameo::reply::ReplySender;
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::LiveCounters;
+
+/// How often the watchdog looks for cancelled requests while any that can be cancelled is
+/// pending: the longest a cancellation waits before the server is told.
+pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(20);
+
+pub(crate) type Answer = Result<Value, FleetError>;
+
+/// Where a request's answer goes.
+pub(crate) enum Replier {
+    /// An internal caller (handshake, probe) awaiting a receiver.
+    Oneshot(oneshot::Sender<Answer>),
+    /// The asker of a `CallServer`, answered without a task in between.
+    Caller(ReplySender<Answer>),
+    /// Nobody waits (the message was told, not asked).
+    Nobody,
+}
+
+impl Replier {
+    pub(crate) fn send(self, answer: Answer) {
+        match self {
+            // A caller that went away has nobody to tell.
+            Replier::Oneshot(tx) => {
+                let _ = tx.send(answer);
+            }
+            Replier::Caller(tx) => tx.send(answer),
+            Replier::Nobody => {}
+        }
+    }
+}
+
+/// One request waiting for its answer.
+pub(crate) struct PendingCall {
+    pub(crate) reply: Replier,
+    pub(crate) method: String,
+    pub(crate) started: Instant,
+    pub(crate) deadline: Instant,
+    pub(crate) cancel: Option<CancellationToken>,
+    /// Answered by the actor, after the progress it forwards.
+    pub(crate) routed: bool,
+    /// Recorded as a request metric, with this tool label (`None`: not a tool call).
+    pub(crate) record: Option<Option<String>>,
+}
+
+impl PendingCall {
+    /// When the watchdog must look at it again.
+    fn due(&self, now: Instant) -> Instant {
+        match &self.cancel {
+            Some(_) => self.deadline.min(now + CANCEL_POLL),
+            None => self.deadline,
+        }
+    }
+}
+
+/// Why the watchdog took a request out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Abandon {
+    TimedOut,
+    Cancelled,
+}
+
+impl Abandon {
+    /// The reason given to the server in `notifications/cancelled`.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Abandon::TimedOut => "timed out in mcp-fleet",
+            Abandon::Cancelled => "cancelled by the client",
+        }
+    }
+}
+
+struct Inner {
+    calls: HashMap<u64, PendingCall>,
+    /// When the watchdog will next look, if it is waiting for a time.
+    armed: Option<Instant>,
+}
+
+/// The shared table. Its lock is held for map operations only, never while answering.
+#[derive(Clone)]
+pub(crate) struct PendingTable {
+    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    server: String,
+    metrics: Option<Recipient<RecordMetric>>,
+    counters: Arc<LiveCounters>,
+    /// Wakes the watchdog when a request is due earlier than it planned to look.
+    wake: Notify,
+}
+
+impl PendingTable {
+    pub(crate) fn new(
+        server: String,
+        metrics: Option<Recipient<RecordMetric>>,
+        counters: Arc<LiveCounters>,
+    ) -> Self {
+        PendingTable {
+            inner: Arc::new(Mutex::new(Inner {
+                calls: HashMap::new(),
+                armed: None,
+            })),
+            shared: Arc::new(Shared {
+                server,
+                metrics,
+                counters,
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Map operations cannot leave the table half-changed: a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count(&self, inner: &Inner) {
+        self.shared
+            .counters
+            .in_flight
+            .store(inner.calls.len(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn insert(&self, id: u64, call: PendingCall) {
+        let due = call.due(Instant::now());
+        let mut inner = self.lock();
+        inner.calls.insert(id, call);
+        self.count(&inner);
+        let wake = inner.armed.is_none_or(|armed| due < armed);
+        if wake {
+            inner.armed = Some(due);
+        }
+        drop(inner);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Takes a request out without answering it: the taker answers.
+    pub(crate) fn take(&self, id: u64) -> Option<PendingCall> {
+        let mut inner = self.lock();
+        let call = inner.calls.remove(&id);
+        self.count(&inner);
+        call
+    }
+
+    /// Answers a response from the reader, unless the actor must (a request with progress, an
+    /// id that is not one of ours or no longer pending): then the response is handed back.
+    pub(crate) fn answer_direct(&self, resp: Response) -> Option<Response> {
+        let Some(id) = resp.id.as_ref().and_then(RequestId::as_u64) else {
+            return Some(resp);
+        };
+        let mut inner = self.lock();
+        match inner.calls.get(&id) {
+            Some(call) if !call.routed => {}
+            _ => return Some(resp),
+        }
+        let call = inner.calls.remove(&id).expect("checked above");
+        self.count(&inner);
+        drop(inner);
+        self.finish(call, self.outcome(resp.outcome));
+        None
+    }
+
+    /// A response's outcome as the caller's answer.
+    pub(crate) fn outcome(&self, outcome: Outcome) -> Answer {
+        match outcome {
+            Outcome::Result(v) => Ok(v),
+            Outcome::Error(error) => Err(FleetError::Upstream {
+                server: self.shared.server.clone(),
+                error: Box::new(error),
+            }),
+        }
+    }
+
+    /// Answers a request taken out of the table, and records it.
+    pub(crate) fn finish(&self, call: PendingCall, answer: Answer) {
+        if let (Some(tool), Some(m)) = (call.record, &self.shared.metrics) {
+            let outcome = match &answer {
+                Ok(_) => RequestOutcome::Ok,
+                Err(FleetError::Upstream { .. }) => RequestOutcome::Error,
+                Err(FleetError::Timeout { .. }) => RequestOutcome::Timeout,
+                Err(FleetError::Cancelled { .. }) => RequestOutcome::Cancelled,
+                Err(_) => RequestOutcome::Failed,
+            };
+            // A full or stopped collector must never hold up an answer; the event is dropped.
+            let _ = m
+                .tell(RecordMetric {
+                    event: MetricEvent::Request {
+                        server: self.shared.server.clone(),
+                        method: call.method,
+                        tool,
+                        latency: call.started.elapsed(),
+                        outcome,
+                    },
+                })
+                .try_send();
+        }
+        call.reply.send(answer);
+    }
+
+    /// Takes out every request, to answer them all (the process is gone, or the actor is).
+    pub(crate) fn drain(&self) -> Vec<PendingCall> {
+        let mut inner = self.lock();
+        let calls = inner.calls.drain().map(|(_, c)| c).collect();
+        self.count(&inner);
+        calls
+    }
+
+    /// Answers every request past its deadline or cancelled by its caller. Returns their ids,
+    /// for the server to be told, and when to look again (`None`: nothing is pending).
+    fn sweep(&self, now: Instant) -> (Vec<(u64, Abandon)>, Option<Instant>) {
+        let mut inner = self.lock();
+        let expired: Vec<(u64, PendingCall)> = inner
+            .calls
+            .extract_if(|_, call| {
+                call.cancel.as_ref().is_some_and(|c| c.is_cancelled()) || call.deadline <= now
+            })
+            .collect();
+        let next = inner.calls.values().map(|c| c.due(now)).min();
+        inner.armed = next;
+        self.count(&inner);
+        drop(inner);
+        let mut ids = Vec::with_capacity(expired.len());
+        for (id, call) in expired {
+            let server = self.shared.server.clone();
+            let method = call.method.clone();
+            let (why, error) = if call.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                (Abandon::Cancelled, FleetError::Cancelled { server, method })
+            } else {
+                let after = call.deadline - call.started;
+                (
+                    Abandon::TimedOut,
+                    FleetError::Timeout {
+                        server,
+                        method,
+                        after,
+                    },
+                )
+            };
+            self.finish(call, Err(error));
+            ids.push((id, why));
+        }
+        (ids, next)
+    }
+
+    /// The watchdog: sleeps until the earliest request is due (or a cancellation may need
+    /// noticing), answers what is overdue or cancelled, and hands their ids to `abandoned` for
+    /// the server to be told. Ends when `stop` is cancelled.
+    pub(crate) async fn watch<F, Fut>(self, stop: CancellationToken, mut abandoned: F)
+    where
+        F: FnMut(Vec<(u64, Abandon)>) -> Fut + Send,
+        Fut: Future<Output = ()> + Send,
+    {
+        let mut next: Option<Instant> = None;
+        loop {
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.shared.wake.notified() => {}
+                () = sleep => {}
+            }
+            let (ids, due) = self.sweep(Instant::now());
+            next = due;
+            if !ids.is_empty() {
+                abandoned(ids).await;
+            }
+        }
+    }
+}
