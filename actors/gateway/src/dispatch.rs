@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use fleet_protocol::FleetError;
 use fleet_protocol::jsonrpc::{ErrorObject, Notification, Request, Response, error_codes};
 use fleet_protocol::mcp::{self, methods};
+use fleet_protocol::messages::gateway::ClientReply;
 use fleet_protocol::messages::server::CallServer;
 use kameo::actor::ReplyRecipient;
 use serde_json::{Map, Value, json};
@@ -98,6 +99,42 @@ pub struct Call {
     pub progress: Option<mpsc::Sender<Notification>>,
     pub cancel: CancellationToken,
 }
+
+/// A client request handed back to whoever sent it, to be served in the sender's own task
+/// (the port's: the HTTP request's) instead of a task of the actor's.
+pub(crate) struct Prepared {
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) call: Call,
+    pub(crate) session: Option<Arc<str>>,
+    /// Dropped when the request ends, answered or abandoned (the session's in-flight entry).
+    pub(crate) done: Option<Box<dyn Send + Sync>>,
+}
+
+impl Prepared {
+    pub(crate) async fn run(self) -> Result<ClientReply, FleetError> {
+        let response = self
+            .dispatcher
+            .dispatch_traced(self.call, self.session.as_deref())
+            .await;
+        drop(self.done);
+        Ok(ClientReply::Response {
+            response,
+            session: None,
+        })
+    }
+}
+
+/// What an actor makes of a client message the port sends it ([`Serve`]).
+#[derive(kameo::Reply)]
+pub(crate) enum Served {
+    /// The answer.
+    Now(Result<ClientReply, FleetError>),
+    /// A request for the port to run.
+    Later(Prepared),
+}
+
+/// A client message from the port, which serves a request itself (internal).
+pub(crate) struct Serve(pub(crate) fleet_protocol::messages::gateway::ClientMessage);
 
 /// What the gateway says it can do.
 pub fn capabilities() -> Value {

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::GatewayConfig;
 use crate::catalog::{Catalog, ListKind, ServerLists};
-use crate::dispatch::{self, Call, Dispatcher, ServerDirectory};
+use crate::dispatch::{self, Call, Dispatcher, Prepared, Serve, Served, ServerDirectory};
 use crate::port::{SessionDirectory, SessionSlot};
 use crate::session::{ListsChanged, ServerLog, Session, SessionArgs};
 
@@ -521,6 +521,13 @@ async fn fetch_lists(
     Ok(lists)
 }
 
+/// What the gateway makes of a client message.
+enum Handled {
+    Served(Served),
+    /// A message of one of its sessions, for that session.
+    Forward(ActorRef<Session>, ClientMessage),
+}
+
 impl KameoMessage<ClientMessage> for Gateway {
     type Reply = DelegatedReply<ClientMessageReply>;
 
@@ -529,39 +536,72 @@ impl KameoMessage<ClientMessage> for Gateway {
         msg: ClientMessage,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        if !self.sweeping {
-            self.start_sweeping(ctx.actor_ref());
+        match self.client_message(msg, ctx.actor_ref()) {
+            Handled::Served(Served::Now(reply)) => ctx.reply(reply),
+            Handled::Served(Served::Later(call)) => ctx.spawn(call.run()),
+            Handled::Forward(session, msg) => {
+                let (delegated, reply) = ctx.reply_sender();
+                match reply {
+                    Some(tx) => forward_to_session(&session, msg, tx),
+                    None => {
+                        let _ = session.tell(msg).try_send();
+                    }
+                }
+                delegated
+            }
         }
+    }
+}
+
+impl KameoMessage<Serve> for Gateway {
+    type Reply = DelegatedReply<Served>;
+
+    async fn handle(&mut self, msg: Serve, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        match self.client_message(msg.0, ctx.actor_ref()) {
+            Handled::Served(served) => ctx.reply(served),
+            // The port sends a session's messages to the session; one it could not find in the
+            // directory is answered here as an ask of the session would be.
+            Handled::Forward(session, msg) => ctx.spawn(async move {
+                let id = msg.session.clone().unwrap_or_default();
+                Served::Now(
+                    session
+                        .ask(msg)
+                        .await
+                        .map_err(|e| crate::session_error(e, id)),
+                )
+            }),
+        }
+    }
+}
+
+impl Gateway {
+    fn client_message(&mut self, msg: ClientMessage, me: &ActorRef<Self>) -> Handled {
+        if !self.sweeping {
+            self.start_sweeping(me);
+        }
+        let now = |reply| Handled::Served(Served::Now(reply));
         let header = msg.protocol_version.as_deref();
         if let Err(e) = dispatch::check_version(header) {
-            return ctx.reply(Err(e));
+            return now(Err(e));
         }
         if let Some(id) = msg.session.as_deref() {
             let Some(entry) = self.sessions.get(id) else {
                 let id = id.to_owned();
-                return ctx.reply(Err(FleetError::UnknownSession { id }));
+                return now(Err(FleetError::UnknownSession { id }));
             };
             self.directory.used(&entry.slot, &msg.message);
-            let session = entry.slot.actor.clone();
-            let (delegated, reply) = ctx.reply_sender();
-            match reply {
-                Some(tx) => forward_to_session(&session, msg, tx),
-                None => {
-                    let _ = session.tell(msg).try_send();
-                }
-            }
-            return delegated;
+            return Handled::Forward(entry.slot.actor.clone(), msg);
         }
         let modern = is_modern(header, &msg.message);
         match msg.message {
             Message::Request(request) if !modern && request.method == methods::INITIALIZE => {
-                ctx.reply(self.open_session(request))
+                now(self.open_session(request))
             }
             Message::Request(request) if modern => {
                 if let Some(v) = request.params.as_ref().and_then(mcp::meta_version)
                     && v != mcp::MODERN_VERSION
                 {
-                    return ctx.reply(Err(FleetError::UnsupportedVersion {
+                    return now(Err(FleetError::UnsupportedVersion {
                         version: v.to_owned(),
                         supported: vec![mcp::MODERN_VERSION.into()],
                     }));
@@ -580,7 +620,7 @@ impl KameoMessage<ClientMessage> for Gateway {
                         kinds,
                         tx,
                     });
-                    return ctx.reply(Ok(ClientReply::Stream {
+                    return now(Ok(ClientReply::Stream {
                         first: Some(ack),
                         messages: rx,
                     }));
@@ -592,14 +632,16 @@ impl KameoMessage<ClientMessage> for Gateway {
                     progress: msg.progress,
                     cancel: msg.cancel,
                 };
-                let dispatcher = self.dispatcher.clone();
-                ctx.spawn(
-                    async move { respond(dispatcher.dispatch_traced(call, None).await, None) },
-                )
+                Handled::Served(Served::Later(Prepared {
+                    dispatcher: self.dispatcher.clone(),
+                    call,
+                    session: None,
+                    done: None,
+                }))
             }
             // A stateless client's notifications and responses need nothing from us.
-            _ if modern => ctx.reply(Ok(ClientReply::Accepted)),
-            _ => ctx.reply(Err(FleetError::MissingSession)),
+            _ if modern => now(Ok(ClientReply::Accepted)),
+            _ => now(Err(FleetError::MissingSession)),
         }
     }
 }

@@ -25,9 +25,9 @@ use fleet_protocol::jsonrpc::Message;
 use fleet_protocol::mcp::methods;
 use fleet_protocol::messages::gateway::{ClientMessage, ClientReply};
 use kameo::actor::ActorRef;
-use kameo::error::SendError;
+use kameo::error::{Infallible, SendError};
 
-use crate::dispatch;
+use crate::dispatch::{self, Serve, Served};
 use crate::gateway::Gateway;
 use crate::session::Session;
 
@@ -173,7 +173,8 @@ impl GatewayPort {
     }
 
     /// Sends a client message and waits for its reply: as an ask of the gateway would, but a
-    /// message of an open session goes to the session directly. A full session mailbox is
+    /// message of an open session goes to the session directly, and a request for a server is
+    /// served in the caller's task, which the actor hands it back to. A full session mailbox is
     /// waited for here, where waiting holds up only this caller.
     pub async fn send(
         &self,
@@ -183,21 +184,35 @@ impl GatewayPort {
             Some(id) => self.sessions.route(id, &msg.message),
             None => None,
         };
-        let Some((id, session)) = session else {
-            return self.gateway.ask(msg).await;
+        let served = match session {
+            None if msg.session.is_some() => return self.gateway.ask(msg).await,
+            None => self.gateway.ask(Serve(msg)).await,
+            Some((id, session)) => {
+                dispatch::check_version(msg.protocol_version.as_deref())
+                    .map_err(SendError::HandlerError)?;
+                match session.ask(Serve(msg)).await {
+                    // Ended before or while it handled the message (DELETE, expiry).
+                    Err(
+                        SendError::ActorNotRunning(_)
+                        | SendError::ActorRestarting(_)
+                        | SendError::ActorStopped,
+                    ) => {
+                        return Err(SendError::HandlerError(FleetError::UnknownSession {
+                            id: id.to_string(),
+                        }));
+                    }
+                    other => other,
+                }
+            }
         };
-        dispatch::check_version(msg.protocol_version.as_deref())
-            .map_err(SendError::HandlerError)?;
-        match session.ask(msg).await {
-            // Ended before or while it handled the message (DELETE, expiry).
-            Err(
-                SendError::ActorNotRunning(_)
-                | SendError::ActorRestarting(_)
-                | SendError::ActorStopped,
-            ) => Err(SendError::HandlerError(FleetError::UnknownSession {
-                id: id.to_string(),
-            })),
-            other => other,
-        }
+        let served = served.map_err(|e| {
+            e.map_msg(|Serve(msg)| msg)
+                .map_err(|never: Infallible| match never {})
+        })?;
+        let reply = match served {
+            Served::Now(reply) => reply,
+            Served::Later(call) => call.run().await,
+        };
+        reply.map_err(SendError::HandlerError)
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, ListKind};
-use crate::dispatch::{Call, Dispatcher};
+use crate::dispatch::{Call, Dispatcher, Prepared, Serve, Served};
 
 pub struct SessionArgs {
     pub id: Arc<str>,
@@ -141,6 +141,38 @@ impl KameoMessage<ClientMessage> for Session {
         msg: ClientMessage,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        match self.serve(msg) {
+            Served::Now(reply) => ctx.reply(reply),
+            // Served in a task of its own, so a slow tool never holds up the session.
+            Served::Later(call) => ctx.spawn(call.run()),
+        }
+    }
+}
+
+impl KameoMessage<Serve> for Session {
+    type Reply = Served;
+
+    async fn handle(&mut self, msg: Serve, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.serve(msg.0)
+    }
+}
+
+/// Takes a request out of the session's in-flight table when it ends, however it ends.
+struct InFlightEntry {
+    in_flight: InFlight,
+    id: RequestId,
+}
+
+impl Drop for InFlightEntry {
+    fn drop(&mut self) {
+        self.in_flight.lock().remove(&self.id);
+    }
+}
+
+impl Session {
+    /// Answers what the session answers itself; a request for a server comes back to be run
+    /// by the caller, registered as in flight so the client can cancel it.
+    fn serve(&mut self, msg: ClientMessage) -> Served {
         match msg.message {
             Message::Request(request) => {
                 if request.method == methods::SET_LOG_LEVEL {
@@ -163,7 +195,7 @@ impl KameoMessage<ClientMessage> for Session {
                             ),
                         ),
                     };
-                    return ctx.reply(Ok(ClientReply::Response {
+                    return Served::Now(Ok(ClientReply::Response {
                         response,
                         session: None,
                     }));
@@ -177,16 +209,14 @@ impl KameoMessage<ClientMessage> for Session {
                     progress: msg.progress,
                     cancel: msg.cancel,
                 };
-                let dispatcher = self.dispatcher.clone();
-                let in_flight = self.in_flight.clone();
-                let session = self.id.clone();
-                ctx.spawn(async move {
-                    let response = dispatcher.dispatch_traced(call, Some(&session)).await;
-                    in_flight.lock().remove(&id);
-                    Ok(ClientReply::Response {
-                        response,
-                        session: None,
-                    })
+                Served::Later(Prepared {
+                    dispatcher: self.dispatcher.clone(),
+                    call,
+                    session: Some(self.id.clone()),
+                    done: Some(Box::new(InFlightEntry {
+                        in_flight: self.in_flight.clone(),
+                        id,
+                    })),
                 })
             }
             Message::Notification(n) => {
@@ -203,10 +233,10 @@ impl KameoMessage<ClientMessage> for Session {
                         token.cancel();
                     }
                 }
-                ctx.reply(Ok(ClientReply::Accepted))
+                Served::Now(Ok(ClientReply::Accepted))
             }
             // The gateway sends clients no requests, so a response answers nothing.
-            Message::Response(_) => ctx.reply(Ok(ClientReply::Accepted)),
+            Message::Response(_) => Served::Now(Ok(ClientReply::Accepted)),
         }
     }
 }
