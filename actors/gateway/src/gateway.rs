@@ -29,6 +29,7 @@ use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorRef, Recipient, ReplyRecipient, Spawn, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible, SendError};
+use kameo::mailbox::{MailboxReceiver, Signal};
 use kameo::message::{BoxMessage, Context, Message as KameoMessage};
 use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError, ReplySender};
 use serde_json::{Value, json};
@@ -145,6 +146,18 @@ pub struct Gateway {
     stats: Box<GatewayStats>,
     status: Box<ReplyRecipient<GetServerStatus, ServerStatus, FleetError>>,
     metrics: Option<Box<Recipient<RecordMetric>>>,
+    /// The server manager's events; `None` once the manager has dropped its end.
+    events: Option<mpsc::UnboundedReceiver<ServerEvent>>,
+}
+
+/// The next server event, or never if there are no more.
+async fn next_event(
+    events: &mut Option<mpsc::UnboundedReceiver<ServerEvent>>,
+) -> Option<ServerEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the catalog is built from, and who hears of its changes.
@@ -173,20 +186,8 @@ impl Actor for Gateway {
         "Gateway"
     }
 
-    async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
+    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
         let config = Arc::new(args.config);
-        // Events come in as messages; the task holds a weak ref so it never keeps the gateway
-        // alive.
-        let weak = actor_ref.downgrade();
-        let mut events = args.events;
-        tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                let Some(me) = weak.upgrade() else { break };
-                if me.tell(ev).await.is_err() {
-                    break;
-                }
-            }
-        });
         // A gateway started again with the same directory: its sessions ended with the last.
         args.sessions.clear();
         Ok(Gateway {
@@ -212,7 +213,36 @@ impl Actor for Gateway {
             stats: Box::default(),
             status: Box::new(args.status),
             metrics: args.metrics.map(Box::new),
+            events: Some(args.events),
         })
+    }
+
+    /// The next message, or in between, the server manager's events: read here, between
+    /// messages, rather than by a task of their own that would tell them to the mailbox.
+    async fn next(
+        &mut self,
+        actor_ref: WeakActorRef<Self>,
+        mailbox_rx: &mut MailboxReceiver<Self>,
+    ) -> Result<Option<Signal<Self>>, Self::Error> {
+        loop {
+            let event = tokio::select! {
+                signal = mailbox_rx.recv() => return Ok(signal),
+                event = next_event(&mut self.events) => event,
+            };
+            match event {
+                Some(event) => {
+                    if let Some(count) = self.counter.record(Instant::now()) {
+                        self.report_messages(count);
+                    }
+                    let Some(me) = actor_ref.upgrade() else {
+                        return Ok(None);
+                    };
+                    self.on_server_event(event, &me);
+                }
+                // The manager is gone; the gateway keeps serving what it has.
+                None => self.events = None,
+            }
+        }
     }
 
     async fn on_message(
@@ -851,10 +881,8 @@ impl KameoMessage<Rebuild> for Gateway {
     }
 }
 
-impl KameoMessage<ServerEvent> for Gateway {
-    type Reply = ();
-
-    async fn handle(&mut self, msg: ServerEvent, ctx: &mut Context<Self, ()>) {
+impl Gateway {
+    fn on_server_event(&mut self, msg: ServerEvent, me: &ActorRef<Self>) {
         match msg {
             ServerEvent::StateChanged { server, state } => {
                 let serving = state == ServerState::Ready;
@@ -862,7 +890,7 @@ impl KameoMessage<ServerEvent> for Gateway {
                 let was = entry.serving;
                 entry.serving = serving;
                 if serving && !was {
-                    self.fetch(&server, ctx.actor_ref());
+                    self.fetch(&server, me);
                 } else if !serving && was {
                     // Withdrawn at once; listed again when it is ready.
                     entry.generation += 1;
@@ -877,7 +905,7 @@ impl KameoMessage<ServerEvent> for Gateway {
             } => {
                 if ListKind::from_notification(&notification.method).is_some() {
                     if self.lists.servers.get(&server).is_some_and(|s| s.serving) {
-                        self.fetch(&server, ctx.actor_ref());
+                        self.fetch(&server, me);
                     }
                 } else if notification.method == methods::LOG_MESSAGE {
                     let mut n = *notification;
