@@ -1,10 +1,12 @@
 //! `Gateway`: the registry of sessions and the keeper of the catalog.
 //!
-//! - Sessions: `initialize` spawns a [`Session`] under a fresh id from the OS CSPRNG; later
-//!   messages are looked up by id and handed to it (requests by ask, in a task, so the gateway
-//!   never waits on a session). A sweep ends sessions idle past the TTL or never initialized.
-//! - 2026-07-28 requests carry their version in `_meta` and need no session: the gateway serves
-//!   them in tasks of their own.
+//! - Sessions: `initialize` spawns a [`Session`] under a fresh id from the OS CSPRNG. Later
+//!   messages reach it through the port and the session directory; one sent to the gateway is
+//!   looked up by id and forwarded with the caller's reply sender, so the gateway never waits on
+//!   a session. A sweep ends sessions idle past the TTL or never initialized.
+//! - 2026-07-28 requests carry their version in `_meta` and need no session: the gateway hands
+//!   each back to the port (`Serve`), whose caller runs it, or runs it in a task when asked
+//!   `ClientMessage` directly.
 //! - Catalog: the server manager's events say when a server is ready or stops serving, and when
 //!   its lists change; the gateway lists the server again off its own path and rebuilds the
 //!   catalog, then tells every session (and every 2026 listener) what changed.
@@ -234,10 +236,11 @@ impl Actor for Gateway {
                     if let Some(count) = self.counter.record(Instant::now()) {
                         self.report_messages(count);
                     }
-                    let Some(me) = actor_ref.upgrade() else {
-                        return Ok(None);
-                    };
-                    self.on_server_event(event, &me);
+                    // No strong reference is left: the gateway is stopping, and whatever is
+                    // queued is still handled; the event has nobody to serve.
+                    if let Some(me) = actor_ref.upgrade() {
+                        self.on_server_event(event, &me);
+                    }
                 }
                 // The manager is gone; the gateway keeps serving what it has.
                 None => self.events = None,

@@ -1,6 +1,7 @@
-//! `Session`: one actor per 2025-era client session. It serves the session's requests (each
-//! in a task of its own, so a slow tool never holds up the session), cancels them when the client
-//! says so, and owns the session's server-to-client stream.
+//! `Session`: one actor per 2025-era client session. It serves the session's requests outside
+//! the actor (run by the port's caller, or in a task when asked `ClientMessage`), so a slow tool
+//! never holds up the session; cancels them when the client says so; and owns the session's
+//! server-to-client stream.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +38,8 @@ pub struct Session {
     catalog: watch::Receiver<Arc<Catalog>>,
     stream: Option<mpsc::Sender<Message>>,
     /// Requests being served, by the client's id, so `notifications/cancelled` can stop them.
-    /// Each request's task takes its own entry out when it answers, with no message to us.
+    /// Whoever runs a request takes its entry out when it ends (a drop guard), with no message
+    /// to us.
     in_flight: InFlight,
     /// Server log messages at this level or above go to the stream (`logging/setLevel`).
     log_level: Option<usize>,

@@ -19,7 +19,8 @@
 //! to every subscriber of `SubscribeServerEvents`.
 //!
 //! Invariants:
-//! - Every request gets exactly one answer: the server's, a timeout, or "server exited".
+//! - Every request gets exactly one answer: the server's, or why not (timeout, cancelled,
+//!   overloaded, server exited). Whoever takes it out of the pending table answers it.
 //! - No process outlives its actor: the actor's stop kills the whole process group.
 //! - A line on a child's stdout that is not JSON-RPC is logged and counted, never fatal.
 //! - Launches run concurrently: each server's actor does its own handshake.

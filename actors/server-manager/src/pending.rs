@@ -252,9 +252,8 @@ impl PendingTable {
         for (id, call) in expired {
             let server = self.shared.server.clone();
             let method = call.method.clone();
-            let (why, error) = if call.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
-                (Abandon::Cancelled, FleetError::Cancelled { server, method })
-            } else {
+            // Decided by the deadline, which cannot change since the request was taken out.
+            let (why, error) = if call.deadline <= now {
                 let after = call.deadline - call.started;
                 (
                     Abandon::TimedOut,
@@ -264,6 +263,8 @@ impl PendingTable {
                         after,
                     },
                 )
+            } else {
+                (Abandon::Cancelled, FleetError::Cancelled { server, method })
             };
             self.finish(call, Err(error));
             ids.push((id, why));

@@ -608,7 +608,10 @@ impl ServerActor {
             reply,
             method,
             started,
-            deadline: started + timeout,
+            // A timeout too large to add ("never") is a deadline far beyond any run.
+            deadline: started
+                .checked_add(timeout)
+                .unwrap_or_else(|| started + FAR_FUTURE),
             cancel,
             routed: route.is_some(),
             record,
@@ -995,6 +998,9 @@ pub struct StartAgain;
 pub struct RestartDue {
     generation: u64,
 }
+
+/// The deadline of a request whose timeout is too large to add to now: about 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// Queued stdin lines are joined into one write up to about this size.
 const STDIN_BATCH_BYTES: usize = 64 * 1024;

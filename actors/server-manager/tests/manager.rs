@@ -186,6 +186,11 @@ async fn a_short_timeout_is_kept_while_a_longer_request_is_pending() {
         })
         .await
         .unwrap();
+    // A timeout too large to add to now means "never", not a panic.
+    let mut never = echo("w", "no deadline");
+    never.timeout = Some(Duration::MAX);
+    let r = manager.ask(never).await.unwrap();
+    assert_eq!(r["content"][0]["text"], "no deadline");
     // The first request sets the watchdog's next look 60 s ahead; the second, due much
     // sooner, must bring it forward.
     let mut long = sleep("w", 30000);

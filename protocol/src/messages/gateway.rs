@@ -7,7 +7,8 @@
 //! | [`OpenStream`] | `Result<(), FleetError>` | `GET /mcp` |
 //! | [`CloseSession`] | `Result<(), FleetError>` | `DELETE /mcp` |
 //! | [`GetGatewayStats`] | `Result<GatewayStats, FleetError>` | (status, tests) |
-//! | [`ServerEvent`](crate::messages::server::ServerEvent) | `()` | (from the server manager) |
+//!
+//! The server manager's `ServerEvent`s reach the gateway on the channel it is started with.
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
