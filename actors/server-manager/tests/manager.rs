@@ -34,6 +34,26 @@ fn sleep(server: &str, ms: u64) -> CallServer {
     )
 }
 
+/// Asks `call` and expects a `Timeout` after `after`, within 10 s.
+async fn assert_times_out(
+    manager: &kameo::actor::ActorRef<fleet_server_manager::ServerManager>,
+    call: CallServer,
+    after: Duration,
+) {
+    let err = tokio::time::timeout(Duration::from_secs(10), manager.ask(call))
+        .await
+        .expect("the call's timeout ended it")
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            kameo::error::SendError::HandlerError(FleetError::Timeout { after: a, .. })
+                if *a == after
+        ),
+        "{err:?}"
+    );
+}
+
 fn echo(server: &str, message: &str) -> CallServer {
     call(
         server,
@@ -161,19 +181,7 @@ async fn a_servers_own_request_timeout_replaces_the_managers_default() {
     };
     manager.ask(LaunchServer { spec }).await.unwrap();
     // No timeout named by the caller: the spec's 300 ms applies, not the manager's 60 s.
-    let slow = sleep("own", 5000);
-    let err = tokio::time::timeout(Duration::from_secs(10), manager.ask(slow))
-        .await
-        .expect("the spec's timeout ended the call")
-        .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            kameo::error::SendError::HandlerError(FleetError::Timeout { after, .. })
-                if *after == Duration::from_millis(300)
-        ),
-        "{err:?}"
-    );
+    assert_times_out(&manager, sleep("own", 5000), Duration::from_millis(300)).await;
     manager.ask(StopAllServers).await.unwrap();
 }
 
@@ -199,18 +207,7 @@ async fn a_short_timeout_is_kept_while_a_longer_request_is_pending() {
     let long = tokio::spawn(async move { m.ask(long).send().await });
     let mut short = sleep("w", 30000);
     short.timeout = Some(Duration::from_millis(300));
-    let err = tokio::time::timeout(Duration::from_secs(10), manager.ask(short))
-        .await
-        .expect("the short timeout ended its call while the long one waits")
-        .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            kameo::error::SendError::HandlerError(FleetError::Timeout { after, .. })
-                if *after == Duration::from_millis(300)
-        ),
-        "{err:?}"
-    );
+    assert_times_out(&manager, short, Duration::from_millis(300)).await;
     assert!(!long.is_finished(), "the long request is still pending");
     manager.ask(StopAllServers).await.unwrap();
     // Stopping the server answers the long request too.
