@@ -758,7 +758,7 @@ const KINDS: [(&str, &str); 8] = [
     ),
     (
         "gateway",
-        "`spawn_with_mailbox(.., bounded(4096))`, with its event channel (its sweep ticker starts with the first client message)",
+        "`spawn_with_mailbox(.., bounded(4096))`, with its event task (its sweep ticker starts with the first client message)",
     ),
     (
         "server",

@@ -31,7 +31,6 @@ use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorRef, Recipient, ReplyRecipient, Spawn, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible, SendError};
-use kameo::mailbox::{MailboxReceiver, Signal};
 use kameo::message::{BoxMessage, Context, Message as KameoMessage};
 use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError, ReplySender};
 use serde_json::{Value, json};
@@ -148,18 +147,6 @@ pub struct Gateway {
     stats: Box<GatewayStats>,
     status: Box<ReplyRecipient<GetServerStatus, ServerStatus, FleetError>>,
     metrics: Option<Box<Recipient<RecordMetric>>>,
-    /// The server manager's events; `None` once the manager has dropped its end.
-    events: Option<mpsc::UnboundedReceiver<ServerEvent>>,
-}
-
-/// The next server event, or never if there are no more.
-async fn next_event(
-    events: &mut Option<mpsc::UnboundedReceiver<ServerEvent>>,
-) -> Option<ServerEvent> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// What the catalog is built from, and who hears of its changes.
@@ -188,8 +175,20 @@ impl Actor for Gateway {
         "Gateway"
     }
 
-    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+    async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
         let config = Arc::new(args.config);
+        // Events come in as messages; the task holds a weak ref so it never keeps the gateway
+        // alive.
+        let weak = actor_ref.downgrade();
+        let mut events = args.events;
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let Some(me) = weak.upgrade() else { break };
+                if me.tell(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
         // A gateway started again with the same directory: its sessions ended with the last.
         args.sessions.clear();
         Ok(Gateway {
@@ -215,37 +214,7 @@ impl Actor for Gateway {
             stats: Box::default(),
             status: Box::new(args.status),
             metrics: args.metrics.map(Box::new),
-            events: Some(args.events),
         })
-    }
-
-    /// The next message, or in between, the server manager's events: read here, between
-    /// messages, rather than by a task of their own that would tell them to the mailbox.
-    async fn next(
-        &mut self,
-        actor_ref: WeakActorRef<Self>,
-        mailbox_rx: &mut MailboxReceiver<Self>,
-    ) -> Result<Option<Signal<Self>>, Self::Error> {
-        loop {
-            let event = tokio::select! {
-                signal = mailbox_rx.recv() => return Ok(signal),
-                event = next_event(&mut self.events) => event,
-            };
-            match event {
-                Some(event) => {
-                    if let Some(count) = self.counter.record(Instant::now()) {
-                        self.report_messages(count);
-                    }
-                    // No strong reference is left: the gateway is stopping, and whatever is
-                    // queued is still handled; the event has nobody to serve.
-                    if let Some(me) = actor_ref.upgrade() {
-                        self.on_server_event(event, &me);
-                    }
-                }
-                // The manager is gone; the gateway keeps serving what it has.
-                None => self.events = None,
-            }
-        }
     }
 
     async fn on_message(
@@ -884,8 +853,10 @@ impl KameoMessage<Rebuild> for Gateway {
     }
 }
 
-impl Gateway {
-    fn on_server_event(&mut self, msg: ServerEvent, me: &ActorRef<Self>) {
+impl KameoMessage<ServerEvent> for Gateway {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ServerEvent, ctx: &mut Context<Self, ()>) {
         match msg {
             ServerEvent::StateChanged { server, state } => {
                 let serving = state == ServerState::Ready;
@@ -893,7 +864,7 @@ impl Gateway {
                 let was = entry.serving;
                 entry.serving = serving;
                 if serving && !was {
-                    self.fetch(&server, me);
+                    self.fetch(&server, ctx.actor_ref());
                 } else if !serving && was {
                     // Withdrawn at once; listed again when it is ready.
                     entry.generation += 1;
@@ -908,7 +879,7 @@ impl Gateway {
             } => {
                 if ListKind::from_notification(&notification.method).is_some() {
                     if self.lists.servers.get(&server).is_some_and(|s| s.serving) {
-                        self.fetch(&server, me);
+                        self.fetch(&server, ctx.actor_ref());
                     }
                 } else if notification.method == methods::LOG_MESSAGE {
                     let mut n = *notification;

@@ -10,8 +10,8 @@
 //! Client messages come through a [`GatewayPort`]: those of an open session go straight to the
 //! session's actor, found in the gateway's [`SessionDirectory`]; the rest go to the gateway.
 //!
-//! Messages handled: see `fleet_protocol::messages::gateway` (the closed set); the server
-//! manager's `ServerEvent`s are read from their channel between messages. Sends: `CallServer` to a server's actor (from the
+//! Messages handled: see `fleet_protocol::messages::gateway` (the closed set) and
+//! `ServerEvent`s from the server manager. Sends: `CallServer` to a server's actor (from the
 //! manager's `ServerDirectory`, when given one) or to the server manager, `GetServerStatus` to the
 //! server manager; `RecordMetric` to the metrics collector, if one is given (sessions created
 //! and ended, and the messages the gateway and its sessions handled). Each request is served in

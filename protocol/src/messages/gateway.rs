@@ -7,8 +7,7 @@
 //! | [`OpenStream`] | `Result<(), FleetError>` | `GET /mcp` |
 //! | [`CloseSession`] | `Result<(), FleetError>` | `DELETE /mcp` |
 //! | [`GetGatewayStats`] | `Result<GatewayStats, FleetError>` | (status, tests) |
-//!
-//! The server manager's `ServerEvent`s reach the gateway on the channel it is started with.
+//! | [`ServerEvent`](crate::messages::server::ServerEvent) | `()` | (from the server manager) |
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
