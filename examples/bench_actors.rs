@@ -27,7 +27,7 @@ use anyhow::{Context as _, bail};
 use fleet_examples::bench::{
     BenchArgs, Latencies, Mode, Report, Table, fmt_bytes, fmt_duration, read_process,
 };
-use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig};
+use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig, event_sink};
 use fleet_health_monitor::{HealthMonitor, HealthMonitorArgs, HealthMonitorConfig};
 use fleet_metrics_collector::{MetricsCollector, MetricsCollectorConfig};
 use fleet_protocol::ServerSpec;
@@ -38,7 +38,7 @@ use fleet_protocol::messages::health::{GetHealth, HealthChanged};
 use fleet_protocol::messages::metrics::{
     FlushMetrics, GetMetrics, MetricEvent, RecordMetric, RequestOutcome,
 };
-use fleet_protocol::messages::server::{LaunchServer, ListServers, ServerEvent};
+use fleet_protocol::messages::server::{EventSink, LaunchServer, ListServers};
 use fleet_protocol::messages::supervisor::{GetFleetStatus, Shutdown};
 use fleet_runtime::{Fleet, FleetOptions, telemetry};
 use fleet_server_manager::{ServerManager, ServerManagerArgs, ServerManagerConfig};
@@ -66,8 +66,6 @@ const DEFAULT_COUNT: usize = 100_000;
 /// The mailbox of the server manager and the health monitor in mcp-fleet (runtime's
 /// `SERVICE_MAILBOX`).
 const SERVICE_MAILBOX: usize = 1024;
-/// The gateway's mailbox in mcp-fleet (runtime's `GATEWAY_MAILBOX`).
-const GATEWAY_MAILBOX: usize = 4096;
 /// A session's mailbox (the gateway's `bounded(64)`), also kameo's default.
 const SESSION_MAILBOX: usize = 64;
 /// How many session opens or server launches are in flight at once in the memory runs.
@@ -543,7 +541,7 @@ async fn messaging(args: &BenchArgs, tables: &mut Vec<Table>) -> anyhow::Result<
         },
         AskPath {
             label: "gateway: `GetGatewayStats`",
-            route: "1 actor, bounded(4096)",
+            route: "1 actor, unbounded",
             single_hop: true,
             target: AskTarget::Gateway(fleet.gateway.clone()),
         },
@@ -758,7 +756,7 @@ const KINDS: [(&str, &str); 8] = [
     ),
     (
         "gateway",
-        "`spawn_with_mailbox(.., bounded(4096))`, with its event task (its sweep ticker starts with the first client message)",
+        "`spawn_with_mailbox(.., unbounded())`, with its event sink, as the server manager would hold it (its sweep ticker starts with the first client message)",
     ),
     (
         "server",
@@ -874,24 +872,20 @@ fn gateway_config(max_sessions: usize) -> GatewayConfig {
     }
 }
 
-fn spawn_gateway(
-    shared: &Shared,
-    max_sessions: usize,
-) -> (ActorRef<Gateway>, mpsc::UnboundedSender<ServerEvent>) {
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
+fn spawn_gateway(shared: &Shared, max_sessions: usize) -> (ActorRef<Gateway>, EventSink) {
     let gateway = Gateway::spawn_with_mailbox(
         GatewayArgs {
             config: gateway_config(max_sessions),
             servers: shared.manager.clone().reply_recipient(),
             status: shared.manager.clone().reply_recipient(),
-            events: events_rx,
             metrics: None,
             directory: None,
             sessions: Default::default(),
         },
-        mailbox::bounded(GATEWAY_MAILBOX),
+        mailbox::unbounded(),
     );
-    (gateway, events_tx)
+    let sink = event_sink(&gateway);
+    (gateway, sink)
 }
 
 /// The actors of one kind while they are up. The vectors are filled with `None` before the
@@ -902,12 +896,12 @@ enum Population {
     Manager(Vec<Option<ActorRef<ServerManager>>>),
     Health(Vec<Option<ActorRef<HealthMonitor>>>),
     Metrics(Vec<Option<ActorRef<MetricsCollector>>>),
-    Gateway(Vec<Option<(ActorRef<Gateway>, mpsc::UnboundedSender<ServerEvent>)>>),
+    Gateway(Vec<Option<(ActorRef<Gateway>, EventSink)>>),
     /// One manager holding every server's actor.
     Servers(Option<ActorRef<ServerManager>>),
-    /// One gateway holding every session (and the sender of its event channel, which the
-    /// server manager would hold).
-    Sessions(Option<(ActorRef<Gateway>, mpsc::UnboundedSender<ServerEvent>)>),
+    /// One gateway holding every session (and its event sink, which the server manager would
+    /// hold).
+    Sessions(Option<(ActorRef<Gateway>, EventSink)>),
 }
 
 impl Population {

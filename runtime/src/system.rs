@@ -15,14 +15,11 @@ use fleet_supervisor::{
     SupervisorConfig, supervise_service,
 };
 use kameo::actor::{ActorRef, Spawn};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Mailbox capacity of the server manager and the health monitor: room for bursts (a fleet
 /// launch, many concurrent calls) while still pushing back on a runaway sender.
 const SERVICE_MAILBOX: usize = 1024;
-
-/// Mailbox capacity of the gateway, which every client message passes through.
-const GATEWAY_MAILBOX: usize = 4096;
 
 /// Every actor's configuration.
 #[derive(Debug, Clone, Default)]
@@ -156,14 +153,6 @@ impl Fleet {
             0,
             (fleet_supervisor::ACTOR_NAME, total.saturating_sub(children)),
         );
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        if let Err(e) = refs
-            .server_manager
-            .ask(SubscribeServerEvents { sink: events_tx })
-            .await
-        {
-            tracing::error!(error = %e, "the gateway could not subscribe to server events");
-        }
         let gateway_started = Instant::now();
         let sessions = SessionDirectory::default();
         let gateway = Gateway::spawn_with_mailbox(
@@ -171,13 +160,22 @@ impl Fleet {
                 config: gateway_config,
                 servers: refs.server_manager.clone().reply_recipient(),
                 status: refs.server_manager.clone().reply_recipient(),
-                events: events_rx,
                 metrics: Some(refs.metrics.clone().recipient()),
                 directory: Some(directory),
                 sessions: sessions.clone(),
             },
-            kameo::mailbox::bounded(GATEWAY_MAILBOX),
+            // Unbounded, as its event sink needs (see `fleet_gateway::event_sink`).
+            kameo::mailbox::unbounded(),
         );
+        if let Err(e) = refs
+            .server_manager
+            .ask(SubscribeServerEvents {
+                sink: fleet_gateway::event_sink(&gateway),
+            })
+            .await
+        {
+            tracing::error!(error = %e, "the gateway could not subscribe to server events");
+        }
         gateway.wait_for_startup().await;
         startup.push((fleet_gateway::ACTOR_NAME, gateway_started.elapsed()));
         Fleet {

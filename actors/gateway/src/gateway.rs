@@ -26,7 +26,9 @@ use fleet_protocol::messages::gateway::{
     GetGatewayStats, GetGatewayStatsReply, OpenStream, OpenStreamReply,
 };
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, SessionEnd};
-use fleet_protocol::messages::server::{CallServer, GetServerStatus, ServerEvent};
+use fleet_protocol::messages::server::{
+    CallServer, Delivery, EventSink, GetServerStatus, ServerEvent,
+};
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorRef, Recipient, ReplyRecipient, Spawn, WeakActorRef};
@@ -48,8 +50,6 @@ pub struct GatewayArgs {
     /// The server manager: calls, and the capabilities of a server that became ready.
     pub servers: ReplyRecipient<CallServer, Value, FleetError>,
     pub status: ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
-    /// The server manager's events (subscribed by whoever wires the gateway in).
-    pub events: mpsc::UnboundedReceiver<ServerEvent>,
     /// Where metric events go, if anywhere: sessions created and ended, and the messages the
     /// gateway and its sessions handled.
     pub metrics: Option<Recipient<RecordMetric>>,
@@ -167,6 +167,30 @@ struct Lists {
 /// After a rebuild that took `d`, the next listing waits until `d` × this has passed.
 const REBUILD_SPACING: u32 = 4;
 
+/// The gateway's subscription to the server manager's events
+/// ([`SubscribeServerEvents`](fleet_protocol::messages::server::SubscribeServerEvents)): each
+/// event is told into the gateway's mailbox without waiting.
+///
+/// The gateway must then have an unbounded mailbox: a full one would lose the event (the
+/// manager logs it). That costs no control over memory, as every other message the gateway
+/// gets has a caller waiting on it (an HTTP request) or is its own (its sweep tick, a server's
+/// fetched lists, a rebuild).
+/// The sink holds a weak ref, so it never keeps the gateway alive; once the gateway is gone,
+/// the manager forgets the sink.
+pub fn event_sink(gateway: &ActorRef<Gateway>) -> EventSink {
+    let gateway = gateway.downgrade();
+    EventSink::new(move |event| {
+        let Some(gateway) = gateway.upgrade() else {
+            return Delivery::Gone;
+        };
+        match gateway.tell(event).try_send() {
+            Ok(()) => Delivery::Delivered,
+            Err(SendError::MailboxFull(_)) => Delivery::Full,
+            Err(_) => Delivery::Gone,
+        }
+    })
+}
+
 impl Actor for Gateway {
     type Args = GatewayArgs;
     type Error = Infallible;
@@ -175,20 +199,8 @@ impl Actor for Gateway {
         "Gateway"
     }
 
-    async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
+    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
         let config = Arc::new(args.config);
-        // Events come in as messages; the task holds a weak ref so it never keeps the gateway
-        // alive.
-        let weak = actor_ref.downgrade();
-        let mut events = args.events;
-        tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                let Some(me) = weak.upgrade() else { break };
-                if me.tell(ev).await.is_err() {
-                    break;
-                }
-            }
-        });
         // A gateway started again with the same directory: its sessions ended with the last.
         args.sessions.clear();
         Ok(Gateway {

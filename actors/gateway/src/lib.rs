@@ -40,7 +40,7 @@ mod session;
 pub use catalog::{Catalog, ListKind, Route, ServerLists};
 pub use config::GatewayConfig;
 pub use dispatch::ServerDirectory;
-pub use gateway::{Gateway, GatewayArgs};
+pub use gateway::{Gateway, GatewayArgs, event_sink};
 pub use port::{GatewayPort, SessionDirectory};
 pub use session::Session;
 

@@ -7,18 +7,23 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig, GatewayPort, SessionDirectory};
+use fleet_gateway::{
+    Gateway, GatewayArgs, GatewayConfig, GatewayPort, SessionDirectory, event_sink,
+};
 use fleet_protocol::jsonrpc::{Message, Outcome, Request};
 use fleet_protocol::messages::gateway::{
     ClientMessage, ClientReply, CloseSession, GetGatewayStats, OpenStream,
 };
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, SessionEnd};
-use fleet_protocol::messages::server::{CallServer, GetServerStatus, ServerEvent};
+use fleet_protocol::messages::server::{
+    CallServer, Delivery, EventSink, GetServerStatus, ServerEvent,
+};
 use fleet_protocol::status::{Era, Handshake};
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorRef, Spawn};
 use kameo::error::Infallible;
+use kameo::mailbox;
 use kameo::message::{Context, Message as KameoMessage};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -118,7 +123,8 @@ struct Setup {
     gateway: ActorRef<Gateway>,
     /// The same gateway, as `/mcp` reaches it: open sessions directly.
     port: GatewayPort,
-    events: mpsc::UnboundedSender<ServerEvent>,
+    /// The gateway's subscription, as the server manager holds it.
+    events: EventSink,
     tools: Tools,
     metrics: Arc<Mutex<Vec<MetricEvent>>>,
 }
@@ -128,17 +134,19 @@ fn setup(config: GatewayConfig) -> Setup {
     let manager = ScriptedManager::spawn(tools.clone());
     let metrics: Arc<Mutex<Vec<MetricEvent>>> = Arc::default();
     let sink = MetricSink::spawn(metrics.clone());
-    let (events, rx) = mpsc::unbounded_channel();
     let sessions = SessionDirectory::default();
-    let gateway = Gateway::spawn(GatewayArgs {
-        config,
-        servers: manager.clone().reply_recipient(),
-        status: manager.reply_recipient(),
-        events: rx,
-        metrics: Some(sink.recipient()),
-        directory: None,
-        sessions: sessions.clone(),
-    });
+    let gateway = Gateway::spawn_with_mailbox(
+        GatewayArgs {
+            config,
+            servers: manager.clone().reply_recipient(),
+            status: manager.reply_recipient(),
+            metrics: Some(sink.recipient()),
+            directory: None,
+            sessions: sessions.clone(),
+        },
+        mailbox::unbounded(),
+    );
+    let events = event_sink(&gateway);
     Setup {
         port: GatewayPort::new(gateway.clone(), sessions),
         gateway,
@@ -154,12 +162,11 @@ impl Setup {
             .lock()
             .unwrap()
             .insert(name.into(), tools.iter().map(|t| t.to_string()).collect());
-        self.events
-            .send(ServerEvent::StateChanged {
-                server: name.into(),
-                state,
-            })
-            .unwrap();
+        let delivered = self.events.send(ServerEvent::StateChanged {
+            server: name.into(),
+            state,
+        });
+        assert_eq!(delivered, Delivery::Delivered);
     }
 
     async fn send(
@@ -284,6 +291,19 @@ async fn the_catalog_follows_server_events_and_sessions_are_told() {
         s.tool_names(&session).await == ["a__echo", "b__echo"]
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_event_sink_is_gone_once_the_gateway_is() {
+    let s = setup(GatewayConfig::default());
+    let event = || ServerEvent::StateChanged {
+        server: "a".into(),
+        state: ServerState::Ready,
+    };
+    assert_eq!(s.events.send(event()), Delivery::Delivered);
+    s.gateway.stop_gracefully().await.unwrap();
+    s.gateway.wait_for_shutdown().await;
+    assert_eq!(s.events.send(event()), Delivery::Gone);
 }
 
 #[tokio::test]

@@ -373,10 +373,13 @@ impl Message<SubscribeServerEvents> for ServerManager {
         // Under the hub's lock, so no server publishes between the snapshot and the joining.
         let mut subs = self.events.lock();
         for (name, entry) in &self.servers {
-            let _ = msg.sink.send(ServerEvent::StateChanged {
+            let event = ServerEvent::StateChanged {
                 server: name.clone(),
                 state: entry.status().state,
-            });
+            };
+            if !crate::events::deliver(&msg.sink, event) {
+                return;
+            }
         }
         subs.push(msg.sink);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{config, reference, spawn_manager};
 use fleet_protocol::ServerState;
 use fleet_protocol::messages::server::{
-    CallServer, LaunchServer, ServerEvent, StopServer, SubscribeServerEvents,
+    CallServer, EventSink, LaunchServer, ServerEvent, StopServer, SubscribeServerEvents,
 };
 use fleet_protocol::{FleetError, messages::server::GetServerLogs};
 use serde_json::json;
@@ -49,7 +49,9 @@ async fn subscribers_get_the_current_states_then_every_change() {
         .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     manager
-        .ask(SubscribeServerEvents { sink: tx })
+        .ask(SubscribeServerEvents {
+            sink: EventSink::channel(tx),
+        })
         .await
         .unwrap();
     next_event(&mut rx, "early is ready (snapshot)", |e| {

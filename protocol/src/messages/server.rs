@@ -12,9 +12,10 @@
 //! | [`ProbeServer`] | `Result<Duration, FleetError>`: the probe's round trip |
 //! | [`GetServerLogs`] | `Result<Vec<String>, FleetError>`: the stderr ring buffer, oldest first |
 //! | [`StopAllServers`] | `Vec<StoppedServer>` |
-//! | [`SubscribeServerEvents`] | `()`; the current state of every server follows on the channel |
+//! | [`SubscribeServerEvents`] | `()`; the current state of every server follows through the sink |
 //! | [`crate::messages::health::HealthChanged`] | `()` (marks a server unhealthy or ready again) |
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -129,11 +130,57 @@ pub struct StopAllServers;
 pub type StopAllServersReply = Vec<StoppedServer>;
 
 /// Subscribe to what happens to servers. The manager first sends the current state of every
-/// server it knows, then every change as it happens, in order per server. A subscriber that
-/// drops its receiver is forgotten.
+/// server it knows, then every change as it happens, in order per server. A subscriber whose
+/// sink answers [`Delivery::Gone`] is forgotten.
 #[derive(Debug, Clone)]
 pub struct SubscribeServerEvents {
-    pub sink: mpsc::UnboundedSender<ServerEvent>,
+    pub sink: EventSink,
+}
+
+/// Where a subscriber hears server events: a function the publisher calls with each event.
+///
+/// It is called while the publisher holds the lock that orders events, so it must hand the
+/// event over without waiting: an unbounded channel ([`EventSink::channel`]) or an actor's
+/// unbounded mailbox, as the runtime wires the gateway. An event it cannot take without
+/// waiting ([`Delivery::Full`]) is lost, and the publisher logs it.
+#[derive(Clone)]
+pub struct EventSink(Arc<dyn Fn(ServerEvent) -> Delivery + Send + Sync>);
+
+/// What became of one event handed to an [`EventSink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The subscriber has it.
+    Delivered,
+    /// The subscriber is there but could not take it without waiting: it is lost.
+    Full,
+    /// The subscriber is gone: forget it.
+    Gone,
+}
+
+impl EventSink {
+    /// A sink that calls `deliver` with each event (without waiting; see [`EventSink`]).
+    pub fn new(deliver: impl Fn(ServerEvent) -> Delivery + Send + Sync + 'static) -> Self {
+        EventSink(Arc::new(deliver))
+    }
+
+    /// A sink that sends into an unbounded channel; gone once the receiver is dropped.
+    pub fn channel(tx: mpsc::UnboundedSender<ServerEvent>) -> Self {
+        EventSink::new(move |event| match tx.send(event) {
+            Ok(()) => Delivery::Delivered,
+            Err(_) => Delivery::Gone,
+        })
+    }
+
+    /// Hands over one event.
+    pub fn send(&self, event: ServerEvent) -> Delivery {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
 }
 
 /// What subscribers of [`SubscribeServerEvents`] hear.
