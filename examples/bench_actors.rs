@@ -875,7 +875,7 @@ fn gateway_config(max_sessions: usize) -> GatewayConfig {
 fn spawn_gateway(shared: &Shared, max_sessions: usize) -> (ActorRef<Gateway>, EventSink) {
     let gateway = Gateway::spawn_with_mailbox(
         GatewayArgs {
-            config: gateway_config(max_sessions),
+            config: std::sync::Arc::new(gateway_config(max_sessions)),
             servers: shared.manager.clone().reply_recipient(),
             status: shared.manager.clone().reply_recipient(),
             metrics: None,

@@ -157,7 +157,7 @@ impl Fleet {
         let sessions = SessionDirectory::default();
         let gateway = Gateway::spawn_with_mailbox(
             GatewayArgs {
-                config: gateway_config,
+                config: std::sync::Arc::new(gateway_config),
                 servers: refs.server_manager.clone().reply_recipient(),
                 status: refs.server_manager.clone().reply_recipient(),
                 metrics: Some(refs.metrics.clone().recipient()),

@@ -46,7 +46,9 @@ use crate::session::{ListsChanged, ServerLog, Session, SessionArgs};
 
 /// What the gateway is started with.
 pub struct GatewayArgs {
-    pub config: GatewayConfig,
+    /// Shared with its sessions. (An `Arc` here keeps the arguments small: kameo holds them in
+    /// the actor's task, which every gateway allocates.)
+    pub config: Arc<GatewayConfig>,
     /// The server manager: calls, and the capabilities of a server that became ready.
     pub servers: ReplyRecipient<CallServer, Value, FleetError>,
     pub status: ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
@@ -127,10 +129,31 @@ struct ServerEntry {
     lists: Option<ServerLists>,
 }
 
-/// The gateway. Only what most messages touch is inline; the rest is boxed, because kameo's
-/// actor task holds the state by value and copies it on every poll (once per message): at
-/// 328 bytes those copies were calls to `memcpy` (now under 200).
-pub struct Gateway {
+/// The catalog before any server is ready: one for every gateway (a catalog is never changed
+/// in place; a rebuild sends a new one).
+static EMPTY_CATALOG: std::sync::LazyLock<Arc<Catalog>> = std::sync::LazyLock::new(Arc::default);
+
+/// The gateway: its state, boxed. kameo's actor task holds the state by value, in more than
+/// one place, and copies it on every poll (once per message): inline, its 192 bytes made each
+/// gateway's task 768 bytes larger (and each poll a call to `memcpy`).
+pub struct Gateway(Box<State>);
+
+impl std::ops::Deref for Gateway {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Gateway {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+/// What the gateway keeps.
+pub struct State {
     config: Arc<GatewayConfig>,
     dispatcher: Dispatcher,
     sessions: HashMap<Arc<str>, SessionEntry>,
@@ -143,10 +166,10 @@ pub struct Gateway {
     /// The sweep ticker runs: it starts with the first client message, as until then there
     /// is nothing to sweep or report.
     sweeping: bool,
-    lists: Box<Lists>,
-    stats: Box<GatewayStats>,
-    status: Box<ReplyRecipient<GetServerStatus, ServerStatus, FleetError>>,
-    metrics: Option<Box<Recipient<RecordMetric>>>,
+    lists: Lists,
+    stats: GatewayStats,
+    status: ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
+    metrics: Option<Recipient<RecordMetric>>,
 }
 
 /// What the catalog is built from, and who hears of its changes.
@@ -200,10 +223,10 @@ impl Actor for Gateway {
     }
 
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        let config = Arc::new(args.config);
+        let config = args.config;
         // A gateway started again with the same directory: its sessions ended with the last.
         args.sessions.clear();
-        Ok(Gateway {
+        Ok(Gateway(Box::new(State {
             directory: args.sessions,
             dispatcher: Dispatcher {
                 servers: args.servers,
@@ -212,21 +235,21 @@ impl Actor for Gateway {
             },
             config,
             sessions: HashMap::new(),
-            catalog: watch::Sender::new(Arc::new(Catalog::default())),
+            catalog: watch::Sender::new(EMPTY_CATALOG.clone()),
             counter: MessageCounter::new(Instant::now(), REPORT_EVERY),
             session_messages: Arc::new(AtomicU64::new(0)),
             sweeping: false,
-            lists: Box::new(Lists {
+            lists: Lists {
                 servers: BTreeMap::new(),
                 listeners: Vec::new(),
                 rebuild_dirty: false,
                 rebuild_pending: false,
                 next_rebuild_at: Instant::now(),
-            }),
-            stats: Box::default(),
-            status: Box::new(args.status),
-            metrics: args.metrics.map(Box::new),
-        })
+            },
+            stats: GatewayStats::default(),
+            status: args.status,
+            metrics: args.metrics,
+        })))
     }
 
     async fn on_message(
@@ -715,10 +738,11 @@ impl KameoMessage<OpenStream> for Gateway {
         msg: OpenStream,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let Some(entry) = self.sessions.get_mut(msg.session.as_str()) else {
+        let state = &mut *self.0;
+        let Some(entry) = state.sessions.get_mut(msg.session.as_str()) else {
             return ctx.reply(Err(FleetError::UnknownSession { id: msg.session }));
         };
-        self.directory.seen(&entry.slot);
+        state.directory.seen(&entry.slot);
         entry.stream = Some(msg.sink.clone());
         let session = entry.slot.actor.clone();
         let id = msg.session.clone();
@@ -773,7 +797,7 @@ impl KameoMessage<GetGatewayStats> for Gateway {
             resource_templates: catalog.list(ListKind::ResourceTemplates).len(),
             prompts: catalog.list(ListKind::Prompts).len(),
             servers: catalog.servers().to_vec(),
-            ..(*self.stats).clone()
+            ..self.stats.clone()
         })
     }
 }
@@ -788,10 +812,11 @@ impl KameoMessage<Sweep> for Gateway {
         let now = Instant::now();
         let (ttl, init) = (self.config.session_idle_ttl, self.config.initialize_timeout);
         // A stream that closed counts as use until now: the client may be reconnecting.
-        for s in self.sessions.values_mut() {
+        let state = &mut *self.0;
+        for s in state.sessions.values_mut() {
             if s.stream.as_ref().is_some_and(|t| t.is_closed()) {
                 s.stream = None;
-                self.directory.seen(&s.slot);
+                state.directory.seen(&s.slot);
             }
         }
         let expired: Vec<Arc<str>> = self

@@ -137,7 +137,7 @@ fn setup(config: GatewayConfig) -> Setup {
     let sessions = SessionDirectory::default();
     let gateway = Gateway::spawn_with_mailbox(
         GatewayArgs {
-            config,
+            config: Arc::new(config),
             servers: manager.clone().reply_recipient(),
             status: manager.reply_recipient(),
             metrics: Some(sink.recipient()),
