@@ -809,7 +809,7 @@ impl Shared {
         );
         let manager = ServerManager::spawn_with_mailbox(
             ServerManagerArgs {
-                config: ServerManagerConfig::default(),
+                config: std::sync::Arc::new(ServerManagerConfig::default()),
                 metrics: None,
                 directory: None,
             },
@@ -951,7 +951,7 @@ impl Population {
                 for s in v.iter_mut() {
                     *s = Some(ServerManager::spawn_with_mailbox(
                         ServerManagerArgs {
-                            config: config.clone(),
+                            config: std::sync::Arc::new(config.clone()),
                             metrics: None,
                             directory: None,
                         },
@@ -989,7 +989,7 @@ impl Population {
             Population::Servers(slot) => {
                 let manager = ServerManager::spawn_with_mailbox(
                     ServerManagerArgs {
-                        config: ServerManagerConfig::default(),
+                        config: std::sync::Arc::new(ServerManagerConfig::default()),
                         metrics: None,
                         directory: None,
                     },

@@ -76,7 +76,7 @@ impl Fleet {
                     )
                     .await;
                     let sm_args = ServerManagerArgs {
-                        config: options.server_manager.clone(),
+                        config: std::sync::Arc::new(options.server_manager.clone()),
                         metrics: Some(metrics.clone().recipient()),
                         directory: Some(directory_for_manager),
                     };

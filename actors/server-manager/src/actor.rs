@@ -76,7 +76,9 @@ impl Default for ServerManagerConfig {
 /// What the server manager is started with.
 #[derive(Clone)]
 pub struct ServerManagerArgs {
-    pub config: ServerManagerConfig,
+    /// Shared with every server's actor. (An `Arc` keeps the arguments small: kameo holds them
+    /// in the actor's task.)
+    pub config: Arc<ServerManagerConfig>,
     /// Where metric events go, if anywhere.
     pub metrics: Option<Recipient<RecordMetric>>,
     /// Kept current with the actor of every server the manager has, for callers that send
@@ -124,7 +126,26 @@ impl Entry {
     }
 }
 
-pub struct ServerManager {
+/// The server manager: its state, boxed. kameo keeps an actor's state by value in the actor's
+/// task, more than once over, so a boxed state keeps every manager's task small.
+pub struct ServerManager(Box<State>);
+
+impl std::ops::Deref for ServerManager {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerManager {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+/// What the server manager keeps.
+pub struct State {
     pub(crate) config: Arc<ServerManagerConfig>,
     pub(crate) metrics: Option<Recipient<RecordMetric>>,
     pub(crate) servers: BTreeMap<String, Entry>,
@@ -145,8 +166,8 @@ impl Actor for ServerManager {
 
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
         let every = args.config.report_every;
-        Ok(ServerManager {
-            config: Arc::new(args.config),
+        Ok(ServerManager(Box::new(State {
+            config: args.config,
             metrics: args.metrics,
             servers: BTreeMap::new(),
             events: EventHub::default(),
@@ -156,7 +177,7 @@ impl Actor for ServerManager {
                 // A restarted manager starts with no servers: the old actors died with it.
                 directory_write(d).clear();
             }),
-        })
+        })))
     }
 
     async fn on_link_died(
@@ -167,10 +188,11 @@ impl Actor for ServerManager {
     ) -> Result<ControlFlow<ActorStopReason>, Self::Error> {
         // A server's actor died (it panicked): its process went with it (its on_stop kills the
         // group). Mark the server failed; the manager itself carries on.
-        if let Some((name, entry)) = self.servers.iter_mut().find(|(_, e)| e.actor.id() == id) {
+        let state = &mut *self.0;
+        if let Some((name, entry)) = state.servers.iter_mut().find(|(_, e)| e.actor.id() == id) {
             tracing::error!(server = %name, ?reason, "server actor died");
             entry.died = Some(format!("its actor died: {reason}"));
-            if let Some(d) = &self.directory {
+            if let Some(d) = &state.directory {
                 directory_write(d).remove(name);
             }
         }

@@ -487,7 +487,7 @@ async fn the_directory_holds_each_servers_actor_until_it_is_removed() {
     let directory = fleet_server_manager::ServerDirectory::default();
     let manager =
         fleet_server_manager::ServerManager::spawn(fleet_server_manager::ServerManagerArgs {
-            config: config(),
+            config: std::sync::Arc::new(config()),
             metrics: None,
             directory: Some(directory.clone()),
         });
@@ -520,7 +520,7 @@ async fn the_directory_holds_each_servers_actor_until_it_is_removed() {
     manager.wait_for_shutdown().await;
     let _again =
         fleet_server_manager::ServerManager::spawn(fleet_server_manager::ServerManagerArgs {
-            config: config(),
+            config: std::sync::Arc::new(config()),
             metrics: None,
             directory: Some(directory.clone()),
         });

@@ -45,7 +45,7 @@ fn spawn_with_metrics(config: ServerManagerConfig) -> (ActorRef<ServerManager>, 
     let events = Events::default();
     let sink = MetricSink::spawn(events.clone());
     let manager = ServerManager::spawn(ServerManagerArgs {
-        config,
+        config: std::sync::Arc::new(config),
         metrics: Some(sink.recipient()),
         directory: None,
     });

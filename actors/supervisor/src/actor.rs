@@ -37,7 +37,26 @@ pub struct SupervisorArgs {
     pub wiring: Wiring,
 }
 
-pub struct Supervisor {
+/// The supervisor: its state, boxed. kameo keeps an actor's state by value in the actor's
+/// task, more than once over, so a boxed state keeps the task small.
+pub struct Supervisor(Box<State>);
+
+impl std::ops::Deref for Supervisor {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Supervisor {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+/// What the supervisor keeps.
+pub struct State {
     pub(crate) services: Services,
     pub(crate) restarts: BTreeMap<ServiceKind, u32>,
     pub(crate) own_startup: Duration,
@@ -64,13 +83,13 @@ impl Actor for Supervisor {
         for (kind, took) in &services.startup {
             tracing::debug!(service = %kind, took_us = took.as_micros() as u64, "service started");
         }
-        Ok(Supervisor {
+        Ok(Supervisor(Box::new(State {
             services,
             restarts: BTreeMap::new(),
             // The supervisor's own start-up, without the children it waited for.
             own_startup: begin.elapsed().saturating_sub(children),
             config: args.config,
-        })
+        })))
     }
 
     async fn on_message(

@@ -147,9 +147,10 @@ impl Message<ServiceRestarted> for Supervisor {
     type Reply = ();
 
     async fn handle(&mut self, msg: ServiceRestarted, _: &mut Context<Self, Self::Reply>) {
+        let limit = self.config.service_restart_limit;
         let n = self.restarts.entry(msg.kind).or_default();
         *n += 1;
-        tracing::warn!(service = %msg.kind, restarts = *n, limit = self.config.service_restart_limit, "service actor restarted after a failure");
+        tracing::warn!(service = %msg.kind, restarts = *n, limit, "service actor restarted after a failure");
         let _ = self
             .services
             .metrics

@@ -24,7 +24,7 @@ pub fn config() -> ServerManagerConfig {
 
 pub fn spawn_manager(config: ServerManagerConfig) -> ActorRef<ServerManager> {
     ServerManager::spawn(ServerManagerArgs {
-        config,
+        config: std::sync::Arc::new(config),
         metrics: None,
         directory: None,
     })
