@@ -161,16 +161,19 @@ pub fn run(args: &[String]) -> Result<()> {
     let mode = if options.full { "full" } else { "quick" };
     let selected = |b: &Bench| options.only.is_empty() || options.only.iter().any(|n| n == b.name);
 
+    // `--bins` too: with `--examples` alone, cargo builds no binary of any package, and the
+    // benchmarks would run whatever `target/release/mcp-fleet` an earlier build left.
     util::run(cargo().args([
         "build",
         "--release",
         "-p",
         "fleet-examples",
-        "--examples",
         "-p",
         "fleet-runtime",
         "-p",
         "mcp-reference-server",
+        "--examples",
+        "--bins",
     ]))?;
 
     let out_dir = root.join("target").join("bench");
