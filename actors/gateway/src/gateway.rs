@@ -135,7 +135,7 @@ static EMPTY_CATALOG: std::sync::LazyLock<Arc<Catalog>> = std::sync::LazyLock::n
 
 /// The gateway: its state, boxed. kameo's actor task holds the state by value, in more than
 /// one place, and copies it on every poll (once per message): inline, its 192 bytes made each
-/// gateway's task 768 bytes larger (and each poll a call to `memcpy`).
+/// gateway's task about 512 bytes larger (and each poll a call to `memcpy`).
 pub struct Gateway(Box<State>);
 
 impl std::ops::Deref for Gateway {
