@@ -139,7 +139,21 @@ async fn main() -> anyhow::Result<()> {
 
     // 4. Metrics.
     println!("4. Metrics (GetMetrics snapshot)");
-    let m = fleet.metrics.ask(GetMetrics).await.context("metrics")?;
+    // A server's request metrics reach the collector in batches, within 100 ms: wait (at most
+    // 5 s) until the snapshot counts every call.
+    let counted = Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        let m = fleet.metrics.ask(GetMetrics).await.context("metrics")?;
+        let echoes: u64 = m
+            .servers
+            .values()
+            .filter_map(|s| s.tool_calls.get("echo"))
+            .sum();
+        if echoes >= TOOL_CALLS as u64 || Instant::now() >= counted {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     println!(
         "   {:<11} {:>6} {:>9} {:>7} {:>11} {:>9} {:>11} {:>7}",
         "server", "starts", "handshake", "probes", "probe mean", "requests", "req mean", "stderr"

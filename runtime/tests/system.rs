@@ -10,7 +10,7 @@ use common::{process_running, reference, wait_for};
 use fleet_protocol::ServerSpec;
 use fleet_protocol::messages::gateway::GetGatewayStats;
 use fleet_protocol::messages::health::GetHealth;
-use fleet_protocol::messages::metrics::{FlushMetrics, GetMetrics};
+use fleet_protocol::messages::metrics::{FlushMetrics, GetMetrics, ServerMetrics};
 use fleet_protocol::messages::server::{CallServer, GetServerStatus};
 use fleet_protocol::messages::supervisor::{GetFleetStatus, LaunchFleet, Shutdown};
 use fleet_runtime::{Fleet, FleetOptions};
@@ -104,11 +104,24 @@ async fn a_fleet_launches_is_probed_measured_and_shut_down() {
         "a failed server is not probed"
     );
 
-    fleet.metrics.ask(FlushMetrics).await.unwrap();
-    let m = fleet.metrics.ask(GetMetrics).await.unwrap();
+    // A server's request metrics reach the collector in batches, within 100 ms: wait for the
+    // N calls of `echo`. The gateway's listing requests may land in the same window, so the
+    // requests in all are at least N, each with its latency.
+    let echo = |m: &ServerMetrics| m.tool_calls.get("echo").copied().unwrap_or(0);
+    let m = wait_for(Duration::from_secs(10), "beta's calls counted", || async {
+        fleet.metrics.ask(FlushMetrics).await.ok()?;
+        let m = fleet.metrics.ask(GetMetrics).await.ok()?;
+        (echo(&m.servers["beta"]) >= echo(&before) + N).then_some(m)
+    })
+    .await;
     let beta = &m.servers["beta"];
-    assert_eq!(beta.requests_ok - before.requests_ok, N);
-    assert_eq!(beta.request_latency.count - before.request_latency.count, N);
+    assert_eq!(echo(beta) - echo(&before), N);
+    let ok = beta.requests_ok - before.requests_ok;
+    assert!(ok >= N, "{ok} requests counted");
+    assert_eq!(
+        beta.request_latency.count - before.request_latency.count,
+        ok
+    );
     assert_eq!(beta.starts, 1);
     assert_eq!(beta.ready, 1);
     assert_eq!(m.servers["missing"].launch_failures, 1);

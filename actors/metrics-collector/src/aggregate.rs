@@ -26,6 +26,9 @@ impl Aggregates {
 
     /// Folds one event in. An event for a server or actor not seen before creates its entry.
     pub fn apply(&mut self, event: &MetricEvent) {
+        if let MetricEvent::Batch(events) = event {
+            return events.iter().for_each(|e| self.apply(e));
+        }
         let snap = Arc::make_mut(&mut self.snapshot);
         snap.events = snap.events.saturating_add(1);
         match event {
@@ -118,6 +121,8 @@ impl Aggregates {
             MetricEvent::HttpResponse { status, .. } => {
                 inc(snap.gateway.http_responses.entry(*status).or_default())
             }
+            // Unpacked above: its events are counted and applied one by one.
+            MetricEvent::Batch(_) => {}
         }
     }
 

@@ -515,6 +515,7 @@ impl Exporter {
                     || counter!(HTTP_RESPONSES, "path" => *path, "status" => status.to_string()),
                 )
                 .increment(1),
+            MetricEvent::Batch(events) => events.iter().for_each(|e| self.record(e)),
         }
     }
 }

@@ -92,10 +92,13 @@ async fn events_reach_the_prometheus_exposition() {
             path: "other",
             status: 404,
         },
-        request("tools/call", 2, RequestOutcome::Ok),
-        request("tools/call", 3, RequestOutcome::Ok),
-        request("tools/call", 40, RequestOutcome::Ok),
-        request("tools/list", 1, RequestOutcome::Error),
+        // Sent as a server sends its requests: in one batch.
+        MetricEvent::Batch(vec![
+            request("tools/call", 2, RequestOutcome::Ok),
+            request("tools/call", 3, RequestOutcome::Ok),
+            request("tools/call", 40, RequestOutcome::Ok),
+            request("tools/list", 1, RequestOutcome::Error),
+        ]),
         MetricEvent::Probe {
             server: "a".into(),
             latency: Duration::from_millis(5),
@@ -177,7 +180,7 @@ async fn events_reach_the_prometheus_exposition() {
     expect(r#"mcp_fleet_probes_total{server="a",outcome="failed"} 1"#);
     expect(r#"mcp_fleet_stderr_lines_total{server="a"} 12"#);
     expect(r#"mcp_fleet_actor_restarts_total{actor="health-monitor"} 1"#);
-    // The sent events plus the FlushMetrics, reported by the flush.
+    // The messages sent (a batch is one) plus the FlushMetrics, reported by the flush.
     expect(&format!(
         r#"mcp_fleet_actor_messages_total{{actor="metrics-collector"}} {}"#,
         sent + 1

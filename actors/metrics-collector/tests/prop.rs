@@ -163,7 +163,8 @@ fn server_of(event: &MetricEvent) -> Option<&str> {
         | MetricEvent::ActorRestarted { .. }
         | MetricEvent::SessionCreated
         | MetricEvent::SessionEnded { .. }
-        | MetricEvent::HttpResponse { .. } => None,
+        | MetricEvent::HttpResponse { .. }
+        | MetricEvent::Batch(_) => None,
     }
 }
 
@@ -443,5 +444,25 @@ proptest! {
             .prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle()))
     ) {
         prop_assert_eq!(without_last(apply_all(&events)), without_last(apply_all(&shuffled)));
+    }
+
+    /// Events cut into batches (nested ones included) leave exactly what they leave told one
+    /// by one, `last` values and the event count included.
+    #[test]
+    fn batches_are_their_events_in_order(
+        events in prop::collection::vec(event(), 0..120),
+        cuts in prop::collection::vec(0usize..8, 1..40),
+    ) {
+        let mut batched = Vec::new();
+        let mut rest = events.as_slice();
+        for (i, cut) in cuts.iter().cycle().take(events.len() + 1).enumerate() {
+            let (batch, tail) = rest.split_at((*cut).min(rest.len()));
+            rest = tail;
+            let batch = MetricEvent::Batch(batch.to_vec());
+            // Every third batch goes inside another one.
+            batched.push(if i % 3 == 2 { MetricEvent::Batch(vec![batch]) } else { batch });
+        }
+        batched.extend(rest.iter().cloned());
+        prop_assert_eq!(apply_all(&batched), apply_all(&events));
     }
 }

@@ -6,6 +6,11 @@
 //! actor, which forwards its progress notifications, so that the response never overtakes them.
 //! The watchdog answers what the server did not answer in time, and what the caller cancelled.
 //! Whoever takes a request out of the table answers it: exactly one answer per request.
+//!
+//! Request metrics go to the collector in batches ([`MetricEvent::Batch`]): when
+//! [`METRIC_BATCH`] are waiting, or [`METRIC_FLUSH`] after the first of them, sent by the
+//! watchdog; and whatever is left when the watchdog stops. A message per request would wake the
+//! collector for each one, and on a multi-threaded runtime often a second worker thread with it.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -27,6 +32,11 @@ use crate::server::LiveCounters;
 /// How often the watchdog looks for cancelled requests while any that can be cancelled is
 /// pending: the longest a cancellation waits before the server is told.
 pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(20);
+
+/// Request metrics waiting for the collector are sent once there are this many...
+pub(crate) const METRIC_BATCH: usize = 64;
+/// ...or this long after the first of them was recorded, whichever comes first.
+pub(crate) const METRIC_FLUSH: Duration = Duration::from_millis(100);
 
 pub(crate) type Answer = Result<Value, FleetError>;
 
@@ -97,6 +107,10 @@ struct Inner {
     calls: HashMap<u64, PendingCall>,
     /// When the watchdog will next look, if it is waiting for a time.
     armed: Option<Instant>,
+    /// Request metrics not sent yet, oldest first.
+    unsent: Vec<MetricEvent>,
+    /// When `unsent` must be sent (set with its first event).
+    flush_at: Option<Instant>,
 }
 
 /// The shared table. Its lock is held for map operations only, never while answering.
@@ -124,6 +138,8 @@ impl PendingTable {
             inner: Arc::new(Mutex::new(Inner {
                 calls: HashMap::new(),
                 armed: None,
+                unsent: Vec::new(),
+                flush_at: None,
             })),
             shared: Arc::new(Shared {
                 server,
@@ -200,9 +216,9 @@ impl PendingTable {
         }
     }
 
-    /// Answers a request taken out of the table, and records it.
+    /// Answers a request taken out of the table, and records it. Called without the lock held.
     pub(crate) fn finish(&self, call: PendingCall, answer: Answer) {
-        if let (Some(tool), Some(m)) = (call.record, &self.shared.metrics) {
+        if let (Some(tool), Some(_)) = (call.record, &self.shared.metrics) {
             let outcome = match &answer {
                 Ok(_) => RequestOutcome::Ok,
                 Err(FleetError::Upstream { .. }) => RequestOutcome::Error,
@@ -210,20 +226,67 @@ impl PendingTable {
                 Err(FleetError::Cancelled { .. }) => RequestOutcome::Cancelled,
                 Err(_) => RequestOutcome::Failed,
             };
-            // A full or stopped collector must never hold up an answer; the event is dropped.
-            let _ = m
-                .tell(RecordMetric {
-                    event: MetricEvent::Request {
-                        server: self.shared.server.clone(),
-                        method: call.method,
-                        tool,
-                        latency: call.started.elapsed(),
-                        outcome,
-                    },
-                })
-                .try_send();
+            self.record(MetricEvent::Request {
+                server: self.shared.server.clone(),
+                method: call.method,
+                tool,
+                latency: call.started.elapsed(),
+                outcome,
+            });
         }
         call.reply.send(answer);
+    }
+
+    /// Queues a request metric: sent now if it fills a batch; otherwise the first one of a
+    /// batch sets when the watchdog sends them, and wakes it if it planned to look later.
+    fn record(&self, event: MetricEvent) {
+        let mut inner = self.lock();
+        inner.unsent.push(event);
+        let mut wake = false;
+        let full = if inner.unsent.len() >= METRIC_BATCH {
+            inner.flush_at = None;
+            Some(std::mem::take(&mut inner.unsent))
+        } else {
+            if inner.flush_at.is_none() {
+                let due = Instant::now() + METRIC_FLUSH;
+                inner.flush_at = Some(due);
+                wake = inner.armed.is_none_or(|armed| due < armed);
+                if wake {
+                    inner.armed = Some(due);
+                }
+            }
+            None
+        };
+        drop(inner);
+        if let Some(events) = full {
+            self.send_metrics(events);
+        }
+        if wake {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Sends queued request metrics: one event as itself, more as a batch. A full or stopped
+    /// collector must never hold up an answer; the events are then dropped.
+    fn send_metrics(&self, mut events: Vec<MetricEvent>) {
+        let Some(m) = &self.shared.metrics else {
+            return;
+        };
+        let event = match events.len() {
+            0 => return,
+            1 => events.swap_remove(0),
+            _ => MetricEvent::Batch(events),
+        };
+        let _ = m.tell(RecordMetric { event }).try_send();
+    }
+
+    /// Sends every queued request metric now.
+    pub(crate) fn flush_metrics(&self) {
+        let mut inner = self.lock();
+        inner.flush_at = None;
+        let events = std::mem::take(&mut inner.unsent);
+        drop(inner);
+        self.send_metrics(events);
     }
 
     /// Takes out every request, to answer them all (the process is gone, or the actor is).
@@ -234,8 +297,9 @@ impl PendingTable {
         calls
     }
 
-    /// Answers every request past its deadline or cancelled by its caller. Returns their ids,
-    /// for the server to be told, and when to look again (`None`: nothing is pending).
+    /// Answers every request past its deadline or cancelled by its caller, and sends the request
+    /// metrics that are due. Returns the ids of those requests, for the server to be told, and
+    /// when to look again (`None`: nothing is pending).
     fn sweep(&self, now: Instant) -> (Vec<(u64, Abandon)>, Option<Instant>) {
         let mut inner = self.lock();
         let expired: Vec<(u64, PendingCall)> = inner
@@ -244,10 +308,22 @@ impl PendingTable {
                 call.cancel.as_ref().is_some_and(|c| c.is_cancelled()) || call.deadline <= now
             })
             .collect();
-        let next = inner.calls.values().map(|c| c.due(now)).min();
+        let metrics = if inner.flush_at.is_some_and(|at| at <= now) {
+            inner.flush_at = None;
+            std::mem::take(&mut inner.unsent)
+        } else {
+            Vec::new()
+        };
+        let next = inner
+            .calls
+            .values()
+            .map(|c| c.due(now))
+            .chain(inner.flush_at)
+            .min();
         inner.armed = next;
         self.count(&inner);
         drop(inner);
+        self.send_metrics(metrics);
         let mut ids = Vec::with_capacity(expired.len());
         for (id, call) in expired {
             let server = self.shared.server.clone();
@@ -273,8 +349,9 @@ impl PendingTable {
     }
 
     /// The watchdog: sleeps until the earliest request is due (or a cancellation may need
-    /// noticing), answers what is overdue or cancelled, and hands their ids to `abandoned` for
-    /// the server to be told. Ends when `stop` is cancelled.
+    /// noticing, or request metrics sending), answers what is overdue or cancelled, and hands
+    /// their ids to `abandoned` for the server to be told. Ends when `stop` is cancelled,
+    /// sending the request metrics still queued.
     pub(crate) async fn watch<F, Fut>(self, stop: CancellationToken, mut abandoned: F)
     where
         F: FnMut(Vec<(u64, Abandon)>) -> Fut + Send,
@@ -289,7 +366,7 @@ impl PendingTable {
                 }
             };
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return self.flush_metrics(),
                 () = self.shared.wake.notified() => {}
                 () = sleep => {}
             }

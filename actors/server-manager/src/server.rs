@@ -227,6 +227,8 @@ impl Actor for ServerActor {
         }
         self.watchdog.cancel();
         self.fail_pending(None);
+        // The watchdog may have stopped before these were recorded.
+        self.table.flush_metrics();
         Ok(())
     }
 }

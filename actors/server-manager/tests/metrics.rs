@@ -68,11 +68,20 @@ async fn next_matching<T>(
     .await
 }
 
-fn requests(events: &Events) -> Vec<(String, Option<String>, RequestOutcome)> {
+/// Every event, batches unpacked, in order.
+fn unpacked(events: &[MetricEvent]) -> Vec<&MetricEvent> {
     events
-        .lock()
-        .unwrap()
         .iter()
+        .flat_map(|e| match e {
+            MetricEvent::Batch(batch) => unpacked(batch),
+            e => vec![e],
+        })
+        .collect()
+}
+
+fn requests(events: &Events) -> Vec<(String, Option<String>, RequestOutcome)> {
+    unpacked(&events.lock().unwrap())
+        .into_iter()
         .filter_map(|e| match e {
             MetricEvent::Request {
                 method,
@@ -287,5 +296,48 @@ async fn exits_say_why_and_each_restart_is_counted_once() {
         })
         .collect();
     assert_eq!(reasons, [ExitReason::Signaled, ExitReason::Unresponsive]);
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+#[tokio::test]
+async fn request_metrics_come_in_batches_and_none_is_lost() {
+    const CALLS: usize = 150;
+    let (manager, events) = spawn_with_metrics(config());
+    manager
+        .ask(LaunchServer {
+            spec: reference("b", &[]),
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..CALLS {
+        manager
+            .ask(call(
+                "b",
+                "tools/call",
+                json!({"name": "echo", "arguments": {"message": format!("{i}")}}),
+            ))
+            .await
+            .unwrap();
+    }
+    let took = started.elapsed();
+    // The last, partial batch comes once its time is up, with nothing else happening.
+    wait_for(Duration::from_secs(5), "every request recorded", || async {
+        (requests(&events).len() == CALLS).then_some(())
+    })
+    .await;
+    let messages = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, MetricEvent::Request { .. } | MetricEvent::Batch(_)))
+        .count();
+    // At most a message per full batch, plus one per flush interval the calls spanned and the
+    // last one: far fewer than a message per request.
+    let intervals = (took.as_millis() / 100) as usize + 2;
+    assert!(
+        messages <= CALLS / 64 + intervals,
+        "{messages} messages for {CALLS} requests in {took:?}"
+    );
     manager.ask(StopAllServers).await.unwrap();
 }

@@ -204,6 +204,9 @@ pub enum MetricEvent {
     /// The HTTP layer answered a request for `path` (one of the paths it serves, or `other`)
     /// with this status code.
     HttpResponse { path: &'static str, status: u16 },
+    /// Several events, recorded in order as if each had been sent alone. A producer of frequent
+    /// events (a server's requests) sends them this way, so the collector is not woken for each.
+    Batch(Vec<MetricEvent>),
 }
 
 /// Count, sum and extremes of a latency.
