@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# System calls and context switches of mcp-fleet per request: counts, which the machine's noise
+# does not change, unlike times. Used in BENCHMARKS.md ("Gateway: one metric message per
+# request").
+#
+#   examples/syscalls_per_request.sh [MCP_FLEET_BIN] [REQUESTS] [call|ping] [VAR=VALUE ...]
+#
+# Runs MCP_FLEET_BIN (default target/release/mcp-fleet) with server-everything (installed by
+# .ci/install-bench-peers) on a free 127.0.0.1 port, opens one 2025-11-25 session from a Python
+# http.client (keep-alive), warms up with 200 requests, then sends REQUESTS (default 3000)
+# sequential `tools/call everything__echo` (or `ping`, which the gateway answers itself) while
+# `perf stat -p` counts. The VAR=VALUE arguments go into mcp-fleet's environment
+# (TOKIO_WORKER_THREADS=1, say). Needs perf, python3 and curl; stops everything it starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-target/release/mcp-fleet}
+n=${2:-3000}
+method=${3:-call}
+shift $(($# < 3 ? $# : 3))
+# shellcheck disable=SC1091
+. target/bench-peers/bench-peers.env
+work=$(mktemp -d)
+fleet=""
+cleanup() {
+    [ -n "$fleet" ] && kill -TERM "$fleet" 2>/dev/null && wait "$fleet" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+printf '{"mcpServers":{"everything":{"command":"%s","args":["%s"]}}}' \
+    "$BENCH_NODE" "$BENCH_EVERYTHING_JS" > "$work/fleet.json"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+env "$@" "$bin" run --config "$work/fleet.json" --listen "127.0.0.1:$port" > "$work/fleet.log" 2>&1 &
+fleet=$!
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$port/readyz" > /dev/null || { echo "mcp-fleet not ready" >&2; exit 1; }
+
+cat > "$work/client.py" <<'EOF'
+import http.client, json, os, sys, time
+port, n, method, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+c = http.client.HTTPConnection("127.0.0.1", port)
+H = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+def post(body, extra={}):
+    c.request("POST", "/mcp", json.dumps(body), {**H, **extra})
+    r = c.getresponse(); d = r.read(); return r, d
+r, _ = post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}})
+S = {"Mcp-Session-Id": r.getheader("Mcp-Session-Id"), "MCP-Protocol-Version": "2025-11-25"}
+post({"jsonrpc": "2.0", "method": "notifications/initialized"}, S)
+def one(i):
+    if method == "ping":
+        body = {"jsonrpc": "2.0", "id": i, "method": "ping"}
+    else:
+        body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                "params": {"name": "everything__echo", "arguments": {"message": "hi"}}}
+    r, d = post(body, S)
+    assert r.status == 200 and b'"error"' not in d, (r.status, d)
+for i in range(200): one(i)
+open(f"{work}/go", "w").close(); time.sleep(1.0)
+t = time.time()
+for i in range(n): one(1000 + i)
+dt = time.time() - t
+open(f"{work}/done", "w").close()
+print(f"{n} sequential {method} requests in {dt:.3f} s ({n / dt:.0f}/s)")
+EOF
+python3 "$work/client.py" "$port" "$n" "$method" "$work" &
+client=$!
+while [ ! -f "$work/go" ]; do sleep 0.05; done
+perf stat -p "$fleet" -o "$work/perf.txt" -e task-clock,context-switches,raw_syscalls:sys_enter \
+    -e syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_write \
+    -e syscalls:sys_enter_writev,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read &
+perf=$!
+while [ ! -f "$work/done" ]; do sleep 0.01; done
+kill -INT "$perf"; wait "$perf" || true
+wait "$client"
+awk -v n="$n" '/^ *[0-9][0-9,.]* /{gsub(",","",$1); name = ($2 == "msec") ? "task-clock (µs)" : $2;
+    v = ($2 == "msec") ? $1 * 1000 : $1; printf "%-32s %12.0f  %8.2f per request\n", name, v, v/n}' "$work/perf.txt"
