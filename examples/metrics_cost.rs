@@ -1,7 +1,8 @@
 //! What recording one request's metrics costs, in ns: `cargo run --release --example metrics_cost`.
 //!
-//! Each request to an MCP server produces one `MetricEvent::Request` that the server actor sends
-//! with `tell(RecordMetric { event }).try_send()` to the metrics collector, which applies it to
+//! Each request to an MCP server produces one `MetricEvent::Request`, which the server actor sends
+//! to the metrics collector with `tell(RecordMetric { event }).try_send()` (since 386debc, in a
+//! `MetricEvent::Batch` with others; this example sends one event per message). The collector applies it to
 //! its `Aggregates` and records it through its `Exporter` (the `metrics` facade, into the
 //! Prometheus recorder). The example installs that recorder as the `mcp-fleet` binary does
 //! (`fleet_runtime::telemetry::install_prometheus()` inside a multi-threaded tokio runtime, with

@@ -43,8 +43,8 @@ async fn a_fleet_launches_is_probed_measured_and_shut_down() {
         "{err}"
     );
 
-    // Exactly N calls are counted as N requests. The gateway lists each ready server's items
-    // (requests too): let it finish with beta first, and count from there.
+    // N calls are counted as N requests. The gateway lists each ready server's items (requests
+    // too): let it finish with beta first, and count from there.
     wait_for(
         Duration::from_secs(10),
         "the gateway to list beta",

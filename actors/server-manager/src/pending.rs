@@ -9,8 +9,9 @@
 //!
 //! Request metrics go to the collector in batches ([`MetricEvent::Batch`]): when
 //! [`METRIC_BATCH`] are waiting, or [`METRIC_FLUSH`] after the first of them, sent by the
-//! watchdog; and whatever is left when the watchdog stops. A message per request would wake the
-//! collector for each one, and on a multi-threaded runtime often a second worker thread with it.
+//! watchdog; and whatever is left when the watchdog or the actor stops, after which each one is
+//! sent as it comes. A message per request would wake the collector for each one, and on a
+//! multi-threaded runtime often a second worker thread with it.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -111,6 +112,8 @@ struct Inner {
     unsent: Vec<MetricEvent>,
     /// When `unsent` must be sent (set with its first event).
     flush_at: Option<Instant>,
+    /// The actor has stopped: request metrics are sent as they come, not queued.
+    closed: bool,
 }
 
 /// The shared table. Its lock is held for map operations only, never while answering.
@@ -140,6 +143,7 @@ impl PendingTable {
                 armed: None,
                 unsent: Vec::new(),
                 flush_at: None,
+                closed: false,
             })),
             shared: Arc::new(Shared {
                 server,
@@ -237,13 +241,14 @@ impl PendingTable {
         call.reply.send(answer);
     }
 
-    /// Queues a request metric: sent now if it fills a batch; otherwise the first one of a
-    /// batch sets when the watchdog sends them, and wakes it if it planned to look later.
+    /// Queues a request metric: sent now if it fills a batch (or the queue is closed);
+    /// otherwise the first one of a batch sets when the watchdog sends them, and wakes it if it
+    /// planned to look later.
     fn record(&self, event: MetricEvent) {
         let mut inner = self.lock();
         inner.unsent.push(event);
         let mut wake = false;
-        let full = if inner.unsent.len() >= METRIC_BATCH {
+        let full = if inner.unsent.len() >= METRIC_BATCH || inner.closed {
             inner.flush_at = None;
             Some(std::mem::take(&mut inner.unsent))
         } else {
@@ -280,9 +285,11 @@ impl PendingTable {
         let _ = m.tell(RecordMetric { event }).try_send();
     }
 
-    /// Sends every queued request metric now.
-    pub(crate) fn flush_metrics(&self) {
+    /// Sends every queued request metric now; with `close`, also every later one as it comes
+    /// (the actor has stopped: its watchdog may be gone).
+    pub(crate) fn flush_metrics(&self, close: bool) {
         let mut inner = self.lock();
+        inner.closed |= close;
         inner.flush_at = None;
         let events = std::mem::take(&mut inner.unsent);
         drop(inner);
@@ -366,7 +373,7 @@ impl PendingTable {
                 }
             };
             tokio::select! {
-                () = stop.cancelled() => return self.flush_metrics(),
+                () = stop.cancelled() => return self.flush_metrics(true),
                 () = self.shared.wake.notified() => {}
                 () = sleep => {}
             }
@@ -376,5 +383,84 @@ impl PendingTable {
                 abandoned(ids).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use kameo::Actor;
+    use kameo::actor::{ActorRef, Spawn};
+    use kameo::message::{Context, Message};
+
+    use super::*;
+
+    /// Keeps every message it is told, in order.
+    struct Sink(Arc<Mutex<Vec<MetricEvent>>>);
+
+    impl Actor for Sink {
+        type Args = Arc<Mutex<Vec<MetricEvent>>>;
+        type Error = kameo::error::Infallible;
+        async fn on_start(seen: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+            Ok(Sink(seen))
+        }
+    }
+
+    impl Message<RecordMetric> for Sink {
+        type Reply = ();
+        async fn handle(&mut self, msg: RecordMetric, _: &mut Context<Self, ()>) {
+            self.0.lock().unwrap().push(msg.event);
+        }
+    }
+
+    fn answer(table: &PendingTable) {
+        let call = PendingCall {
+            reply: Replier::Nobody,
+            method: "tools/call".into(),
+            started: Instant::now(),
+            deadline: Instant::now() + Duration::from_secs(60),
+            cancel: None,
+            routed: false,
+            record: Some(Some("echo".into())),
+        };
+        table.finish(call, Ok(Value::Null));
+    }
+
+    /// No watchdog runs here, so only a full batch and the flushes send anything.
+    #[tokio::test]
+    async fn a_full_batch_goes_at_once_the_rest_at_the_flush_and_one_by_one_once_closed() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink::spawn(seen.clone());
+        let table = PendingTable::new("s".into(), Some(sink.recipient()), Default::default());
+        for _ in 0..METRIC_BATCH + 10 {
+            answer(&table);
+        }
+        table.flush_metrics(true);
+        answer(&table);
+        let sizes = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let sizes: Vec<usize> = seen
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|e| match e {
+                        MetricEvent::Batch(b) => b.len(),
+                        _ => 1,
+                    })
+                    .collect();
+                if sizes.len() == 3 {
+                    return sizes;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("three messages");
+        assert_eq!(sizes, [METRIC_BATCH, 10, 1]);
+        assert!(matches!(
+            seen.lock().unwrap()[2],
+            MetricEvent::Request { .. }
+        ));
     }
 }

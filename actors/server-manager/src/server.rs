@@ -227,8 +227,8 @@ impl Actor for ServerActor {
         }
         self.watchdog.cancel();
         self.fail_pending(None);
-        // The watchdog may have stopped before these were recorded.
-        self.table.flush_metrics();
+        // The watchdog may have stopped before these were recorded, or stop after.
+        self.table.flush_metrics(true);
         Ok(())
     }
 }
