@@ -10,7 +10,9 @@
 # http.client (keep-alive), warms up with 200 requests, then sends REQUESTS (default 3000)
 # sequential `tools/call everything__echo` (or `ping`, which the gateway answers itself) while
 # `perf stat -p` counts. The VAR=VALUE arguments go into mcp-fleet's environment
-# (TOKIO_WORKER_THREADS=1, say). Needs perf, python3 and curl; stops everything it starts.
+# (TOKIO_WORKER_THREADS=2, say). Needs perf, python3 and curl; stops everything it starts.
+# `perf stat -p` counts only the threads present when it attaches: a run whose counts are a
+# fraction of the others' missed a thread, and says nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/mcp-fleet}

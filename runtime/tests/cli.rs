@@ -212,6 +212,26 @@ async fn after_sigkill_no_server_survives_and_the_next_start_sweeps_what_could()
 }
 
 #[tokio::test]
+async fn the_worker_threads_variable_is_read_and_a_bad_value_is_a_usage_error() {
+    let claude = write_config(common::DOCUMENTED_CONFIG);
+    for good in ["1", "3"] {
+        let out = common::check_config(&claude.0, &[("TOKIO_WORKER_THREADS", Some(good))]).await;
+        assert_eq!(out.status.code(), Some(0), "{good}: {out:?}");
+    }
+    for bad in ["0", "two", ""] {
+        let out = common::check_config(&claude.0, &[("TOKIO_WORKER_THREADS", Some(bad))]).await;
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "TOKIO_WORKER_THREADS must be a positive integer, not `{bad}`"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn check_validates_claude_desktop_and_vs_code_configs_without_starting_anything() {
     // The example of the MCP documentation, unchanged.
     let claude = write_config(common::DOCUMENTED_CONFIG);
