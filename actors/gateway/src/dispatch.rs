@@ -194,9 +194,13 @@ impl Dispatcher {
     /// [`Dispatcher::dispatch`] inside a span `mcp_request` with the session (empty for a
     /// stateless request), the method, the client's request id and, once routed, the server;
     /// a debug event at the end says how it went and how long it took.
+    ///
+    /// The span is at `debug`: nothing inside a request logs at `info` or above, and at `info`
+    /// the fmt layer would still format the span's fields for every request, about 1 % of the
+    /// samples of a profile of the gateway under load (BENCHMARKS.md).
     pub async fn dispatch_traced(&self, call: Call, session: Option<&str>) -> Response {
         use tracing::Instrument;
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "mcp_request",
             session = session.unwrap_or(""),
             method = %call.request.method,

@@ -15,8 +15,8 @@
 //! manager's `ServerDirectory`, when given one) or to the server manager, `GetServerStatus` to the
 //! server manager; `RecordMetric` to the metrics collector, if one is given (sessions created
 //! and ended, and the messages the gateway and its sessions handled). Each request is served in
-//! a tracing span `mcp_request` with its session, method, id and server. The HTTP transport is
-//! runtime's; this crate sees JSON-RPC messages only.
+//! a `debug` tracing span `mcp_request` with its session, method, id and server. The HTTP
+//! transport is runtime's; this crate sees JSON-RPC messages only.
 //!
 //! Invariants:
 //! - Every client request gets exactly one response: the server's, or a JSON-RPC error saying
