@@ -116,6 +116,14 @@ struct Inner {
     closed: bool,
 }
 
+impl Inner {
+    /// The queued request metrics, to send now; nothing is then due.
+    fn take_unsent(&mut self) -> Vec<MetricEvent> {
+        self.flush_at = None;
+        std::mem::take(&mut self.unsent)
+    }
+}
+
 /// The shared table. Its lock is held for map operations only, never while answering.
 #[derive(Clone)]
 pub(crate) struct PendingTable {
@@ -249,8 +257,7 @@ impl PendingTable {
         inner.unsent.push(event);
         let mut wake = false;
         let full = if inner.unsent.len() >= METRIC_BATCH || inner.closed {
-            inner.flush_at = None;
-            Some(std::mem::take(&mut inner.unsent))
+            Some(inner.take_unsent())
         } else {
             if inner.flush_at.is_none() {
                 let due = Instant::now() + METRIC_FLUSH;
@@ -290,8 +297,7 @@ impl PendingTable {
     pub(crate) fn flush_metrics(&self, close: bool) {
         let mut inner = self.lock();
         inner.closed |= close;
-        inner.flush_at = None;
-        let events = std::mem::take(&mut inner.unsent);
+        let events = inner.take_unsent();
         drop(inner);
         self.send_metrics(events);
     }
@@ -316,8 +322,7 @@ impl PendingTable {
             })
             .collect();
         let metrics = if inner.flush_at.is_some_and(|at| at <= now) {
-            inner.flush_at = None;
-            std::mem::take(&mut inner.unsent)
+            inner.take_unsent()
         } else {
             Vec::new()
         };
