@@ -17,6 +17,8 @@
 //!   requests (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `_meta`);
 //! - the peers, in 2025-11-25 sessions only (the comparison the issue asks for), each in
 //!   stateful Streamable HTTP at `/mcp`;
+//! - the floor: `bare_bridge` (`examples/bare_bridge.rs`), the least an HTTP-to-stdio bridge
+//!   does, on mcp-fleet's HTTP stack, in 2025-11-25 sessions (what any bridge costs here);
 //! - to split mcp-fleet's overhead by layer, the same call asked in-process (this program starts
 //!   the actor system itself, no HTTP) of the server manager (`CallServer`) and of the gateway
 //!   actor (`ClientMessage` in a session), and `ping` through `mcp-fleet run`, which the gateway
@@ -177,6 +179,8 @@ impl Options {
 struct Paths {
     fleet: PathBuf,
     reference: PathBuf,
+    /// `examples/bare_bridge.rs`, built beside this program.
+    bridge: PathBuf,
     /// `bench-peers.env`, if `.ci/install-bench-peers` ran.
     peers: HashMap<String, String>,
     logs: PathBuf,
@@ -213,6 +217,7 @@ impl Paths {
         Ok(Paths {
             fleet,
             reference,
+            bridge: exe.with_file_name("bare_bridge"),
             peers,
             logs,
         })
@@ -452,6 +457,8 @@ const IN_MANAGER: &str = "in-process: server manager";
 const IN_GATEWAY: &str = "in-process: gateway actor";
 /// `ping` in a 2025 session, which the gateway answers itself: HTTP and the gateway's actors.
 const PING: &str = "mcp-fleet, ping (no backend)";
+/// `examples/bare_bridge.rs`: the least an HTTP-to-stdio bridge does, on mcp-fleet's HTTP stack.
+const BRIDGE: &str = "bare bridge (floor)";
 
 fn progress(msg: &str) {
     eprintln!("bench_gateway: {msg}");
@@ -664,6 +671,30 @@ async fn bench_backend(
         }),
     }
 
+    // The floor: the bare bridge, 2025-11-25 sessions.
+    progress(&format!("bare-bridge-{}: starting", backend.name()));
+    match start_bridge(paths, &command, &format!("bare-bridge-{}", backend.name())).await {
+        Ok((guard, port)) => {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let watch = Watch {
+                process: guard.pid(),
+                tree_root: guard.pid(),
+            };
+            for c in CONCURRENCY {
+                let row = http_cell(opts, BRIDGE, addr, Era::Legacy, "echo", c, watch, false).await;
+                out.rows.push(row);
+            }
+            guard.stop(Duration::from_secs(5)).await;
+        }
+        Err(e) => out.rows.push(Row {
+            target: BRIDGE.into(),
+            era: Some(Era::Legacy),
+            c: 0,
+            open_took: None,
+            result: Err(format!("{e:#}")),
+        }),
+    }
+
     // The peers.
     if peers {
         for peer in PEERS {
@@ -830,6 +861,31 @@ async fn start_fleet(
     Ok((guard, port, t0.elapsed()))
 }
 
+/// `bare_bridge` fronting `command` on a free port.
+async fn start_bridge(
+    paths: &Paths,
+    command: &(PathBuf, Vec<String>),
+    name: &str,
+) -> anyhow::Result<(ProcGuard, u16)> {
+    if !paths.bridge.is_file() {
+        bail!(
+            "{} is missing: build it (cargo build --release -p fleet-examples --examples)",
+            paths.bridge.display()
+        );
+    }
+    let port = free_port()?;
+    let mut c = tokio::process::Command::new(&paths.bridge);
+    c.args(["--listen", &format!("127.0.0.1:{port}"), "--"])
+        .arg(&command.0)
+        .args(&command.1)
+        .stdin(std::process::Stdio::null());
+    let mut guard = ProcGuard::spawn(name, c, Some(&paths.log(name)))?;
+    wait_listening(&mut guard, port, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("see {}", paths.log(name).display()))?;
+    Ok((guard, port))
+}
+
 async fn start_peer(
     paths: &Paths,
     peer: Peer,
@@ -889,6 +945,9 @@ fn report(
     report.notes.push(
         "mcp-fleet: the release `mcp-fleet run` with a config of exactly that one server, default options (one tokio worker thread) and log filter, on a free 127.0.0.1 port; 2025-11-25 sessions (initialize, notifications/initialized, then `Mcp-Session-Id`) and 2026-07-28 stateless requests (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `_meta`). The gateway speaks to the reference server in 2026-07-28 (it discovers it) and to server-everything in 2025-11-25, whatever the client's era. CPU is a fraction of one core over the window (CPU seconds / wall seconds); \"CPU µs/request\" is the process's CPU time over the window divided by the requests completed in it; RSS is at the window's end. The rows \"in-process: server manager\" and \"in-process: gateway actor\" ask the same call of the actors in this program's own process (`Fleet::start` with default options, the binary's log filter, Prometheus recorder and allocator; no HTTP): `CallServer` of the server manager, and `ClientMessage` of the gateway actor in a 2025 session; their CPU columns are this whole process, load client included. The rows \"mcp-fleet, ping (no backend)\" send `ping` in 2025-11-25 sessions, which the gateway answers itself: the cost of HTTP and of the gateway's own actors, without the server manager and the backend. \"process\" is the proxy's own process (for mcp-fleet: mcp-fleet without its backend); \"tree\" is it with every descendant (backends included), summed from /proc. \"vs direct\" divides by direct stdio at the same C (same client era when measured, else 2025-11-25).".to_owned(),
     );
+    report.notes.push(format!(
+        "{BRIDGE}: `examples/bare_bridge.rs`, the least an HTTP-to-stdio MCP bridge does, on mcp-fleet's own stack (axum on hyper, tokio with one worker thread, jemalloc), 2025-11-25 sessions: it answers `initialize` with the backend's own result and a new session id, checks each request's session, swaps the request's id for one of its own on the way to the backend's stdin and back, and passes every other byte of the message through. It has none of mcp-fleet's actors, supervision, catalog and tool names, metrics, cancellation, progress or HTTP checks. It is what any such bridge costs on this machine: mcp-fleet's own share is the difference between its rows and these."
+    ));
     report.notes.push(
         "Peers: 2025-11-25 sessions only (npm mcp-proxy 6.7 also offers 2026-07-28, not measured here), stateful Streamable HTTP at /mcp, their quietest logging: supergateway `--stdio CMD --outputTransport streamableHttp --stateful` (it starts one backend process per session, so its tree grows with C; it listens on every interface, having no host option, and the benchmark only connects to 127.0.0.1), npm mcp-proxy `--host 127.0.0.1 --server stream -- CMD` and PyPI mcp-proxy `--host 127.0.0.1 -- CMD` (each one backend process shared by every session). All run on the machine's node and python, with the backend command the other targets use.".to_owned(),
     );
@@ -1032,13 +1091,24 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
         (Some(g), Some(d)) if d.rps() > 0.0 => Some(g.rps() / d.rps()),
         _ => None,
     };
+    let floor = match (
+        b.find(BRIDGE, legacy, DECIDING_C),
+        b.find(DIRECT, legacy, DECIDING_C),
+    ) {
+        (Some(f), Some(d)) if d.rps() > 0.0 => format!(
+            ". In the same run, the {BRIDGE} at C={DECIDING_C}: {:.0}/s = {:.2}× direct stdio",
+            f.rps(),
+            f.rps() / d.rps()
+        ),
+        _ => String::new(),
+    };
     report.accept(
         format!(
             "Through the gateway, server-everything serves at least 0.8× the requests/s of direct stdio (decided at C={DECIDING_C}, 2025-11-25 sessions)"
         ),
         deciding.is_some_and(|r| r >= 0.8) && b.find(FLEET, legacy, DECIDING_C).is_some_and(|g| g.errors == 0),
         match deciding {
-            Some(r) => format!("{r:.2}×; all cells: {}", figures.join("; ")),
+            Some(r) => format!("{r:.2}×; all cells: {}{floor}", figures.join("; ")),
             None => "not measured".into(),
         },
     );
@@ -1048,19 +1118,27 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
         .rows
         .iter()
         .filter(|r| {
-            ![FLEET, DIRECT, PING, IN_MANAGER, IN_GATEWAY].contains(&r.target.as_str())
+            ![FLEET, DIRECT, PING, IN_MANAGER, IN_GATEWAY, BRIDGE].contains(&r.target.as_str())
                 && r.c == DECIDING_C
         })
         .filter_map(|r| r.result.as_ref().ok().map(|x| (r.target.as_str(), x.rps())))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     let gateway = b.find(FLEET, legacy, DECIDING_C);
+    let floor = b.find(BRIDGE, legacy, DECIDING_C);
     let (met, fig) = match (gateway, best_peer) {
         (Some(g), Some((name, p))) => (
             g.rps() >= 10.0 * p,
             format!(
-                "{:.0}/s vs {name} {p:.0}/s = {:.1}× (C={DECIDING_C}, 2025-11-25)",
+                "{:.0}/s vs {name} {p:.0}/s = {:.1}× (C={DECIDING_C}, 2025-11-25){}",
                 g.rps(),
-                g.rps() / p.max(f64::MIN_POSITIVE)
+                g.rps() / p.max(f64::MIN_POSITIVE),
+                floor
+                    .map(|f| format!(
+                        ". The {BRIDGE}: {:.0}/s = {:.1}×",
+                        f.rps(),
+                        f.rps() / p.max(f64::MIN_POSITIVE)
+                    ))
+                    .unwrap_or_default()
             ),
         ),
         (_, None) => (false, "no peer was measured".into()),
@@ -1078,20 +1156,24 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
             let gp = g.latencies.quantile(0.5);
             let dp = d.latencies.quantile(0.5);
             let added = gp.as_secs_f64() - dp.as_secs_f64();
-            let modern = b
-                .find(FLEET, Era::Modern, 1)
-                .map(|m| {
-                    format!(
-                        "; 2026-07-28: p50 {} (+{:.0} µs)",
-                        fmt_duration(m.latencies.quantile(0.5)),
-                        (m.latencies.quantile(0.5).as_secs_f64() - dp.as_secs_f64()) * 1e6
-                    )
+            // p50 of `target` at C=1 and what it adds to direct stdio's.
+            let p50 = |target: &str, era: Era| {
+                b.find(target, era, 1).map(|x| {
+                    let p = x.latencies.quantile(0.5);
+                    let added = (p.as_secs_f64() - dp.as_secs_f64()) * 1e6;
+                    format!("p50 {} (+{added:.0} µs)", fmt_duration(p))
                 })
+            };
+            let modern = p50(FLEET, Era::Modern)
+                .map(|p| format!("; 2026-07-28: {p}"))
+                .unwrap_or_default();
+            let floor = p50(BRIDGE, legacy)
+                .map(|p| format!(". In the same run, the {BRIDGE}: {p}"))
                 .unwrap_or_default();
             (
                 added <= 100e-6,
                 format!(
-                    "sequential (C=1), 2025-11-25: p50 {} through the gateway vs {} direct = +{:.0} µs{modern}",
+                    "sequential (C=1), 2025-11-25: p50 {} through the gateway vs {} direct = +{:.0} µs{modern}{floor}",
                     fmt_duration(gp),
                     fmt_duration(dp),
                     added * 1e6

@@ -10,6 +10,19 @@ use fleet_protocol::messages::gateway::{ClientMessage, ClientReply};
 use kameo::actor::ActorRef;
 use tokio_util::sync::CancellationToken;
 
+/// What a benchmark's client answers a request of the server it drives (one line for the
+/// server's stdin): `ping` gets its empty result, anything else (`roots/list`, sampling)
+/// "method not found".
+pub fn answer_server_request(method: &str, id: &serde_json::Value) -> Vec<u8> {
+    let answer = if method == "ping" {
+        serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {}})
+    } else {
+        serde_json::json!({"jsonrpc": "2.0", "id": id, "error":
+            {"code": -32601, "message": "not supported by the benchmark"}})
+    };
+    format!("{answer}\n").into_bytes()
+}
+
 /// Opens one 2025-11-25 session in-process, as `POST /mcp` would: `initialize` (from `client`),
 /// then `notifications/initialized`, asked of the gateway actor. Returns the session id.
 pub async fn open_session(gateway: &ActorRef<Gateway>, client: &str) -> anyhow::Result<String> {

@@ -354,13 +354,7 @@ impl StdioBackend {
                         }
                     }
                     (Some(m), Some(id)) => {
-                        let answer = if m == "ping" {
-                            serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {}})
-                        } else {
-                            serde_json::json!({"jsonrpc": "2.0", "id": id, "error":
-                                {"code": -32601, "message": "not supported by the benchmark"}})
-                        };
-                        let _ = reply.send(format!("{answer}\n").into_bytes());
+                        let _ = reply.send(fleet_examples::answer_server_request(m, id));
                     }
                     _ => {}
                 }
