@@ -42,7 +42,7 @@ use crate::GatewayConfig;
 use crate::catalog::{Catalog, ListKind, ServerLists};
 use crate::dispatch::{self, Call, Dispatcher, Prepared, Serve, Served, ServerDirectory};
 use crate::port::{SessionDirectory, SessionSlot};
-use crate::session::{ListsChanged, ServerLog, Session, SessionArgs};
+use crate::session::{ListsChanged, ServerLog, Session, SessionArgs, SessionCore};
 
 /// What the gateway is started with.
 pub struct GatewayArgs {
@@ -358,16 +358,19 @@ impl Gateway {
             .and_then(Value::as_str);
         let result = dispatch::initialize_result(requested);
         let id: Arc<str> = Arc::from(new_session_id()?);
+        let core = SessionCore::new(
+            id.clone(),
+            self.dispatcher.clone(),
+            self.catalog.subscribe(),
+        );
         let actor = Session::spawn_with_mailbox(
             SessionArgs {
-                id: id.clone(),
-                dispatcher: self.dispatcher.clone(),
-                catalog: self.catalog.subscribe(),
+                core: core.clone(),
                 handled: self.session_messages.clone(),
             },
             kameo::mailbox::bounded(64),
         );
-        let slot = self.directory.open(id.clone(), actor);
+        let slot = self.directory.open(id.clone(), actor, core);
         self.sessions.insert(
             id.clone(),
             SessionEntry {

@@ -1,9 +1,10 @@
 //! How client messages reach the gateway: [`GatewayPort`], over the gateway's
 //! [`SessionDirectory`].
 //!
-//! A message of an open session goes straight to the session's actor, found in the directory:
-//! the gateway's mailbox, which every other client message and every server event passes
-//! through, is not on the path of each request, and it is one hop (one task wake-up) shorter.
+//! A request of an open session is prepared by the session's core, found in the directory, and
+//! run in the caller's task: neither the gateway's mailbox, which every other client message and
+//! every server event passes through, nor the session's is on the path of each request. Another
+//! message of an open session (a notification, `logging/setLevel`) goes to the session's actor.
 //! Everything else (`initialize`, the stateless wire, a session the directory does not have) is
 //! asked of the gateway, which answers as before.
 //!
@@ -13,7 +14,7 @@
 //!   gateway's sweep reads.
 //! - The directory's lock is held for one map operation, never across an await.
 //! - A session that ended between the lookup and the ask answers as an unknown session, as the
-//!   gateway would a moment later.
+//!   gateway would a moment later; its core refuses requests once its actor has stopped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,11 +30,13 @@ use kameo::error::{Infallible, SendError};
 
 use crate::dispatch::{self, Serve, Served};
 use crate::gateway::Gateway;
-use crate::session::Session;
+use crate::session::{Session, SessionCore};
 
 /// One open session, as the gateway and the port share it.
 pub(crate) struct SessionSlot {
     pub(crate) actor: ActorRef<Session>,
+    /// Prepares the session's requests (shared with the actor).
+    core: Arc<SessionCore>,
     /// When the client was last heard from, in milliseconds since the directory's epoch.
     last_seen: AtomicU64,
     /// The client sent `notifications/initialized` or a request.
@@ -100,9 +103,15 @@ impl SessionDirectory {
     }
 
     /// A new session's slot, seen now, and listed.
-    pub(crate) fn open(&self, id: Arc<str>, actor: ActorRef<Session>) -> Arc<SessionSlot> {
+    pub(crate) fn open(
+        &self,
+        id: Arc<str>,
+        actor: ActorRef<Session>,
+        core: Arc<SessionCore>,
+    ) -> Arc<SessionSlot> {
         let slot = Arc::new(SessionSlot {
             actor,
+            core,
             last_seen: AtomicU64::new(self.now()),
             initialized: AtomicBool::new(false),
         });
@@ -121,11 +130,11 @@ impl SessionDirectory {
     }
 
     /// The session, marked used by `message`, and its id.
-    fn route(&self, id: &str, message: &Message) -> Option<(Arc<str>, ActorRef<Session>)> {
+    fn route(&self, id: &str, message: &Message) -> Option<(Arc<str>, Arc<SessionSlot>)> {
         let sessions = self.read();
         let (id, slot) = sessions.get_key_value(id)?;
         self.used(slot, message);
-        Some((id.clone(), slot.actor.clone()))
+        Some((id.clone(), slot.clone()))
     }
 
     /// The client was heard from: now, with `message`.
@@ -173,9 +182,10 @@ impl GatewayPort {
     }
 
     /// Sends a client message and waits for its reply: as an ask of the gateway would, but a
-    /// message of an open session goes to the session directly, and a request for a server is
-    /// served in the caller's task, which the actor hands it back to. A full session mailbox is
-    /// waited for here, where waiting holds up only this caller.
+    /// request of an open session is prepared by the session's core and served in the caller's
+    /// task, another message of an open session goes to the session's actor, and a request the
+    /// gateway hands back is served in the caller's task too. A full session mailbox is waited
+    /// for here, where waiting holds up only this caller.
     pub async fn send(
         &self,
         msg: ClientMessage,
@@ -187,20 +197,28 @@ impl GatewayPort {
         let served = match session {
             None if msg.session.is_some() => return self.gateway.ask(msg).await,
             None => self.gateway.ask(Serve(msg)).await,
-            Some((id, session)) => {
+            Some((id, slot)) => {
                 dispatch::check_version(msg.protocol_version.as_deref())
                     .map_err(SendError::HandlerError)?;
-                match session.ask(Serve(msg)).await {
+                let unknown =
+                    || SendError::HandlerError(FleetError::UnknownSession { id: id.to_string() });
+                let msg = match msg.message {
+                    Message::Request(request) if request.method != methods::SET_LOG_LEVEL => {
+                        let prepared = slot
+                            .core
+                            .prepare(request, msg.progress, msg.cancel)
+                            .ok_or_else(unknown)?;
+                        return prepared.run().await.map_err(SendError::HandlerError);
+                    }
+                    message => ClientMessage { message, ..msg },
+                };
+                match slot.actor.ask(Serve(msg)).await {
                     // Ended before or while it handled the message (DELETE, expiry).
                     Err(
                         SendError::ActorNotRunning(_)
                         | SendError::ActorRestarting(_)
                         | SendError::ActorStopped,
-                    ) => {
-                        return Err(SendError::HandlerError(FleetError::UnknownSession {
-                            id: id.to_string(),
-                        }));
-                    }
+                    ) => return Err(unknown()),
                     other => other,
                 }
             }

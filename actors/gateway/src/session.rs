@@ -1,13 +1,20 @@
-//! `Session`: one actor per 2025-era client session. It serves the session's requests outside
-//! the actor (run by the port's caller, or in a task when asked `ClientMessage`), so a slow tool
-//! never holds up the session; cancels them when the client says so; and owns the session's
-//! server-to-client stream.
+//! `Session`: one actor per 2025-era client session, and its [`SessionCore`].
+//!
+//! The core prepares the session's requests for a server, each registered in flight so the
+//! client can cancel it, to be run outside the actor, so a slow tool never holds up the session.
+//! The port holds the core too and prepares requests itself, without asking the actor (one task
+//! wake-up less per request, in each direction). The actor answers everything else: cancellation
+//! and the other notifications, `logging/setLevel`, and the session's server-to-client stream.
+//!
+//! Invariant: once the actor stops, its core prepares nothing more: a request then gets
+//! "unknown session", and every request prepared before is cancelled. Both happen under the lock
+//! of the in-flight table, so no request slips in between.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use fleet_protocol::jsonrpc::{Message, Notification, RequestId, Response};
+use fleet_protocol::jsonrpc::{Message, Notification, Request, RequestId, Response};
 use fleet_protocol::mcp::methods;
 use fleet_protocol::messages::gateway::{
     ClientMessage, ClientMessageReply, ClientReply, OpenStream, OpenStreamReply,
@@ -25,22 +32,25 @@ use crate::catalog::{Catalog, ListKind};
 use crate::dispatch::{Call, Dispatcher, Prepared, Serve, Served};
 
 pub struct SessionArgs {
-    pub id: Arc<str>,
-    pub dispatcher: Dispatcher,
-    pub catalog: watch::Receiver<Arc<Catalog>>,
+    /// Shared with the port, which prepares the session's requests itself.
+    pub(crate) core: Arc<SessionCore>,
     /// Shared with the gateway, which reports it: each handled message adds one.
     pub handled: Arc<AtomicU64>,
 }
 
-pub struct Session {
+/// What serving a session's requests takes, shared by the session's actor and the port.
+pub(crate) struct SessionCore {
     id: Arc<str>,
     dispatcher: Dispatcher,
     catalog: watch::Receiver<Arc<Catalog>>,
-    stream: Option<mpsc::Sender<Message>>,
     /// Requests being served, by the client's id, so `notifications/cancelled` can stop them.
-    /// Whoever runs a request takes its entry out when it ends (a drop guard), with no message
-    /// to us.
-    in_flight: InFlight,
+    /// Whoever runs a request takes its entry out when it ends (a drop guard).
+    in_flight: Mutex<InFlight>,
+}
+
+pub struct Session {
+    core: Arc<SessionCore>,
+    stream: Option<mpsc::Sender<Message>>,
     /// Server log messages at this level or above go to the stream (`logging/setLevel`).
     log_level: Option<usize>,
     handled: Arc<AtomicU64>,
@@ -55,13 +65,10 @@ impl Actor for Session {
     }
 
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        tracing::debug!(session = %args.id, "session started");
+        tracing::debug!(session = %args.core.id, "session started");
         Ok(Session {
-            id: args.id,
-            dispatcher: args.dispatcher,
-            catalog: args.catalog,
+            core: args.core,
             stream: None,
-            in_flight: InFlight::default(),
             log_level: None,
             handled: args.handled,
         })
@@ -84,10 +91,8 @@ impl Actor for Session {
         reason: kameo::error::ActorStopReason,
     ) -> Result<(), Self::Error> {
         // Work for a client that is gone is cancelled upstream.
-        for (_, c) in self.in_flight.lock().drain() {
-            c.cancel();
-        }
-        tracing::debug!(session = %self.id, %reason, "session ended");
+        self.core.end();
+        tracing::debug!(session = %self.core.id, %reason, "session ended");
         Ok(())
     }
 }
@@ -104,17 +109,89 @@ const LOG_LEVELS: [&str; 8] = [
     "emergency",
 ];
 
-/// The session's requests in flight, shared with their tasks.
-#[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<HashMap<RequestId, CancellationToken>>>);
+/// The session's requests in flight.
+#[derive(Default)]
+struct InFlight {
+    requests: HashMap<RequestId, CancellationToken>,
+    /// The actor stopped: nothing more is prepared.
+    ended: bool,
+}
 
-impl InFlight {
+impl SessionCore {
+    pub(crate) fn new(
+        id: Arc<str>,
+        dispatcher: Dispatcher,
+        catalog: watch::Receiver<Arc<Catalog>>,
+    ) -> Arc<SessionCore> {
+        Arc::new(SessionCore {
+            id,
+            dispatcher,
+            catalog,
+            in_flight: Mutex::default(),
+        })
+    }
+
     /// Held for a map operation only, never across an await; a poisoned lock still holds a
-    /// usable map.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, CancellationToken>> {
-        self.0
+    /// usable table.
+    fn lock(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A request for a server, registered in flight so the client can cancel it, to be run by
+    /// the caller; `None` once the session has ended.
+    pub(crate) fn prepare(
+        self: &Arc<Self>,
+        request: Request,
+        progress: Option<mpsc::Sender<Notification>>,
+        cancel: CancellationToken,
+    ) -> Option<Prepared> {
+        let id = request.id.clone();
+        {
+            let mut in_flight = self.lock();
+            if in_flight.ended {
+                return None;
+            }
+            in_flight.requests.insert(id.clone(), cancel.clone());
+        }
+        let call = Call {
+            request,
+            modern: false,
+            catalog: self.catalog.borrow().clone(),
+            progress,
+            cancel,
+        };
+        Some(Prepared {
+            dispatcher: self.dispatcher.clone(),
+            call,
+            session: Some(self.id.clone()),
+            done: Some(Box::new(InFlightEntry {
+                core: self.clone(),
+                id,
+            })),
+        })
+    }
+
+    /// The client cancelled request `id`.
+    fn cancel(&self, id: &RequestId) {
+        let token = self.lock().requests.remove(id);
+        if let Some(token) = token {
+            tracing::debug!(session = %self.id, "client cancelled a request");
+            token.cancel();
+        }
+    }
+
+    /// The session ended: nothing more is prepared, and what is in flight is cancelled.
+    fn end(&self) {
+        let requests = {
+            let mut in_flight = self.lock();
+            in_flight.ended = true;
+            std::mem::take(&mut in_flight.requests)
+        };
+        for (_, c) in requests {
+            c.cancel();
+        }
     }
 }
 
@@ -127,7 +204,7 @@ impl Session {
         if let Some(stream) = &self.stream
             && stream.try_send(message).is_err()
         {
-            tracing::debug!(session = %self.id, "stream full or closed; message dropped");
+            tracing::debug!(session = %self.core.id, "stream full or closed; message dropped");
             if stream.is_closed() {
                 self.stream = None;
             }
@@ -161,13 +238,13 @@ impl KameoMessage<Serve> for Session {
 
 /// Takes a request out of the session's in-flight table when it ends, however it ends.
 struct InFlightEntry {
-    in_flight: InFlight,
+    core: Arc<SessionCore>,
     id: RequestId,
 }
 
 impl Drop for InFlightEntry {
     fn drop(&mut self) {
-        self.in_flight.lock().remove(&self.id);
+        self.core.lock().requests.remove(&self.id);
     }
 }
 
@@ -202,24 +279,13 @@ impl Session {
                         session: None,
                     }));
                 }
-                let id = request.id.clone();
-                self.in_flight.lock().insert(id.clone(), msg.cancel.clone());
-                let call = Call {
-                    request,
-                    modern: false,
-                    catalog: self.catalog.borrow().clone(),
-                    progress: msg.progress,
-                    cancel: msg.cancel,
-                };
-                Served::Later(Prepared {
-                    dispatcher: self.dispatcher.clone(),
-                    call,
-                    session: Some(self.id.clone()),
-                    done: Some(Box::new(InFlightEntry {
-                        in_flight: self.in_flight.clone(),
-                        id,
+                match self.core.prepare(request, msg.progress, msg.cancel) {
+                    Some(prepared) => Served::Later(prepared),
+                    // Cannot happen while the actor runs; answered as the port would.
+                    None => Served::Now(Err(fleet_protocol::FleetError::UnknownSession {
+                        id: self.core.id.to_string(),
                     })),
-                })
+                }
             }
             Message::Notification(n) => {
                 if n.method == methods::CANCELLED {
@@ -229,10 +295,8 @@ impl Session {
                         .and_then(|p| p.get("requestId"))
                         .cloned()
                         .and_then(|v| serde_json::from_value::<RequestId>(v).ok());
-                    let token = id.and_then(|id| self.in_flight.lock().remove(&id));
-                    if let Some(token) = token {
-                        tracing::debug!(session = %self.id, "client cancelled a request");
-                        token.cancel();
+                    if let Some(id) = id {
+                        self.core.cancel(&id);
                     }
                 }
                 Served::Now(Ok(ClientReply::Accepted))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fleet_gateway::{
     Gateway, GatewayArgs, GatewayConfig, GatewayPort, SessionDirectory, event_sink,
 };
-use fleet_protocol::jsonrpc::{Message, Outcome, Request};
+use fleet_protocol::jsonrpc::{Message, Notification, Outcome, Request};
 use fleet_protocol::messages::gateway::{
     ClientMessage, ClientReply, CloseSession, GetGatewayStats, OpenStream,
 };
@@ -25,6 +25,7 @@ use kameo::actor::{ActorRef, Spawn};
 use kameo::error::Infallible;
 use kameo::mailbox;
 use kameo::message::{Context, Message as KameoMessage};
+use kameo::reply::DelegatedReply;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,24 +47,33 @@ impl Actor for ScriptedManager {
 }
 
 impl KameoMessage<CallServer> for ScriptedManager {
-    type Reply = Result<Value, FleetError>;
-    async fn handle(&mut self, msg: CallServer, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    type Reply = DelegatedReply<Result<Value, FleetError>>;
+    async fn handle(
+        &mut self,
+        msg: CallServer,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
         // The tools themselves come from the status, as the real manager lists them.
-        self.tools
-            .lock()
-            .unwrap()
-            .get(&msg.server)
-            .ok_or(FleetError::UnknownServer {
-                name: msg.server.clone(),
-            })?;
-        match msg.method.as_str() {
-            "tools/call" => {
-                let params = msg.params.unwrap_or_default();
-                Ok(
-                    json!({"content": [{"type": "text", "text": format!("{}:{}", msg.server, params["name"].as_str().unwrap_or(""))}], "extra": {"kept": 1}}),
-                )
+        if !self.tools.lock().unwrap().contains_key(&msg.server) {
+            return ctx.reply(Err(FleetError::UnknownServer { name: msg.server }));
+        }
+        let params = msg.params.unwrap_or_default();
+        match (msg.method.as_str(), params["name"].as_str().unwrap_or("")) {
+            // Answers only when cancelled, as the real manager does for a call it abandons.
+            ("tools/call", "slow") => {
+                let cancel = msg.cancel.unwrap_or_default();
+                ctx.spawn(async move {
+                    cancel.cancelled().await;
+                    Err(FleetError::Cancelled {
+                        server: msg.server,
+                        method: msg.method,
+                    })
+                })
             }
-            other => Err(FleetError::Unsupported { what: other.into() }),
+            ("tools/call", name) => ctx.reply(Ok(
+                json!({"content": [{"type": "text", "text": format!("{}:{name}", msg.server)}], "extra": {"kept": 1}}),
+            )),
+            (other, _) => ctx.reply(Err(FleetError::Unsupported { what: other.into() })),
         }
     }
 }
@@ -504,6 +514,81 @@ async fn the_port_sends_to_open_sessions_directly_and_they_count_as_used() {
         .unwrap();
     assert!(matches!(
         via_port(&s, Some(&a), None, ping()).await,
+        Err(FleetError::UnknownSession { id }) if id == a
+    ));
+}
+
+#[tokio::test]
+async fn a_request_the_port_serves_ends_when_the_client_cancels_it_or_the_session_ends() {
+    let s = setup(GatewayConfig::default());
+    s.server("a", &["slow"], ServerState::Ready);
+    let a = s.open().await;
+    eventually("a's tool listed", async || {
+        s.tool_names(&a).await == ["a__slow"]
+    })
+    .await;
+    let slow = |id: u64| {
+        let msg = client_message(
+            Some(&a),
+            None,
+            Message::Request(Request::new(
+                id,
+                "tools/call",
+                Some(json!({"name": "a__slow"})),
+            )),
+        );
+        let port = s.port.clone();
+        tokio::spawn(async move { port.send(msg).await.map_err(handler_error) })
+    };
+
+    // The client cancels: the port registered the request with the session, whose actor handles
+    // the notification. It may overtake the request, so it is sent until the call ends.
+    let call = slow(9);
+    let cancelled = || {
+        Message::Notification(Notification::new(
+            "notifications/cancelled",
+            Some(json!({"requestId": 9})),
+        ))
+    };
+    eventually("the call cancelled", async || {
+        assert!(matches!(
+            via_port(&s, Some(&a), None, cancelled()).await,
+            Ok(ClientReply::Accepted)
+        ));
+        call.is_finished()
+    })
+    .await;
+    match call.await.unwrap() {
+        Ok(ClientReply::Response { response, .. }) => {
+            assert!(
+                matches!(response.outcome, Outcome::Error(_)),
+                "{response:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The session ends: a call under way ends too (cancelled; or refused, had the end come
+    // first), and the next one is refused.
+    let call = slow(10);
+    tokio::task::yield_now().await;
+    s.gateway
+        .ask(CloseSession { session: a.clone() })
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the call ended with its session")
+        .unwrap();
+    assert!(
+        matches!(
+            &ended,
+            Ok(ClientReply::Response { response, .. }) if matches!(response.outcome, Outcome::Error(_))
+        ) || matches!(&ended, Err(FleetError::UnknownSession { .. })),
+        "{ended:?}"
+    );
+    assert!(matches!(
+        slow(11).await.unwrap(),
         Err(FleetError::UnknownSession { id }) if id == a
     ));
 }
