@@ -1,5 +1,9 @@
 //! The HTTP listener: `/metrics` for Prometheus, and the count of every response by status.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -10,6 +14,7 @@ use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
 use kameo::actor::Recipient;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 /// The router: `GET /metrics` renders the Prometheus text exposition.
 pub fn router(prometheus: PrometheusHandle) -> Router {
@@ -31,11 +36,14 @@ pub fn router(prometheus: PrometheusHandle) -> Router {
     )
 }
 
-/// The paths the listener serves: the values of the `path` label of the response counter
-/// (anything else is `other`, so a scanner cannot add series).
-pub const PATHS: [&str; 2] = ["/mcp", "/metrics"];
+/// The paths the listener serves: the values of the `path` label of the response counter,
+/// with `/api` for every admin route (anything else is `other`, so a scanner cannot add series).
+pub const PATHS: [&str; 5] = ["/mcp", "/metrics", "/healthz", "/readyz", "/api"];
 
 fn path_label(path: &str) -> &'static str {
+    if path.starts_with("/api/") {
+        return "/api";
+    }
     PATHS
         .iter()
         .find(|p| **p == path)
@@ -43,23 +51,102 @@ fn path_label(path: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// How often the counts of HTTP responses go to the collector.
+pub const RESPONSES_REPORT_EVERY: Duration = Duration::from_millis(100);
+
 /// Wraps `router` so that every response it gives is counted by path and status code
-/// (`mcp_fleet_http_responses_total`). A busy collector drops the count rather than delay the
-/// response.
+/// (`mcp_fleet_http_responses_total`). The counts go to the collector
+/// [`RESPONSES_REPORT_EVERY`] after the first response since the last report (by a task this
+/// starts, so call it within the runtime; an idle listener wakes nothing) and when the router is
+/// dropped, in one message: no message to the collector on the path of each request. A busy
+/// collector drops the counts rather than delay anything.
 pub fn count_responses(router: Router, metrics: Recipient<RecordMetric>) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
+    let wake = Arc::new(Notify::new());
+    let tally = Arc::new(ResponseTally {
+        counts: Mutex::default(),
         metrics,
-        |State(metrics): State<Recipient<RecordMetric>>, request: Request, next: Next| async move {
+        wake: wake.clone(),
+    });
+    // Holds no strong reference while it waits, so the tally drops with the router.
+    let weak = Arc::downgrade(&tally);
+    tokio::spawn(async move {
+        loop {
+            wake.notified().await;
+            tokio::time::sleep(RESPONSES_REPORT_EVERY).await;
+            match weak.upgrade() {
+                Some(tally) => tally.report(),
+                // The router is gone; its tally reported what was left when dropped.
+                None => break,
+            }
+        }
+    });
+    router.layer(axum::middleware::from_fn_with_state(
+        tally,
+        |State(tally): State<Arc<ResponseTally>>, request: Request, next: Next| async move {
             let path = path_label(request.uri().path());
             let response = next.run(request).await;
-            let event = MetricEvent::HttpResponse {
-                path,
-                status: response.status().as_u16(),
-            };
-            let _ = metrics.tell(RecordMetric { event }).try_send();
+            tally.add(path, response.status().as_u16());
             response
         },
     ))
+}
+
+/// Responses counted since the last report, by path and status code.
+struct ResponseTally {
+    counts: Mutex<HashMap<(&'static str, u16), u64>>,
+    metrics: Recipient<RecordMetric>,
+    /// Told when a count starts after a report, and when the tally is dropped.
+    wake: Arc<Notify>,
+}
+
+impl ResponseTally {
+    /// Held for one map operation; a poisoned lock still holds usable counts.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, u16), u64>> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn add(&self, path: &'static str, status: u16) {
+        let first = {
+            let mut counts = self.lock();
+            let first = counts.is_empty();
+            let n = counts.entry((path, status)).or_default();
+            *n = n.saturating_add(1);
+            first
+        };
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends what was counted since the last report, if anything, in one message.
+    fn report(&self) {
+        let counts = std::mem::take(&mut *self.lock());
+        let mut events: Vec<MetricEvent> = counts
+            .into_iter()
+            .map(|((path, status), count)| MetricEvent::HttpResponses {
+                path,
+                status,
+                count,
+            })
+            .collect();
+        let event = match events.pop() {
+            None => return,
+            Some(only) if events.is_empty() => only,
+            Some(last) => {
+                events.push(last);
+                MetricEvent::Batch(events)
+            }
+        };
+        let _ = self.metrics.tell(RecordMetric { event }).try_send();
+    }
+}
+
+impl Drop for ResponseTally {
+    fn drop(&mut self) {
+        self.report();
+        // The reporter finds the tally gone and ends.
+        self.wake.notify_one();
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves. Connections are `TCP_NODELAY`:
@@ -80,4 +167,134 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::routing::get;
+    use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
+    use kameo::actor::{ActorRef, Spawn};
+    use kameo::message::Context;
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::{count_responses, path_label, serve};
+
+    /// Passes on every metric event it is told.
+    struct Sink(mpsc::UnboundedSender<MetricEvent>);
+
+    impl kameo::Actor for Sink {
+        type Args = Self;
+        type Error = Infallible;
+        async fn on_start(sink: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+            Ok(sink)
+        }
+    }
+
+    impl kameo::message::Message<RecordMetric> for Sink {
+        type Reply = ();
+        async fn handle(&mut self, msg: RecordMetric, _: &mut Context<Self, ()>) {
+            let _ = self.0.send(msg.event);
+        }
+    }
+
+    /// Adds the response counts in `event` to `into`.
+    fn add_counts(event: &MetricEvent, into: &mut BTreeMap<(&'static str, u16), u64>) {
+        match event {
+            MetricEvent::HttpResponses {
+                path,
+                status,
+                count,
+            } => *into.entry((*path, *status)).or_default() += count,
+            MetricEvent::Batch(events) => events.iter().for_each(|e| add_counts(e, into)),
+            other => panic!("not a response count: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn responses_are_counted_in_few_messages_and_the_last_when_the_router_is_dropped() {
+        const REQUESTS: u64 = 50;
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let sink = Sink::spawn(Sink(tx));
+        let router = count_responses(
+            Router::new().route("/mcp", get(|| async { "ok" })),
+            sink.recipient(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        for _ in 0..REQUESTS {
+            let r = client
+                .get(format!("http://{addr}/mcp"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let r = client
+            .get(format!("http://{addr}/nope"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+
+        // Every response is counted, in a few messages (one every 100 ms at most), not one each.
+        let want = BTreeMap::from([(("/mcp", 200), REQUESTS), (("other", 404), 1)]);
+        let mut counted = BTreeMap::new();
+        let mut messages = 0;
+        while counted != want {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {counted:?} counted"))
+                .unwrap();
+            add_counts(&event, &mut counted);
+            messages += 1;
+        }
+        assert!(messages < REQUESTS / 2, "{messages} messages");
+
+        // The listener stops right after one more response: its count comes as the router drops.
+        let r = client
+            .get(format!("http://{addr}/mcp"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        drop(client);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        let mut last = BTreeMap::new();
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the last count")
+            .unwrap();
+        add_counts(&event, &mut last);
+        assert_eq!(last, BTreeMap::from([(("/mcp", 200), 1)]));
+    }
+
+    #[test]
+    fn each_served_path_has_its_label_and_the_rest_is_other() {
+        for (path, label) in [
+            ("/mcp", "/mcp"),
+            ("/metrics", "/metrics"),
+            ("/healthz", "/healthz"),
+            ("/readyz", "/readyz"),
+            ("/api/servers", "/api"),
+            ("/api/servers/x/logs", "/api"),
+            ("/api", "/api"),
+            ("/apix", "other"),
+            ("/mcp/", "other"),
+            ("/", "other"),
+            ("/../etc/passwd", "other"),
+        ] {
+            assert_eq!(path_label(path), label, "{path}");
+        }
+    }
 }

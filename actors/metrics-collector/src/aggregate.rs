@@ -118,8 +118,9 @@ impl Aggregates {
                 });
                 g.sessions_active = g.sessions_active.saturating_sub(1);
             }
-            MetricEvent::HttpResponse { status, .. } => {
-                inc(snap.gateway.http_responses.entry(*status).or_default())
+            MetricEvent::HttpResponses { status, count, .. } => {
+                let n = snap.gateway.http_responses.entry(*status).or_default();
+                *n = n.saturating_add(*count);
             }
             // Unpacked above: its events are counted and applied one by one.
             MetricEvent::Batch(_) => {}

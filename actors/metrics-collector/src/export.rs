@@ -507,14 +507,18 @@ impl Exporter {
                 }
                 self.gateway.active.decrement(1.0);
             }
-            MetricEvent::HttpResponse { path, status } => self
+            MetricEvent::HttpResponses {
+                path,
+                status,
+                count,
+            } => self
                 .gateway
                 .http
                 .entry((*path, *status))
                 .or_insert_with(
                     || counter!(HTTP_RESPONSES, "path" => *path, "status" => status.to_string()),
                 )
-                .increment(1),
+                .increment(*count),
             MetricEvent::Batch(events) => events.iter().for_each(|e| self.record(e)),
         }
     }

@@ -80,17 +80,20 @@ async fn events_reach_the_prometheus_exposition() {
         MetricEvent::SessionEnded {
             reason: SessionEnd::Expired,
         },
-        MetricEvent::HttpResponse {
+        MetricEvent::HttpResponses {
             path: "/mcp",
             status: 200,
+            count: 1,
         },
-        MetricEvent::HttpResponse {
+        MetricEvent::HttpResponses {
             path: "/mcp",
             status: 200,
+            count: 1,
         },
-        MetricEvent::HttpResponse {
+        MetricEvent::HttpResponses {
             path: "other",
             status: 404,
+            count: 1,
         },
         // Sent as a server sends its requests: in one batch.
         MetricEvent::Batch(vec![

@@ -100,12 +100,15 @@ fn event() -> impl Strategy<Value = MetricEvent> {
         Just(MetricEvent::SessionCreated),
         prop_oneof![Just(SessionEnd::Expired), Just(SessionEnd::Closed)]
             .prop_map(|reason| MetricEvent::SessionEnded { reason }),
-        prop::sample::select(&[200u16, 202, 400, 404, 503][..]).prop_map(|status| {
-            MetricEvent::HttpResponse {
+        (
+            prop::sample::select(&[200u16, 202, 400, 404, 503][..]),
+            1u64..1000
+        )
+            .prop_map(|(status, count)| MetricEvent::HttpResponses {
                 path: "/mcp",
                 status,
-            }
-        }),
+                count,
+            }),
         (server(), latency(), any::<bool>()).prop_map(|(server, latency, ok)| MetricEvent::Probe {
             server,
             latency,
@@ -163,7 +166,7 @@ fn server_of(event: &MetricEvent) -> Option<&str> {
         | MetricEvent::ActorRestarted { .. }
         | MetricEvent::SessionCreated
         | MetricEvent::SessionEnded { .. }
-        | MetricEvent::HttpResponse { .. }
+        | MetricEvent::HttpResponses { .. }
         | MetricEvent::Batch(_) => None,
     }
 }
@@ -415,10 +418,10 @@ fn check_totals(events: &[MetricEvent]) -> Result<(), TestCaseError> {
     prop_assert_eq!(g.sessions_active, active);
     prop_assert_eq!(
         g.http_responses.values().sum::<u64>(),
-        events
-            .iter()
-            .filter(|e| matches!(e, E::HttpResponse { .. }))
-            .count() as u64
+        clamped_sum(events.iter().filter_map(|e| match e {
+            E::HttpResponses { count, .. } => Some(*count),
+            _ => None,
+        }))
     );
     Ok(())
 }

@@ -201,9 +201,13 @@ pub enum MetricEvent {
     SessionCreated,
     /// A client session ended.
     SessionEnded { reason: SessionEnd },
-    /// The HTTP layer answered a request for `path` (one of the paths it serves, or `other`)
-    /// with this status code.
-    HttpResponse { path: &'static str, status: u16 },
+    /// The HTTP layer answered `count` requests for `path` (one of the paths it serves, or
+    /// `other`) with this status code since it last reported.
+    HttpResponses {
+        path: &'static str,
+        status: u16,
+        count: u64,
+    },
     /// Several events, recorded in order as if each had been sent alone. A producer of frequent
     /// events (a server's requests) sends them this way, so the collector is not woken for each.
     Batch(Vec<MetricEvent>),
