@@ -118,20 +118,13 @@ async fn serve(listen: SocketAddr, program: &str, args: &[String]) -> anyhow::Re
     let waiting: Arc<Waiters> = Arc::default();
     tokio::spawn(read_answers(stdout, waiting.clone(), tx.clone()));
 
-    // The handshake, through the same table as every request.
-    let ask = |id: u64, method: &str, params: Value| {
-        let (answer, rx) = oneshot::channel();
-        lock(&waiting).insert(id, answer);
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let _ = tx.send(format!("{line}\n").into_bytes());
-        rx
-    };
-    let init = ask(
-        0,
-        "initialize",
-        json!({"protocolVersion": "2025-11-25", "capabilities": {},
-               "clientInfo": {"name": "bare_bridge", "version": "1"}}),
-    );
+    // The handshake, through the same table as every request (id 0; requests start at 1).
+    let (answer, init) = oneshot::channel();
+    lock(&waiting).insert(0, answer);
+    let line = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "bare_bridge", "version": "1"}}});
+    let _ = tx.send(format!("{line}\n").into_bytes());
     let init = tokio::time::timeout(Duration::from_secs(30), init)
         .await
         .context("the backend did not answer initialize within 30 s")?

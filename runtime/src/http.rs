@@ -231,20 +231,14 @@ mod tests {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();
+        let get = async |path: &str| {
+            let r = client.get(format!("http://{addr}{path}")).send().await;
+            r.unwrap().status().as_u16()
+        };
         for _ in 0..REQUESTS {
-            let r = client
-                .get(format!("http://{addr}/mcp"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            assert_eq!(get("/mcp").await, 200);
         }
-        let r = client
-            .get(format!("http://{addr}/nope"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404);
+        assert_eq!(get("/nope").await, 404);
 
         // Every response is counted, in a few messages (one every 100 ms at most), not one each.
         let want = BTreeMap::from([(("/mcp", 200), REQUESTS), (("other", 404), 1)]);
@@ -261,12 +255,7 @@ mod tests {
         assert!(messages < REQUESTS / 2, "{messages} messages");
 
         // The listener stops right after one more response: its count comes as the router drops.
-        let r = client
-            .get(format!("http://{addr}/mcp"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(get("/mcp").await, 200);
         drop(client);
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
