@@ -58,7 +58,7 @@ pub struct GatewayArgs {
     /// The server manager's directory of server actors, if it keeps one: calls then go to the
     /// server's actor directly, one hop shorter than through the manager.
     pub directory: Option<ServerDirectory>,
-    /// The directory of open sessions this gateway keeps, for [`GatewayPort`]s
+    /// The directory of open sessions this gateway keeps, for [`GatewayPort`](crate::GatewayPort)s
     /// (`SessionDirectory::default()` when there are none).
     pub sessions: SessionDirectory,
 }

@@ -4,11 +4,14 @@
 //! - [`Gateway`], one per fleet: the registry of client sessions by id, the stateless
 //!   (2026-07-28) path, and the [`Catalog`] of what every ready server offers, kept current from
 //!   the server manager's events.
-//! - [`Session`], one per 2025-era client session: it serves the session's requests, cancels
-//!   them when the client says so or goes away, and owns the session's server-to-client stream.
+//! - [`Session`], one per 2025-era client session: with the core it shares with the port, it
+//!   has the session's requests served, cancels them when the client says so or goes away, and
+//!   owns the session's server-to-client stream.
 //!
-//! Client messages come through a [`GatewayPort`]: those of an open session go straight to the
-//! session's actor, found in the gateway's [`SessionDirectory`]; the rest go to the gateway.
+//! Client messages come through a [`GatewayPort`]: a request of an open session, found in the
+//! gateway's [`SessionDirectory`], is prepared by the session's core and served in the caller's
+//! task; another message of an open session goes to the session's actor; the rest go to the
+//! gateway.
 //!
 //! Messages handled: see `fleet_protocol::messages::gateway` (the closed set) and
 //! `ServerEvent`s from the server manager. Sends: `CallServer` to a server's actor (from the
