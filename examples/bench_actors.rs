@@ -9,8 +9,8 @@
 //!   `mcp-fleet run` does. Each path runs R rounds of N messages, the paths interleaved within a
 //!   round; a rate is the median over the rounds and a ratio is the median of the ratios taken
 //!   round by round, so a change of the machine's load hits both sides of a ratio alike. Every
-//!   measurement runs in a tokio task on the runtime's workers (2 on a 2-core machine), after a
-//!   warm-up.
+//!   measurement runs in a tokio task after a warm-up, on mcp-fleet's runtime: one worker
+//!   thread, or `TOKIO_WORKER_THREADS` (`fleet_runtime::system::async_runtime`).
 //! - Spawn time and memory are measured in a fresh child process per actor kind (this program
 //!   re-run with `--child-kind KIND`), so the kinds do not share freed memory: baseline RSS,
 //!   spawn `--count` actors (100,000 by default) and wait until every one has started, RSS again
@@ -1257,7 +1257,11 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     let args = BenchArgs::from_env()?;
     let opts = options(&args)?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    // mcp-fleet's own runtime (one worker thread unless TOKIO_WORKER_THREADS says otherwise),
+    // so that the actors are measured as mcp-fleet runs them.
+    let workers = fleet_runtime::config::worker_threads().map_err(anyhow::Error::msg)?;
+    let runtime = fleet_runtime::system::async_runtime(workers)?;
+    telemetry::return_freed_memory();
     if let Some(kind) = opts.child_kind.clone() {
         let mode = args.mode;
         let n = opts.count;
@@ -1462,11 +1466,11 @@ fn run() -> anyhow::Result<()> {
         ),
     }
 
-    report.notes = notes(&args, n);
+    report.notes = notes(&args, n, workers);
     report.finish(&args)
 }
 
-fn notes(args: &BenchArgs, n: usize) -> Vec<String> {
+fn notes(args: &BenchArgs, n: usize, workers: usize) -> Vec<String> {
     let (rounds, ask_n, tell_n) = (
         args.pick(5, 10),
         args.pick(20_000usize, 100_000),
@@ -1475,12 +1479,15 @@ fn notes(args: &BenchArgs, n: usize) -> Vec<String> {
     let (n, ask_n, tell_n) = (fmt_count(n), fmt_count(ask_n), fmt_count(tell_n));
     vec![
         format!(
-            "`examples/bench_actors.rs`, release build, jemalloc (the allocator of `mcp-fleet`). \
-             Messaging runs in one process against a real fleet (`Fleet::start`: every actor \
+            "`examples/bench_actors.rs`, release build, jemalloc (the allocator of `mcp-fleet`, \
+             with its background purging) on mcp-fleet's tokio runtime: {workers} worker \
+             thread{plural} (`TOKIO_WORKER_THREADS`, default 1, as `mcp-fleet run`). Messaging runs in one process against a real fleet (`Fleet::start`: every actor \
              with the mailbox and supervision mcp-fleet gives it, the Prometheus recorder \
              installed) beside a bare kameo 0.22 actor and bare tokio channels. The paths are \
              interleaved, {rounds} rounds of {ask_n} asks and {tell_n} tells each, after a \
-             warm-up; every measurement runs in a tokio task on the runtime's worker threads."
+             warm-up; every measurement runs in a tokio task on the runtime's worker \
+             thread{plural}.",
+            plural = if workers == 1 { "" } else { "s" }
         ),
         "Ask: one task asks, awaits the reply, and asks again. The bare kameo actor answers \
          `Ping(u64)` with its number. The project's rows are real queries: `GetMetrics` copies \

@@ -125,49 +125,18 @@ enum ServersAction {
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Sets the number of worker threads (tokio's own variable, read here so that a bad value is a
-/// usage error rather than tokio's panic).
-const WORKERS_VAR: &str = "TOKIO_WORKER_THREADS";
-
-/// The worker threads: one unless [`WORKERS_VAR`] says otherwise.
-///
-/// mcp-fleet shares its machine with the servers it runs, which do the work; like
-/// linkerd2-proxy, it takes one core by default. With more workers, every request with a body
-/// also wakes a second one: hyper hands the body over inside the connection's task, and tokio
-/// treats that wake-up as a yield, which wakes a parked worker. On the 2-core benchmark machine
-/// one worker made half the context switches per forwarded call and used 15-25 % less CPU,
-/// with as many requests per second or more (BENCHMARKS.md, "Gateway: one worker thread").
-fn worker_threads(var: Result<String, std::env::VarError>) -> Result<usize, String> {
-    match var {
-        Err(std::env::VarError::NotPresent) => Ok(1),
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "{WORKERS_VAR} must be a positive integer, not `{v}`"
-            )),
-        },
-        Err(std::env::VarError::NotUnicode(v)) => Err(format!(
-            "{WORKERS_VAR} must be a positive integer, not {v:?}"
-        )),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging("info", cli.log_format);
     telemetry::return_freed_memory();
-    let workers = match worker_threads(std::env::var(WORKERS_VAR)) {
+    let workers = match fleet_runtime::config::worker_threads() {
         Ok(n) => n,
         Err(e) => {
             eprintln!("mcp-fleet: {e}");
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
+    let runtime = match fleet_runtime::system::async_runtime(workers) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mcp-fleet: cannot start the async runtime: {e}");
