@@ -22,8 +22,9 @@ use tokio::sync::oneshot;
 const SERVICE_MAILBOX: usize = 1024;
 
 /// The tokio runtime mcp-fleet's actors run on: the multi-thread scheduler with `workers`
-/// worker threads ([`crate::config::worker_threads`]: one by default) and every driver. The
-/// benchmarks build theirs here too, so that they measure the actors as mcp-fleet runs them.
+/// worker threads ([`crate::config::worker_threads`]: one by default) and every driver.
+/// `bench_actors` builds its runtime here too, so that it measures the actors as mcp-fleet runs
+/// them.
 pub fn async_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
