@@ -1481,9 +1481,10 @@ fn notes(args: &BenchArgs, n: usize, workers: usize) -> Vec<String> {
         format!(
             "`examples/bench_actors.rs`, release build, jemalloc (the allocator of `mcp-fleet`, \
              with its background purging) on mcp-fleet's tokio runtime: {workers} worker \
-             thread{plural} (`TOKIO_WORKER_THREADS`, default 1, as `mcp-fleet run`). Messaging runs in one process against a real fleet (`Fleet::start`: every actor \
-             with the mailbox and supervision mcp-fleet gives it, the Prometheus recorder \
-             installed) beside a bare kameo 0.22 actor and bare tokio channels. The paths are \
+             thread{plural} (`TOKIO_WORKER_THREADS`, default 1, as `mcp-fleet run`). Messaging \
+             runs in one process against a real fleet (`Fleet::start`: every actor with the \
+             mailbox and supervision mcp-fleet gives it, the Prometheus recorder installed) \
+             beside a bare kameo 0.22 actor and bare tokio channels. The paths are \
              interleaved, {rounds} rounds of {ask_n} asks and {tell_n} tells each, after a \
              warm-up; every measurement runs in a tokio task on the runtime's worker \
              thread{plural}.",

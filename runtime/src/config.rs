@@ -95,16 +95,16 @@ pub fn load_all(path: &Path) -> Result<Loaded, ConfigErrors> {
 
 /// Sets the number of worker threads: tokio's own variable, read here so that a bad value is a
 /// usage error rather than tokio's panic.
-pub const WORKERS_VAR: &str = "TOKIO_WORKER_THREADS";
+const WORKERS_VAR: &str = "TOKIO_WORKER_THREADS";
 
-/// The worker threads of mcp-fleet's runtime: one unless [`WORKERS_VAR`] says otherwise.
+/// The worker threads of mcp-fleet's runtime: one unless `TOKIO_WORKER_THREADS` says otherwise.
 ///
 /// mcp-fleet shares its machine with the servers it runs, which do the work; like
 /// linkerd2-proxy, it takes one core by default. With more workers, every request with a body
 /// also wakes a second one: hyper hands the body over inside the connection's task, and tokio
 /// treats that wake-up as a yield, which wakes a parked worker. On the 2-core benchmark machine
 /// one worker made half the context switches per forwarded call and used 15-25 % less CPU,
-/// with as many requests per second or more (BENCHMARKS.md, "Gateway: one worker thread").
+/// with as many requests per second or more (BENCHMARKS.md, "Gateway: one worker thread by default").
 pub fn worker_threads() -> Result<usize, String> {
     match std::env::var(WORKERS_VAR) {
         Err(std::env::VarError::NotPresent) => Ok(1),
