@@ -94,6 +94,18 @@ struct WorkerResult {
 
 /// Runs `sessions` against the target for `timing`, then closes them.
 pub async fn run_cell(sessions: Vec<Session>, timing: Timing, watch: Option<Watch>) -> CellResult {
+    let (result, sessions) = run_slice(sessions, timing, watch).await;
+    futures::future::join_all(sessions.into_iter().map(Session::close)).await;
+    result
+}
+
+/// Runs `sessions` against the target for `timing` and hands them back open, for the next
+/// slice of an interleaved comparison.
+pub async fn run_slice(
+    sessions: Vec<Session>,
+    timing: Timing,
+    watch: Option<Watch>,
+) -> (CellResult, Vec<Session>) {
     let start = Instant::now();
     let measure_start = start + timing.warm_up;
     let end = measure_start + timing.measure;
@@ -168,7 +180,8 @@ pub async fn run_cell(sessions: Vec<Session>, timing: Timing, watch: Option<Watc
         })
         .unwrap_or_default();
 
-    // Only now are the sessions ended (some peers stop a backend per ended session).
+    // The sessions are ended only after the readings (some peers stop a backend per ended
+    // session).
     let mut sessions = Vec::new();
     let mut total = WorkerResult {
         completed: 0,
@@ -195,7 +208,6 @@ pub async fn run_cell(sessions: Vec<Session>, timing: Timing, watch: Option<Watc
             }
         }
     }
-    futures::future::join_all(sessions.into_iter().map(Session::close)).await;
     let per_core = |a: f64, b: f64| {
         if wall > 0.0 {
             (b - a).max(0.0) / wall
@@ -203,7 +215,7 @@ pub async fn run_cell(sessions: Vec<Session>, timing: Timing, watch: Option<Watc
             0.0
         }
     };
-    CellResult {
+    let result = CellResult {
         completed: total.completed,
         errors: total.errors,
         first_error: total.first_error,
@@ -215,5 +227,6 @@ pub async fn run_cell(sessions: Vec<Session>, timing: Timing, watch: Option<Watc
         tree_rss: tree_end.rss_bytes,
         tree_processes: tree_end.processes,
         client_cpu: per_core(self0.cpu_seconds, self1.cpu_seconds),
-    }
+    };
+    (result, sessions)
 }
