@@ -7,7 +7,8 @@
 #
 # Runs MCP_FLEET_BIN (default target/release/mcp-fleet) with server-everything (installed by
 # .ci/install-bench-peers) on a free 127.0.0.1 port, opens one 2025-11-25 session from a Python
-# http.client (keep-alive), warms up with 200 requests, then sends REQUESTS (default 3000)
+# http.client (keep-alive, examples/sequential_client.py), warms up with 200 requests,
+# then sends REQUESTS (default 3000)
 # sequential `tools/call everything__echo` (or `ping`, which the gateway answers itself) while
 # `perf stat -p` counts. The VAR=VALUE arguments go into mcp-fleet's environment
 # (TOKIO_WORKER_THREADS=2, say). Needs perf, python3 and curl; stops everything it starts.
@@ -36,35 +37,7 @@ fleet=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$port/readyz" > /dev/null || { echo "mcp-fleet not ready" >&2; exit 1; }
 
-cat > "$work/client.py" <<'EOF'
-import http.client, json, os, sys, time
-port, n, method, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-c = http.client.HTTPConnection("127.0.0.1", port)
-H = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-def post(body, extra={}):
-    c.request("POST", "/mcp", json.dumps(body), {**H, **extra})
-    r = c.getresponse(); d = r.read(); return r, d
-r, _ = post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}})
-S = {"Mcp-Session-Id": r.getheader("Mcp-Session-Id"), "MCP-Protocol-Version": "2025-11-25"}
-post({"jsonrpc": "2.0", "method": "notifications/initialized"}, S)
-def one(i):
-    if method == "ping":
-        body = {"jsonrpc": "2.0", "id": i, "method": "ping"}
-    else:
-        body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                "params": {"name": "everything__echo", "arguments": {"message": "hi"}}}
-    r, d = post(body, S)
-    assert r.status == 200 and b'"error"' not in d, (r.status, d)
-for i in range(200): one(i)
-open(f"{work}/go", "w").close(); time.sleep(1.0)
-t = time.time()
-for i in range(n): one(1000 + i)
-dt = time.time() - t
-open(f"{work}/done", "w").close()
-print(f"{n} sequential {method} requests in {dt:.3f} s ({n / dt:.0f}/s)")
-EOF
-python3 "$work/client.py" "$port" "$n" "$method" "$work" &
+python3 examples/sequential_client.py "$port" "$n" "$method" "$work" &
 client=$!
 while [ ! -f "$work/go" ]; do sleep 0.05; done
 perf stat -p "$fleet" -o "$work/perf.txt" -e task-clock,context-switches,raw_syscalls:sys_enter \
