@@ -1,9 +1,9 @@
-//! Side by side: direct stdio, mcp-fleet and the bare bridge all running at once against the
-//! same backend, measured in short slices that take turns, round after round, at C=1 and at the
-//! deciding concurrency. The cells of the main table run one target after another, minutes
+//! Side by side: direct stdio, mcp-fleet, the bare bridge and the peer proxies all running at
+//! once against the same backend, measured in short slices that take turns, round after round,
+//! at C=1 (without the peers) and at the deciding concurrency. The cells of the main table run one target after another, minutes
 //! apart, and this machine's speed drifts over minutes by more than the acceptance lines'
 //! margins; slices that take turns see the same drift, so their ratios and differences hold
-//! still. The acceptance lines against direct stdio are decided here.
+//! still. The gateway's acceptance lines are decided here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,8 +13,10 @@ use fleet_examples::bench::{Latencies, Table, fmt_duration};
 
 use super::load::{self, Session, Timing, Watch};
 use super::mcp::{Era, HttpSession, StdioBackend};
+use super::procs::ProcGuard;
 use super::{
-    BRIDGE, Backend, DECIDING_C, DIRECT, FLEET, Options, Paths, progress, start_bridge, start_fleet,
+    BRIDGE, Backend, DECIDING_C, DIRECT, FLEET, Options, PEERS, Paths, progress, start_bridge,
+    start_fleet, start_peer,
 };
 
 /// How the comparison runs.
@@ -24,11 +26,13 @@ pub struct Plan {
     /// One target's turn: a warm-up (its caches are cold after the others' turns), then the
     /// measured slice.
     pub slice: Timing,
+    /// Before the first round, each target's calls for this long, not measured.
+    pub first_warm_up: Duration,
 }
 
 /// One target at one concurrency, over every round.
 pub struct Target {
-    pub name: &'static str,
+    pub name: String,
     pub c: usize,
     /// Every call measured in every round.
     pub latencies: Latencies,
@@ -43,7 +47,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn new(name: &'static str, c: usize) -> Target {
+    fn new(name: String, c: usize) -> Target {
         Target {
             name,
             c,
@@ -79,6 +83,8 @@ impl Target {
 pub struct SideBySide {
     pub plan: Plan,
     pub by_c: Vec<Vec<Target>>,
+    /// Peers left out, and why.
+    pub notes: Vec<String>,
 }
 
 impl SideBySide {
@@ -96,58 +102,83 @@ enum Up {
     Http { addr: SocketAddr, tool: String },
 }
 
-/// Starts the three targets on `backend` (2025-11-25 sessions), runs the rounds, stops them.
+/// A target that is up, with what reads and stops it.
+struct Running {
+    name: String,
+    up: Up,
+    watch: Watch,
+    guard: Option<ProcGuard>,
+    /// Measured at C=1 too (the peers are measured at the deciding C only).
+    at_one: bool,
+}
+
+impl Running {
+    fn http(name: String, guard: ProcGuard, port: u16, tool: String, at_one: bool) -> Running {
+        let pid = guard.pid();
+        Running {
+            name,
+            up: Up::Http {
+                addr: ([127, 0, 0, 1], port).into(),
+                tool,
+            },
+            watch: Watch {
+                process: pid,
+                tree_root: pid,
+            },
+            guard: Some(guard),
+            at_one,
+        }
+    }
+}
+
+/// Starts direct stdio, mcp-fleet, the bridge and (if `peers`) the peer proxies on `backend`
+/// (2025-11-25 sessions), runs the rounds at C=1 and the deciding C, and stops them all.
 pub async fn run(
     paths: &Paths,
     opts: &Options,
     backend: Backend,
     command: &(PathBuf, Vec<String>),
     plan: Plan,
+    peers: bool,
 ) -> anyhow::Result<SideBySide> {
-    let era = Era::Legacy;
     let name = format!("side-direct-{}", backend.name());
     progress(&format!("side by side ({}): starting", backend.name()));
-    let direct = StdioBackend::start(&name, &command.0, &command.1, era, &paths.log(&name)).await?;
-    let fleet = start_fleet(paths, opts, backend, command).await;
-    let bridge_name = format!("side-bare-bridge-{}", backend.name());
-    let bridge = start_bridge(paths, command, &bridge_name).await;
-    let result = match (&fleet, &bridge) {
-        (Ok((fleet_guard, fleet_port, _)), Ok((bridge_guard, bridge_port))) => {
-            let targets = [
-                (
-                    DIRECT,
-                    Up::Direct(direct.clone()),
-                    Watch {
-                        process: direct.pid,
-                        tree_root: direct.pid,
-                    },
-                ),
-                (
-                    FLEET,
-                    Up::Http {
-                        addr: ([127, 0, 0, 1], *fleet_port).into(),
-                        tool: format!("{}__echo", backend.name()),
-                    },
-                    Watch {
-                        process: fleet_guard.pid(),
-                        tree_root: fleet_guard.pid(),
-                    },
-                ),
-                (
-                    BRIDGE,
-                    Up::Http {
-                        addr: ([127, 0, 0, 1], *bridge_port).into(),
-                        tool: "echo".into(),
-                    },
-                    Watch {
-                        process: bridge_guard.pid(),
-                        tree_root: bridge_guard.pid(),
-                    },
-                ),
-            ];
+    let direct = StdioBackend::start(
+        &name,
+        &command.0,
+        &command.1,
+        Era::Legacy,
+        &paths.log(&name),
+    )
+    .await?;
+    let mut running = vec![Running {
+        name: DIRECT.into(),
+        up: Up::Direct(direct.clone()),
+        watch: Watch {
+            process: direct.pid,
+            tree_root: direct.pid,
+        },
+        guard: None,
+        at_one: true,
+    }];
+    let mut notes = Vec::new();
+    let started = start_all(
+        paths,
+        opts,
+        backend,
+        command,
+        peers,
+        &mut running,
+        &mut notes,
+    )
+    .await;
+    let result = match started {
+        Ok(()) => {
             let mut by_c = Vec::new();
             let mut failed = None;
             for c in [1, DECIDING_C] {
+                let targets: Vec<&Running> =
+                    running.iter().filter(|r| c != 1 || r.at_one).collect();
                 match rounds(opts, &targets, c, plan).await {
                     Ok(t) => by_c.push(t),
                     Err(e) => {
@@ -158,31 +189,68 @@ pub async fn run(
             }
             match failed {
                 Some(e) => Err(e),
-                None => Ok(SideBySide { plan, by_c }),
+                None => Ok(SideBySide { plan, by_c, notes }),
             }
         }
-        (Err(e), _) | (_, Err(e)) => Err(anyhow::anyhow!("{e:#}")),
+        Err(e) => Err(e),
     };
     direct.stop().await;
-    if let Ok((guard, _, _)) = fleet {
-        guard.stop(Duration::from_secs(10)).await;
-    }
-    if let Ok((guard, _)) = bridge {
-        guard.stop(Duration::from_secs(5)).await;
+    for r in running {
+        if let Some(g) = r.guard {
+            g.stop(Duration::from_secs(10)).await;
+        }
     }
     result
 }
 
+/// Starts mcp-fleet and the bridge (either failing fails the comparison) and the peers (one
+/// failing is left out, with a note).
+async fn start_all(
+    paths: &Paths,
+    opts: &Options,
+    backend: Backend,
+    command: &(PathBuf, Vec<String>),
+    peers: bool,
+    running: &mut Vec<Running>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let (guard, port, _) = start_fleet(paths, opts, backend, command).await?;
+    let tool = format!("{}__echo", backend.name());
+    running.push(Running::http(FLEET.into(), guard, port, tool, true));
+    let name = format!("side-bare-bridge-{}", backend.name());
+    let (guard, port) = start_bridge(paths, command, &name).await?;
+    running.push(Running::http(
+        BRIDGE.into(),
+        guard,
+        port,
+        "echo".into(),
+        true,
+    ));
+    if peers {
+        for peer in PEERS {
+            let label = peer.label(paths);
+            let name = format!("side-{}-{}", peer.slug(), backend.name());
+            match start_peer(paths, peer, command, &name).await {
+                Ok((guard, port)) => {
+                    running.push(Running::http(label, guard, port, "echo".into(), false))
+                }
+                Err(e) => notes.push(format!("{label} did not start, left out: {e:#}")),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `plan.rounds` rounds at concurrency `c`; in round r the targets take their turns starting
-/// with target r mod 3, so each is first, second and last equally often.
+/// with target r mod n, so over n rounds each takes every place in the order once.
 async fn rounds(
     opts: &Options,
-    targets: &[(&'static str, Up, Watch)],
+    targets: &[&Running],
     c: usize,
     plan: Plan,
 ) -> anyhow::Result<Vec<Target>> {
     let mut open: Vec<Option<Vec<Session>>> = Vec::new();
-    for (name, up, _) in targets {
+    for Running { name, up, .. } in targets.iter().copied() {
         let sessions = match up {
             Up::Direct(b) => Ok((0..c).map(|_| Session::Stdio(b.clone())).collect()),
             Up::Http { addr, tool } => futures::future::join_all(
@@ -203,8 +271,20 @@ async fn rounds(
     }
     let mut out: Vec<Target> = targets
         .iter()
-        .map(|(name, _, _)| Target::new(name, c))
+        .map(|r| Target::new(r.name.clone(), c))
         .collect();
+    // A longer warm-up first: the node and Python proxies are still compiling their hot paths
+    // for seconds after their start, and the comparison is with each at its best.
+    for (k, target) in targets.iter().enumerate() {
+        if let Some(sessions) = open[k].take() {
+            let warm = Timing {
+                warm_up: plan.first_warm_up,
+                measure: Duration::ZERO,
+                ..plan.slice
+            };
+            open[k] = Some(load::run_slice(sessions, warm, Some(target.watch)).await.1);
+        }
+    }
     let n = targets.len();
     for round in 0..plan.rounds {
         for turn in 0..n {
@@ -212,7 +292,7 @@ async fn rounds(
             let Some(sessions) = open[k].take() else {
                 continue;
             };
-            let (r, back) = load::run_slice(sessions, plan.slice, Some(targets[k].2)).await;
+            let (r, back) = load::run_slice(sessions, plan.slice, Some(targets[k].watch)).await;
             open[k] = Some(back);
             let t = &mut out[k];
             t.latencies.merge(&r.latencies);
@@ -273,7 +353,25 @@ impl SideBySide {
 
     /// `target`'s requests/s over direct stdio's at `c`: over every slice, and per round.
     pub fn rps_ratio(&self, target: &str, c: usize) -> Option<(f64, (f64, f64, f64))> {
-        let (t, d) = (self.find(target, c)?, self.find(DIRECT, c)?);
+        self.ratio(target, DIRECT, c)
+    }
+
+    /// The peer proxy that served the most requests/s at the deciding C, and mcp-fleet's
+    /// requests/s over its: over every slice, and per round.
+    pub fn over_best_peer(&self) -> Option<(&Target, f64, (f64, f64, f64))> {
+        let best = self
+            .by_c
+            .iter()
+            .flatten()
+            .filter(|t| t.c == DECIDING_C && ![DIRECT, FLEET, BRIDGE].contains(&t.name.as_str()))
+            .max_by(|a, b| a.rps().total_cmp(&b.rps()))?;
+        let (r, rounds) = self.ratio(FLEET, &best.name, DECIDING_C)?;
+        Some((best, r, rounds))
+    }
+
+    /// `target`'s requests/s over `base`'s at `c`: over every slice, and per round.
+    pub fn ratio(&self, target: &str, base: &str, c: usize) -> Option<(f64, (f64, f64, f64))> {
+        let (t, d) = (self.find(target, c)?, self.find(base, c)?);
         let rounds = t
             .rounds
             .iter()
@@ -309,11 +407,11 @@ impl SideBySide {
         );
         for x in self.by_c.iter().flatten() {
             let direct = x.name == DIRECT;
-            let ratio = self.rps_ratio(x.name, x.c).filter(|_| !direct);
-            let added = self.p50_added(x.name, x.c).filter(|_| !direct);
+            let ratio = self.rps_ratio(&x.name, x.c).filter(|_| !direct);
+            let added = self.p50_added(&x.name, x.c).filter(|_| !direct);
             let dash = || "-".to_owned();
             t.row(vec![
-                x.name.to_owned(),
+                x.name.clone(),
                 x.c.to_string(),
                 format!("{:.0}", x.rps()),
                 ratio.map_or_else(dash, |r| format!("{:.2}×", r.0)),
