@@ -658,7 +658,8 @@ async fn bench_backend(
     }
 
     // The gateway.
-    match start_fleet(paths, opts, backend, &command).await {
+    let name = format!("mcp-fleet-{}", backend.name());
+    match start_fleet(paths, opts, backend, &command, &name).await {
         Ok((guard, port, took)) => {
             out.notes.push(format!(
                 "mcp-fleet ({}) was ready with `{}__echo` listed {} after its start.",
@@ -834,14 +835,16 @@ async fn http_cell(
     }
 }
 
-/// `mcp-fleet run` with a config of exactly `backend`; returns once `NAME__echo` is listed.
+/// `mcp-fleet run` with a config of exactly `backend`, as process `name` (its log and config
+/// file are named after it); returns once `BACKEND__echo` is listed.
 async fn start_fleet(
     paths: &Paths,
     opts: &Options,
     backend: Backend,
     command: &(PathBuf, Vec<String>),
+    name: &str,
 ) -> anyhow::Result<(ProcGuard, u16, Duration)> {
-    let config = paths.logs.join(format!("fleet-{}.json", backend.name()));
+    let config = paths.logs.join(format!("{name}.json"));
     let text = serde_json::json!({
         "mcpServers": { backend.name(): { "command": command.0, "args": command.1 } }
     });
@@ -854,10 +857,9 @@ async fn start_fleet(
         .stdin(std::process::Stdio::null());
     c.env_remove("RUST_LOG");
     c.envs(opts.fleet_env.iter().map(|(k, v)| (k, v)));
-    let name = format!("mcp-fleet-{}", backend.name());
     progress(&format!("{name}: starting"));
     let t0 = Instant::now();
-    let mut guard = ProcGuard::spawn(&name, c, Some(&paths.log(&name)))?;
+    let mut guard = ProcGuard::spawn(name, c, Some(&paths.log(name)))?;
     wait_listening(&mut guard, port, Duration::from_secs(30)).await?;
     // Listed through the gateway: a 2026-07-28 tools/list until NAME__echo is there.
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -879,12 +881,12 @@ async fn start_fleet(
             break;
         }
         if let Some(why) = guard.exited() {
-            bail!("{why}; see {}", paths.log(&name).display());
+            bail!("{why}; see {}", paths.log(name).display());
         }
         if Instant::now() >= deadline {
             bail!(
                 "{want} not listed after 60 s; see {}",
-                paths.log(&name).display()
+                paths.log(name).display()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1119,6 +1121,12 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
     let legacy = Era::Legacy;
 
     let side = b.side.as_ref().and_then(|s| s.as_ref().ok());
+    // Why a line falls back to the cells.
+    let no_side = match &b.side {
+        None => "not measured side by side (--side-rounds 0)",
+        Some(Err(_)) => "the side-by-side comparison failed, see the notes",
+        Some(Ok(_)) => "this line's targets are missing from the side-by-side table, see the notes",
+    };
 
     // 1. At least 0.8× direct stdio.
     let mut figures = Vec::new();
@@ -1145,7 +1153,7 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
             .unwrap_or_default();
         Some((
             r,
-            g.errors == 0,
+            g.clean() && d.clean(),
             format!(
                 "{r:.2}× side by side at C={DECIDING_C}, 2025-11-25: {:.0}/s vs {:.0}/s, per round {lo:.2}-{hi:.2}×{floor}. For comparison, {cells}",
                 g.rps(),
@@ -1160,7 +1168,9 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
                 b.find(FLEET, legacy, DECIDING_C),
                 b.find(DIRECT, legacy, DECIDING_C),
             ) {
-                (Some(g), Some(d)) if d.rps() > 0.0 => Some((g.rps() / d.rps(), g.errors == 0)),
+                (Some(g), Some(d)) if d.rps() > 0.0 => {
+                    Some((g.rps() / d.rps(), g.errors == 0 && d.errors == 0))
+                }
                 _ => None,
             };
             let floor = match (
@@ -1177,7 +1187,7 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
             match deciding {
                 Some((r, clean)) => (
                     r >= 0.8 && clean,
-                    format!("{r:.2}× (no side-by-side figures); {cells}{floor}"),
+                    format!("{r:.2}× ({no_side}); {cells}{floor}"),
                 ),
                 None => (false, "not measured".into()),
             }
@@ -1206,6 +1216,7 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
     let cells = match (gateway, best_peer) {
         (Some(g), Some((name, p))) => Some((
             g.rps() / p.max(f64::MIN_POSITIVE),
+            g.errors == 0,
             format!(
                 "{:.0}/s vs {name} {p:.0}/s = {:.1}× (C={DECIDING_C}, 2025-11-25){}",
                 g.rps(),
@@ -1230,7 +1241,7 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
             .unwrap_or_default();
         Some((
             r,
-            g.errors == 0,
+            g.clean(),
             format!(
                 "{r:.1}× side by side at C={DECIDING_C}, 2025-11-25: {:.0}/s vs {} {:.0}/s, per round {lo:.1}-{hi:.1}×{floor}",
                 g.rps(),
@@ -1243,11 +1254,11 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
         (Some((r, clean, fig)), cells) => (
             r >= 10.0 && clean,
             match cells {
-                Some((_, c)) => format!("{fig}. For comparison, the cells of the table: {c}"),
+                Some((_, _, c)) => format!("{fig}. For comparison, the cells of the table: {c}"),
                 None => fig,
             },
         ),
-        (None, Some((r, c))) => (r >= 10.0, format!("{c} (no side-by-side figures)")),
+        (None, Some((r, clean, c))) => (r >= 10.0 && clean, format!("{c} ({no_side})")),
         (None, None) => (false, "not measured (the gateway or every peer)".into()),
     };
     report.accept(
@@ -1265,7 +1276,7 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
                 b.find(target, era, 1).map(|x| {
                     let p = x.latencies.quantile(0.5);
                     let added = (p.as_secs_f64() - dp.as_secs_f64()) * 1e6;
-                    format!("p50 {} (+{added:.0} µs)", fmt_duration(p))
+                    format!("p50 {} ({added:+.0} µs)", fmt_duration(p))
                 })
             };
             let gp = g.latencies.quantile(0.5);
@@ -1278,8 +1289,12 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
                 .unwrap_or_default();
             Some((
                 added,
+                g.errors == 0
+                    && d.errors == 0
+                    && g.latencies.count() > 0
+                    && d.latencies.count() > 0,
                 format!(
-                    "sequential (C=1), 2025-11-25: p50 {} through the gateway vs {} direct = +{:.0} µs{modern}{floor}",
+                    "sequential (C=1), 2025-11-25: p50 {} through the gateway vs {} direct = {:+.0} µs{modern}{floor}",
                     fmt_duration(gp),
                     fmt_duration(dp),
                     added * 1e6
@@ -1294,27 +1309,28 @@ fn acceptance(report: &mut Report, all: &[BackendRows]) {
         let floor = s
             .p50_added(BRIDGE, 1)
             .map(|(f, (flo, _, fhi))| {
-                format!("; the {BRIDGE}: +{f:.0} µs (per round {flo:+.0} to {fhi:+.0} µs)")
+                format!("; the {BRIDGE}: {f:+.0} µs (per round {flo:+.0} to {fhi:+.0} µs)")
             })
             .unwrap_or_default();
         Some((
             added,
+            g.clean() && d.clean(),
             format!(
-                "side by side at C=1, 2025-11-25: p50 {} through the gateway vs {} direct = +{added:.0} µs, per round {lo:+.0} / {med:+.0} / {hi:+.0} µs (min / median / max){floor}",
+                "side by side at C=1, 2025-11-25: p50 {} through the gateway vs {} direct = {added:+.0} µs, per round {lo:+.0} / {med:+.0} / {hi:+.0} µs (min / median / max){floor}",
                 fmt_duration(g.p50()),
                 fmt_duration(d.p50()),
             ),
         ))
     });
     let (met, fig) = match (side_added, cells) {
-        (Some((added, fig)), cells) => (
-            added <= 100.0,
+        (Some((added, clean, fig)), cells) => (
+            added <= 100.0 && clean,
             match cells {
-                Some((_, c)) => format!("{fig}. For comparison, the cells of the table: {c}"),
+                Some((_, _, c)) => format!("{fig}. For comparison, the cells of the table: {c}"),
                 None => fig,
             },
         ),
-        (None, Some((added, c))) => (added <= 100e-6, format!("{c} (no side-by-side figures)")),
+        (None, Some((added, clean, c))) => (added <= 100e-6 && clean, format!("{c} ({no_side})")),
         (None, None) => (false, "not measured".into()),
     };
     report.accept(

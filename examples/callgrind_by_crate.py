@@ -3,10 +3,11 @@
     python3 examples/callgrind_by_crate.py REQUESTS LABEL=FILE [LABEL=FILE ...]
 
 Reads each profile with `callgrind_annotate` (self cost, every function), sums the instructions
-of each function by the crate its source file belongs to (a crates.io crate, a standard library
-crate, a workspace crate, jemalloc, libc), divides by REQUESTS, and prints one column per
-profile, largest first; the workspace's crates are always shown, the other crates under 1 % of
-every profile are summed into "other".
+by the crate of the source file they come from (a crates.io crate, a standard library crate, a
+workspace crate, jemalloc, libc; code inlined from another crate counts for that crate, so std's
+iterators inlined into the gateway count under "std: core"), divides by REQUESTS, and prints one
+column per profile, largest first; the workspace's crates are always shown, the other crates
+under 1 % of every profile are summed into "other".
 """
 import collections, os, re, subprocess, sys
 
@@ -24,6 +25,8 @@ def crate(path):
         return "libc"
     root = os.getcwd() + "/"
     path = path[len(root):] if path.startswith(root) else path
+    if path.startswith("target/"):
+        return "generated (target/)"
     m = re.match(r"((?:actors/)?[a-z_-]+)/(?:src/)?", path)
     if m and os.path.isdir(m.group(1)):
         return "workspace: " + (m.group(1) if m.group(1) != "examples" else path)

@@ -10,7 +10,8 @@
 # each under callgrind with server-everything (installed by .ci/install-bench-peers) on a free
 # 127.0.0.1 port, and drives each with examples/sequential_client.py: one 2025-11-25
 # session, 200 requests to warm up, then REQUESTS (default 1000) sequential `tools/call echo`.
-# Counting is on (callgrind_control) only while those run. Prints the instructions per request
+# Counting is on (callgrind_control) only while those run; it includes what the server's own
+# timers do in those seconds (for mcp-fleet: health checks, metrics upkeep). Prints the instructions per request
 # of each by crate; the profiles stay in target/instructions/ for callgrind_annotate. The backend
 # runs natively (callgrind does not follow children). Needs valgrind, python3 and curl; stops
 # everything it starts.
@@ -25,7 +26,9 @@ out=target/instructions
 mkdir -p "$out"
 work=$(mktemp -d)
 server=""
+client=""
 cleanup() {
+    [ -n "$client" ] && kill "$client" 2>/dev/null
     [ -n "$server" ] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null
     rm -rf "$work"
 }
@@ -38,29 +41,40 @@ answers() {
     if [ "$2" = any ]; then [ "$code" != 000 ]; else [ "$code" = 200 ]; fi
 }
 
+# await_file FILE: waits until the client creates FILE; fails if the client stopped first.
+await_file() {
+    while [ ! -f "$1" ]; do
+        kill -0 "$client" 2>/dev/null || { echo "the client stopped early" >&2; exit 1; }
+        sleep 0.01
+    done
+}
+
 # measure NAME TOOL READY_PATH COMMAND...: one server under callgrind, REQUESTS counted.
 measure() {
     local name=$1 tool=$2 ready=$3
     shift 3
     local port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    rm -f "$out/$name".callgrind* "$work/go" "$work/done"
+    rm -f "$out/$name".callgrind* "$work/go" "$work/counting" "$work/done"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$name.callgrind" \
         "$@" --listen "127.0.0.1:$port" "${LATE_ARGS[@]}" > "$work/$name.log" 2>&1 &
     server=$!
     # Slow under valgrind: up to 2 minutes to answer.
     for _ in $(seq 1200); do
         answers "$port" "$ready" && break
+        kill -0 "$server" 2>/dev/null || break
         sleep 0.1
     done
     answers "$port" "$ready" || { echo "$name did not answer: $(cat "$work/$name.log")" >&2; exit 1; }
     python3 examples/sequential_client.py "$port" "$n" call "$work" "$tool" &
-    local client=$!
-    while [ ! -f "$work/go" ]; do sleep 0.05; done
+    client=$!
+    await_file "$work/go"
     callgrind_control -i on "$server" > /dev/null
-    while [ ! -f "$work/done" ]; do sleep 0.01; done
+    touch "$work/counting"
+    await_file "$work/done"
     callgrind_control -i off "$server" > /dev/null
     wait "$client"
+    client=""
     # The counts so far, as $work/$name.callgrind.1.
     callgrind_control -d "$server" > /dev/null
     mv "$work/$name.callgrind.1" "$out/$name.callgrind"

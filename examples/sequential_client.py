@@ -3,12 +3,12 @@
     python3 examples/sequential_client.py PORT N call|ping WORKDIR [TOOL]
 
 Opens one 2025-11-25 session at http://127.0.0.1:PORT/mcp (Python's http.client), sends 200
-requests to warm up, creates WORKDIR/go and waits 1 s (for the caller to start counting), sends
-N sequential `tools/call TOOL` with {"message": "hi"} (default TOOL `everything__echo`) or
-`ping`, creates WORKDIR/done, and prints the rate. Any answer that is not HTTP 200 without an
-error stops it with an assertion.
+requests to warm up, creates WORKDIR/go, waits for the caller to create WORKDIR/counting (60 s
+at most), sends N sequential `tools/call TOOL` with {"message": "hi"} (default TOOL
+`everything__echo`) or `ping`, creates WORKDIR/done, and prints the rate. Any answer that is not
+HTTP 200 without an error stops it with an assertion.
 """
-import http.client, json, sys, time
+import http.client, json, os, sys, time
 
 port, n, method, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 tool = sys.argv[5] if len(sys.argv) > 5 else "everything__echo"
@@ -42,7 +42,10 @@ def one(i):
 for i in range(200):
     one(i)
 open(f"{work}/go", "w").close()
-time.sleep(1.0)
+deadline = time.time() + 60
+while not os.path.exists(f"{work}/counting"):
+    assert time.time() < deadline, "WORKDIR/counting did not appear within 60 s"
+    time.sleep(0.01)
 t = time.time()
 for i in range(n):
     one(1000 + i)

@@ -24,9 +24,18 @@ shift $(($# < 3 ? $# : 3))
 . target/bench-peers/bench-peers.env
 work=$(mktemp -d)
 fleet=""
+client=""
 cleanup() {
+    [ -n "$client" ] && kill "$client" 2>/dev/null
     [ -n "$fleet" ] && kill -TERM "$fleet" 2>/dev/null && wait "$fleet" 2>/dev/null
     rm -rf "$work"
+}
+# await_file FILE: waits until the client creates FILE; fails if the client stopped first.
+await_file() {
+    while [ ! -f "$1" ]; do
+        kill -0 "$client" 2>/dev/null || { echo "the client stopped early" >&2; exit 1; }
+        sleep 0.01
+    done
 }
 trap cleanup EXIT
 printf '{"mcpServers":{"everything":{"command":"%s","args":["%s"]}}}' \
@@ -34,18 +43,26 @@ printf '{"mcpServers":{"everything":{"command":"%s","args":["%s"]}}}' \
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 env "$@" "$bin" run --config "$work/fleet.json" --listen "127.0.0.1:$port" > "$work/fleet.log" 2>&1 &
 fleet=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && break
+    kill -0 "$fleet" 2>/dev/null || break
+    sleep 0.1
+done
 curl -sf "http://127.0.0.1:$port/readyz" > /dev/null || { echo "mcp-fleet not ready" >&2; exit 1; }
 
 python3 examples/sequential_client.py "$port" "$n" "$method" "$work" &
 client=$!
-while [ ! -f "$work/go" ]; do sleep 0.05; done
+await_file "$work/go"
 perf stat -p "$fleet" -o "$work/perf.txt" -e task-clock,context-switches,raw_syscalls:sys_enter \
     -e syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_write \
     -e syscalls:sys_enter_writev,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read &
 perf=$!
-while [ ! -f "$work/done" ]; do sleep 0.01; done
+# perf attaches in the background: give it a second before the counted requests start.
+sleep 1
+touch "$work/counting"
+await_file "$work/done"
 kill -INT "$perf"; wait "$perf" || true
 wait "$client"
+client=""
 awk -v n="$n" '/^ *[0-9][0-9,.]* /{gsub(",","",$1); name = ($2 == "msec") ? "task-clock (µs)" : $2;
     v = ($2 == "msec") ? $1 * 1000 : $1; printf "%-32s %12.0f  %8.2f per request\n", name, v, v/n}' "$work/perf.txt"

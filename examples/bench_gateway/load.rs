@@ -70,6 +70,8 @@ pub struct CellResult {
     pub window: Duration,
     /// The target process alone: CPU over the window (fraction of one core), RSS at its end.
     pub process_cpu: f64,
+    /// The target process's CPU seconds over the window.
+    pub process_cpu_seconds: f64,
     pub process_rss: u64,
     /// The target's whole process tree (its backends included).
     pub tree_cpu: f64,
@@ -95,6 +97,7 @@ struct WorkerResult {
 /// Runs `sessions` against the target for `timing`, then closes them.
 pub async fn run_cell(sessions: Vec<Session>, timing: Timing, watch: Option<Watch>) -> CellResult {
     let (result, sessions) = run_slice(sessions, timing, watch).await;
+    // Only after the readings (some peers stop a backend per ended session).
     futures::future::join_all(sessions.into_iter().map(Session::close)).await;
     result
 }
@@ -180,8 +183,6 @@ pub async fn run_slice(
         })
         .unwrap_or_default();
 
-    // The sessions are ended only after the readings (some peers stop a backend per ended
-    // session).
     let mut sessions = Vec::new();
     let mut total = WorkerResult {
         completed: 0,
@@ -222,6 +223,7 @@ pub async fn run_slice(
         latencies: total.latencies,
         window: timing.measure,
         process_cpu: per_core(proc0.cpu_seconds, proc1.cpu_seconds),
+        process_cpu_seconds: (proc1.cpu_seconds - proc0.cpu_seconds).max(0.0),
         process_rss: proc1.resident_bytes,
         tree_cpu: per_core(tree0.cpu_seconds, tree1.cpu_seconds),
         tree_rss: tree_end.rss_bytes,
