@@ -774,50 +774,30 @@ async fn http_cell(
     ping: bool,
 ) -> Row {
     let t0 = Instant::now();
-    let opening = futures::future::join_all(
-        (0..c).map(|_| HttpSession::open(opts.client, addr, "/mcp", era, tool)),
-    );
-    let opened = match tokio::time::timeout(Duration::from_secs(120), opening).await {
-        Ok(v) => v,
-        Err(_) => {
+    let sessions = match open_sessions(opts, addr, era, tool, c).await {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            let f = format!("{e:#}");
+            progress(&format!("{target} {} C={c}: {f}", era.label()));
             return Row {
                 target: target.into(),
                 era: Some(era),
                 c,
                 open_took: None,
-                result: Err(format!("{c} sessions not opened within 120 s")),
+                result: Err(f),
             };
         }
     };
     let open_took = t0.elapsed();
-    let mut sessions = Vec::new();
-    let mut failure = None;
-    for s in opened {
-        match s {
-            Ok(mut s) => {
-                if ping {
-                    s.ping_instead();
-                }
-                sessions.push(Session::Http(Box::new(s)))
+    let sessions = sessions
+        .into_iter()
+        .map(|mut s| {
+            if ping {
+                s.ping_instead();
             }
-            Err(e) => {
-                failure.get_or_insert(format!("opening a session: {e:#}"));
-            }
-        }
-    }
-    if let Some(f) = failure {
-        for s in sessions {
-            s.close().await;
-        }
-        progress(&format!("{target} {} C={c}: {f}", era.label()));
-        return Row {
-            target: target.into(),
-            era: Some(era),
-            c,
-            open_took: None,
-            result: Err(f),
-        };
-    }
+            Session::Http(Box::new(s))
+        })
+        .collect();
     let r = load::run_cell(sessions, opts.timing, Some(watch)).await;
     progress(&format!(
         "{target} {} C={c}: {:.0}/s, p50 {}, errors {}",
@@ -832,6 +812,40 @@ async fn http_cell(
         c,
         open_took: Some(open_took),
         result: Ok(r),
+    }
+}
+
+/// Opens `c` sessions of `era` at `addr` at once (120 s at most); if any fails, closes the
+/// others and returns the first failure.
+async fn open_sessions(
+    opts: &Options,
+    addr: SocketAddr,
+    era: Era,
+    tool: &str,
+    c: usize,
+) -> anyhow::Result<Vec<HttpSession>> {
+    let opening = futures::future::join_all(
+        (0..c).map(|_| HttpSession::open(opts.client, addr, "/mcp", era, tool)),
+    );
+    let Ok(opened) = tokio::time::timeout(Duration::from_secs(120), opening).await else {
+        bail!("{c} sessions not opened within 120 s");
+    };
+    let mut sessions = Vec::new();
+    let mut failure = None;
+    for s in opened {
+        match s {
+            Ok(s) => sessions.push(s),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    match failure {
+        None => Ok(sessions),
+        Some(e) => {
+            futures::future::join_all(sessions.into_iter().map(HttpSession::close)).await;
+            Err(e.context("opening a session"))
+        }
     }
 }
 

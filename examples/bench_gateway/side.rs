@@ -14,11 +14,11 @@ use std::time::Duration;
 use fleet_examples::bench::{Latencies, Table, fmt_duration};
 
 use super::load::{self, Session, Timing, Watch};
-use super::mcp::{Era, HttpSession, StdioBackend};
+use super::mcp::{Era, StdioBackend};
 use super::procs::ProcGuard;
 use super::{
-    BRIDGE, Backend, DECIDING_C, DIRECT, FLEET, Options, PEERS, Paths, progress, start_bridge,
-    start_fleet, start_peer,
+    BRIDGE, Backend, DECIDING_C, DIRECT, FLEET, Options, PEERS, Paths, open_sessions, progress,
+    start_bridge, start_fleet, start_peer,
 };
 
 /// How the comparison runs.
@@ -265,30 +265,9 @@ async fn rounds(
     {
         let sessions = match up {
             Up::Direct(b) => Ok((0..c).map(|_| Session::Stdio(b.clone())).collect()),
-            Up::Http { addr, tool } => {
-                let opened = futures::future::join_all(
-                    (0..c)
-                        .map(|_| HttpSession::open(opts.client, *addr, "/mcp", Era::Legacy, tool)),
-                )
-                .await;
-                let mut ok = Vec::new();
-                let mut failure = None;
-                for s in opened {
-                    match s {
-                        Ok(s) => ok.push(Session::Http(Box::new(s))),
-                        Err(e) => {
-                            failure.get_or_insert(e);
-                        }
-                    }
-                }
-                match failure {
-                    None => Ok(ok),
-                    Some(e) => {
-                        futures::future::join_all(ok.into_iter().map(Session::close)).await;
-                        Err(e)
-                    }
-                }
-            }
+            Up::Http { addr, tool } => open_sessions(opts, *addr, Era::Legacy, tool, c)
+                .await
+                .map(|v| v.into_iter().map(|s| Session::Http(Box::new(s))).collect()),
         };
         match sessions {
             Ok(s) => open.push(Some(s)),
