@@ -770,12 +770,12 @@ const KINDS: [(&str, &str); 8] = [
     ),
 ];
 
-/// Kinds spawned with kameo's `spawn` by the benchmark itself: their spawn time decides the
-/// acceptance line. The others are spawned inside a project actor's handler, so their time per
-/// actor includes that handler's work and the asks that reach it.
 /// Fresh processes per kind for spawn time and memory; the median one stands for the kind.
 const SPAWN_RUNS: usize = 3;
 
+/// Kinds spawned with kameo's `spawn` by the benchmark itself: their spawn time decides the
+/// acceptance line. The others are spawned inside a project actor's handler, so their time per
+/// actor includes that handler's work and the asks that reach it.
 const DIRECT_PROJECT_KINDS: [&str; 5] = [
     "supervisor",
     "server-manager",
