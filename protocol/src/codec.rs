@@ -65,10 +65,20 @@ pub type DecodedLine = Result<Message, FrameError>;
 
 /// Parses one line (without its newline) into a message.
 pub fn parse_line(line: &str) -> DecodedLine {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| FrameError::NotJson {
-        reason: e.to_string(),
-    })?;
-    Message::from_value(value).map_err(FrameError::NotJsonRpc)
+    parse_json(line.as_bytes())
+}
+
+/// Parses JSON text into a message, in one pass ([`Message`]'s `Deserialize`). Text that is not
+/// a message, the rare case, is read again as a `Value` to tell text that is not JSON
+/// ([`FrameError::NotJson`]) from JSON that is not JSON-RPC ([`FrameError::NotJsonRpc`]).
+pub fn parse_json(text: &[u8]) -> DecodedLine {
+    serde_json::from_slice::<Message>(text).or_else(|_| {
+        let value: serde_json::Value =
+            serde_json::from_slice(text).map_err(|e| FrameError::NotJson {
+                reason: e.to_string(),
+            })?;
+        Message::from_value(value).map_err(FrameError::NotJsonRpc)
+    })
 }
 
 impl Decoder for JsonRpcCodec {

@@ -185,60 +185,19 @@ impl Response {
 }
 
 impl Message {
-    /// Classifies a parsed JSON value. Members the fleet does not interpret are kept in `extra`.
+    /// Classifies a parsed JSON value. Members the fleet does not interpret are kept in `extra`,
+    /// in the order they came in.
     pub fn from_value(value: Value) -> Result<Message, InvalidMessage> {
-        let mut obj = match value {
+        let obj = match value {
             Value::Object(obj) => obj,
             Value::Array(_) => return Err(InvalidMessage::Batch),
             _ => return Err(InvalidMessage::NotAnObject),
         };
-        match obj.remove("jsonrpc") {
-            Some(Value::String(v)) if v == "2.0" => {}
-            _ => return Err(InvalidMessage::Version),
+        let mut members = Members::default();
+        for (key, value) in obj {
+            members.put(Key::from(key), value);
         }
-        let id = match obj.remove("id") {
-            None => None,
-            Some(Value::Null) => Some(None),
-            Some(v) => Some(Some(parse_id(v)?)),
-        };
-        if let Some(method) = obj.remove("method") {
-            let Value::String(method) = method else {
-                return Err(InvalidMessage::Method);
-            };
-            let params = obj.remove("params");
-            return match id {
-                None => Ok(Message::Notification(Notification {
-                    method,
-                    params,
-                    extra: obj,
-                })),
-                Some(Some(id)) => Ok(Message::Request(Request {
-                    id,
-                    method,
-                    params,
-                    extra: obj,
-                })),
-                Some(None) => Err(InvalidMessage::Id),
-            };
-        }
-        let result = obj.remove("result");
-        let error = obj.remove("error");
-        let outcome = match (result, error) {
-            (Some(result), None) => Outcome::Result(result),
-            (None, Some(error)) => Outcome::Error(
-                serde_json::from_value(error).map_err(|_| InvalidMessage::ErrorMember)?,
-            ),
-            (Some(_), Some(_)) => return Err(InvalidMessage::ResultAndError),
-            (None, None) => return Err(InvalidMessage::Unclassified),
-        };
-        match id {
-            Some(id) => Ok(Message::Response(Response {
-                id,
-                outcome,
-                extra: obj,
-            })),
-            None => Err(InvalidMessage::Unclassified),
-        }
+        members.classify()
     }
 
     /// The message as a JSON value, members in the order JSON-RPC writes them, then the extras.
@@ -393,10 +352,235 @@ fn serialize_extra<M: serde::ser::SerializeMap>(
     Ok(())
 }
 
+/// A top-level member's name: one the fleet reads, or another.
+enum Key {
+    Jsonrpc,
+    Id,
+    Method,
+    Params,
+    Result,
+    Error,
+    Other(String),
+}
+
+impl Key {
+    fn of(name: &str) -> Option<Key> {
+        Some(match name {
+            "jsonrpc" => Key::Jsonrpc,
+            "id" => Key::Id,
+            "method" => Key::Method,
+            "params" => Key::Params,
+            "result" => Key::Result,
+            "error" => Key::Error,
+            _ => return None,
+        })
+    }
+}
+
+impl From<String> for Key {
+    fn from(name: String) -> Key {
+        Key::of(&name).unwrap_or(Key::Other(name))
+    }
+}
+
+/// Reads a member's name without allocating for the names the fleet reads.
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
+                Ok(Key::of(name).unwrap_or_else(|| Key::Other(name.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<Key, E> {
+                Ok(Key::from(name))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A message's top-level members, as read, before it is classified.
+#[derive(Default)]
+struct Members {
+    jsonrpc: Option<Value>,
+    id: Option<Value>,
+    method: Option<Value>,
+    /// Read by requests and notifications; an unknown member of a response.
+    params: Option<Deferred>,
+    /// Read by responses; unknown members of requests and notifications.
+    result: Option<Deferred>,
+    error: Option<Deferred>,
+    extra: Map<String, Value>,
+    /// How many unknown or deferred members have been seen: the next one's place.
+    seen: usize,
+}
+
+/// A member that is known or unknown depending on the kind of message, and where it came among
+/// the unknown and deferred ones.
+struct Deferred {
+    at: usize,
+    value: Value,
+}
+
+impl Members {
+    /// Takes a member; of two members of one name the last value counts, at the first one's
+    /// place, as in a parsed `Value`.
+    fn put(&mut self, key: Key, value: Value) {
+        let slot = match key {
+            Key::Jsonrpc => &mut self.jsonrpc,
+            Key::Id => &mut self.id,
+            Key::Method => &mut self.method,
+            Key::Params | Key::Result | Key::Error => {
+                let slot = match key {
+                    Key::Params => &mut self.params,
+                    Key::Result => &mut self.result,
+                    _ => &mut self.error,
+                };
+                match slot {
+                    Some(d) => d.value = value,
+                    None => {
+                        *slot = Some(Deferred {
+                            at: self.seen,
+                            value,
+                        });
+                        self.seen += 1;
+                    }
+                }
+                return;
+            }
+            Key::Other(name) => {
+                if self.extra.insert(name, value).is_none() {
+                    self.seen += 1;
+                }
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    fn classify(self) -> Result<Message, InvalidMessage> {
+        match self.jsonrpc {
+            Some(Value::String(v)) if v == "2.0" => {}
+            _ => return Err(InvalidMessage::Version),
+        }
+        let id = match self.id {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(v) => Some(Some(parse_id(v)?)),
+        };
+        if let Some(method) = self.method {
+            let Value::String(method) = method else {
+                return Err(InvalidMessage::Method);
+            };
+            let consumed = self.params.as_ref().map(|d| d.at);
+            let extra = put_back(
+                self.extra,
+                consumed,
+                [("result", self.result), ("error", self.error)],
+            );
+            let params = self.params.map(|d| d.value);
+            return match id {
+                None => Ok(Message::Notification(Notification {
+                    method,
+                    params,
+                    extra,
+                })),
+                Some(Some(id)) => Ok(Message::Request(Request {
+                    id,
+                    method,
+                    params,
+                    extra,
+                })),
+                Some(None) => Err(InvalidMessage::Id),
+            };
+        }
+        let (outcome, consumed) = match (self.result, self.error) {
+            (Some(result), None) => (Outcome::Result(result.value), result.at),
+            (None, Some(error)) => (
+                Outcome::Error(
+                    serde_json::from_value(error.value).map_err(|_| InvalidMessage::ErrorMember)?,
+                ),
+                error.at,
+            ),
+            (Some(_), Some(_)) => return Err(InvalidMessage::ResultAndError),
+            (None, None) => return Err(InvalidMessage::Unclassified),
+        };
+        let extra = put_back(self.extra, Some(consumed), [("params", self.params)]);
+        match id {
+            Some(id) => Ok(Message::Response(Response { id, outcome, extra })),
+            None => Err(InvalidMessage::Unclassified),
+        }
+    }
+}
+
+/// Puts the deferred members a kind of message does not read among its unknown ones, where
+/// they came in; `consumed` is the place of the one it reads, if any.
+fn put_back<const N: usize>(
+    mut extra: Map<String, Value>,
+    consumed: Option<usize>,
+    kept: [(&str, Option<Deferred>); N],
+) -> Map<String, Value> {
+    let mut kept = kept.map(|(name, d)| d.map(|d| (name, d)));
+    kept.sort_by_key(|k| k.as_ref().map(|(_, d)| d.at));
+    for (name, d) in kept.into_iter().flatten() {
+        let at = d.at - usize::from(consumed.is_some_and(|c| c < d.at));
+        extra.shift_insert(at.min(extra.len()), name.to_owned(), d.value);
+    }
+    extra
+}
+
+/// Read in one pass: the top-level object never becomes a map of its own, and the names of the
+/// members the fleet reads are not copied. Accepts and refuses what
+/// `Message::from_value(Value::deserialize(..))` does, with the same [`InvalidMessage`]s.
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        Message::from_value(value).map_err(serde::de::Error::custom)
+        use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+        struct MessageVisitor;
+        fn not_an_object<E: Error>() -> Result<Message, E> {
+            Err(E::custom(InvalidMessage::NotAnObject))
+        }
+        impl<'de> Visitor<'de> for MessageVisitor {
+            type Value = Message;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON-RPC message")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+                let mut members = Members::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    members.put(key, map.next_value()?);
+                }
+                members.classify().map_err(A::Error::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Message, A::Error> {
+                Err(A::Error::custom(InvalidMessage::Batch))
+            }
+            fn visit_bool<E: Error>(self, _: bool) -> Result<Message, E> {
+                not_an_object()
+            }
+            fn visit_i64<E: Error>(self, _: i64) -> Result<Message, E> {
+                not_an_object()
+            }
+            fn visit_u64<E: Error>(self, _: u64) -> Result<Message, E> {
+                not_an_object()
+            }
+            fn visit_f64<E: Error>(self, _: f64) -> Result<Message, E> {
+                not_an_object()
+            }
+            fn visit_str<E: Error>(self, _: &str) -> Result<Message, E> {
+                not_an_object()
+            }
+            fn visit_unit<E: Error>(self) -> Result<Message, E> {
+                not_an_object()
+            }
+            fn visit_none<E: Error>(self) -> Result<Message, E> {
+                not_an_object()
+            }
+        }
+        deserializer.deserialize_any(MessageVisitor)
     }
 }
 

@@ -204,6 +204,120 @@ enum Piece {
 
 const VARS: [(&str, &str); 3] = [("HOME", "/home/u"), ("TOKEN", "t-${x}"), ("EMPTY", "")];
 
+/// One top-level member of an object that may or may not be a message: the names the fleet
+/// reads (valid or not), and others; written as text, so a name may come twice.
+fn member() -> impl Strategy<Value = (String, Value)> {
+    let name = prop_oneof![
+        Just("jsonrpc"),
+        Just("id"),
+        Just("method"),
+        Just("params"),
+        Just("result"),
+        Just("error"),
+        Just("x_a"),
+        Just("x_b"),
+        Just("x_c"),
+    ];
+    let value = prop_oneof![
+        Just(Value::from("2.0")),
+        Just(Value::from("tools/call")),
+        Just(Value::Null),
+        Just(serde_json::json!({"code": -1, "message": "m"})),
+        Just(serde_json::json!({"code": "no"})),
+        any::<u32>().prop_map(Value::from),
+        json_value(),
+    ];
+    (name.prop_map(str::to_owned), value)
+}
+
+/// The members that make a message of some kind, or none, so that most objects are messages.
+fn kind_members() -> impl Strategy<Value = Vec<(String, Value)>> {
+    let m = |members: &[(&str, Value)]| {
+        members
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let v = Value::from("2.0");
+    prop_oneof![
+        Just(vec![]),
+        Just(m(&[
+            ("jsonrpc", v.clone()),
+            ("id", 1.into()),
+            ("method", "m".into())
+        ])),
+        Just(m(&[("jsonrpc", v.clone()), ("method", "m".into())])),
+        Just(m(&[
+            ("jsonrpc", v.clone()),
+            ("id", 1.into()),
+            ("result", 1.into())
+        ])),
+        Just(m(&[
+            ("jsonrpc", v),
+            ("id", 1.into()),
+            ("error", serde_json::json!({"code": 1, "message": "m"})),
+        ])),
+    ]
+}
+
+fn object_text(members: &[(String, Value)]) -> String {
+    let body: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+/// The unknown members of a message, in order.
+fn extra_of(m: &Message) -> &Map<String, Value> {
+    match m {
+        Message::Request(r) => &r.extra,
+        Message::Notification(n) => &n.extra,
+        Message::Response(r) => &r.extra,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn one_pass_reading_equals_reading_a_value(
+        members in (prop::collection::vec(member(), 0..7), kind_members())
+            .prop_map(|(mut ms, kind)| { ms.extend(kind); ms })
+            .prop_shuffle(),
+        top in prop_oneof![Just(None), json_leaf().prop_map(Some), Just(Some(Value::Array(vec![])))],
+    ) {
+        // Any object (names twice, members of the wrong kind, bad values), or a non-object.
+        let text = match top {
+            Some(v) => v.to_string(),
+            None => object_text(&members),
+        };
+        let one_pass = serde_json::from_str::<Message>(&text);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let two_steps = Message::from_value(value.clone());
+        match (&one_pass, &two_steps) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a, b);
+                // Map equality ignores order: the unknown members keep the order they came in.
+                let names = |m: &Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+                prop_assert_eq!(names(extra_of(a)), names(extra_of(b)));
+                let Value::Object(obj) = &value else { unreachable!() };
+                let expected: Vec<String> = obj
+                    .keys()
+                    .filter(|k| extra_of(a).contains_key(k.as_str()))
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(names(extra_of(a)), expected);
+            }
+            (Err(a), Err(b)) => {
+                let a = a.to_string();
+                prop_assert!(a.starts_with(&b.to_string()), "{} vs {}", a, b);
+            }
+            _ => prop_assert!(false, "{:?} vs {:?}", one_pass, two_steps),
+        }
+    }
+}
+
 fn lookup(name: &str) -> Option<String> {
     VARS.iter()
         .find(|(n, _)| *n == name)

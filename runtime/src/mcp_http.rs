@@ -24,6 +24,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use fleet_gateway::GatewayPort;
 use fleet_protocol::FleetError;
+use fleet_protocol::codec::FrameError;
 use fleet_protocol::jsonrpc::{
     ErrorObject, Message, RequestId, Response as RpcResponse, error_codes,
 };
@@ -378,18 +379,23 @@ async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> R
             );
         }
     };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
+    let message = match fleet_protocol::codec::parse_json(&body) {
+        Ok(m) => m,
+        Err(FrameError::NotJson { reason }) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 error_codes::PARSE_ERROR,
-                format!("the body is not JSON: {e}"),
+                format!("the body is not JSON: {reason}"),
             );
         }
-    };
-    let message = match Message::from_value(value) {
-        Ok(m) => m,
+        Err(FrameError::NotJsonRpc(e)) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                error_codes::INVALID_REQUEST,
+                e.to_string(),
+            );
+        }
+        // `parse_json` gives no other error.
         Err(e) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
