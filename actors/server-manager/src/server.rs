@@ -32,7 +32,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::actor::ServerManagerConfig;
@@ -563,13 +563,13 @@ impl ServerActor {
                 exit: self.status.last_exit.clone(),
             });
         };
-        let mut buf = BytesMut::new();
-        self.codec
-            .encode(msg, &mut buf)
+        let line = self
+            .codec
+            .encode_line(msg)
             .map_err(|e| FleetError::InvalidRequest {
                 reason: e.to_string(),
             })?;
-        stdin.try_send(buf.freeze()).map_err(|e| match e {
+        stdin.try_send(line).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => FleetError::Overloaded { server: name },
             mpsc::error::TrySendError::Closed(_) => FleetError::ServerExited {
                 server: name,
