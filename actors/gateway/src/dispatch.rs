@@ -225,7 +225,7 @@ impl Dispatcher {
     /// Answers the request. Never fails: every failure is a JSON-RPC error response.
     pub async fn dispatch(&self, call: Call) -> Response {
         let Call {
-            request,
+            mut request,
             modern,
             catalog,
             progress,
@@ -252,16 +252,16 @@ impl Dispatcher {
                     "this session is already initialized",
                 );
             }
-            methods::TOOLS_LIST => list(&request, &catalog, ListKind::Tools),
-            methods::RESOURCES_LIST => list(&request, &catalog, ListKind::Resources),
+            methods::TOOLS_LIST => list(request.params.take(), &catalog, ListKind::Tools),
+            methods::RESOURCES_LIST => list(request.params.take(), &catalog, ListKind::Resources),
             methods::RESOURCE_TEMPLATES_LIST => {
-                list(&request, &catalog, ListKind::ResourceTemplates)
+                list(request.params.take(), &catalog, ListKind::ResourceTemplates)
             }
-            methods::PROMPTS_LIST => list(&request, &catalog, ListKind::Prompts),
+            methods::PROMPTS_LIST => list(request.params.take(), &catalog, ListKind::Prompts),
             methods::TOOLS_CALL
             | methods::PROMPTS_GET
             | methods::RESOURCES_READ
-            | methods::COMPLETE => match route(&request, &catalog, modern) {
+            | methods::COMPLETE => match route(&mut request, &catalog, modern) {
                 Ok((server, params)) => {
                     self.forward(&request, server, params, progress, cancel)
                         .await
@@ -345,10 +345,11 @@ fn mark_complete(result: &mut Value, cacheable: bool) {
     }
 }
 
-fn params_object(request: &Request) -> Result<Map<String, Value>, Failure> {
-    match &request.params {
+/// A request's params as an object (taken, not copied: the request is not sent on as it came).
+fn params_object(params: Option<Value>) -> Result<Map<String, Value>, Failure> {
+    match params {
         None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(Value::Object(m)) => Ok(m),
         Some(_) => Err(fail(
             error_codes::INVALID_PARAMS,
             "params must be an object",
@@ -357,8 +358,8 @@ fn params_object(request: &Request) -> Result<Map<String, Value>, Failure> {
 }
 
 /// A merged list, in one page (the gateway issues no cursors).
-fn list(request: &Request, catalog: &Catalog, kind: ListKind) -> Result<Value, Failure> {
-    let params = params_object(request)?;
+fn list(params: Option<Value>, catalog: &Catalog, kind: ListKind) -> Result<Value, Failure> {
+    let params = params_object(params)?;
     if params.get("cursor").is_some_and(|c| !c.is_null()) {
         return Err(fail(
             error_codes::INVALID_PARAMS,
@@ -370,10 +371,14 @@ fn list(request: &Request, catalog: &Catalog, kind: ListKind) -> Result<Value, F
     Ok(Value::Object(result))
 }
 
-/// The owning server of a request and the params to send it, with the exposed name replaced
-/// by the server's own.
-fn route(request: &Request, catalog: &Catalog, modern: bool) -> Result<(Arc<str>, Value), Failure> {
-    let mut params = params_object(request)?;
+/// The owning server of a request and the params to send it (taken from the request), with the
+/// exposed name replaced by the server's own.
+fn route(
+    request: &mut Request,
+    catalog: &Catalog,
+    modern: bool,
+) -> Result<(Arc<str>, Value), Failure> {
+    let mut params = params_object(request.params.take())?;
     let invalid = |m: String| fail(error_codes::INVALID_PARAMS, m);
     let server = match request.method.as_str() {
         methods::TOOLS_CALL | methods::PROMPTS_GET => {
