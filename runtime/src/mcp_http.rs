@@ -116,14 +116,15 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The host part of a `Host` value or an origin's authority, lowercased, without the port.
-fn host_name(authority: &str) -> String {
-    let a = authority.trim().to_ascii_lowercase();
+/// The host part of a `Host` value or an origin's authority, without the port (compared
+/// ignoring case).
+fn host_name(authority: &str) -> &str {
+    let a = authority.trim();
     if a.starts_with('[') {
         // [::1]:port
-        return a.split_inclusive(']').next().unwrap_or(&a).to_string();
+        return a.split_inclusive(']').next().unwrap_or(a);
     }
-    a.split(':').next().unwrap_or(&a).to_string()
+    a.split(':').next().unwrap_or(a)
 }
 
 pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
@@ -138,7 +139,7 @@ pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Resul
     };
     if let Some(host) = headers.get(header::HOST) {
         let host = host.to_str().map(host_name).unwrap_or_default();
-        if !allowed(&host) {
+        if !allowed(host) {
             return Err(Box::new(error_response(
                 StatusCode::FORBIDDEN,
                 error_codes::INVALID_REQUEST,
@@ -152,7 +153,7 @@ pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Resul
             .split_once("://")
             .map(|(_, rest)| host_name(rest.split('/').next().unwrap_or("")))
             .unwrap_or_default();
-        if !allowed(&host) {
+        if !allowed(host) {
             return Err(Box::new(error_response(
                 StatusCode::FORBIDDEN,
                 error_codes::INVALID_REQUEST,
@@ -183,21 +184,29 @@ pub(crate) fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<
     Err(Box::new(r))
 }
 
-/// Whether `Accept` allows `wanted` (`type/subtype`).
-fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
-    let (ty, _) = wanted.split_once('/').unwrap_or((wanted, ""));
-    headers
+/// Which of `wanted` (`type/subtype` each) `Accept` allows, in one pass over the header.
+fn accepts<const N: usize>(headers: &HeaderMap, wanted: [&str; N]) -> bool {
+    let mut allowed = [false; N];
+    let types = wanted.map(|w| w.split_once('/').map_or(w, |(ty, _)| ty));
+    let ranges = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|r| r.split(';').next().unwrap_or("").trim())
-        .any(|r| {
-            r.eq_ignore_ascii_case(wanted)
-                || r == "*/*"
-                || r.strip_suffix("/*")
-                    .is_some_and(|t| t.eq_ignore_ascii_case(ty))
-        })
+        .map(|r| r.split_once(';').map_or(r, |(range, _)| range).trim());
+    for range in ranges {
+        for ((w, ty), allowed) in wanted.iter().zip(types).zip(&mut allowed) {
+            *allowed |= range.eq_ignore_ascii_case(w)
+                || range == "*/*"
+                || range
+                    .strip_suffix("/*")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(ty));
+        }
+        if allowed.iter().all(|a| *a) {
+            return true;
+        }
+    }
+    false
 }
 
 async fn handle(State(state): State<McpState>, request: Request) -> Response {
@@ -349,7 +358,7 @@ fn wants_progress(message: &Message) -> bool {
 }
 
 async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> Response {
-    if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
+    if !accepts(headers, ["application/json", "text/event-stream"]) {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
             error_codes::INVALID_REQUEST,
@@ -617,7 +626,7 @@ async fn get(state: McpState, headers: &HeaderMap) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
-    if !accepts(headers, "text/event-stream") {
+    if !accepts(headers, ["text/event-stream"]) {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
             error_codes::INVALID_REQUEST,
@@ -646,5 +655,51 @@ async fn delete(state: McpState, headers: &HeaderMap) -> Response {
     match state.gateway.gateway().ask(CloseSession { session }).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => send_error(&None, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_accept(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accept_lists_both_types_in_any_form() {
+        let both = ["application/json", "text/event-stream"];
+        for ok in [
+            &["application/json, text/event-stream"][..],
+            &["text/event-stream;q=0.5,application/json;q=0.9"],
+            &["Application/JSON", "TEXT/Event-Stream"],
+            &["*/*"],
+            &["application/*, text/*"],
+        ] {
+            assert!(accepts(&with_accept(ok), both), "{ok:?}");
+        }
+        for refused in [
+            &[][..],
+            &["application/json"],
+            &["text/event-stream, text/html"],
+            &["application/json-seq, text/event-stream"],
+            &["image/*, text/event-stream"],
+        ] {
+            assert!(!accepts(&with_accept(refused), both), "{refused:?}");
+        }
+        assert!(accepts(&with_accept(&["text/*"]), ["text/event-stream"]));
+    }
+
+    #[test]
+    fn host_names_lose_the_port_and_keep_ipv6_brackets() {
+        assert_eq!(host_name("LocalHost:8080"), "LocalHost");
+        assert_eq!(host_name(" 127.0.0.1 "), "127.0.0.1");
+        assert_eq!(host_name("[::1]:3000"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+        assert_eq!(host_name(""), "");
     }
 }
