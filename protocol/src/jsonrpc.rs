@@ -555,7 +555,9 @@ impl<'de> Deserialize<'de> for Message {
                 }
                 members.classify().map_err(A::Error::custom)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Message, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
+                // Read to the end first, so that text that is not JSON says so, as a `Value` would.
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Err(A::Error::custom(InvalidMessage::Batch))
             }
             fn visit_bool<E: Error>(self, _: bool) -> Result<Message, E> {

@@ -143,7 +143,10 @@ pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Resul
             return Err(Box::new(error_response(
                 StatusCode::FORBIDDEN,
                 error_codes::INVALID_REQUEST,
-                format!("Host `{host}` is not allowed (DNS rebinding protection)"),
+                format!(
+                    "Host `{}` is not allowed (DNS rebinding protection)",
+                    host.to_ascii_lowercase()
+                ),
             )));
         }
     }
@@ -184,7 +187,8 @@ pub(crate) fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<
     Err(Box::new(r))
 }
 
-/// Which of `wanted` (`type/subtype` each) `Accept` allows, in one pass over the header.
+/// Whether `Accept` allows every one of `wanted` (`type/subtype` each), in one pass over the
+/// header.
 fn accepts<const N: usize>(headers: &HeaderMap, wanted: [&str; N]) -> bool {
     let mut allowed = [false; N];
     let types = wanted.map(|w| w.split_once('/').map_or(w, |(ty, _)| ty));
