@@ -20,19 +20,10 @@ cd "$(dirname "$0")/.."
 n=${1:-1000}
 fleet_bin=${2:-target/release/mcp-fleet}
 bridge_bin=target/release/examples/bare_bridge
-# shellcheck disable=SC1091
-. target/bench-peers/bench-peers.env
 out=target/instructions
 mkdir -p "$out"
-work=$(mktemp -d)
-server=""
-client=""
-cleanup() {
-    [ -n "$client" ] && kill "$client" 2>/dev/null
-    [ -n "$server" ] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=examples/counting_common.sh
+. examples/counting_common.sh
 
 # answers PORT PATH: whether the server answers PATH with 200 (PATH "any": any HTTP answer).
 answers() {
@@ -41,20 +32,12 @@ answers() {
     if [ "$2" = any ]; then [ "$code" != 000 ]; else [ "$code" = 200 ]; fi
 }
 
-# await_file FILE: waits until the client creates FILE; fails if the client stopped first.
-await_file() {
-    while [ ! -f "$1" ]; do
-        kill -0 "$client" 2>/dev/null || { echo "the client stopped early" >&2; exit 1; }
-        sleep 0.01
-    done
-}
-
 # measure NAME TOOL READY_PATH COMMAND...: one server under callgrind, REQUESTS counted.
 measure() {
     local name=$1 tool=$2 ready=$3
     shift 3
     local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     rm -f "$out/$name".callgrind* "$work/go" "$work/counting" "$work/done"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$name.callgrind" \
         "$@" --listen "127.0.0.1:$port" "${LATE_ARGS[@]}" > "$work/$name.log" 2>&1 &

@@ -20,32 +20,16 @@ bin=${1:-target/release/mcp-fleet}
 n=${2:-3000}
 method=${3:-call}
 shift $(($# < 3 ? $# : 3))
-# shellcheck disable=SC1091
-. target/bench-peers/bench-peers.env
-work=$(mktemp -d)
-fleet=""
-client=""
-cleanup() {
-    [ -n "$client" ] && kill "$client" 2>/dev/null
-    [ -n "$fleet" ] && kill -TERM "$fleet" 2>/dev/null && wait "$fleet" 2>/dev/null
-    rm -rf "$work"
-}
-# await_file FILE: waits until the client creates FILE; fails if the client stopped first.
-await_file() {
-    while [ ! -f "$1" ]; do
-        kill -0 "$client" 2>/dev/null || { echo "the client stopped early" >&2; exit 1; }
-        sleep 0.01
-    done
-}
-trap cleanup EXIT
+# shellcheck source=examples/counting_common.sh
+. examples/counting_common.sh
 printf '{"mcpServers":{"everything":{"command":"%s","args":["%s"]}}}' \
     "$BENCH_NODE" "$BENCH_EVERYTHING_JS" > "$work/fleet.json"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 env "$@" "$bin" run --config "$work/fleet.json" --listen "127.0.0.1:$port" > "$work/fleet.log" 2>&1 &
-fleet=$!
+server=$!
 for _ in $(seq 300); do
     curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && break
-    kill -0 "$fleet" 2>/dev/null || break
+    kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
 curl -sf "http://127.0.0.1:$port/readyz" > /dev/null || { echo "mcp-fleet not ready" >&2; exit 1; }
@@ -53,7 +37,7 @@ curl -sf "http://127.0.0.1:$port/readyz" > /dev/null || { echo "mcp-fleet not re
 python3 examples/sequential_client.py "$port" "$n" "$method" "$work" &
 client=$!
 await_file "$work/go"
-perf stat -p "$fleet" -o "$work/perf.txt" -e task-clock,context-switches,raw_syscalls:sys_enter \
+perf stat -p "$server" -o "$work/perf.txt" -e task-clock,context-switches,raw_syscalls:sys_enter \
     -e syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_write \
     -e syscalls:sys_enter_writev,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read &
 perf=$!
