@@ -136,21 +136,10 @@ static EMPTY_CATALOG: std::sync::LazyLock<Arc<Catalog>> = std::sync::LazyLock::n
 /// The gateway: its state, boxed. kameo's actor task holds the state by value, in more than
 /// one place, and copies it on every poll (once per message): inline, its 192 bytes made each
 /// gateway's task about 512 bytes larger (and each poll a call to `memcpy`).
+#[derive(derive_more::Deref, derive_more::DerefMut)]
+#[deref(forward)]
+#[deref_mut(forward)]
 pub struct Gateway(Box<State>);
-
-impl std::ops::Deref for Gateway {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Gateway {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.0
-    }
-}
 
 /// What the gateway keeps.
 pub struct State {

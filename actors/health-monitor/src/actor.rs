@@ -142,21 +142,10 @@ struct RunningRound {
 /// every poll of that task (one per message) copies part of it: at 368 bytes inline the copies
 /// were calls to `memcpy`, some 5 to 10 % of a `GetHealth` round trip, and each inline byte
 /// makes every monitor's task about 2.7 bytes larger.
+#[derive(derive_more::Deref, derive_more::DerefMut)]
+#[deref(forward)]
+#[deref_mut(forward)]
 pub struct HealthMonitor(Box<State>);
-
-impl std::ops::Deref for HealthMonitor {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for HealthMonitor {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.0
-    }
-}
 
 /// What the health monitor keeps.
 pub struct State {

@@ -128,21 +128,10 @@ impl Entry {
 
 /// The server manager: its state, boxed. kameo keeps an actor's state by value in the actor's
 /// task, more than once over, so a boxed state keeps every manager's task small.
+#[derive(derive_more::Deref, derive_more::DerefMut)]
+#[deref(forward)]
+#[deref_mut(forward)]
 pub struct ServerManager(Box<State>);
-
-impl std::ops::Deref for ServerManager {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for ServerManager {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.0
-    }
-}
 
 /// What the server manager keeps.
 pub struct State {

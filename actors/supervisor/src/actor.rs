@@ -39,21 +39,10 @@ pub struct SupervisorArgs {
 
 /// The supervisor: its state, boxed. kameo keeps an actor's state by value in the actor's
 /// task, more than once over, so a boxed state keeps the task small.
+#[derive(derive_more::Deref, derive_more::DerefMut)]
+#[deref(forward)]
+#[deref_mut(forward)]
 pub struct Supervisor(Box<State>);
-
-impl std::ops::Deref for Supervisor {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Supervisor {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.0
-    }
-}
 
 /// What the supervisor keeps.
 pub struct State {
