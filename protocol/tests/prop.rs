@@ -207,16 +207,18 @@ const VARS: [(&str, &str); 3] = [("HOME", "/home/u"), ("TOKEN", "t-${x}"), ("EMP
 /// One top-level member of an object that may or may not be a message: the names the fleet
 /// reads (valid or not), and others; written as text, so a name may come twice.
 fn member() -> impl Strategy<Value = (String, Value)> {
+    // Mostly names that keep a message a message (unknown ones, and the ones known to one kind
+    // only), so that the order of what is kept is often checked.
     let name = prop_oneof![
-        Just("jsonrpc"),
-        Just("id"),
-        Just("method"),
-        Just("params"),
-        Just("result"),
-        Just("error"),
-        Just("x_a"),
-        Just("x_b"),
-        Just("x_c"),
+        1 => Just("jsonrpc"),
+        1 => Just("id"),
+        1 => Just("method"),
+        3 => Just("params"),
+        3 => Just("result"),
+        3 => Just("error"),
+        3 => Just("x_a"),
+        3 => Just("x_b"),
+        3 => Just("x_c"),
     ];
     let value = prop_oneof![
         Just(Value::from("2.0")),
@@ -338,8 +340,6 @@ fn extra_of(m: &Message) -> &Map<String, Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
-
     #[test]
     fn one_pass_reading_equals_reading_a_value(
         members in (prop::collection::vec(member(), 0..7), kind_members())
