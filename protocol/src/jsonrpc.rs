@@ -434,24 +434,9 @@ impl Members {
             Key::Jsonrpc => &mut self.jsonrpc,
             Key::Id => &mut self.id,
             Key::Method => &mut self.method,
-            Key::Params | Key::Result | Key::Error => {
-                let slot = match key {
-                    Key::Params => &mut self.params,
-                    Key::Result => &mut self.result,
-                    _ => &mut self.error,
-                };
-                match slot {
-                    Some(d) => d.value = value,
-                    None => {
-                        *slot = Some(Deferred {
-                            at: self.seen,
-                            value,
-                        });
-                        self.seen += 1;
-                    }
-                }
-                return;
-            }
+            Key::Params => return defer(&mut self.params, &mut self.seen, value),
+            Key::Result => return defer(&mut self.result, &mut self.seen, value),
+            Key::Error => return defer(&mut self.error, &mut self.seen, value),
             Key::Other(name) => {
                 if self.extra.insert(name, value).is_none() {
                     self.seen += 1;
@@ -513,6 +498,17 @@ impl Members {
         match id {
             Some(id) => Ok(Message::Response(Response { id, outcome, extra })),
             None => Err(InvalidMessage::Unclassified),
+        }
+    }
+}
+
+/// Takes a deferred member: its first place (the next one, `seen`), its last value.
+fn defer(slot: &mut Option<Deferred>, seen: &mut usize, value: Value) {
+    match slot {
+        Some(d) => d.value = value,
+        None => {
+            *slot = Some(Deferred { at: *seen, value });
+            *seen += 1;
         }
     }
 }
