@@ -25,13 +25,6 @@ mkdir -p "$out"
 # shellcheck source=examples/counting_common.sh
 . examples/counting_common.sh
 
-# answers PORT PATH: whether the server answers PATH with 200 (PATH "any": any HTTP answer).
-answers() {
-    local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1${2/#any//}" || true)
-    if [ "$2" = any ]; then [ "$code" != 000 ]; else [ "$code" = 200 ]; fi
-}
-
 # measure NAME TOOL READY_PATH COMMAND...: one server under callgrind, REQUESTS counted.
 measure() {
     local name=$1 tool=$2 ready=$3
