@@ -4,9 +4,11 @@
 //!
 //! Every benchmark is an example of `fleet-examples` that takes `--mode quick|full` and
 //! `--out FILE` and writes one report as JSON (`examples/bench/mod.rs`). xtask adds what no
-//! benchmark knows: the command, the date, the commit, the machine and its load. Each run's own
-//! command, date and commit are kept beside its report (`target/bench/NAME.run.json`), so that a
-//! report kept from an earlier run (`--only`) is shown with the run it came from.
+//! benchmark knows: the command, the date, the commit, the machine, its load, and how much CPU
+//! time the hypervisor gave to other guests while each benchmark ran (steal: on a shared VM, the
+//! figures of a run with much of it say more about the host than about the code). Each run's own
+//! command, date, commit and steal are kept beside its report (`target/bench/NAME.run.json`), so
+//! that a report kept from an earlier run (`--only`) is shown with the run it came from.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -140,8 +142,40 @@ struct Run {
     dirty: bool,
     mode: String,
     elapsed_secs: f64,
+    /// The share of the machine's CPU time that the hypervisor gave to other guests while the
+    /// benchmark ran (steal), in per cent; `None` where /proc/stat does not tell.
+    stolen_percent: Option<f64>,
     /// Why it failed, if it did.
     failure: Option<String>,
+}
+
+/// The machine's CPU time so far, all CPUs, from /proc/stat, in ticks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct CpuTicks {
+    total: u64,
+    /// Of `total`, the time the hypervisor ran other guests on this machine's CPUs.
+    stolen: u64,
+}
+
+impl CpuTicks {
+    fn now() -> Option<CpuTicks> {
+        use procfs::CurrentSI as _;
+        let t = procfs::KernelStats::current().ok()?.total;
+        let stolen = t.steal?;
+        // `guest` and `guest_nice` are already counted in `user` and `nice`.
+        let total = [t.iowait, t.irq, t.softirq].into_iter().flatten().fold(
+            t.user + t.nice + t.system + t.idle + stolen,
+            u64::saturating_add,
+        );
+        Some(CpuTicks { total, stolen })
+    }
+
+    /// The share of the CPU time from `self` to `later` that was stolen, in per cent.
+    fn stolen_percent(self, later: CpuTicks) -> Option<f64> {
+        let total = later.total.checked_sub(self.total)?;
+        let stolen = later.stolen.checked_sub(self.stolen)?;
+        (total > 0).then(|| stolen as f64 * 100.0 / total as f64)
+    }
 }
 
 /// What this invocation did with one benchmark.
@@ -205,6 +239,7 @@ pub fn run(args: &[String]) -> Result<()> {
             continue;
         }
         let started = Instant::now();
+        let ticks = CpuTicks::now();
         let failure = if bench.needs_peers {
             let installed = peers_installed.get_or_insert_with(|| install_peers(&root));
             match installed {
@@ -219,6 +254,9 @@ pub fn run(args: &[String]) -> Result<()> {
                 .map(|e| format!("{e:#}"))
         };
         let elapsed = started.elapsed();
+        let stolen_percent = ticks
+            .zip(CpuTicks::now())
+            .and_then(|(before, after)| before.stolen_percent(after));
         match &failure {
             None => println!(
                 "==> bench: {} done in {:.1} s",
@@ -238,6 +276,7 @@ pub fn run(args: &[String]) -> Result<()> {
             dirty: header.dirty,
             mode: mode.to_owned(),
             elapsed_secs: elapsed.as_secs_f64(),
+            stolen_percent,
             failure,
         };
         fs::write(run_path(&out_dir, bench), serde_json::to_vec_pretty(&run)?)?;
@@ -266,8 +305,10 @@ pub fn run(args: &[String]) -> Result<()> {
                     "ok"
                 };
                 println!(
-                    "  {status:<7} {:<12} {:>7.1} s",
-                    bench.name, run.elapsed_secs
+                    "  {status:<7} {:<12} {:>7.1} s{}",
+                    bench.name,
+                    run.elapsed_secs,
+                    stolen_markdown(run.stolen_percent)
                 );
             }
         }
@@ -491,7 +532,8 @@ fn render(header: &Header, out_dir: &Path, outcomes: &[Outcome]) -> Result<Strin
     s.push_str(
         "- Release build; quick mode keeps all the benchmarks within 5 minutes, full mode \
          measures longer. Other work on the machine moves the figures: read them with the load \
-         above.\n",
+         above and with the CPU time the hypervisor gave to other guests while each benchmark \
+         ran (steal, from /proc/stat).\n",
     );
     for (bench, outcome) in BENCHES.iter().zip(outcomes) {
         let run_file = run_path(out_dir, bench);
@@ -528,10 +570,11 @@ fn render(header: &Header, out_dir: &Path, outcomes: &[Outcome]) -> Result<Strin
         s.push_str(&format!("\n### {title}\n\n"));
         let earlier = matches!(outcome, Outcome::NotSelected);
         s.push_str(&format!(
-            "`target/release/examples/{}`, {} mode, {:.0} s{}.\n",
+            "`target/release/examples/{}`, {} mode, {:.0} s{}{}.\n",
             bench.binary,
             run.mode,
             run.elapsed_secs,
+            stolen_markdown(run.stolen_percent),
             if earlier {
                 format!(
                     "; kept from an earlier run: `{}` on {} at {}",
@@ -565,6 +608,13 @@ fn render(header: &Header, out_dir: &Path, outcomes: &[Outcome]) -> Result<Strin
         }
     }
     Ok(s)
+}
+
+/// How much CPU time the hypervisor took while a benchmark ran, as a clause.
+fn stolen_markdown(percent: Option<f64>) -> String {
+    percent.map_or(String::new(), |p| {
+        format!("; CPU time stolen by the hypervisor meanwhile: {p:.1} %")
+    })
 }
 
 fn commit_markdown(commit: &str, dirty: bool) -> String {
@@ -661,6 +711,31 @@ mod tests {
             format!("# T\n\nintro\n\n{BEGIN}\nnew\n{END}\n\n## Kept\n")
         );
         assert!(replace_section("no markers", "x").is_err());
+    }
+
+    #[test]
+    fn stolen_time_is_a_share_of_the_time_between_two_readings() {
+        let before = CpuTicks {
+            total: 1_000,
+            stolen: 10,
+        };
+        let after = CpuTicks {
+            total: 1_400,
+            stolen: 60,
+        };
+        assert_eq!(before.stolen_percent(after), Some(12.5));
+        assert_eq!(before.stolen_percent(before), None);
+        // A counter that went back (another boot's readings) tells nothing.
+        assert_eq!(after.stolen_percent(before), None);
+        assert_eq!(stolen_markdown(None), "");
+        assert_eq!(
+            stolen_markdown(Some(12.5)),
+            "; CPU time stolen by the hypervisor meanwhile: 12.5 %"
+        );
+        // This machine's own reading, where it has one, only grows.
+        if let Some(now) = CpuTicks::now() {
+            assert!(now.stolen <= now.total);
+        }
     }
 
     #[test]
