@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System calls and context switches of mcp-fleet per request: counts, which the machine's noise
 # does not change, unlike times. Used in BENCHMARKS.md ("Gateway: one metric message per
-# request", "Gateway: system calls per request, beside the bare bridge").
+# request", "Gateway: beside the bare bridge at C=1").
 #
 #   examples/syscalls_per_request.sh [BIN] [REQUESTS] [call|ping] [VAR=VALUE ...]
 #
