@@ -401,19 +401,16 @@ async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> R
                 format!("the body is not JSON: {reason}"),
             );
         }
-        Err(FrameError::NotJsonRpc(e)) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                error_codes::INVALID_REQUEST,
-                e.to_string(),
-            );
-        }
-        // `parse_json` gives no other error.
         Err(e) => {
+            // JSON that is not JSON-RPC: `parse_json` gives no other error.
+            let reason = match e {
+                FrameError::NotJsonRpc(invalid) => invalid.to_string(),
+                other => other.to_string(),
+            };
             return error_response(
                 StatusCode::BAD_REQUEST,
                 error_codes::INVALID_REQUEST,
-                e.to_string(),
+                reason,
             );
         }
     };
