@@ -9,7 +9,7 @@ use fleet_protocol::FleetError;
 use fleet_protocol::jsonrpc::{ErrorObject, Notification, Request, Response, error_codes};
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::gateway::ClientReply;
-use fleet_protocol::messages::server::CallServer;
+use fleet_protocol::messages::server::{CallServer, DirectServer, LaneCall};
 use kameo::actor::ReplyRecipient;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -77,8 +77,9 @@ const CACHEABLE: [&str; 6] = [
 pub type Servers = ReplyRecipient<CallServer, Value, FleetError>;
 
 /// Each server's own actor by name, kept by the server manager (the same type as its
-/// `ServerDirectory`; this crate names it without depending on the manager's).
-pub type ServerDirectory = Arc<RwLock<HashMap<String, Servers>>>;
+/// `ServerDirectory`; this crate names it without depending on the manager's). A call goes by
+/// the server's lane when it is open, else to its actor.
+pub type ServerDirectory = Arc<RwLock<HashMap<String, DirectServer<Servers>>>>;
 
 /// Everything a request needs, cheap to clone.
 #[derive(Clone)]
@@ -307,26 +308,37 @@ impl Dispatcher {
                 .get(&*server)
                 .cloned()
         });
-        let answer = match direct {
-            // A server's actor that has just stopped hands the call back: the manager then
-            // answers with what it knows of the server.
-            Some(actor) => match actor.ask(call).await {
-                Err(kameo::error::SendError::ActorNotRunning(call)) => self.servers.ask(call).await,
-                other => other,
-            },
-            None => self.servers.ask(call).await,
-        };
-        match answer {
-            Ok(v) => Ok(v),
-            Err(kameo::error::SendError::HandlerError(e)) => Err(Box::new(e.to_jsonrpc())),
-            Err(e) => Err(fail(
+        let unreachable = |e: &dyn std::fmt::Display| {
+            fail(
                 error_codes::INTERNAL_ERROR,
                 // The manager hands the call on to the server's actor with our reply sender,
                 // so a reply that never comes may be either one's.
                 format!(
                     "server `{server}` could not be reached (its actor or the server manager stopped): {e}"
                 ),
-            )),
+            )
+        };
+        let answer = match direct {
+            Some(direct) => match direct.lane.call(call) {
+                LaneCall::Sent(answer) => answer
+                    .await
+                    .map_err(|e| unreachable(&e))?
+                    .map_err(kameo::error::SendError::HandlerError),
+                // A server's actor that has just stopped hands the call back: the manager then
+                // answers with what it knows of the server.
+                LaneCall::HandedBack(call) => match direct.actor.ask(call).await {
+                    Err(kameo::error::SendError::ActorNotRunning(call)) => {
+                        self.servers.ask(call).await
+                    }
+                    other => other,
+                },
+            },
+            None => self.servers.ask(call).await,
+        };
+        match answer {
+            Ok(v) => Ok(v),
+            Err(kameo::error::SendError::HandlerError(e)) => Err(Box::new(e.to_jsonrpc())),
+            Err(e) => Err(unreachable(&e)),
         }
     }
 }

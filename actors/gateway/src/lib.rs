@@ -14,8 +14,8 @@
 //! gateway.
 //!
 //! Messages handled: see `fleet_protocol::messages::gateway` (the closed set) and
-//! `ServerEvent`s from the server manager. Sends: `CallServer` to a server's actor (from the
-//! manager's `ServerDirectory`, when given one) or to the server manager, `GetServerStatus` to the
+//! `ServerEvent`s from the server manager. Sends: `CallServer` to a server's lane or actor
+//! (from the manager's `ServerDirectory`, when given one) or to the server manager, `GetServerStatus` to the
 //! server manager; `RecordMetric` to the metrics collector, if one is given (sessions created
 //! and ended, and the messages the gateway and its sessions handled). Each request is served in
 //! a `debug` tracing span `mcp_request` with its session, method, id and server. The HTTP

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use fleet_protocol::counter::MessageCounter;
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
-use fleet_protocol::messages::server::CallServer;
+use fleet_protocol::messages::server::{CallServer, DirectServer};
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorId, ActorRef, Recipient, ReplyRecipient, WeakActorRef};
@@ -86,16 +86,17 @@ pub struct ServerManagerArgs {
     pub directory: Option<ServerDirectory>,
 }
 
-/// The `CallServer` recipient of each server's actor, by server name. Shared: the manager
-/// writes it, callers read it. A server missing from it is asked through the manager.
-pub type ServerDirectory =
-    Arc<RwLock<HashMap<String, ReplyRecipient<CallServer, Value, FleetError>>>>;
+/// Each server's actor (its `CallServer` recipient) and lane, by server name. Shared: the
+/// manager writes it, callers read it. A server missing from it is asked through the manager.
+pub type ServerDirectory = Arc<RwLock<HashMap<String, DirectEntry>>>;
+
+/// One server in a [`ServerDirectory`].
+pub type DirectEntry = DirectServer<ReplyRecipient<CallServer, Value, FleetError>>;
 
 /// Writes to a directory whose lock a panicking reader poisoned still work.
 pub(crate) fn directory_write(
     directory: &ServerDirectory,
-) -> std::sync::RwLockWriteGuard<'_, HashMap<String, ReplyRecipient<CallServer, Value, FleetError>>>
-{
+) -> std::sync::RwLockWriteGuard<'_, HashMap<String, DirectEntry>> {
     directory
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

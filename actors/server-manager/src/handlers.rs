@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use fleet_protocol::codec::JsonRpcCodec;
 use fleet_protocol::messages::health::HealthChanged;
 use fleet_protocol::messages::server::{
-    CallServer, CallServerReply, GetServerLogs, GetServerLogsReply, GetServerStatus,
+    CallServer, CallServerReply, DirectServer, GetServerLogs, GetServerLogsReply, GetServerStatus,
     GetServerStatusReply, LaunchServer, LaunchServerReply, ListServers, ListServersReply,
     ProbeServer, ProbeServerReply, RemoveServer, RemoveServerReply, RestartServer,
     RestartServerReply, ServerEvent, StopAllServers, StopAllServersReply, StopServer,
@@ -19,6 +20,8 @@ use kameo::message::{Context, Message};
 use kameo::reply::{DelegatedReply, ReplySender};
 
 use crate::actor::{Entry, ServerManager, directory_write, send_error};
+use crate::lane::Lane;
+use crate::pending::PendingTable;
 use crate::server::{
     LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess,
 };
@@ -118,6 +121,15 @@ impl Message<LaunchServer> for ServerManager {
         }
         let ring = stderr::shared(self.config.stderr_ring_bytes);
         let counters = Arc::new(LiveCounters::default());
+        let table = PendingTable::new(name.clone(), self.metrics.clone(), counters.clone());
+        let lane = Arc::new(Lane {
+            table: table.clone(),
+            codec: JsonRpcCodec::new(self.config.max_message_bytes),
+            timeout: msg
+                .spec
+                .request_timeout
+                .unwrap_or(self.config.request_timeout),
+        });
         let (status_tx, status_rx) =
             watch::channel(ServerStatus::new(name.clone(), ServerState::Starting));
         let args = ServerActorArgs {
@@ -129,10 +141,15 @@ impl Message<LaunchServer> for ServerManager {
             counters: counters.clone(),
             events: self.events.clone(),
             handled: self.server_messages.clone(),
+            table,
         };
         let actor = ServerActor::spawn_link(ctx.actor_ref(), args).await;
         if let Some(d) = &self.directory {
-            directory_write(d).insert(name.clone(), actor.clone().reply_recipient());
+            let entry = DirectServer {
+                actor: actor.clone().reply_recipient(),
+                lane,
+            };
+            directory_write(d).insert(name.clone(), entry);
         }
         self.servers.insert(
             name.clone(),

@@ -9,7 +9,8 @@
 //!   answers back (its stdout reader answers the caller directly), times requests out and
 //!   notices cancellations (a watchdog task per server), keeps stderr in a bounded ring buffer,
 //!   and stops the process in order: close stdin, wait, SIGTERM to the process group, wait,
-//!   SIGKILL.
+//!   SIGKILL. While its server serves, it holds open the server's lane, by which a caller with
+//!   the manager's `ServerDirectory` sends ordinary calls itself, without a message.
 //!
 //! Messages handled: see `fleet_protocol::messages::server` (the closed set).
 //! Emits: `RecordMetric` events to the metrics collector, if one is given (lifecycle, state
@@ -20,7 +21,9 @@
 //!
 //! Invariants:
 //! - Every request gets exactly one answer: the server's, or why not (timeout, cancelled,
-//!   overloaded, server exited). Whoever takes it out of the pending table answers it.
+//!   overloaded, server exited). Whoever takes it out of the pending table answers it. A lane's
+//!   request goes into the table under the lock that an exit's drain takes, so it is drained
+//!   with the rest or refused.
 //! - No process outlives its actor: the actor's stop kills the whole process group.
 //! - A line on a child's stdout that is not JSON-RPC is logged and counted, never fatal.
 //! - Launches run concurrently: each server's actor does its own handshake.
@@ -33,6 +36,7 @@ mod actor;
 mod events;
 mod handlers;
 mod handshake;
+mod lane;
 mod pending;
 pub mod policy;
 mod process;
@@ -41,7 +45,9 @@ mod sample;
 mod server;
 mod stderr;
 
-pub use actor::{ServerDirectory, ServerManager, ServerManagerArgs, ServerManagerConfig};
+pub use actor::{
+    DirectEntry, ServerDirectory, ServerManager, ServerManagerArgs, ServerManagerConfig,
+};
 pub use process::{
     BASE_ENV, INSTANCE_VAR, Orphan, new_instance_id, process_running, sweep_orphans,
 };

@@ -7,24 +7,33 @@
 //! The watchdog answers what the server did not answer in time, and what the caller cancelled.
 //! Whoever takes a request out of the table answers it: exactly one answer per request.
 //!
+//! The table also holds the server's *lane* ([`crate::lane`]): whether a caller may write a
+//! request to the server's stdin itself, and to which process. The actor opens it while the
+//! server serves and closes it otherwise, and [`PendingTable::drain`] closes it with the same
+//! lock: a request the lane puts in after the drain is refused instead, so no request of a
+//! process that is gone waits for its timeout.
+//!
 //! Request metrics go to the collector in batches ([`MetricEvent::Batch`]): when
 //! [`METRIC_BATCH`] are waiting, or [`METRIC_FLUSH`] after the first of them, sent by the
 //! watchdog; and whatever is left when the watchdog or the actor stops, after which each one is
 //! sent as it comes. A message per request would wake the collector for each one, and on a
 //! multi-threaded runtime often a second worker thread with it.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use fleet_protocol::FleetError;
+use bytes::Bytes;
 use fleet_protocol::jsonrpc::{Outcome, RequestId, Response};
-use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, RequestOutcome};
+use fleet_protocol::messages::metrics::{
+    MetricEvent, RecordMetric, RequestOutcome, UNDECLARED_TOOL,
+};
+use fleet_protocol::{Era, FleetError};
 use kameo::actor::Recipient;
 use kameo::reply::ReplySender;
 use serde_json::Value;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -104,8 +113,38 @@ impl Abandon {
     }
 }
 
+/// An open lane: what a caller needs to send a request to the running process.
+pub(crate) struct LaneOpen {
+    /// The process's generation (the actor's count of starts).
+    pub(crate) generation: u64,
+    pub(crate) era: Era,
+    /// The process's stdin queue; the actor holds the only strong sender, so dropping it closes
+    /// stdin whatever the lane holds.
+    pub(crate) stdin: mpsc::WeakSender<Bytes>,
+    /// Names of the tools the server declared: the `tool` label's values.
+    pub(crate) tools: Arc<HashSet<String>>,
+}
+
+/// What a lane's caller needs before writing its request (see [`PendingTable::lane_view`]).
+pub(crate) struct LaneView {
+    pub(crate) generation: u64,
+    pub(crate) era: Era,
+    /// The `tool` label of a `tools/call` (`None`: another method).
+    pub(crate) label: Option<String>,
+}
+
+/// The `tool` label of a `tools/call`: its name if the server declared it.
+pub(crate) fn tool_label(tools: &HashSet<String>, params: Option<&Value>) -> String {
+    match params.and_then(|p| p.get("name")?.as_str()) {
+        Some(name) if tools.contains(name) => name.to_owned(),
+        _ => UNDECLARED_TOOL.to_owned(),
+    }
+}
+
 struct Inner {
     calls: HashMap<u64, PendingCall>,
+    /// Open while the server serves: callers may then send requests without the actor.
+    lane: Option<LaneOpen>,
     /// When the watchdog will next look, if it is waiting for a time.
     armed: Option<Instant>,
     /// Request metrics not sent yet, oldest first.
@@ -133,6 +172,8 @@ pub(crate) struct PendingTable {
 
 struct Shared {
     server: String,
+    /// The next request id, for the actor and the lane alike: ids are never reused.
+    next_id: AtomicU64,
     metrics: Option<Recipient<RecordMetric>>,
     counters: Arc<LiveCounters>,
     /// Wakes the watchdog when a request is due earlier than it planned to look.
@@ -148,6 +189,7 @@ impl PendingTable {
         PendingTable {
             inner: Arc::new(Mutex::new(Inner {
                 calls: HashMap::new(),
+                lane: None,
                 armed: None,
                 unsent: Vec::new(),
                 flush_at: None,
@@ -155,6 +197,7 @@ impl PendingTable {
             })),
             shared: Arc::new(Shared {
                 server,
+                next_id: AtomicU64::new(1),
                 metrics,
                 counters,
                 wake: Notify::new(),
@@ -176,18 +219,88 @@ impl PendingTable {
             .store(inner.calls.len(), Ordering::Relaxed);
     }
 
+    /// A new request id, never used before on this server.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub(crate) fn insert(&self, id: u64, call: PendingCall) {
-        let due = call.due(Instant::now());
         let mut inner = self.lock();
+        let wake = self.insert_locked(&mut inner, id, call);
+        drop(inner);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Puts a request in; `true` if the watchdog must be woken (once the lock is released).
+    fn insert_locked(&self, inner: &mut Inner, id: u64, call: PendingCall) -> bool {
+        let due = call.due(Instant::now());
         inner.calls.insert(id, call);
-        self.count(&inner);
+        self.count(inner);
         let wake = inner.armed.is_none_or(|armed| due < armed);
         if wake {
             inner.armed = Some(due);
         }
-        drop(inner);
-        if wake {
-            self.shared.wake.notify_one();
+        wake
+    }
+
+    /// Opens the lane to a process (or keeps it open, with what changed).
+    pub(crate) fn open_lane(&self, open: LaneOpen) {
+        self.lock().lane = Some(open);
+    }
+
+    pub(crate) fn close_lane(&self) {
+        self.lock().lane = None;
+    }
+
+    /// Whether the lane is open, and if so, to which process, in which era, and the `tool`
+    /// label of a request of `method` with `params`.
+    pub(crate) fn lane_view(&self, method: &str, params: Option<&Value>) -> Option<LaneView> {
+        let inner = self.lock();
+        let lane = inner.lane.as_ref()?;
+        Some(LaneView {
+            generation: lane.generation,
+            era: lane.era,
+            label: (method == fleet_protocol::mcp::methods::TOOLS_CALL)
+                .then(|| tool_label(&lane.tools, params)),
+        })
+    }
+
+    /// Writes a lane's request to the stdin of process `generation` and puts it in the table,
+    /// both under the lock, so that neither a drain nor a closing of the lane falls between
+    /// them. If the lane is closed or has moved to another process, or the queue refuses the
+    /// line, answers the request with why instead.
+    pub(crate) fn send_direct(&self, generation: u64, id: u64, call: PendingCall, line: Bytes) {
+        let mut inner = self.lock();
+        let stdin = match &inner.lane {
+            Some(lane) if lane.generation == generation => lane.stdin.upgrade(),
+            _ => None,
+        };
+        let sent = match stdin.map(|stdin| stdin.try_send(line)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(mpsc::error::TrySendError::Full(_))) => Err(FleetError::Overloaded {
+                server: self.shared.server.clone(),
+            }),
+            Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
+                Err(FleetError::ServerExited {
+                    server: self.shared.server.clone(),
+                    exit: None,
+                })
+            }
+        };
+        match sent {
+            Ok(()) => {
+                let wake = self.insert_locked(&mut inner, id, call);
+                drop(inner);
+                if wake {
+                    self.shared.wake.notify_one();
+                }
+            }
+            Err(error) => {
+                drop(inner);
+                self.finish(call, Err(error));
+            }
         }
     }
 
@@ -302,9 +415,11 @@ impl PendingTable {
         self.send_metrics(events);
     }
 
-    /// Takes out every request, to answer them all (the process is gone, or the actor is).
+    /// Takes out every request, to answer them all (the process is gone, or the actor is), and
+    /// closes the lane.
     pub(crate) fn drain(&self) -> Vec<PendingCall> {
         let mut inner = self.lock();
+        inner.lane = None;
         let calls = inner.calls.drain().map(|(_, c)| c).collect();
         self.count(&inner);
         calls
@@ -419,8 +534,8 @@ mod tests {
         }
     }
 
-    fn answer(table: &PendingTable) {
-        let call = PendingCall {
+    fn call() -> PendingCall {
+        PendingCall {
             reply: Replier::Nobody,
             method: "tools/call".into(),
             started: Instant::now(),
@@ -428,8 +543,83 @@ mod tests {
             cancel: None,
             routed: false,
             record: Some(Some("echo".into())),
+        }
+    }
+
+    fn answer(table: &PendingTable) {
+        table.finish(call(), Ok(Value::Null));
+    }
+
+    fn open(table: &PendingTable, generation: u64, stdin: &mpsc::Sender<Bytes>) {
+        table.open_lane(LaneOpen {
+            generation,
+            era: Era::Legacy,
+            stdin: stdin.downgrade(),
+            tools: Arc::new(HashSet::from(["echo".to_owned()])),
+        });
+    }
+
+    /// Sends by the lane to process `generation`: the id if the line was queued and the call
+    /// put in the table, else the answer it got at once.
+    fn send(table: &PendingTable, generation: u64) -> Result<u64, FleetError> {
+        let id = table.next_id();
+        let (tx, mut rx) = oneshot::channel();
+        let call = PendingCall {
+            reply: Replier::Oneshot(tx),
+            ..call()
         };
-        table.finish(call, Ok(Value::Null));
+        table.send_direct(generation, id, call, Bytes::from_static(b"{}\n"));
+        match rx.try_recv() {
+            Ok(answer) => Err(answer.expect_err("only failures are answered at once")),
+            Err(_) => Ok(id),
+        }
+    }
+
+    #[test]
+    fn the_lane_sends_only_to_the_process_it_was_opened_for_and_never_after_a_drain() {
+        let table = PendingTable::new("s".into(), None, Default::default());
+        let (stdin, mut queued) = mpsc::channel(1);
+        let exited = |r: Result<u64, FleetError>| matches!(r, Err(FleetError::ServerExited { .. }));
+        assert!(
+            table.lane_view("tools/call", None).is_none(),
+            "closed at first"
+        );
+        assert!(exited(send(&table, 1)));
+
+        open(&table, 1, &stdin);
+        let view = table
+            .lane_view("tools/call", Some(&serde_json::json!({"name": "echo"})))
+            .unwrap();
+        assert_eq!((view.generation, view.label.as_deref()), (1, Some("echo")));
+        let other = table.lane_view("tools/call", Some(&serde_json::json!({"name": "x"})));
+        assert_eq!(other.unwrap().label.as_deref(), Some(UNDECLARED_TOOL));
+        assert_eq!(table.lane_view("ping", None).unwrap().label, None);
+
+        let id = send(&table, 1).expect("sent");
+        assert_eq!(queued.try_recv().unwrap(), "{}\n");
+        assert!(table.take(id).is_some(), "in the table");
+        assert!(exited(send(&table, 2)), "another process's generation");
+
+        // A full queue: overloaded, and nothing left in the table.
+        send(&table, 1).unwrap();
+        let full = table.next_id() + 1;
+        assert!(matches!(
+            send(&table, 1),
+            Err(FleetError::Overloaded { .. })
+        ));
+        assert!(table.take(full).is_none());
+        queued.try_recv().unwrap();
+
+        // The drain closes the lane with the same lock.
+        assert_eq!(table.drain().len(), 1);
+        assert!(table.lane_view("ping", None).is_none());
+        assert!(exited(send(&table, 1)));
+
+        // The actor's sender is the only strong one: once it is dropped, nothing is sent.
+        open(&table, 1, &stdin);
+        drop(stdin);
+        assert!(exited(send(&table, 1)));
+        assert!(table.drain().is_empty());
     }
 
     /// No watchdog runs here, so only a full batch and the flushes send anything.

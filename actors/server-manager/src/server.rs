@@ -16,7 +16,7 @@ use fleet_protocol::jsonrpc::{
 };
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::health::HealthChanged;
-use fleet_protocol::messages::metrics::{ExitReason, MetricEvent, RecordMetric, UNDECLARED_TOOL};
+use fleet_protocol::messages::metrics::{ExitReason, MetricEvent, RecordMetric};
 use fleet_protocol::messages::server::{
     CallServer, LaunchServerReply, ProbeServer, ServerEvent, StopMethod, StoppedServer,
 };
@@ -38,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 use crate::actor::ServerManagerConfig;
 use crate::events::EventHub;
 use crate::handshake::{self, HandshakeError, HandshakeTimeouts, Wire};
-use crate::pending::{Abandon, PendingCall, PendingTable, Replier};
+use crate::lane;
+use crate::pending::{self, Abandon, LaneOpen, PendingCall, PendingTable, Replier};
 use crate::policy::{Decision, RestartTracker};
 use crate::process;
 use crate::remote;
@@ -61,6 +62,8 @@ pub struct ServerActorArgs {
     pub(crate) events: EventHub,
     /// Shared with the manager, which reports it: each handled message adds one.
     pub(crate) handled: Arc<AtomicU64>,
+    /// The table of pending requests, shared with the server's lane (made by the manager).
+    pub(crate) table: PendingTable,
 }
 
 struct Running {
@@ -118,7 +121,6 @@ pub struct ServerActor {
     watchdog: CancellationToken,
     /// Progress routes of pending requests, by the request's wire id.
     progress: HashMap<u64, ProgressRoute>,
-    next_id: u64,
     events: EventHub,
     ready_waiters: Vec<ReplySender<LaunchServerReply>>,
     launch_started: Instant,
@@ -126,8 +128,9 @@ pub struct ServerActor {
     /// Set when the actor kills its own process (it stopped answering probes): the exit that
     /// follows is a failure with this reason.
     kill_reason: Option<String>,
-    /// Names of the tools the server listed: the only values the `tool` metric label takes.
-    declared_tools: HashSet<String>,
+    /// Names of the tools the server listed: the only values the `tool` metric label takes
+    /// (shared with the lane).
+    declared_tools: Arc<HashSet<String>>,
     handled: Arc<AtomicU64>,
 }
 
@@ -140,8 +143,7 @@ impl Actor for ServerActor {
     }
 
     async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
-        let spec_name = args.spec.name.clone();
-        let table = PendingTable::new(spec_name, args.metrics.clone(), args.counters.clone());
+        let table = args.table;
         let mut actor = ServerActor {
             status: ServerStatus {
                 health: args.spec.health.clone(),
@@ -160,13 +162,12 @@ impl Actor for ServerActor {
             table,
             watchdog: CancellationToken::new(),
             progress: HashMap::new(),
-            next_id: 1,
             events: args.events,
             ready_waiters: Vec::new(),
             launch_started: Instant::now(),
             tracker: RestartTracker::default(),
             kill_reason: None,
-            declared_tools: HashSet::new(),
+            declared_tools: Arc::default(),
             handled: args.handled,
         };
         // The first state is set, not changed into: say it, so its series exist from the start.
@@ -247,6 +248,7 @@ impl ServerActor {
             tracing::debug!(server = %self.spec.name, from = %self.status.state, to = %state, "state change");
             self.status.state = state;
         }
+        self.sync_lane();
         self.push_status();
         if changed {
             self.events.publish(ServerEvent::StateChanged {
@@ -260,20 +262,30 @@ impl ServerActor {
         }
     }
 
-    /// Remembers the names of the tools the server declared.
-    fn set_declared_tools(&mut self, tools: &[Value]) {
-        self.declared_tools = tools
-            .iter()
-            .filter_map(|t| t.get("name")?.as_str().map(str::to_owned))
-            .collect();
+    /// Opens the lane while the server serves, to the running process in its era with its
+    /// declared tools, and closes it otherwise (see [`crate::lane`]).
+    fn sync_lane(&self) {
+        let stdin = self.running.as_ref().and_then(|r| r.stdin.as_ref());
+        match (self.status.state.is_serving(), self.era(), stdin) {
+            (true, Some(era), Some(stdin)) => self.table.open_lane(LaneOpen {
+                generation: self.generation,
+                era,
+                stdin: stdin.downgrade(),
+                tools: self.declared_tools.clone(),
+            }),
+            _ => self.table.close_lane(),
+        }
     }
 
-    /// The `tool` label of a `tools/call`: its name if the server declared it.
-    fn tool_label(&self, params: Option<&Value>) -> String {
-        match params.and_then(|p| p.get("name")?.as_str()) {
-            Some(name) if self.declared_tools.contains(name) => name.to_owned(),
-            _ => UNDECLARED_TOOL.to_owned(),
-        }
+    /// Remembers the names of the tools the server declared.
+    fn set_declared_tools(&mut self, tools: &[Value]) {
+        self.declared_tools = Arc::new(
+            tools
+                .iter()
+                .filter_map(|t| t.get("name")?.as_str().map(str::to_owned))
+                .collect(),
+        );
+        self.sync_lane();
     }
 
     /// Publishes the status; the manager answers status queries from the latest published one.
@@ -590,10 +602,11 @@ impl ServerActor {
             cancel,
             progress,
         } = request;
-        let id = self.next_id;
-        self.next_id += 1;
-        let record = record
-            .then(|| (method == methods::TOOLS_CALL).then(|| self.tool_label(params.as_ref())));
+        let id = self.table.next_id();
+        let record = record.then(|| {
+            (method == methods::TOOLS_CALL)
+                .then(|| pending::tool_label(&self.declared_tools, params.as_ref()))
+        });
         let route = progress.and_then(|sink| {
             let token = params
                 .as_mut()?
@@ -610,10 +623,7 @@ impl ServerActor {
             reply,
             method,
             started,
-            // A timeout too large to add ("never") is a deadline far beyond any run.
-            deadline: started
-                .checked_add(timeout)
-                .unwrap_or_else(|| started + FAR_FUTURE),
+            deadline: lane::deadline(started, timeout),
             cancel,
             routed: route.is_some(),
             record,
@@ -1000,9 +1010,6 @@ pub struct StartAgain;
 pub struct RestartDue {
     generation: u64,
 }
-
-/// The deadline of a request whose timeout is too large to add to now: about 30 years.
-const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// Queued stdin lines are joined into one write up to about this size.
 const STDIN_BATCH_BYTES: usize = 64 * 1024;

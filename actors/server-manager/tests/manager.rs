@@ -498,9 +498,9 @@ async fn the_directory_holds_each_servers_actor_until_it_is_removed() {
         .await
         .unwrap();
     // A call through the directory reaches the server's own actor and its process.
-    let actor = directory.read().unwrap().get("direct").cloned();
-    let actor = actor.expect("the launched server is in the directory");
-    let echoed = actor.ask(echo("direct", "hi")).await.unwrap();
+    let entry = directory.read().unwrap().get("direct").cloned();
+    let entry = entry.expect("the launched server is in the directory");
+    let echoed = entry.actor.ask(echo("direct", "hi")).await.unwrap();
     assert_eq!(echoed["content"][0]["text"], "hi", "{echoed}");
     manager
         .ask(fleet_protocol::messages::server::RemoveServer {
@@ -515,7 +515,7 @@ async fn the_directory_holds_each_servers_actor_until_it_is_removed() {
     )
     .await;
     // A restarted manager starts with an empty directory.
-    directory.write().unwrap().insert("stale".into(), actor);
+    directory.write().unwrap().insert("stale".into(), entry);
     manager.stop_gracefully().await.unwrap();
     manager.wait_for_shutdown().await;
     let _again =

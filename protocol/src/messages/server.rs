@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerSpec;
@@ -105,6 +105,33 @@ impl CallServer {
     }
 }
 pub type CallServerReply = Result<Value, FleetError>;
+
+/// A way to a server's process that skips its actor's mailbox: a [`CallServer`] sent from the
+/// caller's own task. The server's actor opens it while its server serves and closes it
+/// otherwise; the call is then written, answered, timed out, cancelled and recorded exactly as
+/// the actor would, and its answer comes exactly once.
+pub trait ServerLane: Send + Sync {
+    /// Sends `call`, or hands it back when only the actor can serve it.
+    fn call(&self, call: CallServer) -> LaneCall;
+}
+
+/// What became of a call given to a [`ServerLane`].
+pub enum LaneCall {
+    /// Sent: the receiver gets the answer, as an ask of the server's actor would.
+    Sent(oneshot::Receiver<CallServerReply>),
+    /// Not sent, and untouched: the lane is closed (the server is starting, restarting, stopping
+    /// or gone), or the call has a progress sink. Ask the server's actor.
+    HandedBack(CallServer),
+}
+
+/// One server of a directory of servers, for callers that reach a server without its manager:
+/// `actor`, the caller's handle on the server's actor (a type of the caller's actor framework),
+/// and its [`ServerLane`].
+#[derive(Clone)]
+pub struct DirectServer<A> {
+    pub actor: A,
+    pub lane: Arc<dyn ServerLane>,
+}
 
 /// A health probe in the server's own era, over its existing connection (never a new process or
 /// session).

@@ -1,0 +1,92 @@
+//! A server's direct lane: a [`CallServer`] written to the server's stdin from the caller's own
+//! task, without a message to the server's actor.
+//!
+//! The actor's part in an ordinary call is small: it numbers the request, writes it and puts it
+//! in the pending table. The answer already reaches the caller from the stdout reader, the
+//! timeout and the cancellation from the watchdog. The lane does that part in the caller's task,
+//! on the same table: so a request passes through one task fewer and no mailbox.
+//!
+//! Invariants:
+//! - The lane serves only while the actor holds it open ([`PendingTable::open_lane`]): the
+//!   server serves (ready or unhealthy), its process runs, its handshake is done. Anything else
+//!   (starting, waiting for a restart, stopping, gone) and any call with a progress sink is
+//!   handed back to the caller, to ask the actor, which knows what to do with it.
+//! - Writing the line and putting the request in the table happen under the table's lock, which
+//!   the actor's drain of the table (the process exited, the actor stopped) also takes. So a
+//!   lane's request is either in the table before the drain, which answers it, or refused after.
+//! - The lane holds no strong sender of a process's stdin: the actor's is the only one, so
+//!   dropping it closes stdin as before.
+//! - A lane's request is the same on the wire, in the table and in the metrics as the actor's:
+//!   the same ids (one counter for both), era parameters, timeouts and `tool` labels.
+
+use std::time::Duration;
+
+use fleet_protocol::codec::JsonRpcCodec;
+use fleet_protocol::jsonrpc::{Message as RpcMessage, Request};
+use fleet_protocol::messages::server::{CallServer, LaneCall, ServerLane};
+use fleet_protocol::{FleetError, mcp};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::pending::{PendingCall, PendingTable, Replier};
+
+/// A server's lane. The manager puts it in the directory; the server's actor shares its table.
+pub(crate) struct Lane {
+    pub(crate) table: PendingTable,
+    pub(crate) codec: JsonRpcCodec,
+    /// The timeout of a call that names none: the server's own, else the manager's.
+    pub(crate) timeout: Duration,
+}
+
+/// How far off the deadline of a request is whose timeout is too large to add to now ("never"):
+/// about 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// When a request started at `started` with `timeout` is due.
+pub(crate) fn deadline(started: Instant, timeout: Duration) -> Instant {
+    started
+        .checked_add(timeout)
+        .unwrap_or_else(|| started + FAR_FUTURE)
+}
+
+impl ServerLane for Lane {
+    fn call(&self, call: CallServer) -> LaneCall {
+        if call.progress.is_some() {
+            return LaneCall::HandedBack(call);
+        }
+        let Some(view) = self.table.lane_view(&call.method, call.params.as_ref()) else {
+            return LaneCall::HandedBack(call);
+        };
+        let CallServer {
+            method,
+            params,
+            timeout,
+            cancel,
+            ..
+        } = call;
+        let id = self.table.next_id();
+        let started = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let pending = PendingCall {
+            reply: Replier::Oneshot(tx),
+            method,
+            started,
+            deadline: deadline(started, timeout.unwrap_or(self.timeout)),
+            cancel,
+            routed: false,
+            record: Some(view.label),
+        };
+        let params = mcp::params_for_era(view.era, params);
+        let msg = RpcMessage::Request(Request::new(id, pending.method.clone(), params));
+        match self.codec.encode_line(&msg) {
+            Ok(line) => self.table.send_direct(view.generation, id, pending, line),
+            Err(e) => {
+                let error = FleetError::InvalidRequest {
+                    reason: e.to_string(),
+                };
+                self.table.finish(pending, Err(error));
+            }
+        }
+        LaneCall::Sent(rx)
+    }
+}
