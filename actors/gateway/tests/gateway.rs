@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleet_gateway::{
-    Gateway, GatewayArgs, GatewayConfig, GatewayPort, SessionDirectory, event_sink,
+    Gateway, GatewayArgs, GatewayConfig, GatewayPort, ServerDirectory, SessionDirectory, event_sink,
 };
 use fleet_protocol::jsonrpc::{Message, Notification, Outcome, Request};
 use fleet_protocol::messages::gateway::{
@@ -16,7 +16,8 @@ use fleet_protocol::messages::gateway::{
 };
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, SessionEnd};
 use fleet_protocol::messages::server::{
-    CallServer, Delivery, EventSink, GetServerStatus, ServerEvent,
+    CallServer, Delivery, DirectServer, EventSink, GetServerStatus, LaneCall, ServerEvent,
+    ServerLane,
 };
 use fleet_protocol::status::{Era, Handshake};
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
@@ -140,6 +141,10 @@ struct Setup {
 }
 
 fn setup(config: GatewayConfig) -> Setup {
+    setup_with_directory(config, None)
+}
+
+fn setup_with_directory(config: GatewayConfig, directory: Option<ServerDirectory>) -> Setup {
     let tools: Tools = Arc::default();
     let manager = ScriptedManager::spawn(tools.clone());
     let metrics: Arc<Mutex<Vec<MetricEvent>>> = Arc::default();
@@ -151,7 +156,7 @@ fn setup(config: GatewayConfig) -> Setup {
             servers: manager.clone().reply_recipient(),
             status: manager.reply_recipient(),
             metrics: Some(sink.recipient()),
-            directory: None,
+            directory,
             sessions: sessions.clone(),
         },
         mailbox::unbounded(),
@@ -410,6 +415,80 @@ async fn via_port(
         .send(client_message(session, version, message))
         .await
         .map_err(handler_error)
+}
+
+/// A server's lane as the server manager's behaves at its edge: while `open`, it takes an
+/// ordinary call and answers it itself (`lane:<tool>`); it hands back a call with a progress
+/// sink, and every call while closed.
+#[derive(Default)]
+struct ScriptedLane {
+    open: std::sync::atomic::AtomicBool,
+    taken: std::sync::atomic::AtomicUsize,
+}
+
+impl ServerLane for ScriptedLane {
+    fn call(&self, call: CallServer) -> LaneCall {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.open.load(Relaxed) || call.progress.is_some() {
+            return LaneCall::HandedBack(call);
+        }
+        self.taken.fetch_add(1, Relaxed);
+        let name = call.params.as_ref().and_then(|p| p["name"].as_str());
+        let text = format!("lane:{}", name.unwrap_or(""));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(Ok(json!({"content": [{"type": "text", "text": text}]})));
+        LaneCall::Sent(rx)
+    }
+}
+
+#[tokio::test]
+async fn a_call_goes_by_the_servers_lane_when_it_takes_it_and_to_its_actor_when_handed_back() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let directory = ServerDirectory::default();
+    let s = setup_with_directory(GatewayConfig::default(), Some(directory.clone()));
+    // The server's own actor: scripted as the manager is, answering `b:<tool>`.
+    let actor = ScriptedManager::spawn(s.tools.clone());
+    let lane = Arc::new(ScriptedLane::default());
+    lane.open.store(true, Relaxed);
+    directory.write().unwrap().insert(
+        "b".into(),
+        DirectServer {
+            actor: actor.reply_recipient(),
+            lane: lane.clone(),
+        },
+    );
+    s.server("b", &["echo"], ServerState::Ready);
+    let session = s.open().await;
+    eventually("b listed", async || {
+        s.tool_names(&session).await == ["b__echo"]
+    })
+    .await;
+    let text = |r: ClientReply| match r {
+        ClientReply::Response { response, .. } => match response.outcome {
+            Outcome::Result(v) => v["content"][0]["text"].as_str().unwrap().to_owned(),
+            Outcome::Error(e) => panic!("{e:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let call = || {
+        let request = Request::new(1, "tools/call", Some(json!({"name": "b__echo"})));
+        client_message(Some(&session), None, Message::Request(request))
+    };
+
+    // Through the port, as `/mcp` sends it: the lane takes it, with the server's own tool name.
+    assert_eq!(text(s.port.send(call()).await.unwrap()), "lane:echo");
+    assert_eq!(lane.taken.load(Relaxed), 1);
+    // With a progress sink, the lane hands it back and the server's actor answers.
+    let (progress, _notes) = mpsc::channel(4);
+    let with_progress = ClientMessage {
+        progress: Some(progress),
+        ..call()
+    };
+    assert_eq!(text(s.port.send(with_progress).await.unwrap()), "b:echo");
+    // A closed lane (the server restarting, stopping): the actor answers.
+    lane.open.store(false, Relaxed);
+    assert_eq!(text(s.port.send(call()).await.unwrap()), "b:echo");
+    assert_eq!(lane.taken.load(Relaxed), 1);
 }
 
 fn client_message(session: Option<&str>, version: Option<&str>, message: Message) -> ClientMessage {

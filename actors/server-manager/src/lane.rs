@@ -11,24 +11,28 @@
 //!   server serves (ready or unhealthy), its process runs, its handshake is done. Anything else
 //!   (starting, waiting for a restart, stopping, gone) and any call with a progress sink is
 //!   handed back to the caller, to ask the actor, which knows what to do with it.
-//! - Writing the line and putting the request in the table happen under the table's lock, which
-//!   the actor's drain of the table (the process exited, the actor stopped) also takes. So a
-//!   lane's request is either in the table before the drain, which answers it, or refused after.
-//! - The lane holds no strong sender of a process's stdin: the actor's is the only one, so
-//!   dropping it closes stdin as before.
+//! - A call is checked against the lane, written and put in the table under the table's lock,
+//!   which the closing of the lane and the actor's drain of the table (the process exited, the
+//!   actor stopped) also take. So a lane's request is either in the table before the drain,
+//!   which answers it, or handed back after, untouched, to the actor, which answers as it would
+//!   have: a restart's wait, `NotReady`, `ServerExited` with the exit.
+//! - The lane holds no strong sender of a process's stdin between calls: the actor's is the
+//!   only one, so dropping it closes stdin as before. The actor closes the lane before it drops
+//!   its sender.
 //! - A lane's request is the same on the wire, in the table and in the metrics as the actor's:
 //!   the same ids (one counter for both), era parameters, timeouts and `tool` labels.
 
 use std::time::Duration;
 
+use fleet_protocol::FleetError;
 use fleet_protocol::codec::JsonRpcCodec;
 use fleet_protocol::jsonrpc::{Message as RpcMessage, Request};
+use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::server::{CallServer, LaneCall, ServerLane};
-use fleet_protocol::{FleetError, mcp};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::pending::{PendingCall, PendingTable, Replier};
+use crate::pending::{self, PendingCall, PendingTable, Replier};
 
 /// A server's lane. The manager puts it in the directory; the server's actor shares its table.
 pub(crate) struct Lane {
@@ -54,7 +58,8 @@ impl ServerLane for Lane {
         if call.progress.is_some() {
             return LaneCall::HandedBack(call);
         }
-        let Some(view) = self.table.lane_view(&call.method, call.params.as_ref()) else {
+        // From here to the send, the table is locked: the lane cannot close in between.
+        let Some(lane) = self.table.lane() else {
             return LaneCall::HandedBack(call);
         };
         let CallServer {
@@ -64,6 +69,8 @@ impl ServerLane for Lane {
             cancel,
             ..
         } = call;
+        let label = (method == methods::TOOLS_CALL)
+            .then(|| pending::tool_label(lane.tools(), params.as_ref()));
         let id = self.table.next_id();
         let started = Instant::now();
         let (tx, rx) = oneshot::channel();
@@ -74,13 +81,14 @@ impl ServerLane for Lane {
             deadline: deadline(started, timeout.unwrap_or(self.timeout)),
             cancel,
             routed: false,
-            record: Some(view.label),
+            record: Some(label),
         };
-        let params = mcp::params_for_era(view.era, params);
+        let params = mcp::params_for_era(lane.era(), params);
         let msg = RpcMessage::Request(Request::new(id, pending.method.clone(), params));
         match self.codec.encode_line(&msg) {
-            Ok(line) => self.table.send_direct(view.generation, id, pending, line),
+            Ok(line) => lane.send(id, pending, line),
             Err(e) => {
+                drop(lane);
                 let error = FleetError::InvalidRequest {
                     reason: e.to_string(),
                 };

@@ -23,7 +23,7 @@
 //! - Every request gets exactly one answer: the server's, or why not (timeout, cancelled,
 //!   overloaded, server exited). Whoever takes it out of the pending table answers it. A lane's
 //!   request goes into the table under the lock that an exit's drain takes, so it is drained
-//!   with the rest or refused.
+//!   with the rest or handed back to the actor.
 //! - No process outlives its actor: the actor's stop kills the whole process group.
 //! - A line on a child's stdout that is not JSON-RPC is logged and counted, never fatal.
 //! - Launches run concurrently: each server's actor does its own handshake.

@@ -8,10 +8,10 @@
 //! Whoever takes a request out of the table answers it: exactly one answer per request.
 //!
 //! The table also holds the server's *lane* ([`crate::lane`]): whether a caller may write a
-//! request to the server's stdin itself, and to which process. The actor opens it while the
-//! server serves and closes it otherwise, and [`PendingTable::drain`] closes it with the same
-//! lock: a request the lane puts in after the drain is refused instead, so no request of a
-//! process that is gone waits for its timeout.
+//! request to the server's stdin itself. The actor opens it while the server serves and closes
+//! it otherwise, and [`PendingTable::drain`] closes it with the same lock. A request by the lane
+//! is checked, written and put in the table under that lock: it is drained with the rest or
+//! finds the lane closed, so no request of a process that is gone waits for its timeout.
 //!
 //! Request metrics go to the collector in batches ([`MetricEvent::Batch`]): when
 //! [`METRIC_BATCH`] are waiting, or [`METRIC_FLUSH`] after the first of them, sent by the
@@ -115,22 +115,12 @@ impl Abandon {
 
 /// An open lane: what a caller needs to send a request to the running process.
 pub(crate) struct LaneOpen {
-    /// The process's generation (the actor's count of starts).
-    pub(crate) generation: u64,
     pub(crate) era: Era,
-    /// The process's stdin queue; the actor holds the only strong sender, so dropping it closes
-    /// stdin whatever the lane holds.
+    /// The process's stdin queue. The actor holds the only strong sender, so dropping it closes
+    /// stdin as before; it closes the lane first, so an open lane's sender upgrades.
     pub(crate) stdin: mpsc::WeakSender<Bytes>,
     /// Names of the tools the server declared: the `tool` label's values.
     pub(crate) tools: Arc<HashSet<String>>,
-}
-
-/// What a lane's caller needs before writing its request (see [`PendingTable::lane_view`]).
-pub(crate) struct LaneView {
-    pub(crate) generation: u64,
-    pub(crate) era: Era,
-    /// The `tool` label of a `tools/call` (`None`: another method).
-    pub(crate) label: Option<String>,
 }
 
 /// The `tool` label of a `tools/call`: its name if the server declared it.
@@ -254,54 +244,17 @@ impl PendingTable {
         self.lock().lane = None;
     }
 
-    /// Whether the lane is open, and if so, to which process, in which era, and the `tool`
-    /// label of a request of `method` with `params`.
-    pub(crate) fn lane_view(&self, method: &str, params: Option<&Value>) -> Option<LaneView> {
+    /// The table, locked, if its lane is open: one request by the lane is then checked,
+    /// written and put in the table under one lock, which an exit's drain and the closing of
+    /// the lane also take.
+    pub(crate) fn lane(&self) -> Option<LaneGuard<'_>> {
         let inner = self.lock();
-        let lane = inner.lane.as_ref()?;
-        Some(LaneView {
-            generation: lane.generation,
-            era: lane.era,
-            label: (method == fleet_protocol::mcp::methods::TOOLS_CALL)
-                .then(|| tool_label(&lane.tools, params)),
+        let stdin = inner.lane.as_ref()?.stdin.upgrade()?;
+        Some(LaneGuard {
+            stdin,
+            inner,
+            table: self,
         })
-    }
-
-    /// Writes a lane's request to the stdin of process `generation` and puts it in the table,
-    /// both under the lock, so that neither a drain nor a closing of the lane falls between
-    /// them. If the lane is closed or has moved to another process, or the queue refuses the
-    /// line, answers the request with why instead.
-    pub(crate) fn send_direct(&self, generation: u64, id: u64, call: PendingCall, line: Bytes) {
-        let mut inner = self.lock();
-        let stdin = match &inner.lane {
-            Some(lane) if lane.generation == generation => lane.stdin.upgrade(),
-            _ => None,
-        };
-        let sent = match stdin.map(|stdin| stdin.try_send(line)) {
-            Some(Ok(())) => Ok(()),
-            Some(Err(mpsc::error::TrySendError::Full(_))) => Err(FleetError::Overloaded {
-                server: self.shared.server.clone(),
-            }),
-            Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
-                Err(FleetError::ServerExited {
-                    server: self.shared.server.clone(),
-                    exit: None,
-                })
-            }
-        };
-        match sent {
-            Ok(()) => {
-                let wake = self.insert_locked(&mut inner, id, call);
-                drop(inner);
-                if wake {
-                    self.shared.wake.notify_one();
-                }
-            }
-            Err(error) => {
-                drop(inner);
-                self.finish(call, Err(error));
-            }
-        }
     }
 
     /// Takes a request out without answering it: the taker answers.
@@ -506,6 +459,62 @@ impl PendingTable {
     }
 }
 
+/// The table locked, with its lane open ([`PendingTable::lane`]).
+pub(crate) struct LaneGuard<'a> {
+    /// The process's stdin queue (dropped before the lock, so it never outlives it).
+    stdin: mpsc::Sender<Bytes>,
+    inner: MutexGuard<'a, Inner>,
+    table: &'a PendingTable,
+}
+
+impl LaneGuard<'_> {
+    pub(crate) fn era(&self) -> Era {
+        self.lane().era
+    }
+
+    pub(crate) fn tools(&self) -> &HashSet<String> {
+        &self.lane().tools
+    }
+
+    fn lane(&self) -> &LaneOpen {
+        // The guard exists only for an open lane, and holds the lock that closes it.
+        self.inner.lane.as_ref().expect("a guard's lane is open")
+    }
+
+    /// Queues `line` on the process's stdin and puts `call` in the table; if the queue refuses
+    /// the line, answers `call` with why instead. The lock is released first either way.
+    pub(crate) fn send(self, id: u64, call: PendingCall, line: Bytes) {
+        let LaneGuard {
+            stdin,
+            mut inner,
+            table,
+        } = self;
+        let sent = stdin.try_send(line);
+        drop(stdin);
+        match sent {
+            Ok(()) => {
+                let wake = table.insert_locked(&mut inner, id, call);
+                drop(inner);
+                if wake {
+                    table.shared.wake.notify_one();
+                }
+            }
+            Err(e) => {
+                drop(inner);
+                let server = table.shared.server.clone();
+                let error = match e {
+                    mpsc::error::TrySendError::Full(_) => FleetError::Overloaded { server },
+                    // The writer ended: the process's stdin broke as it exits.
+                    mpsc::error::TrySendError::Closed(_) => {
+                        FleetError::ServerExited { server, exit: None }
+                    }
+                };
+                table.finish(call, Err(error));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -550,75 +559,74 @@ mod tests {
         table.finish(call(), Ok(Value::Null));
     }
 
-    fn open(table: &PendingTable, generation: u64, stdin: &mpsc::Sender<Bytes>) {
+    fn open(table: &PendingTable, stdin: &mpsc::Sender<Bytes>) {
         table.open_lane(LaneOpen {
-            generation,
             era: Era::Legacy,
             stdin: stdin.downgrade(),
             tools: Arc::new(HashSet::from(["echo".to_owned()])),
         });
     }
 
-    /// Sends by the lane to process `generation`: the id if the line was queued and the call
-    /// put in the table, else the answer it got at once.
-    fn send(table: &PendingTable, generation: u64) -> Result<u64, FleetError> {
+    /// Sends by the lane: `None` if the lane is closed; else the id if the line was queued and
+    /// the call put in the table, or the answer it got at once.
+    fn send(table: &PendingTable) -> Option<Result<u64, FleetError>> {
+        let lane = table.lane()?;
         let id = table.next_id();
         let (tx, mut rx) = oneshot::channel();
         let call = PendingCall {
             reply: Replier::Oneshot(tx),
             ..call()
         };
-        table.send_direct(generation, id, call, Bytes::from_static(b"{}\n"));
-        match rx.try_recv() {
+        lane.send(id, call, Bytes::from_static(b"{}\n"));
+        Some(match rx.try_recv() {
             Ok(answer) => Err(answer.expect_err("only failures are answered at once")),
             Err(_) => Ok(id),
-        }
+        })
     }
 
     #[test]
-    fn the_lane_sends_only_to_the_process_it_was_opened_for_and_never_after_a_drain() {
+    fn the_lane_sends_only_while_open_and_a_drain_closes_it() {
         let table = PendingTable::new("s".into(), None, Default::default());
         let (stdin, mut queued) = mpsc::channel(1);
-        let exited = |r: Result<u64, FleetError>| matches!(r, Err(FleetError::ServerExited { .. }));
-        assert!(
-            table.lane_view("tools/call", None).is_none(),
-            "closed at first"
+        assert!(send(&table).is_none(), "closed at first");
+
+        open(&table, &stdin);
+        let lane = table.lane().unwrap();
+        assert_eq!(lane.era(), Era::Legacy);
+        assert_eq!(
+            tool_label(lane.tools(), Some(&serde_json::json!({"name": "echo"}))),
+            "echo"
         );
-        assert!(exited(send(&table, 1)));
+        assert_eq!(
+            tool_label(lane.tools(), Some(&serde_json::json!({"name": "x"}))),
+            UNDECLARED_TOOL
+        );
+        drop(lane);
 
-        open(&table, 1, &stdin);
-        let view = table
-            .lane_view("tools/call", Some(&serde_json::json!({"name": "echo"})))
-            .unwrap();
-        assert_eq!((view.generation, view.label.as_deref()), (1, Some("echo")));
-        let other = table.lane_view("tools/call", Some(&serde_json::json!({"name": "x"})));
-        assert_eq!(other.unwrap().label.as_deref(), Some(UNDECLARED_TOOL));
-        assert_eq!(table.lane_view("ping", None).unwrap().label, None);
-
-        let id = send(&table, 1).expect("sent");
+        let id = send(&table).unwrap().expect("sent");
         assert_eq!(queued.try_recv().unwrap(), "{}\n");
         assert!(table.take(id).is_some(), "in the table");
-        assert!(exited(send(&table, 2)), "another process's generation");
 
         // A full queue: overloaded, and nothing left in the table.
-        send(&table, 1).unwrap();
-        let full = table.next_id() + 1;
-        assert!(matches!(
-            send(&table, 1),
-            Err(FleetError::Overloaded { .. })
-        ));
-        assert!(table.take(full).is_none());
+        let id = send(&table).unwrap().expect("sent");
+        let refused = send(&table).unwrap();
+        assert!(matches!(refused, Err(FleetError::Overloaded { .. })));
+        assert!(table.take(id + 1).is_none());
         queued.try_recv().unwrap();
 
         // The drain closes the lane with the same lock.
         assert_eq!(table.drain().len(), 1);
-        assert!(table.lane_view("ping", None).is_none());
-        assert!(exited(send(&table, 1)));
+        assert!(send(&table).is_none());
 
-        // The actor's sender is the only strong one: once it is dropped, nothing is sent.
-        open(&table, 1, &stdin);
+        // The writer gone (the pipe broke): the server exited.
+        open(&table, &stdin);
+        drop(queued);
+        let refused = send(&table).unwrap();
+        assert!(matches!(refused, Err(FleetError::ServerExited { .. })));
+
+        // The actor's sender is the only strong one: once it is dropped, the lane is closed.
         drop(stdin);
-        assert!(exited(send(&table, 1)));
+        assert!(send(&table).is_none());
         assert!(table.drain().is_empty());
     }
 

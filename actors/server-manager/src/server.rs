@@ -222,6 +222,7 @@ impl Actor for ServerActor {
         reason: ActorStopReason,
     ) -> Result<(), Self::Error> {
         // No process outlives its actor, whatever stopped the actor.
+        self.table.close_lane();
         if let Some(r) = self.running.take() {
             tracing::debug!(server = %self.spec.name, pid = ?self.status.pid, ?reason, "actor stopping; killing its process group");
             r.handle.kill();
@@ -268,7 +269,6 @@ impl ServerActor {
         let stdin = self.running.as_ref().and_then(|r| r.stdin.as_ref());
         match (self.status.state.is_serving(), self.era(), stdin) {
             (true, Some(era), Some(stdin)) => self.table.open_lane(LaneOpen {
-                generation: self.generation,
                 era,
                 stdin: stdin.downgrade(),
                 tools: self.declared_tools.clone(),
@@ -869,6 +869,8 @@ impl ServerActor {
     {
         let running = self.running.as_mut()?;
         self.stopping = true;
+        // Closed before stdin is, so that no call by the lane is written after the stop began.
+        self.table.close_lane();
         running.stdin.take();
         let handle = running.handle.clone();
         let exit = running.exit.clone();
@@ -1057,6 +1059,7 @@ impl Message<Exited> for ServerActor {
             return;
         }
         let expected = self.stopping;
+        self.table.close_lane();
         self.running = None;
         self.status.pid = None;
         self.status.last_exit = Some(msg.exit.clone());

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{config, quick_restarts, reference, wait_for};
 use fleet_protocol::messages::server::{
-    CallServer, CallServerReply, GetServerStatus, LaneCall, LaunchServer, RestartServer, StopServer,
+    CallServer, CallServerReply, GetServerLogs, GetServerStatus, LaneCall, LaunchServer,
+    RestartServer, StopServer,
 };
 use fleet_protocol::{FleetError, ServerSpec, ServerState};
 use fleet_server_manager::{
@@ -156,7 +157,7 @@ async fn a_stopped_servers_lane_hands_calls_back_and_a_restart_opens_it_again() 
 #[tokio::test]
 async fn lane_calls_time_out_and_are_cancelled_as_the_actors_are() {
     let (manager, directory) = spawn(config());
-    let entry = launch(&manager, &directory, reference("t", &[])).await;
+    let entry = launch(&manager, &directory, reference("t", &["--log-requests"])).await;
 
     let mut call = sleep("t", 5_000);
     call.timeout = Some(Duration::from_millis(200));
@@ -178,9 +179,18 @@ async fn lane_calls_time_out_and_are_cancelled_as_the_actors_are() {
         .unwrap_err();
     assert!(matches!(&err, FleetError::Cancelled { .. }), "{err:?}");
 
-    // The server was told, and serves on.
+    // The server was told of both, and serves on.
     let rx = sent(entry.lane.call(echo("t", "still here")));
     assert_eq!(echoed(&answer(rx).await.unwrap()), "still here");
+    let logs = manager
+        .ask(GetServerLogs {
+            name: "t".into(),
+            max_lines: 100,
+        })
+        .await
+        .unwrap();
+    let told = logs.iter().filter(|l| l.contains("cancelled request"));
+    assert_eq!(told.count(), 2, "{logs:#?}");
 }
 
 /// Many callers on the lane while the process is killed, on two worker threads: every call is

@@ -12,8 +12,12 @@ use fleet_protocol::messages::health::HealthChanged;
 use fleet_protocol::messages::metrics::{
     ExitReason, MetricEvent, RecordMetric, RequestOutcome, UNDECLARED_TOOL,
 };
-use fleet_protocol::messages::server::{CallServer, GetServerStatus, LaunchServer, StopAllServers};
-use fleet_server_manager::{ServerManager, ServerManagerArgs, ServerManagerConfig};
+use fleet_protocol::messages::server::{
+    CallServer, GetServerStatus, LaneCall, LaunchServer, StopAllServers,
+};
+use fleet_server_manager::{
+    ServerDirectory, ServerManager, ServerManagerArgs, ServerManagerConfig,
+};
 use kameo::Actor;
 use kameo::actor::{ActorRef, Spawn};
 use kameo::error::Infallible;
@@ -42,12 +46,19 @@ impl Message<RecordMetric> for MetricSink {
 }
 
 fn spawn_with_metrics(config: ServerManagerConfig) -> (ActorRef<ServerManager>, Events) {
+    spawn_with_directory(config, None)
+}
+
+fn spawn_with_directory(
+    config: ServerManagerConfig,
+    directory: Option<ServerDirectory>,
+) -> (ActorRef<ServerManager>, Events) {
     let events = Events::default();
     let sink = MetricSink::spawn(events.clone());
     let manager = ServerManager::spawn(ServerManagerArgs {
         config: std::sync::Arc::new(config),
         metrics: Some(sink.recipient()),
-        directory: None,
+        directory,
     });
     (manager, events)
 }
@@ -92,6 +103,29 @@ fn requests(events: &Events) -> Vec<(String, Option<String>, RequestOutcome)> {
             _ => None,
         })
         .collect()
+}
+
+/// Waits for the four requests both request tests make (an `echo`, a tool the server did not
+/// declare, a listing, a `sleep` that ends as `sleep_ended`) and checks how each was recorded.
+async fn assert_four_requests(events: &Events, sleep_ended: RequestOutcome) {
+    wait_for(Duration::from_secs(5), "four requests recorded", || async {
+        (requests(events).len() == 4).then_some(())
+    })
+    .await;
+    let tool = |t: &str| Some(t.to_owned());
+    assert_eq!(
+        requests(events),
+        [
+            ("tools/call".into(), tool("echo"), RequestOutcome::Ok),
+            (
+                "tools/call".into(),
+                tool(UNDECLARED_TOOL),
+                RequestOutcome::Error
+            ),
+            ("tools/list".into(), None, RequestOutcome::Ok),
+            ("tools/call".into(), tool("sleep"), sleep_ended),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -177,28 +211,7 @@ async fn requests_carry_declared_tools_and_cancellations_and_processes_are_sampl
     cancel.cancel();
     assert!(asked.await.unwrap().is_err());
 
-    wait_for(Duration::from_secs(5), "four requests recorded", || async {
-        (requests(&events).len() == 4).then_some(())
-    })
-    .await;
-    let tool = |t: &str| Some(t.to_owned());
-    assert_eq!(
-        requests(&events),
-        [
-            ("tools/call".into(), tool("echo"), RequestOutcome::Ok),
-            (
-                "tools/call".into(),
-                tool(UNDECLARED_TOOL),
-                RequestOutcome::Error
-            ),
-            ("tools/list".into(), None, RequestOutcome::Ok),
-            (
-                "tools/call".into(),
-                tool("sleep"),
-                RequestOutcome::Cancelled
-            ),
-        ]
-    );
+    assert_four_requests(&events, RequestOutcome::Cancelled).await;
 
     // The manager reports its own messages and, apart, the server actors', at its next message
     // once `report_every` has passed (here each status query is one).
@@ -223,6 +236,45 @@ async fn requests_carry_declared_tools_and_cancellations_and_processes_are_sampl
     .await;
     assert_eq!(reason, ExitReason::Stopped);
     assert!(!common::group_alive(pid));
+}
+
+/// Calls by a server's lane (as the gateway sends them) are recorded as the actor's are: the
+/// same declared-tool label and outcomes.
+#[tokio::test]
+async fn calls_by_the_lane_are_recorded_as_the_actors_are() {
+    let directory = ServerDirectory::default();
+    let (manager, events) = spawn_with_directory(config(), Some(directory.clone()));
+    manager
+        .ask(LaunchServer {
+            spec: reference("l", &[]),
+        })
+        .await
+        .unwrap();
+    let lane = directory.read().unwrap()["l"].lane.clone();
+    let mut timed = call(
+        "l",
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"ms": 5000}}),
+    );
+    timed.timeout = Some(Duration::from_millis(100));
+    for c in [
+        call(
+            "l",
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "x"}}),
+        ),
+        call("l", "tools/call", json!({"name": "made-up-by-a-client"})),
+        call("l", "tools/list", json!({})),
+        timed,
+    ] {
+        let LaneCall::Sent(answer) = lane.call(c) else {
+            panic!("the lane of a ready server takes an ordinary call");
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("answered");
+    }
+    assert_four_requests(&events, RequestOutcome::Timeout).await;
 }
 
 #[tokio::test]
