@@ -179,18 +179,26 @@ async fn lane_calls_time_out_and_are_cancelled_as_the_actors_are() {
         .unwrap_err();
     assert!(matches!(&err, FleetError::Cancelled { .. }), "{err:?}");
 
-    // The server was told of both, and serves on.
+    // The server was told of both (its stderr, read apart from its stdout, says so), and
+    // serves on.
+    wait_for(
+        Duration::from_secs(5),
+        "the server told of both",
+        || async {
+            let logs = manager
+                .ask(GetServerLogs {
+                    name: "t".into(),
+                    max_lines: 100,
+                })
+                .await
+                .unwrap();
+            let told = logs.iter().filter(|l| l.contains("cancelled request"));
+            (told.count() == 2).then_some(())
+        },
+    )
+    .await;
     let rx = sent(entry.lane.call(echo("t", "still here")));
     assert_eq!(echoed(&answer(rx).await.unwrap()), "still here");
-    let logs = manager
-        .ask(GetServerLogs {
-            name: "t".into(),
-            max_lines: 100,
-        })
-        .await
-        .unwrap();
-    let told = logs.iter().filter(|l| l.contains("cancelled request"));
-    assert_eq!(told.count(), 2, "{logs:#?}");
 }
 
 /// Many callers on the lane while the process is killed, on two worker threads: every call is
