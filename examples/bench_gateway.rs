@@ -5,7 +5,7 @@
 //!
 //! `bench_gateway [--mode quick|full] [--out FILE] [--client raw|reqwest] [--client-threads N]
 //! [--backends ref,everything] [--no-peers] [--measure-secs S] [--warm-up-secs S]
-//! [--side-rounds N] [--fleet-env KEY=VALUE]... [--fleet-bin PATH]`
+//! [--side-rounds N] [--fleet-env KEY=VALUE]... [--fleet-bin PATH] [--baseline-bin PATH]`
 //!
 //! Backends: the workspace's reference server (`ref`, both eras) and npm server-everything
 //! (`everything`, 2025 era only), each run with the same command for every target. Targets, per
@@ -28,6 +28,8 @@
 //! the bare bridge and (at C=16) the peers then also run at once and take turns in short slices,
 //! round after round (`bench_gateway/side.rs`, `--side-rounds`, 0 for none), at C=1 and C=16: the
 //! gateway's acceptance lines are decided from these, which the machine's drift moves least.
+//! `--baseline-bin PATH` adds another `mcp-fleet` binary to these turns (say, a build of the
+//! commit before a change), so that two builds are compared on the same machine minute.
 //!
 //! Each HTTP session is one keep-alive connection of a small hand-written HTTP/1.1 client (see
 //! `bench_gateway/http.rs`), calling in a loop: a warm-up, then the measured window. Every
@@ -116,6 +118,8 @@ struct Options {
     fleet_env: Vec<(String, String)>,
     /// Another `mcp-fleet` binary to measure (for trying a change).
     fleet_bin: Option<PathBuf>,
+    /// An `mcp-fleet` binary to measure side by side with the one measured (`side.rs`).
+    baseline_bin: Option<PathBuf>,
     /// The side-by-side comparison (`side.rs`); no rounds, no comparison.
     side: side::Plan,
 }
@@ -134,6 +138,7 @@ impl Options {
             },
             fleet_env: Vec::new(),
             fleet_bin: None,
+            baseline_bin: None,
             side: side::Plan {
                 rounds: args.pick(6, 12),
                 slice: Timing {
@@ -172,6 +177,7 @@ impl Options {
                 }
                 "--no-peers" => o.peers = false,
                 "--fleet-bin" => o.fleet_bin = Some(PathBuf::from(value("--fleet-bin")?)),
+                "--baseline-bin" => o.baseline_bin = Some(PathBuf::from(value("--baseline-bin")?)),
                 "--fleet-env" => {
                     let kv = value("--fleet-env")?;
                     let (k, v) = kv.split_once('=').context("--fleet-env takes KEY=VALUE")?;
@@ -480,6 +486,8 @@ const IN_GATEWAY: &str = "in-process: gateway actor";
 const PING: &str = "mcp-fleet, ping (no backend)";
 /// `examples/bare_bridge.rs`: the least an HTTP-to-stdio bridge does, on mcp-fleet's HTTP stack.
 const BRIDGE: &str = "bare bridge (floor)";
+/// `--baseline-bin`: another mcp-fleet binary, in the side-by-side turns.
+const BASELINE: &str = "mcp-fleet, baseline";
 
 fn progress(msg: &str) {
     eprintln!("bench_gateway: {msg}");
@@ -659,7 +667,7 @@ async fn bench_backend(
 
     // The gateway.
     let name = format!("mcp-fleet-{}", backend.name());
-    match start_fleet(paths, opts, backend, &command, &name).await {
+    match start_fleet(paths, &paths.fleet, opts, backend, &command, &name).await {
         Ok((guard, port, took)) => {
             out.notes.push(format!(
                 "mcp-fleet ({}) was ready with `{}__echo` listed {} after its start.",
@@ -853,6 +861,7 @@ async fn open_sessions(
 /// file are named after it); returns once `BACKEND__echo` is listed.
 async fn start_fleet(
     paths: &Paths,
+    bin: &Path,
     opts: &Options,
     backend: Backend,
     command: &(PathBuf, Vec<String>),
@@ -864,7 +873,7 @@ async fn start_fleet(
     });
     std::fs::write(&config, text.to_string())?;
     let port = free_port()?;
-    let mut c = tokio::process::Command::new(&paths.fleet);
+    let mut c = tokio::process::Command::new(bin);
     c.args(["run", "--config"])
         .arg(&config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -906,6 +915,27 @@ async fn start_fleet(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok((guard, port, t0.elapsed()))
+}
+
+/// mcp-fleet beside the `--baseline-bin` build, round by round: what it adds to the baseline's
+/// p50 at C=1, and its requests/s over the baseline's at the deciding C.
+fn beside_baseline(sb: &side::SideBySide) -> Option<String> {
+    sb.find(BASELINE, 1)?;
+    let p50 = sb
+        .p50_over(FLEET, BASELINE, 1)
+        .map(|(d, (lo, med, hi))| {
+            format!("p50 at C=1 {d:+.0} µs (per round {lo:+.0} / {med:+.0} / {hi:+.0} µs, min / median / max)")
+        })
+        .unwrap_or_else(|| "p50 at C=1 not measured".into());
+    let rps = sb
+        .ratio(FLEET, BASELINE, DECIDING_C)
+        .map(|(r, (lo, med, hi))| {
+            format!(
+                "requests/s at C={DECIDING_C} {r:.2}× (per round {lo:.2} / {med:.2} / {hi:.2}×)"
+            )
+        })
+        .unwrap_or_else(|| format!("requests/s at C={DECIDING_C} not measured"));
+    Some(format!("mcp-fleet beside the {BASELINE}: {p50}; {rps}."))
 }
 
 /// `bare_bridge` fronting `command` on a free port.
@@ -1005,6 +1035,12 @@ fn report(
             opts.fleet_env
         ));
     }
+    if let Some(bin) = &opts.baseline_bin {
+        report.notes.push(format!(
+            "{BASELINE}: the mcp-fleet binary {}, measured side by side only, as mcp-fleet is (same options and environment).",
+            bin.display()
+        ));
+    }
     let cols = [
         "target",
         "era",
@@ -1101,6 +1137,9 @@ fn report(
                     fmt_duration(sb.plan.slice.measure),
                 ));
                 report.notes.extend(sb.notes.iter().cloned());
+                if let Some(note) = beside_baseline(sb) {
+                    report.notes.push(note);
+                }
             }
             Some(Err(e)) => report
                 .notes

@@ -5,7 +5,8 @@
 //! than the acceptance lines' margins. Slices a few seconds apart share whatever drift there is,
 //! so it moves every target alike, and the figures over all rounds compare them on the same
 //! machine. Single rounds still vary (the per-round columns show by how much). The gateway's
-//! acceptance lines are decided here.
+//! acceptance lines are decided here. With `--baseline-bin`, a second mcp-fleet takes its turns
+//! too, and the two are compared round by round.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,8 +18,8 @@ use super::load::{self, Session, Timing, Watch};
 use super::mcp::{Era, StdioBackend};
 use super::procs::ProcGuard;
 use super::{
-    BRIDGE, Backend, DECIDING_C, DIRECT, FLEET, Options, PEERS, Paths, open_sessions, progress,
-    start_bridge, start_fleet, start_peer,
+    BASELINE, BRIDGE, Backend, DECIDING_C, DIRECT, FLEET, Options, PEERS, Paths, open_sessions,
+    progress, start_bridge, start_fleet, start_peer,
 };
 
 /// How the comparison runs.
@@ -220,9 +221,14 @@ async fn start_all(
     notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let name = format!("side-mcp-fleet-{}", backend.name());
-    let (guard, port, _) = start_fleet(paths, opts, backend, command, &name).await?;
+    let (guard, port, _) = start_fleet(paths, &paths.fleet, opts, backend, command, &name).await?;
     let tool = format!("{}__echo", backend.name());
-    running.push(Running::http(FLEET.into(), guard, port, tool, true));
+    running.push(Running::http(FLEET.into(), guard, port, tool.clone(), true));
+    if let Some(bin) = &opts.baseline_bin {
+        let name = format!("side-mcp-fleet-baseline-{}", backend.name());
+        let (guard, port, _) = start_fleet(paths, bin, opts, backend, command, &name).await?;
+        running.push(Running::http(BASELINE.into(), guard, port, tool, true));
+    }
     let name = format!("side-bare-bridge-{}", backend.name());
     let (guard, port) = start_bridge(paths, command, &name).await?;
     running.push(Running::http(
@@ -356,7 +362,12 @@ impl SideBySide {
     /// (smallest, median, largest; rounds where either measured no call are left out). None if
     /// either measured no call at all.
     pub fn p50_added(&self, target: &str, c: usize) -> Option<(f64, (f64, f64, f64))> {
-        let (t, d) = (self.find(target, c)?, self.find(DIRECT, c)?);
+        self.p50_over(target, DIRECT, c)
+    }
+
+    /// `target`'s p50 less `base`'s at `c`, in µs, as [`SideBySide::p50_added`] is.
+    pub fn p50_over(&self, target: &str, base: &str, c: usize) -> Option<(f64, (f64, f64, f64))> {
+        let (t, d) = (self.find(target, c)?, self.find(base, c)?);
         if t.latencies.count() == 0 || d.latencies.count() == 0 {
             return None;
         }
@@ -382,7 +393,9 @@ impl SideBySide {
             .by_c
             .iter()
             .flatten()
-            .filter(|t| t.c == DECIDING_C && ![DIRECT, FLEET, BRIDGE].contains(&t.name.as_str()))
+            .filter(|t| {
+                t.c == DECIDING_C && ![DIRECT, FLEET, BRIDGE, BASELINE].contains(&t.name.as_str())
+            })
             .max_by(|a, b| a.rps().total_cmp(&b.rps()))?;
         let (r, rounds) = self.ratio(FLEET, &best.name, DECIDING_C)?;
         Some((best, r, rounds))
