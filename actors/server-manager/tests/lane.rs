@@ -203,11 +203,13 @@ async fn lane_calls_time_out_and_are_cancelled_as_the_actors_are() {
 
 /// Many callers on the lane while the process is killed, on two worker threads: every call is
 /// answered (by the server, or with why not) long before its 60 s timeout, so none was put in
-/// the table after the drain; and the restarted process serves the lane again.
+/// the table after the drain; a call handed back meanwhile is answered by the actor once the
+/// restart is done; and the restarted process serves the lane again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_lane_call_is_answered_at_once_when_its_process_dies_and_the_next_process_serves() {
     let (manager, directory) = spawn(ServerManagerConfig {
         request_timeout: Duration::from_secs(60),
+        restart_wait: Duration::from_secs(10),
         ..config()
     });
     let spec = reference("k", &[]).with_restart(quick_restarts(3));
@@ -220,6 +222,7 @@ async fn every_lane_call_is_answered_at_once_when_its_process_dies_and_the_next_
     let callers: Vec<_> = (0..8)
         .map(|c| {
             let lane = entry.lane.clone();
+            let actor = entry.actor.clone();
             let stop = stop.clone();
             let served = served.clone();
             tokio::spawn(async move {
@@ -227,16 +230,26 @@ async fn every_lane_call_is_answered_at_once_when_its_process_dies_and_the_next_
                 let mut i = 0u32;
                 while !stop.is_cancelled() {
                     i += 1;
-                    let LaneCall::Sent(rx) = lane.call(if i.is_multiple_of(4) {
+                    let call = if i.is_multiple_of(4) {
                         sleep("k", 2)
                     } else {
                         echo("k", &format!("{c}-{i}"))
-                    }) else {
-                        handed_back += 1;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        continue;
                     };
-                    match answer(rx).await {
+                    // As the gateway does: a call handed back is asked of the actor, which
+                    // waits for the restart (`restart_wait`).
+                    let answered = match lane.call(call) {
+                        LaneCall::Sent(rx) => answer(rx).await,
+                        LaneCall::HandedBack(call) => {
+                            handed_back += 1;
+                            let asked = actor.ask(call);
+                            match tokio::time::timeout(Duration::from_secs(10), asked).await {
+                                Ok(Ok(v)) => Ok(v),
+                                Ok(Err(kameo::error::SendError::HandlerError(e))) => Err(e),
+                                other => panic!("the actor did not answer: {other:?}"),
+                            }
+                        }
+                    };
+                    match answered {
                         Ok(_) => {
                             served.fetch_add(1, Ordering::Relaxed);
                         }
