@@ -249,9 +249,11 @@ impl PendingTable {
     /// the lane also take.
     pub(crate) fn lane(&self) -> Option<LaneGuard<'_>> {
         let inner = self.lock();
-        let stdin = inner.lane.as_ref()?.stdin.upgrade()?;
+        let lane = inner.lane.as_ref()?;
         Some(LaneGuard {
-            stdin,
+            stdin: lane.stdin.upgrade()?,
+            era: lane.era,
+            tools: lane.tools.clone(),
             inner,
             table: self,
         })
@@ -463,22 +465,19 @@ impl PendingTable {
 pub(crate) struct LaneGuard<'a> {
     /// The process's stdin queue (dropped before the lock, so it never outlives it).
     stdin: mpsc::Sender<Bytes>,
+    era: Era,
+    tools: Arc<HashSet<String>>,
     inner: MutexGuard<'a, Inner>,
     table: &'a PendingTable,
 }
 
 impl LaneGuard<'_> {
     pub(crate) fn era(&self) -> Era {
-        self.lane().era
+        self.era
     }
 
     pub(crate) fn tools(&self) -> &HashSet<String> {
-        &self.lane().tools
-    }
-
-    fn lane(&self) -> &LaneOpen {
-        // The guard exists only for an open lane, and holds the lock that closes it.
-        self.inner.lane.as_ref().expect("a guard's lane is open")
+        &self.tools
     }
 
     /// Queues `line` on the process's stdin and puts `call` in the table; if the queue refuses
@@ -488,6 +487,7 @@ impl LaneGuard<'_> {
             stdin,
             mut inner,
             table,
+            ..
         } = self;
         let sent = stdin.try_send(line);
         drop(stdin);
