@@ -308,7 +308,7 @@ impl Dispatcher {
                 .get(&*server)
                 .cloned()
         });
-        let unreachable = |e: &dyn std::fmt::Display| {
+        let lost = |e: &dyn std::fmt::Display| {
             fail(
                 error_codes::INTERNAL_ERROR,
                 // The manager hands the call on to the server's actor with our reply sender,
@@ -322,7 +322,7 @@ impl Dispatcher {
             Some(direct) => match direct.lane.call(call) {
                 LaneCall::Sent(answer) => answer
                     .await
-                    .map_err(|e| unreachable(&e))?
+                    .map_err(|e| lost(&e))?
                     .map_err(kameo::error::SendError::HandlerError),
                 // A server's actor that has just stopped hands the call back: the manager then
                 // answers with what it knows of the server.
@@ -338,7 +338,7 @@ impl Dispatcher {
         match answer {
             Ok(v) => Ok(v),
             Err(kameo::error::SendError::HandlerError(e)) => Err(Box::new(e.to_jsonrpc())),
-            Err(e) => Err(unreachable(&e)),
+            Err(e) => Err(lost(&e)),
         }
     }
 }

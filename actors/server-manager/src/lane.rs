@@ -27,12 +27,11 @@ use std::time::Duration;
 use fleet_protocol::FleetError;
 use fleet_protocol::codec::JsonRpcCodec;
 use fleet_protocol::jsonrpc::{Message as RpcMessage, Request};
-use fleet_protocol::mcp::{self, methods};
+use fleet_protocol::mcp;
 use fleet_protocol::messages::server::{CallServer, LaneCall, ServerLane};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
-use crate::pending::{self, PendingCall, PendingTable, Replier};
+use crate::pending::{PendingCall, PendingTable, Replier};
 
 /// A server's lane. The manager puts it in the directory; the server's actor shares its table.
 pub(crate) struct Lane {
@@ -40,17 +39,6 @@ pub(crate) struct Lane {
     pub(crate) codec: JsonRpcCodec,
     /// The timeout of a call that names none: the server's own, else the manager's.
     pub(crate) timeout: Duration,
-}
-
-/// How far off the deadline of a request is whose timeout is too large to add to now ("never"):
-/// about 30 years.
-const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
-
-/// When a request started at `started` with `timeout` is due.
-pub(crate) fn deadline(started: Instant, timeout: Duration) -> Instant {
-    started
-        .checked_add(timeout)
-        .unwrap_or_else(|| started + FAR_FUTURE)
 }
 
 impl ServerLane for Lane {
@@ -69,20 +57,16 @@ impl ServerLane for Lane {
             cancel,
             ..
         } = call;
-        let label = (method == methods::TOOLS_CALL)
-            .then(|| pending::tool_label(lane.tools(), params.as_ref()));
         let id = self.table.next_id();
-        let started = Instant::now();
         let (tx, rx) = oneshot::channel();
-        let pending = PendingCall {
-            reply: Replier::Oneshot(tx),
+        let pending = PendingCall::new(
+            Replier::Oneshot(tx),
             method,
-            started,
-            deadline: deadline(started, timeout.unwrap_or(self.timeout)),
+            params.as_ref(),
+            timeout.unwrap_or(self.timeout),
             cancel,
-            routed: false,
-            record: Some(label),
-        };
+            Some(lane.tools()),
+        );
         let params = mcp::params_for_era(lane.era(), params);
         let msg = RpcMessage::Request(Request::new(id, pending.method.clone(), params));
         match self.codec.encode_line(&msg) {

@@ -86,7 +86,40 @@ pub(crate) struct PendingCall {
     pub(crate) record: Option<Option<String>>,
 }
 
+/// How far off the deadline of a request is whose timeout is too large to add to now ("never"):
+/// about 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 impl PendingCall {
+    /// A request of `method` starting now, due `timeout` from now, answered through `reply`.
+    /// With `declared` (the server's declared tools) it is recorded as a request metric, a
+    /// `tools/call` with its `tool` label read from `params`. It is not routed: the reader
+    /// answers it.
+    pub(crate) fn new(
+        reply: Replier,
+        method: String,
+        params: Option<&Value>,
+        timeout: Duration,
+        cancel: Option<CancellationToken>,
+        declared: Option<&HashSet<String>>,
+    ) -> PendingCall {
+        let record = declared.map(|tools| {
+            (method == fleet_protocol::mcp::methods::TOOLS_CALL).then(|| tool_label(tools, params))
+        });
+        let started = Instant::now();
+        PendingCall {
+            reply,
+            method,
+            started,
+            deadline: started
+                .checked_add(timeout)
+                .unwrap_or_else(|| started + FAR_FUTURE),
+            cancel,
+            routed: false,
+            record,
+        }
+    }
+
     /// When the watchdog must look at it again.
     fn due(&self, now: Instant) -> Instant {
         match &self.cancel {

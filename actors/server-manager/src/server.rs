@@ -38,8 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actor::ServerManagerConfig;
 use crate::events::EventHub;
 use crate::handshake::{self, HandshakeError, HandshakeTimeouts, Wire};
-use crate::lane;
-use crate::pending::{self, Abandon, LaneOpen, PendingCall, PendingTable, Replier};
+use crate::pending::{Abandon, LaneOpen, PendingCall, PendingTable, Replier};
 use crate::policy::{Decision, RestartTracker};
 use crate::process;
 use crate::remote;
@@ -603,10 +602,14 @@ impl ServerActor {
             progress,
         } = request;
         let id = self.table.next_id();
-        let record = record.then(|| {
-            (method == methods::TOOLS_CALL)
-                .then(|| pending::tool_label(&self.declared_tools, params.as_ref()))
-        });
+        let mut call = PendingCall::new(
+            reply,
+            method,
+            params.as_ref(),
+            timeout,
+            cancel,
+            record.then_some(&*self.declared_tools),
+        );
         let route = progress.and_then(|sink| {
             let token = params
                 .as_mut()?
@@ -618,16 +621,7 @@ impl ServerActor {
                 sink,
             })
         });
-        let started = tokio::time::Instant::now();
-        let call = PendingCall {
-            reply,
-            method,
-            started,
-            deadline: lane::deadline(started, timeout),
-            cancel,
-            routed: route.is_some(),
-            record,
-        };
+        call.routed = route.is_some();
         let msg = RpcMessage::Request(Request::new(id, call.method.clone(), params));
         // In the table before it is on the wire: the reader may see the answer at once.
         self.table.insert(id, call);
