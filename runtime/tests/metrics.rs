@@ -289,4 +289,18 @@ async fn counters_are_exact_and_promtool_accepts_the_exposition() {
         in_span >= CALLS,
         "{in_span} events in request spans, not {CALLS}:\n{logs}"
     );
+    // Every call went by the server's lane: `ref` was serving, and none had a progress token.
+    let answered: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"] == "request answered"
+                && l["span"]["session"] == session.id.as_str()
+                && l["span"]["method"] == "tools/call"
+        })
+        .collect();
+    assert_eq!(answered.len(), CALLS, "{logs}");
+    assert!(
+        answered.iter().all(|l| l["span"]["route"] == "lane"),
+        "a call took another route than the lane: {answered:?}"
+    );
 }

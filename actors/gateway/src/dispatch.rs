@@ -193,8 +193,9 @@ fn error(request: &Request, code: i64, message: impl Into<String>) -> Response {
 
 impl Dispatcher {
     /// [`Dispatcher::dispatch`] inside a span `mcp_request` with the session (empty for a
-    /// stateless request), the method, the client's request id and, once routed, the server;
-    /// a debug event at the end says how it went and how long it took.
+    /// stateless request), the method, the client's request id and, once routed, the server and
+    /// the way the call took to it (`route`: `lane`, `actor` or `manager`, see
+    /// [`Dispatcher::forward`]); a debug event at the end says how it went and how long it took.
     ///
     /// The span is at `debug`: nothing inside a request logs at `info` or above, and at `info`
     /// the fmt layer would still format the span's fields for every request, about 1 % of the
@@ -207,6 +208,7 @@ impl Dispatcher {
             method = %call.request.method,
             id = %call.request.id,
             server = tracing::field::Empty,
+            route = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
         let response = self.dispatch(call).instrument(span.clone()).await;
@@ -285,6 +287,10 @@ impl Dispatcher {
         }
     }
 
+    /// Sends the call to `server`: by the server's lane when it takes it (route `lane`), else
+    /// to the server's actor (route `actor`: a call with progress, or a server that does not
+    /// serve), else to the server manager (route `manager`: no directory, a server it lacks,
+    /// or an actor that has just stopped).
     async fn forward(
         &self,
         request: &Request,
@@ -293,7 +299,8 @@ impl Dispatcher {
         progress: Option<mpsc::Sender<Notification>>,
         cancel: CancellationToken,
     ) -> Result<Value, Failure> {
-        tracing::Span::current().record("server", &*server);
+        let span = tracing::Span::current();
+        span.record("server", &*server);
         let call = CallServer {
             server: server.to_string(),
             method: request.method.clone(),
@@ -320,20 +327,30 @@ impl Dispatcher {
         };
         let answer = match direct {
             Some(direct) => match direct.lane.call(call) {
-                LaneCall::Sent(answer) => answer
-                    .await
-                    .map_err(|e| lost(&e))?
-                    .map_err(kameo::error::SendError::HandlerError),
+                LaneCall::Sent(answer) => {
+                    span.record("route", "lane");
+                    answer
+                        .await
+                        .map_err(|e| lost(&e))?
+                        .map_err(kameo::error::SendError::HandlerError)
+                }
                 // A server's actor that has just stopped hands the call back: the manager then
                 // answers with what it knows of the server.
-                LaneCall::HandedBack(call) => match direct.actor.ask(call).await {
-                    Err(kameo::error::SendError::ActorNotRunning(call)) => {
-                        self.servers.ask(call).await
+                LaneCall::HandedBack(call) => {
+                    span.record("route", "actor");
+                    match direct.actor.ask(call).await {
+                        Err(kameo::error::SendError::ActorNotRunning(call)) => {
+                            span.record("route", "manager");
+                            self.servers.ask(call).await
+                        }
+                        other => other,
                     }
-                    other => other,
-                },
+                }
             },
-            None => self.servers.ask(call).await,
+            None => {
+                span.record("route", "manager");
+                self.servers.ask(call).await
+            }
         };
         match answer {
             Ok(v) => Ok(v),
