@@ -90,10 +90,29 @@ fn echoed(answer: &Value) -> &str {
 #[tokio::test]
 async fn the_lane_serves_calls_in_both_eras_beside_the_actor_and_hands_back_progress() {
     let (manager, directory) = spawn(config());
-    for (name, flags) in [("modern", &[][..]), ("legacy", &["--era", "legacy"][..])] {
+    for (name, flags) in [
+        ("modern", &["--log-requests"][..]),
+        ("legacy", &["--era", "legacy", "--log-requests"][..]),
+    ] {
         let entry = launch(&manager, &directory, reference(name, flags)).await;
         let rx = sent(entry.lane.call(echo(name, "hi")));
         assert_eq!(echoed(&answer(rx).await.unwrap()), "hi");
+        // On the wire, the lane's request is the era's: a 2026-07-28 request names its version
+        // in `_meta` (the server logs what it read), a 2025-11-25 one carries no `_meta`.
+        let logged = wait_for(Duration::from_secs(5), "the call logged", || async {
+            let logs = manager
+                .ask(GetServerLogs {
+                    name: name.into(),
+                    max_lines: 100,
+                })
+                .await
+                .unwrap();
+            logs.into_iter()
+                .find(|l| l.contains("request tools/call echo"))
+        })
+        .await;
+        let modern = r#"protocol "2026-07-28""#;
+        assert_eq!(logged.contains(modern), name == "modern", "{logged}");
 
         // Calls by the lane and asks of the actor at once: one counter numbers both, so each
         // answer reaches its own caller.

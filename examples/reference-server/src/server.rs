@@ -297,7 +297,14 @@ impl Session {
                 .and_then(Value::as_str)
                 .map(|name| format!(" {name}"))
                 .unwrap_or_default();
-            self.log.line(&format!("request {method}{tool} (id {id})"));
+            // The version a stateless request names in its `_meta`, so a test can see it sent.
+            let version = params
+                .and_then(|params| params.get("_meta"))
+                .and_then(|meta| meta.get(PROTOCOL_VERSION_META_KEY))
+                .map(|version| format!(", protocol {version}"))
+                .unwrap_or_default();
+            self.log
+                .line(&format!("request {method}{tool} (id {id}{version})"));
         }
         match self.dispatch(method, params) {
             Ok(Reply::Now(result)) => self.send(Outgoing::Answer(protocol::success(id, result))),
