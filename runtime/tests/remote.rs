@@ -10,7 +10,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
-    McpSession, free_port, get_json, on_path, sigterm, spawn_fleet_on, wait_for, wait_ready,
+    McpSession, free_port, get_json, on_path, port_outside_ephemeral_range, sigterm,
+    spawn_fleet_on, wait_for, wait_ready,
 };
 use serde_json::{Value, json};
 
@@ -53,6 +54,44 @@ async fn wait_tool(session: &McpSession, name: &str) {
     .await
 }
 
+/// Stderr to the file `NAME.log` in `dir`.
+fn log_to(dir: &std::path::Path, name: &str) -> Stdio {
+    std::fs::File::create(dir.join(format!("{name}.log")))
+        .expect("log file")
+        .into()
+}
+
+/// Waits until the fleet `child` answers `/readyz` on `port`; if it exits first, fails at once
+/// with its log (`NAME.log` in `dir`), so that a port it could not bind is named.
+async fn wait_upstream(
+    child: &mut tokio::process::Child,
+    port: u16,
+    dir: &std::path::Path,
+    name: &str,
+) {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+            panic!("{name} exited ({status}) before it was ready on port {port}; its log:\n{log}");
+        }
+        let ready = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {LIMIT:?} waiting for {name} to be ready on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The text of a `tools/call` result.
 fn text_of(answer: &Value) -> &str {
     answer["result"]["content"][0]["text"]
@@ -63,6 +102,8 @@ fn text_of(answer: &Value) -> &str {
 #[tokio::test]
 async fn a_remote_fleet_is_proxied_with_its_token_and_reconnected_after_it_comes_back() {
     let dir = tempdir();
+    // Shown if the test fails; the directory is removed only when it passes.
+    eprintln!("the fleets' logs: {}", dir.display());
     let upstream_config = dir.join("upstream.json");
     let bin = mcp_reference_server::binary_path();
     std::fs::write(
@@ -70,10 +111,12 @@ async fn a_remote_fleet_is_proxied_with_its_token_and_reconnected_after_it_comes
         json!({"mcpServers": {"ref": {"command": bin, "args": ["--name", "ref"]}}}).to_string(),
     )
     .unwrap();
-    let up_port = free_port();
+    // The remote comes back on this port after it stops, so it must not be one that an
+    // outgoing connection can take meanwhile (see `port_outside_ephemeral_range`).
+    let up_port = port_outside_ephemeral_range();
     let up_env = [("MCP_FLEET_TOKEN", "up-secret")];
-    let mut upstream = fleet_on(&upstream_config, up_port, &up_env, Stdio::null());
-    wait_ready(up_port, LIMIT).await;
+    let mut upstream = fleet_on(&upstream_config, up_port, &up_env, log_to(&dir, "up-1"));
+    wait_upstream(&mut upstream, up_port, &dir, "up-1").await;
 
     // The proxying fleet: probes every second, reconnects quickly and keeps trying.
     let config = dir.join("mcp-fleet.toml");
@@ -101,7 +144,12 @@ restart = {{ mode = "never" }}
     )
     .unwrap();
     let port = free_port();
-    let mut fleet = fleet_on(&config, port, &[("UP_TOKEN", "up-secret")], Stdio::null());
+    let mut fleet = fleet_on(
+        &config,
+        port,
+        &[("UP_TOKEN", "up-secret")],
+        log_to(&dir, "proxy"),
+    );
     wait_ready(port, LIMIT).await;
     let http = reqwest::Client::new();
 
@@ -144,8 +192,8 @@ restart = {{ mode = "never" }}
     .await;
 
     // Back on the same address: the restart policy reconnects and calls work again.
-    let mut upstream = fleet_on(&upstream_config, up_port, &up_env, Stdio::null());
-    wait_ready(up_port, LIMIT).await;
+    let mut upstream = fleet_on(&upstream_config, up_port, &up_env, log_to(&dir, "up-2"));
+    wait_upstream(&mut upstream, up_port, &dir, "up-2").await;
     let up = wait_state(&http, port, "up", "ready").await;
     assert!(up["restarts"].as_u64().unwrap() >= 1, "{up}");
     // The gateway lists the server's tools again once it is ready (clients get list_changed).

@@ -65,6 +65,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port on 127.0.0.1 below the kernel's ephemeral range, for a server that must come
+/// back on the same port after it stops. A port from [`free_port`] lies inside that range: while
+/// its server is down, the kernel may give it to any outgoing connection on the machine as its
+/// source port, and while that connection lasts the server's next bind fails (`EADDRINUSE`).
+/// Ports below the range are never handed out that way.
+pub fn port_outside_ephemeral_range() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // A window of up to 8,000 ports just below the range, entered at a point that differs
+    // between test processes and between calls, so parallel tests rarely probe the same ports.
+    let span = low.saturating_sub(1024).clamp(1, 8000);
+    let first = low - span;
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 131);
+    (0..u32::from(span))
+        .map(|i| first + ((seed + i) % u32::from(span)) as u16)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 /// One HTTP/1.0 GET, the whole response as text (the server closes the connection).
 pub async fn http_get(port: u16, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
