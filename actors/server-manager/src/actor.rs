@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use fleet_protocol::counter::MessageCounter;
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
 use fleet_protocol::messages::server::{CallServer, DirectServer};
-use fleet_protocol::{FleetError, ServerState, ServerStatus};
+use fleet_protocol::{FleetError, ServerSpec, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorId, ActorRef, Recipient, ReplyRecipient, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible, SendError};
@@ -70,6 +70,14 @@ impl Default for ServerManagerConfig {
             inherit_env: Vec::new(),
             sample_every: Duration::from_secs(5),
         }
+    }
+}
+
+impl ServerManagerConfig {
+    /// The timeout of a call to `spec`'s server that names none: the server's own, else the
+    /// manager's. The actor and the lane both apply it.
+    pub(crate) fn request_timeout_of(&self, spec: &ServerSpec) -> Duration {
+        spec.request_timeout.unwrap_or(self.request_timeout)
     }
 }
 

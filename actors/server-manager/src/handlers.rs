@@ -125,10 +125,7 @@ impl Message<LaunchServer> for ServerManager {
         let lane = Arc::new(Lane {
             table: table.clone(),
             codec: JsonRpcCodec::new(self.config.max_message_bytes),
-            timeout: msg
-                .spec
-                .request_timeout
-                .unwrap_or(self.config.request_timeout),
+            timeout: self.config.request_timeout_of(&msg.spec),
         });
         let (status_tx, status_rx) =
             watch::channel(ServerStatus::new(name.clone(), ServerState::Starting));

@@ -37,7 +37,8 @@ use crate::pending::{PendingCall, PendingTable, Replier};
 pub(crate) struct Lane {
     pub(crate) table: PendingTable,
     pub(crate) codec: JsonRpcCodec,
-    /// The timeout of a call that names none: the server's own, else the manager's.
+    /// The timeout of a call that names none ([`crate::ServerManagerConfig::request_timeout_of`]),
+    /// fixed at launch: a server's spec does not change while it runs.
     pub(crate) timeout: Duration,
 }
 

@@ -1303,8 +1303,7 @@ impl ServerActor {
             params: mcp::params_for_era(era, msg.params),
             timeout: msg
                 .timeout
-                .or(self.spec.request_timeout)
-                .unwrap_or(self.config.request_timeout),
+                .unwrap_or_else(|| self.config.request_timeout_of(&self.spec)),
             method: msg.method,
             cancel: msg.cancel,
             progress: msg.progress,
