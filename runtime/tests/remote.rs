@@ -64,32 +64,30 @@ fn log_to(dir: &std::path::Path, name: &str) -> Stdio {
 /// Waits until the fleet `child` answers `/readyz` on `port`; if it exits first, fails at once
 /// with its log (`NAME.log` in `dir`), so that a port it could not bind is named.
 async fn wait_upstream(
-    child: &mut tokio::process::Child,
+    child: &tokio::process::Child,
     port: u16,
     dir: &std::path::Path,
     name: &str,
 ) {
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
+    let pid = child.id().expect("the fleet was just started");
+    // Each attempt is bounded, so that one that hangs cannot outlast the deadline.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    wait_for(LIMIT, &format!("{name} ready on port {port}"), || async {
+        if !common::process_running(pid) {
             let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
-            panic!("{name} exited ({status}) before it was ready on port {port}; its log:\n{log}");
+            panic!("{name} exited before it was ready on port {port}; its log:\n{log}");
         }
-        let ready = http
+        let r = http
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await
-            .is_ok_and(|r| r.status() == 200);
-        if ready {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {LIMIT:?} waiting for {name} to be ready on port {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
 }
 
 /// The text of a `tools/call` result.
@@ -116,7 +114,7 @@ async fn a_remote_fleet_is_proxied_with_its_token_and_reconnected_after_it_comes
     let up_port = port_outside_ephemeral_range();
     let up_env = [("MCP_FLEET_TOKEN", "up-secret")];
     let mut upstream = fleet_on(&upstream_config, up_port, &up_env, log_to(&dir, "up-1"));
-    wait_upstream(&mut upstream, up_port, &dir, "up-1").await;
+    wait_upstream(&upstream, up_port, &dir, "up-1").await;
 
     // The proxying fleet: probes every second, reconnects quickly and keeps trying.
     let config = dir.join("mcp-fleet.toml");
@@ -193,7 +191,7 @@ restart = {{ mode = "never" }}
 
     // Back on the same address: the restart policy reconnects and calls work again.
     let mut upstream = fleet_on(&upstream_config, up_port, &up_env, log_to(&dir, "up-2"));
-    wait_upstream(&mut upstream, up_port, &dir, "up-2").await;
+    wait_upstream(&upstream, up_port, &dir, "up-2").await;
     let up = wait_state(&http, port, "up", "ready").await;
     assert!(up["restarts"].as_u64().unwrap() >= 1, "{up}");
     // The gateway lists the server's tools again once it is ready (clients get list_changed).
