@@ -40,6 +40,8 @@ pub mod methods {
     pub const COMPLETE: &str = "completion/complete";
     pub const SET_LOG_LEVEL: &str = "logging/setLevel";
     pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
+    /// The first message on a `subscriptions/listen` stream: which list changes it will carry.
+    pub const SUBSCRIPTIONS_ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
     pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
     pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
 
@@ -67,6 +69,55 @@ pub mod methods {
 /// Who the fleet says it is when it acts as an MCP client.
 pub fn client_info() -> Value {
     json!({"name": "mcp-fleet", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// A list change a 2026-07-28 `subscriptions/listen` can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenFilter {
+    /// Its key in the request's `notifications` filter (and in the acknowledgement).
+    pub key: &'static str,
+    /// The server capability whose `listChanged` offers it.
+    pub capability: &'static str,
+    /// The notification that announces the change.
+    pub notification: &'static str,
+}
+
+/// Every list change a `subscriptions/listen` can ask for.
+pub const LISTEN_FILTERS: &[ListenFilter] = &[
+    ListenFilter {
+        key: "toolsListChanged",
+        capability: "tools",
+        notification: methods::TOOLS_LIST_CHANGED,
+    },
+    ListenFilter {
+        key: "promptsListChanged",
+        capability: "prompts",
+        notification: methods::PROMPTS_LIST_CHANGED,
+    },
+    ListenFilter {
+        key: "resourcesListChanged",
+        capability: "resources",
+        notification: methods::RESOURCES_LIST_CHANGED,
+    },
+];
+
+/// The `notifications` filter of a `subscriptions/listen` for every list change a server's
+/// `capabilities` offer (`listChanged: true`); `None` when it offers none.
+pub fn listen_filter_for(capabilities: &Value) -> Option<Value> {
+    let wanted: Map<String, Value> = LISTEN_FILTERS
+        .iter()
+        .filter(|f| capabilities[f.capability]["listChanged"] == Value::Bool(true))
+        .map(|f| (f.key.to_owned(), Value::Bool(true)))
+        .collect();
+    (!wanted.is_empty()).then(|| Value::Object(wanted))
+}
+
+/// The list changes an acknowledgement's `notifications` says its stream will carry.
+pub fn acknowledged_filters(params: Option<&Value>) -> impl Iterator<Item = &'static ListenFilter> {
+    let honoured = params.and_then(|p| p.get("notifications")).cloned();
+    LISTEN_FILTERS
+        .iter()
+        .filter(move |f| honoured.as_ref().and_then(|h| h.get(f.key)) == Some(&Value::Bool(true)))
 }
 
 /// Parameters of the 2025-era `initialize` request the fleet sends.
@@ -214,5 +265,25 @@ mod tests {
             read_discover_result(&json!({"supportedVersions": ["2099-01-01"]})),
             None
         );
+    }
+
+    #[test]
+    fn a_listen_asks_for_the_list_changes_offered_and_the_acknowledged_ones_are_read() {
+        let offered = json!({"tools": {"listChanged": true}, "prompts": {"listChanged": false},
+            "resources": {"listChanged": true, "subscribe": true}, "logging": {}});
+        assert_eq!(
+            listen_filter_for(&offered),
+            Some(json!({"toolsListChanged": true, "resourcesListChanged": true}))
+        );
+        assert_eq!(listen_filter_for(&json!({"tools": {}})), None);
+        assert_eq!(listen_filter_for(&Value::Null), None);
+
+        let ack = json!({"notifications": {"toolsListChanged": true, "promptsListChanged": false},
+            "_meta": {"io.modelcontextprotocol/subscriptionId": 7}});
+        let read: Vec<_> = acknowledged_filters(Some(&ack))
+            .map(|f| f.notification)
+            .collect();
+        assert_eq!(read, [methods::TOOLS_LIST_CHANGED]);
+        assert_eq!(acknowledged_filters(None).count(), 0);
     }
 }

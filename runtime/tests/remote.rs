@@ -209,6 +209,67 @@ restart = {{ mode = "never" }}
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A 2026-07-28 remote's tools that appear after the fleet connected are listed: the fleet
+/// keeps a `subscriptions/listen` open to the remote, which announces the change.
+#[tokio::test]
+async fn tools_a_remote_fleet_lists_after_the_connection_are_followed() {
+    let dir = tempdir();
+    eprintln!("the fleets' logs: {}", dir.display());
+    let upstream_config = dir.join("upstream.json");
+    let bin = mcp_reference_server::binary_path();
+    // The remote's only server answers after 3 s: the remote serves HTTP, with no tool, meanwhile.
+    std::fs::write(
+        &upstream_config,
+        json!({"mcpServers": {"ref": {"command": bin, "args": ["--name", "ref", "--slow-start-ms", "3000"]}}})
+            .to_string(),
+    )
+    .unwrap();
+    let up_port = free_port();
+    let mut upstream = fleet_on(&upstream_config, up_port, &[], log_to(&dir, "up"));
+    let http = reqwest::Client::new();
+    wait_for(LIMIT, "the remote serving HTTP", || async {
+        let r = http
+            .get(format!("http://127.0.0.1:{up_port}/healthz"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+
+    let config = dir.join("mcp-fleet.toml");
+    std::fs::write(
+        &config,
+        format!("[servers.up]\nurl = \"http://127.0.0.1:{up_port}/mcp\"\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut fleet = fleet_on(&config, port, &[], log_to(&dir, "proxy"));
+    wait_ready(port, LIMIT).await;
+    let up = wait_state(&http, port, "up", "ready").await;
+    assert_eq!(up["handshake"]["era"], "2026-07-28", "{up}");
+    assert_eq!(
+        up["handshake"]["tools"],
+        json!([]),
+        "the remote had no tool yet when the fleet connected: {up}"
+    );
+
+    // The remote's server comes up; the fleet hears of its tools and offers them.
+    let session = McpSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
+    wait_tool(&session, "up__ref__echo").await;
+    let answer = session
+        .call(
+            "tools/call",
+            json!({"name": "up__ref__echo", "arguments": {"message": "later"}}),
+        )
+        .await;
+    assert_eq!(text_of(&answer), "later");
+
+    sigterm(&mut fleet, LIMIT).await.expect("fleet stops");
+    sigterm(&mut upstream, LIMIT).await.expect("upstream stops");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn server_everything_over_streamable_http_gets_a_session_that_ends_with_the_fleet() {
     let program = on_path(

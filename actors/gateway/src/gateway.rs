@@ -639,7 +639,7 @@ impl Gateway {
                     let (tx, rx) = mpsc::channel(self.config.stream_buffer);
                     let (honoured, kinds) = listen_filter(&request);
                     let ack = with_subscription(
-                        "notifications/subscriptions/acknowledged",
+                        methods::SUBSCRIPTIONS_ACKNOWLEDGED,
                         &request.id,
                         Some(json!({ "notifications": honoured })),
                     );

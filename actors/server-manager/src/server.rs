@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use fleet_protocol::codec::{DecodedLine, JsonRpcCodec};
 use fleet_protocol::jsonrpc::{
-    ErrorObject, Message as RpcMessage, Notification, Request, RequestId, Response, error_codes,
+    ErrorObject, Message as RpcMessage, Notification, Outcome, Request, RequestId, Response,
+    error_codes,
 };
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::health::HealthChanged;
@@ -130,6 +131,8 @@ pub struct ServerActor {
     /// Names of the tools the server listed: the only values the `tool` metric label takes
     /// (shared with the lane).
     declared_tools: Arc<HashSet<String>>,
+    /// The wire id of the open `subscriptions/listen` of a 2026-07-28 server, while it is open.
+    listen: Option<u64>,
     handled: Arc<AtomicU64>,
 }
 
@@ -167,6 +170,7 @@ impl Actor for ServerActor {
             tracker: RestartTracker::default(),
             kill_reason: None,
             declared_tools: Arc::default(),
+            listen: None,
             handled: args.handled,
         };
         // The first state is set, not changed into: say it, so its series exist from the start.
@@ -298,6 +302,7 @@ impl ServerActor {
     fn start_process(&mut self, actor_ref: &ActorRef<Self>) {
         self.generation += 1;
         self.stopping = false;
+        self.listen = None;
         self.launch_started = Instant::now();
         let generation = self.generation;
         let name = self.spec.name.clone();
@@ -636,6 +641,33 @@ impl ServerActor {
         }
     }
 
+    /// Asks a 2026-07-28 server whose capabilities offer list changes for them, on one
+    /// `subscriptions/listen` that stays open while the process runs (a 2025-era server sends
+    /// them unasked). It is not in the pending table: it has no caller and no deadline, and is
+    /// not a request in flight. Its answer, if any (a refusal, or the stream's end), reaches
+    /// [`Self::on_response`].
+    fn listen_for_list_changes(&mut self) {
+        let Some(handshake) = self.status.handshake.as_ref() else {
+            return;
+        };
+        if handshake.era != Era::Modern {
+            return;
+        }
+        let Some(notifications) = mcp::listen_filter_for(&handshake.capabilities) else {
+            return;
+        };
+        let id = self.table.next_id();
+        let params =
+            mcp::params_for_era(Era::Modern, Some(json!({ "notifications": notifications })));
+        let msg = RpcMessage::Request(Request::new(id, methods::SUBSCRIPTIONS_LISTEN, params));
+        match self.write(&msg) {
+            Ok(()) => self.listen = Some(id),
+            Err(error) => {
+                tracing::warn!(server = %self.spec.name, %error, "could not ask the server for its list changes")
+            }
+        }
+    }
+
     /// Sends a request; the receiver gets the answer.
     fn request(
         &mut self,
@@ -700,6 +732,20 @@ impl ServerActor {
             tracing::warn!(server = %self.spec.name, id = ?resp.id, "response with an id we never sent; ignored");
             return;
         };
+        if self.listen == Some(id) {
+            self.listen = None;
+            match resp.outcome {
+                // A refusal, or the stream's end (a remote's connection closed); the next
+                // process or connection asks again.
+                Outcome::Error(e) => {
+                    tracing::info!(server = %self.spec.name, code = e.code, error = %e.message, "subscriptions/listen ended: changes to the server's lists are not followed until it restarts")
+                }
+                Outcome::Result(_) => {
+                    tracing::info!(server = %self.spec.name, "subscriptions/listen answered: changes to the server's lists are not followed until it restarts")
+                }
+            }
+            return;
+        }
         self.progress.remove(&id);
         let Some(call) = self.table.take(id) else {
             tracing::debug!(server = %self.spec.name, id, "late response (timed out or cancelled); ignored");
@@ -753,6 +799,14 @@ impl ServerActor {
         tracing::debug!(server = %self.spec.name, method = %n.method, "notification from server");
         if n.method == methods::PROGRESS {
             return self.on_progress(n);
+        }
+        if n.method == methods::SUBSCRIPTIONS_ACKNOWLEDGED {
+            // The stream announces changes from now on; one made before it was open is caught
+            // by reading each list it will carry once more, as if announced.
+            for filter in mcp::acknowledged_filters(n.params.as_ref()) {
+                self.on_notification(actor_ref, Notification::new(filter.notification, None));
+            }
+            return;
         }
         // A tools change is announced once the actor has the new list (`ToolsRefreshed`), so
         // subscribers read it from the status instead of listing the server again.
@@ -1108,6 +1162,7 @@ impl Message<HandshakeFinished> for ServerActor {
                 self.set_declared_tools(&handshake.tools);
                 self.status.handshake = Some(Arc::new(handshake));
                 self.set_state(ServerState::Ready);
+                self.listen_for_list_changes();
                 for w in self.ready_waiters.drain(..) {
                     w.send(Ok(self.status.clone()));
                 }
@@ -1191,6 +1246,11 @@ impl Message<ToolsRefreshed> for ServerActor {
             return;
         }
         if let Some(h) = &self.status.handshake {
+            // A list read again only to be sure (see `SUBSCRIPTIONS_ACKNOWLEDGED`) may not have
+            // changed: nothing to announce then.
+            if *h.tools == *msg.tools {
+                return;
+            }
             let mut h = (**h).clone();
             self.set_declared_tools(&msg.tools);
             h.tools = Arc::from(msg.tools);
