@@ -210,32 +210,19 @@ restart = {{ mode = "never" }}
 }
 
 /// A 2026-07-28 remote's tools that appear after the fleet connected are listed: the fleet
-/// keeps a `subscriptions/listen` open to the remote, which announces the change.
+/// keeps a `subscriptions/listen` open to the remote, which announces the change, and opens it
+/// again when the remote comes back.
 #[tokio::test]
 async fn tools_a_remote_fleet_lists_after_the_connection_are_followed() {
     let dir = tempdir();
     eprintln!("the fleets' logs: {}", dir.display());
+    // The remote starts with no server; a reload adds one once the fleet is connected.
     let upstream_config = dir.join("upstream.json");
-    let bin = mcp_reference_server::binary_path();
-    // The remote's only server answers after 3 s: the remote serves HTTP, with no tool, meanwhile.
-    std::fs::write(
-        &upstream_config,
-        json!({"mcpServers": {"ref": {"command": bin, "args": ["--name", "ref", "--slow-start-ms", "3000"]}}})
-            .to_string(),
-    )
-    .unwrap();
-    let up_port = free_port();
+    std::fs::write(&upstream_config, r#"{"mcpServers": {}}"#).unwrap();
+    // It comes back on this port (see `port_outside_ephemeral_range`).
+    let up_port = port_outside_ephemeral_range();
     let mut upstream = fleet_on(&upstream_config, up_port, &[], log_to(&dir, "up"));
-    let http = reqwest::Client::new();
-    wait_for(LIMIT, "the remote serving HTTP", || async {
-        let r = http
-            .get(format!("http://127.0.0.1:{up_port}/healthz"))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    wait_upstream(&upstream, up_port, &dir, "up").await;
 
     let config = dir.join("mcp-fleet.toml");
     std::fs::write(
@@ -246,15 +233,21 @@ async fn tools_a_remote_fleet_lists_after_the_connection_are_followed() {
     let port = free_port();
     let mut fleet = fleet_on(&config, port, &[], log_to(&dir, "proxy"));
     wait_ready(port, LIMIT).await;
+    let http = reqwest::Client::new();
     let up = wait_state(&http, port, "up", "ready").await;
     assert_eq!(up["handshake"]["era"], "2026-07-28", "{up}");
-    assert_eq!(
-        up["handshake"]["tools"],
-        json!([]),
-        "the remote had no tool yet when the fleet connected: {up}"
-    );
+    assert_eq!(up["handshake"]["tools"], json!([]), "{up}");
 
-    // The remote's server comes up; the fleet hears of its tools and offers them.
+    let bin = mcp_reference_server::binary_path();
+    std::fs::write(
+        &upstream_config,
+        json!({"mcpServers": {"ref": {"command": bin, "args": ["--name", "ref"]}}}).to_string(),
+    )
+    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(upstream.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+
+    // The fleet hears of the remote's new tools and offers them.
     let session = McpSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
     wait_tool(&session, "up__ref__echo").await;
     let answer = session
@@ -264,6 +257,22 @@ async fn tools_a_remote_fleet_lists_after_the_connection_are_followed() {
         )
         .await;
     assert_eq!(text_of(&answer), "later");
+
+    // The remote is killed and back at once, between two of the fleet's probes (every 30 s by
+    // default): the listen's stream ended, so the fleet asks again, and a server the remote
+    // gains afterwards is followed too.
+    upstream.kill().await.unwrap();
+    let two = json!({"mcpServers": {
+        "ref": {"command": bin, "args": ["--name", "ref"]},
+        "two": {"command": bin, "args": ["--name", "two"]},
+    }});
+    std::fs::write(&upstream_config, r#"{"mcpServers": {}}"#).unwrap();
+    let mut upstream = fleet_on(&upstream_config, up_port, &[], log_to(&dir, "up-again"));
+    wait_upstream(&upstream, up_port, &dir, "up-again").await;
+    std::fs::write(&upstream_config, two.to_string()).unwrap();
+    let pid = nix::unistd::Pid::from_raw(upstream.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_tool(&session, "up__two__echo").await;
 
     sigterm(&mut fleet, LIMIT).await.expect("fleet stops");
     sigterm(&mut upstream, LIMIT).await.expect("upstream stops");

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use fleet_protocol::mcp::methods;
 use serde_json::{Map, Value};
 
 use crate::naming;
@@ -87,11 +88,11 @@ impl ListKind {
     /// The kind a server's `notifications/*/list_changed` is about.
     pub fn from_notification(method: &str) -> Option<&'static [ListKind]> {
         match method {
-            "notifications/tools/list_changed" => Some(&[ListKind::Tools]),
-            "notifications/resources/list_changed" => {
+            methods::TOOLS_LIST_CHANGED => Some(&[ListKind::Tools]),
+            methods::RESOURCES_LIST_CHANGED => {
                 Some(&[ListKind::Resources, ListKind::ResourceTemplates])
             }
-            "notifications/prompts/list_changed" => Some(&[ListKind::Prompts]),
+            methods::PROMPTS_LIST_CHANGED => Some(&[ListKind::Prompts]),
             _ => None,
         }
     }

@@ -84,16 +84,11 @@ fn listen_filter(request: &Request) -> (Value, Vec<ListKind>) {
         .unwrap_or(Value::Null);
     let mut honoured = serde_json::Map::new();
     let mut kinds = Vec::new();
-    for (key, list) in [
-        ("toolsListChanged", &[ListKind::Tools][..]),
-        ("promptsListChanged", &[ListKind::Prompts][..]),
-        (
-            "resourcesListChanged",
-            &[ListKind::Resources, ListKind::ResourceTemplates][..],
-        ),
-    ] {
-        if wanted.get(key).and_then(Value::as_bool) == Some(true) {
-            honoured.insert(key.into(), Value::Bool(true));
+    for filter in mcp::LISTEN_FILTERS {
+        if wanted.get(filter.key).and_then(Value::as_bool) == Some(true)
+            && let Some(list) = ListKind::from_notification(filter.notification)
+        {
+            honoured.insert(filter.key.into(), Value::Bool(true));
             kinds.extend_from_slice(list);
         }
     }
@@ -106,10 +101,7 @@ fn with_subscription(method: &str, id: &RequestId, params: Option<Value>) -> Mes
         Some(Value::Object(m)) => m,
         _ => serde_json::Map::new(),
     };
-    params.insert(
-        "_meta".into(),
-        json!({ "io.modelcontextprotocol/subscriptionId": id }),
-    );
+    params.insert("_meta".into(), json!({ mcp::META_SUBSCRIPTION_ID: id }));
     Message::Notification(Notification::new(method, Some(Value::Object(params))))
 }
 

@@ -8,7 +8,9 @@
 //! - A 2025-era session id (from the `initialize` answer) and the negotiated version go on every
 //!   later POST; a 2026-era request gets `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` from
 //!   its own body. After `notifications/initialized` a GET stream carries what the server sends
-//!   unasked (a 405 means it has none).
+//!   unasked (a 405 means it has none). A 2026-era server's list changes come on the SSE answer
+//!   of the actor's `subscriptions/listen`, a POST like any other whose stream stays open; when it
+//!   closes, the actor gets an error answer for it.
 //! - A request the server refuses (a 4xx/5xx that is not a JSON-RPC answer) gets a JSON-RPC
 //!   error naming the HTTP status. A server that cannot be reached, or that ended the session
 //!   (404), ends the link: to the actor that is an exit, and the restart policy reconnects.

@@ -40,7 +40,7 @@ use crate::actor::ServerManagerConfig;
 use crate::events::EventHub;
 use crate::handshake::{self, HandshakeError, HandshakeTimeouts, Wire};
 use crate::pending::{Abandon, LaneOpen, PendingCall, PendingTable, Replier};
-use crate::policy::{Decision, RestartTracker};
+use crate::policy::{self, Decision, RestartTracker};
 use crate::process;
 use crate::remote;
 use crate::stderr::{self, SharedStderr};
@@ -133,6 +133,13 @@ pub struct ServerActor {
     declared_tools: Arc<HashSet<String>>,
     /// The wire id of the open `subscriptions/listen` of a 2026-07-28 server, while it is open.
     listen: Option<u64>,
+    /// How many times in a row that listen ended without being acknowledged: the backoff of
+    /// asking again.
+    listen_ends: u32,
+    /// Tool listings started after a change (numbered from 1) and the latest one applied: a
+    /// listing that finishes after a later one is stale.
+    tool_listings: u64,
+    tool_listing_applied: u64,
     handled: Arc<AtomicU64>,
 }
 
@@ -171,6 +178,9 @@ impl Actor for ServerActor {
             kill_reason: None,
             declared_tools: Arc::default(),
             listen: None,
+            listen_ends: 0,
+            tool_listings: 0,
+            tool_listing_applied: 0,
             handled: args.handled,
         };
         // The first state is set, not changed into: say it, so its series exist from the start.
@@ -303,6 +313,7 @@ impl ServerActor {
         self.generation += 1;
         self.stopping = false;
         self.listen = None;
+        self.listen_ends = 0;
         self.launch_started = Instant::now();
         let generation = self.generation;
         let name = self.spec.name.clone();
@@ -713,7 +724,7 @@ impl ServerActor {
 
     fn on_line(&mut self, actor_ref: &ActorRef<Self>, item: DecodedLine) {
         match item {
-            Ok(RpcMessage::Response(resp)) => self.on_response(resp),
+            Ok(RpcMessage::Response(resp)) => self.on_response(actor_ref, resp),
             Ok(RpcMessage::Request(req)) => self.on_server_request(req),
             Ok(RpcMessage::Notification(n)) => self.on_notification(actor_ref, n),
             Err(error) => {
@@ -727,24 +738,14 @@ impl ServerActor {
         }
     }
 
-    fn on_response(&mut self, resp: Response) {
+    fn on_response(&mut self, actor_ref: &ActorRef<Self>, resp: Response) {
         let Some(id) = resp.id.as_ref().and_then(RequestId::as_u64) else {
             tracing::warn!(server = %self.spec.name, id = ?resp.id, "response with an id we never sent; ignored");
             return;
         };
         if self.listen == Some(id) {
             self.listen = None;
-            match resp.outcome {
-                // A refusal, or the stream's end (a remote's connection closed); the next
-                // process or connection asks again.
-                Outcome::Error(e) => {
-                    tracing::info!(server = %self.spec.name, code = e.code, error = %e.message, "subscriptions/listen ended: changes to the server's lists are not followed until it restarts")
-                }
-                Outcome::Result(_) => {
-                    tracing::info!(server = %self.spec.name, "subscriptions/listen answered: changes to the server's lists are not followed until it restarts")
-                }
-            }
-            return;
+            return self.on_listen_ended(actor_ref, resp.outcome);
         }
         self.progress.remove(&id);
         let Some(call) = self.table.take(id) else {
@@ -801,13 +802,74 @@ impl ServerActor {
             return self.on_progress(n);
         }
         if n.method == methods::SUBSCRIPTIONS_ACKNOWLEDGED {
-            // The stream announces changes from now on; one made before it was open is caught
-            // by reading each list it will carry once more, as if announced.
-            for filter in mcp::acknowledged_filters(n.params.as_ref()) {
-                self.on_notification(actor_ref, Notification::new(filter.notification, None));
-            }
+            return self.on_listen_acknowledged(actor_ref, &n);
+        }
+        self.on_change(actor_ref, n);
+    }
+
+    /// Our `subscriptions/listen` is acknowledged: the stream announces changes from now on. One
+    /// made before it was open is caught by taking each list it will carry as changed.
+    fn on_listen_acknowledged(&mut self, actor_ref: &ActorRef<Self>, n: &Notification) {
+        let params = n.params.as_ref();
+        let ours = match params
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get(mcp::META_SUBSCRIPTION_ID))
+        {
+            Some(id) => self
+                .listen
+                .is_some_and(|listen| id.as_u64() == Some(listen)),
+            None => self.listen.is_some(),
+        };
+        if !ours {
+            tracing::debug!(server = %self.spec.name, "acknowledgement of no listen of ours; ignored");
             return;
         }
+        self.listen_ends = 0;
+        tracing::debug!(server = %self.spec.name, "subscriptions/listen acknowledged: following the server's list changes");
+        for filter in mcp::acknowledged_filters(params) {
+            self.on_change(actor_ref, Notification::new(filter.notification, None));
+        }
+    }
+
+    /// Our `subscriptions/listen` got an answer. A refusal is final for this process; any other
+    /// end (a result, or a remote's stream that closed) is followed by asking again, with the
+    /// server's restart backoff, as long as the server serves.
+    fn on_listen_ended(&mut self, actor_ref: &ActorRef<Self>, outcome: Outcome) {
+        if self.stopping {
+            return;
+        }
+        let name = &self.spec.name;
+        if let Outcome::Error(e) = &outcome
+            && matches!(
+                e.code,
+                error_codes::METHOD_NOT_FOUND | error_codes::INVALID_PARAMS
+            )
+        {
+            tracing::info!(server = %name, code = e.code, error = %e.message, "the server does not take subscriptions/listen: changes to its lists are not followed");
+            return;
+        }
+        let after = policy::delay(
+            &self.spec.restart,
+            self.listen_ends,
+            process::jitter_sample(),
+        );
+        self.listen_ends = self.listen_ends.saturating_add(1);
+        let why = match &outcome {
+            Outcome::Error(e) => e.message.clone(),
+            Outcome::Result(_) => "answered".to_owned(),
+        };
+        tracing::warn!(server = %name, reason = %why, after_ms = after.as_millis() as u64, "subscriptions/listen ended; asking again");
+        let actor = actor_ref.clone();
+        let generation = self.generation;
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = actor.tell(ListenAgain { generation }).await;
+        });
+    }
+
+    /// What a server announced: published to subscribers, and a tools change makes the actor
+    /// list the tools again.
+    fn on_change(&mut self, actor_ref: &ActorRef<Self>, n: Notification) {
         // A tools change is announced once the actor has the new list (`ToolsRefreshed`), so
         // subscribers read it from the status instead of listing the server again.
         if (n.method.ends_with("/list_changed") && n.method != methods::TOOLS_LIST_CHANGED)
@@ -829,14 +891,22 @@ impl ServerActor {
             };
             let actor = actor_ref.clone();
             let generation = self.generation;
-            let timeout = self.config.request_timeout;
+            self.tool_listings += 1;
+            let listing = self.tool_listings;
+            let timeout = self.config.request_timeout_of(&self.spec);
+            let server = self.spec.name.clone();
             tokio::spawn(async move {
                 match handshake::list_tools(&wire, era, timeout).await {
                     Ok(tools) => {
-                        let _ = actor.tell(ToolsRefreshed { generation, tools }).await;
+                        let refreshed = ToolsRefreshed {
+                            generation,
+                            listing,
+                            tools,
+                        };
+                        let _ = actor.tell(refreshed).await;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "could not list tools again after list_changed")
+                        tracing::warn!(%server, %error, "could not list the tools again after a change")
                     }
                 }
             });
@@ -915,10 +985,25 @@ impl ServerActor {
         &mut self,
     ) -> Option<impl Future<Output = (StopMethod, Option<ExitInfo>, Duration)> + Send + 'static>
     {
-        let running = self.running.as_mut()?;
+        self.running.as_ref()?;
         self.stopping = true;
         // Closed before stdin is, so that no call by the lane is written after the stop began.
         self.table.close_lane();
+        // A process that finishes its requests before it exits must not wait for the listen (a
+        // remote link's requests end with the link).
+        if let Some(id) = self.listen.take()
+            && matches!(
+                self.running.as_ref().map(|r| &r.handle),
+                Some(Handle::Process { .. })
+            )
+        {
+            let cancel = Notification::new(
+                methods::CANCELLED,
+                Some(json!({"requestId": id, "reason": "the fleet stops the server"})),
+            );
+            let _ = self.write(&RpcMessage::Notification(cancel));
+        }
+        let running = self.running.as_mut()?;
         running.stdin.take();
         let handle = running.handle.clone();
         let exit = running.exit.clone();
@@ -1050,7 +1135,14 @@ pub struct WireNotify {
 /// The tools after a `list_changed` (internal).
 pub struct ToolsRefreshed {
     generation: u64,
+    /// Which listing this is (`tool_listings` when it started).
+    listing: u64,
     tools: Vec<Value>,
+}
+
+/// Time to ask for list changes again after the listen ended (internal).
+pub struct ListenAgain {
+    generation: u64,
 }
 
 /// Start the process again after a stop (internal, used by restart).
@@ -1242,9 +1334,10 @@ impl Message<ToolsRefreshed> for ServerActor {
     type Reply = ();
 
     async fn handle(&mut self, msg: ToolsRefreshed, _: &mut Context<Self, ()>) {
-        if msg.generation != self.generation {
+        if msg.generation != self.generation || msg.listing < self.tool_listing_applied {
             return;
         }
+        self.tool_listing_applied = msg.listing;
         if let Some(h) = &self.status.handshake {
             // A list read again only to be sure (see `SUBSCRIPTIONS_ACKNOWLEDGED`) may not have
             // changed: nothing to announce then.
@@ -1261,6 +1354,20 @@ impl Message<ToolsRefreshed> for ServerActor {
                 server: self.spec.name.clone(),
                 notification: Box::new(Notification::new(methods::TOOLS_LIST_CHANGED, None)),
             });
+        }
+    }
+}
+
+impl Message<ListenAgain> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ListenAgain, _: &mut Context<Self, ()>) {
+        if msg.generation == self.generation
+            && self.status.state.is_serving()
+            && !self.stopping
+            && self.listen.is_none()
+        {
+            self.listen_for_list_changes();
         }
     }
 }

@@ -220,7 +220,9 @@ pub enum ServerEvent {
     },
     /// The server sent a notification that belongs to no request: `notifications/*/list_changed`,
     /// `notifications/resources/updated`, `notifications/message`. `tools/list_changed` comes
-    /// once the manager has listed the tools again: the status then has the new list.
+    /// once the manager has listed the tools again and found them changed: the status then has
+    /// the new list. A 2026-era server's acknowledgement of the fleet's `subscriptions/listen`
+    /// counts as a `list_changed` of each list it acknowledges.
     /// (Boxed: it is the large variant, and every subscriber's channel allocates room for
     /// events 32 at a time.)
     Notified {

@@ -84,7 +84,7 @@ pub fn port_outside_ephemeral_range() -> u16 {
         .wrapping_mul(7919)
         .wrapping_add(CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 131);
     (0..u32::from(span))
-        .map(|i| first + ((seed + i) % u32::from(span)) as u16)
+        .map(|i| first + (seed.wrapping_add(i) % u32::from(span)) as u16)
         .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
         .expect("a free port below the ephemeral range")
 }
