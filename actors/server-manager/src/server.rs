@@ -831,34 +831,39 @@ impl ServerActor {
         }
     }
 
-    /// Our `subscriptions/listen` got an answer. A refusal is final for this process; any other
-    /// end (a result, or a remote's stream that closed) is followed by asking again, with the
-    /// server's restart backoff, as long as the server serves.
+    /// Our `subscriptions/listen` got an answer. A result or a refusal is the server's choice,
+    /// final for this process; an error otherwise (a remote's stream that closed) is followed by
+    /// asking again, with the server's restart backoff, as long as the server serves.
     fn on_listen_ended(&mut self, actor_ref: &ActorRef<Self>, outcome: Outcome) {
         if self.stopping {
             return;
         }
         let name = &self.spec.name;
-        if let Outcome::Error(e) = &outcome
-            && matches!(
-                e.code,
-                error_codes::METHOD_NOT_FOUND | error_codes::INVALID_PARAMS
-            )
-        {
-            tracing::info!(server = %name, code = e.code, error = %e.message, "the server does not take subscriptions/listen: changes to its lists are not followed");
-            return;
-        }
+        let error = match outcome {
+            Outcome::Error(e)
+                if !matches!(
+                    e.code,
+                    error_codes::METHOD_NOT_FOUND | error_codes::INVALID_PARAMS
+                ) =>
+            {
+                e
+            }
+            Outcome::Error(e) => {
+                tracing::info!(server = %name, code = e.code, error = %e.message, "the server does not take subscriptions/listen: changes to its lists are not followed");
+                return;
+            }
+            Outcome::Result(_) => {
+                tracing::info!(server = %name, "the server ended subscriptions/listen: changes to its lists are not followed");
+                return;
+            }
+        };
         let after = policy::delay(
             &self.spec.restart,
             self.listen_ends,
             process::jitter_sample(),
         );
         self.listen_ends = self.listen_ends.saturating_add(1);
-        let why = match &outcome {
-            Outcome::Error(e) => e.message.clone(),
-            Outcome::Result(_) => "answered".to_owned(),
-        };
-        tracing::warn!(server = %name, reason = %why, after_ms = after.as_millis() as u64, "subscriptions/listen ended; asking again");
+        tracing::warn!(server = %name, reason = %error.message, after_ms = after.as_millis() as u64, "subscriptions/listen ended; asking again");
         let actor = actor_ref.clone();
         let generation = self.generation;
         tokio::spawn(async move {
