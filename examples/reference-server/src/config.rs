@@ -80,6 +80,12 @@ pub struct Config {
     /// Log each handled method to stderr.
     #[arg(long, env = "MCP_REF_LOG_REQUESTS", value_parser = FalseyValueParser::new())]
     pub log_requests: bool,
+
+    /// Offer tool list changes (`listChanged: true`): a stateless client's `subscriptions/listen`
+    /// is acknowledged and held open, and the request `reference/add_tool` adds the tool `extra`
+    /// and announces the change on it.
+    #[arg(long, env = "MCP_REF_LIST_CHANGES", value_parser = FalseyValueParser::new())]
+    pub list_changes: bool,
 }
 
 impl Config {
@@ -97,6 +103,7 @@ impl Config {
             long_line_bytes: None,
             stderr_flood: None,
             log_requests: false,
+            list_changes: false,
         }
     }
 }

@@ -12,6 +12,8 @@ pub const LATEST_LEGACY_VERSION: &str = "2025-11-25";
 pub const MODERN_VERSION: &str = "2026-07-28";
 /// The `_meta` key that carries a stateless request's protocol version.
 pub const PROTOCOL_VERSION_META_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+/// The `_meta` key that names the `subscriptions/listen` a notification belongs to.
+pub const SUBSCRIPTION_ID_META_KEY: &str = "io.modelcontextprotocol/subscriptionId";
 /// The `_meta` key that carries the server's identity in a `server/discover` result.
 pub const SERVER_INFO_META_KEY: &str = "io.modelcontextprotocol/serverInfo";
 

@@ -17,7 +17,7 @@ use crate::log::Log;
 use crate::output::{Outgoing, OutputBehaviour, WriterEnd, write_loop};
 use crate::protocol::{
     self, Incoming, LATEST_LEGACY_VERSION, LEGACY_VERSIONS, MODERN_VERSION,
-    PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY,
+    PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY, SUBSCRIPTION_ID_META_KEY,
 };
 use crate::tools::{self, ToolCall};
 
@@ -164,6 +164,8 @@ enum Era {
 enum Reply {
     /// The result is ready.
     Now(Value),
+    /// A `subscriptions/listen`: acknowledged now, held open until cancelled or stdin ends.
+    Held,
     /// The result comes after a wait, in its own task; `modern` marks it complete.
     After {
         wait: Duration,
@@ -179,6 +181,11 @@ struct Session {
     mode: EraMode,
     latched: Option<Era>,
     log_requests: bool,
+    list_changes: bool,
+    /// The id of the open `subscriptions/listen`, on which list changes are announced.
+    listen: Option<Value>,
+    /// Set by `reference/add_tool`: `tools/list` offers the tool `extra` too.
+    extra_tool: bool,
     out: mpsc::UnboundedSender<Outgoing>,
     log: Log,
     /// The requests that wait in their own task, by the JSON text of their id.
@@ -193,6 +200,9 @@ impl Session {
             mode: config.era,
             latched: None,
             log_requests: config.log_requests,
+            list_changes: config.list_changes,
+            listen: None,
+            extra_tool: false,
             out,
             log,
             in_flight: HashMap::new(),
@@ -308,6 +318,7 @@ impl Session {
         }
         match self.dispatch(method, params) {
             Ok(Reply::Now(result)) => self.send(Outgoing::Answer(protocol::success(id, result))),
+            Ok(Reply::Held) => self.hold_listen(id),
             Ok(Reply::After {
                 wait,
                 modern,
@@ -328,6 +339,9 @@ impl Session {
                 && let Some(task) = self.in_flight.remove(&request.to_string())
             {
                 task.abort();
+                if self.listen.as_ref() == Some(request) {
+                    self.listen = None;
+                }
                 if self.log_requests {
                     self.log.line(&format!("cancelled request {request}"));
                 }
@@ -346,7 +360,25 @@ impl Session {
         let modern = self.request_is_modern(params)?;
         let result = match method {
             "ping" => json!({}),
-            "tools/list" => json!({ "tools": tools::list() }),
+            "tools/list" => {
+                let mut list = tools::list();
+                if self.extra_tool
+                    && let Value::Array(list) = &mut list
+                {
+                    list.push(tools::extra());
+                }
+                json!({ "tools": list })
+            }
+            "subscriptions/listen" if modern && self.list_changes => return Ok(Reply::Held),
+            "reference/add_tool" if self.list_changes => {
+                self.extra_tool = true;
+                if let Some(listen) = &self.listen {
+                    self.send(Outgoing::Notification(json!({"jsonrpc": "2.0",
+                        "method": "notifications/tools/list_changed",
+                        "params": {"_meta": {SUBSCRIPTION_ID_META_KEY: listen}}})));
+                }
+                json!({})
+            }
             "tools/call" => match tools::prepare(params)? {
                 ToolCall::Text(text) => tools::text_result(&text),
                 ToolCall::Sleep(wait) => {
@@ -413,7 +445,7 @@ impl Session {
         self.latch(Era::Legacy);
         Ok(json!({
             "protocolVersion": version,
-            "capabilities": { "tools": { "listChanged": false } },
+            "capabilities": { "tools": { "listChanged": self.list_changes } },
             "serverInfo": self.server_info(),
             "instructions": INSTRUCTIONS,
         }))
@@ -429,7 +461,7 @@ impl Session {
         Ok(json!({
             "resultType": "complete",
             "supportedVersions": [MODERN_VERSION],
-            "capabilities": { "tools": { "listChanged": false } },
+            "capabilities": { "tools": { "listChanged": self.list_changes } },
             "serverInfo": info,
             "_meta": { SERVER_INFO_META_KEY: info },
             "instructions": INSTRUCTIONS,
@@ -457,6 +489,23 @@ impl Session {
                 "{other} (this server speaks {MODERN_VERSION})"
             ))),
         }
+    }
+
+    /// Acknowledges a `subscriptions/listen` (tool list changes only, if asked for) and holds it
+    /// open as a request in flight, which a `notifications/cancelled` ends.
+    fn hold_listen(&mut self, id: Value) {
+        let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": {"toolsListChanged": true},
+                "_meta": {SUBSCRIPTION_ID_META_KEY: id}}});
+        self.send(Outgoing::Notification(ack));
+        let key = id.to_string();
+        let task_key = key.clone();
+        let task = self.tasks.spawn(async move {
+            std::future::pending::<()>().await;
+            task_key
+        });
+        self.in_flight.insert(key, task);
+        self.listen = Some(id);
     }
 
     fn spawn_delayed(&mut self, id: Value, wait: Duration, modern: bool, progress: Option<Value>) {

@@ -18,6 +18,15 @@ pub enum ToolCall {
     Sleep(Duration),
 }
 
+/// The tool `reference/add_tool` adds (with `--list-changes`); calling it is not offered.
+pub fn extra() -> Value {
+    json!({
+        "name": "extra",
+        "description": "Added by reference/add_tool, to show a change of the tool list.",
+        "inputSchema": { "type": "object" }
+    })
+}
+
 /// The `tools` array of a `tools/list` result.
 pub fn list() -> Value {
     json!([

@@ -1,0 +1,128 @@
+//! A 2026-07-28 server's tool list changes, followed on the `subscriptions/listen` the server's
+//! actor keeps open to a real reference server (`--list-changes`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, reference, spawn_manager, wait_for};
+use fleet_protocol::messages::server::{
+    CallServer, GetServerLogs, GetServerStatus, LaunchServer, StopServer,
+};
+use fleet_server_manager::ServerManager;
+use kameo::actor::ActorRef;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn logs(manager: &ActorRef<ServerManager>, name: &str) -> Vec<String> {
+    manager
+        .ask(GetServerLogs {
+            name: name.into(),
+            max_lines: 200,
+        })
+        .await
+        .unwrap()
+}
+
+async fn tool_names(manager: &ActorRef<ServerManager>, name: &str) -> Vec<String> {
+    let status = manager
+        .ask(GetServerStatus { name: name.into() })
+        .await
+        .unwrap();
+    let handshake = status.handshake.expect("a ready server has its handshake");
+    handshake.tool_names().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn a_modern_servers_tool_changes_are_followed_and_its_listen_is_cancelled_on_stop() {
+    let manager = spawn_manager(config());
+    let flags = ["--list-changes", "--log-requests"];
+    manager
+        .ask(LaunchServer {
+            spec: reference("l", &flags),
+        })
+        .await
+        .unwrap();
+
+    // Once ready, the actor asked for list changes; the server acknowledged, so the tools were
+    // read once more, unchanged.
+    let listen = wait_for(LIMIT, "the listen logged", || async {
+        logs(&manager, "l")
+            .await
+            .into_iter()
+            .find(|l| l.contains("request subscriptions/listen"))
+    })
+    .await;
+    assert!(listen.contains(r#"protocol "2026-07-28""#), "{listen}");
+    wait_for(
+        LIMIT,
+        "the tools read again after the acknowledgement",
+        || async {
+            let lists = logs(&manager, "l").await;
+            (lists
+                .iter()
+                .filter(|l| l.contains("request tools/list"))
+                .count()
+                == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(tool_names(&manager, "l").await, ["echo", "add", "sleep"]);
+
+    // The server's list changes: announced on the listen, read by the actor.
+    manager
+        .ask(CallServer::new("l", "reference/add_tool", None))
+        .await
+        .unwrap();
+    wait_for(LIMIT, "the new tool in the status", || async {
+        let names = tool_names(&manager, "l").await;
+        names.iter().any(|n| n == "extra").then_some(())
+    })
+    .await;
+
+    // A stop cancels the listen before it closes stdin.
+    let id = listen
+        .split("(id ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the listen's id in the log")
+        .to_owned();
+    manager.ask(StopServer { name: "l".into() }).await.unwrap();
+    let cancelled = format!("cancelled request {id}");
+    wait_for(LIMIT, &cancelled, || async {
+        let lines = logs(&manager, "l").await;
+        lines.iter().any(|l| l.contains(&cancelled)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_legacy_server_is_not_asked_to_listen() {
+    let manager = spawn_manager(config());
+    let flags = ["--list-changes", "--log-requests", "--era", "legacy"];
+    manager
+        .ask(LaunchServer {
+            spec: reference("old", &flags),
+        })
+        .await
+        .unwrap();
+    // A call after the handshake: everything the actor sent before it is in the log by then.
+    manager
+        .ask(CallServer::new("old", "ping", None))
+        .await
+        .unwrap();
+    // The server logs in the order it reads: once the ping is in, so would a listen be.
+    let lines = wait_for(LIMIT, "the ping logged", || async {
+        let lines = logs(&manager, "old").await;
+        lines
+            .iter()
+            .any(|l| l.contains("request ping"))
+            .then_some(lines)
+    })
+    .await;
+    assert!(
+        !lines.iter().any(|l| l.contains("subscriptions/listen")),
+        "{lines:#?}"
+    );
+}
