@@ -98,7 +98,7 @@ async fn a_modern_servers_tool_changes_are_followed_and_its_listen_is_cancelled_
 }
 
 #[tokio::test]
-async fn a_legacy_server_is_not_asked_to_listen() {
+async fn a_legacy_server_is_not_asked_to_listen_and_its_changes_come_unasked() {
     let manager = spawn_manager(config());
     let flags = ["--list-changes", "--log-requests", "--era", "legacy"];
     manager
@@ -125,4 +125,14 @@ async fn a_legacy_server_is_not_asked_to_listen() {
         !lines.iter().any(|l| l.contains("subscriptions/listen")),
         "{lines:#?}"
     );
+    // Its changes come unasked, and are followed all the same.
+    manager
+        .ask(CallServer::new("old", "reference/add_tool", None))
+        .await
+        .unwrap();
+    wait_for(LIMIT, "the new tool in the status", || async {
+        let names = tool_names(&manager, "old").await;
+        names.iter().any(|n| n == "extra").then_some(())
+    })
+    .await;
 }

@@ -83,7 +83,7 @@ pub struct Config {
 
     /// Offer tool list changes (`listChanged: true`): a stateless client's `subscriptions/listen`
     /// is acknowledged and held open, and the request `reference/add_tool` adds the tool `extra`
-    /// and announces the change on it.
+    /// and announces the change (on the listen in the 2026 era, unasked in the 2025 era).
     #[arg(long, env = "MCP_REF_LIST_CHANGES", value_parser = FalseyValueParser::new())]
     pub list_changes: bool,
 }

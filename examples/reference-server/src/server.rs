@@ -372,10 +372,17 @@ impl Session {
             "subscriptions/listen" if modern && self.list_changes => return Ok(Reply::Held),
             "reference/add_tool" if self.list_changes => {
                 self.extra_tool = true;
-                if let Some(listen) = &self.listen {
-                    self.send(Outgoing::Notification(json!({"jsonrpc": "2.0",
-                        "method": "notifications/tools/list_changed",
-                        "params": {"_meta": {SUBSCRIPTION_ID_META_KEY: listen}}})));
+                // Announced unasked in the 2025 era, on the open listen in the 2026 era.
+                let note = if modern {
+                    self.listen.as_ref().map(|listen| {
+                        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
+                            "params": {"_meta": {SUBSCRIPTION_ID_META_KEY: listen}}})
+                    })
+                } else {
+                    Some(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}))
+                };
+                if let Some(note) = note {
+                    self.send(Outgoing::Notification(note));
                 }
                 json!({})
             }
