@@ -90,6 +90,23 @@ async fn wait_upstream(
     .await
 }
 
+/// Calls the echo tool `tool` through `session` with `message`; the text it answered.
+async fn echo(session: &McpSession, tool: &str, message: &str) -> String {
+    let answer = session
+        .call(
+            "tools/call",
+            json!({"name": tool, "arguments": {"message": message}}),
+        )
+        .await;
+    text_of(&answer).to_owned()
+}
+
+/// Makes the fleet `child` read its config again.
+fn sighup(child: &tokio::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+}
+
 /// The text of a `tools/call` result.
 fn text_of(answer: &Value) -> &str {
     answer["result"]["content"][0]["text"]
@@ -163,13 +180,10 @@ restart = {{ mode = "never" }}
 
     let session = McpSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
     wait_tool(&session, "up__ref__echo").await;
-    let answer = session
-        .call(
-            "tools/call",
-            json!({"name": "up__ref__echo", "arguments": {"message": "through two fleets"}}),
-        )
-        .await;
-    assert_eq!(text_of(&answer), "through two fleets");
+    assert_eq!(
+        echo(&session, "up__ref__echo", "through two fleets").await,
+        "through two fleets"
+    );
 
     // The remote goes away: calls fail at once with a reason, the server leaves `ready`.
     sigterm(&mut upstream, LIMIT).await.expect("upstream stops");
@@ -196,13 +210,7 @@ restart = {{ mode = "never" }}
     assert!(up["restarts"].as_u64().unwrap() >= 1, "{up}");
     // The gateway lists the server's tools again once it is ready (clients get list_changed).
     wait_tool(&session, "up__ref__echo").await;
-    let answer = session
-        .call(
-            "tools/call",
-            json!({"name": "up__ref__echo", "arguments": {"message": "again"}}),
-        )
-        .await;
-    assert_eq!(text_of(&answer), "again");
+    assert_eq!(echo(&session, "up__ref__echo", "again").await, "again");
 
     sigterm(&mut fleet, LIMIT).await.expect("fleet stops");
     sigterm(&mut upstream, LIMIT).await.expect("upstream stops");
@@ -244,19 +252,12 @@ async fn tools_a_remote_fleet_lists_after_the_connection_are_followed() {
         json!({"mcpServers": {"ref": {"command": bin, "args": ["--name", "ref"]}}}).to_string(),
     )
     .unwrap();
-    let pid = nix::unistd::Pid::from_raw(upstream.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    sighup(&upstream);
 
     // The fleet hears of the remote's new tools and offers them.
     let session = McpSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
     wait_tool(&session, "up__ref__echo").await;
-    let answer = session
-        .call(
-            "tools/call",
-            json!({"name": "up__ref__echo", "arguments": {"message": "later"}}),
-        )
-        .await;
-    assert_eq!(text_of(&answer), "later");
+    assert_eq!(echo(&session, "up__ref__echo", "later").await, "later");
 
     // The remote is killed and back at once, between two of the fleet's probes (every 30 s by
     // default): the listen's stream ended, so the fleet asks again, and a server the remote
@@ -270,8 +271,7 @@ async fn tools_a_remote_fleet_lists_after_the_connection_are_followed() {
     let mut upstream = fleet_on(&upstream_config, up_port, &[], log_to(&dir, "up-again"));
     wait_upstream(&upstream, up_port, &dir, "up-again").await;
     std::fs::write(&upstream_config, two.to_string()).unwrap();
-    let pid = nix::unistd::Pid::from_raw(upstream.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    sighup(&upstream);
     wait_tool(&session, "up__two__echo").await;
 
     sigterm(&mut fleet, LIMIT).await.expect("fleet stops");
@@ -322,13 +322,10 @@ async fn server_everything_over_streamable_http_gets_a_session_that_ends_with_th
 
     let session = McpSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
     wait_tool(&session, "everything__echo").await;
-    let answer = session
-        .call(
-            "tools/call",
-            json!({"name": "everything__echo", "arguments": {"message": "hello"}}),
-        )
-        .await;
-    assert_eq!(text_of(&answer), "Echo: hello");
+    assert_eq!(
+        echo(&session, "everything__echo", "hello").await,
+        "Echo: hello"
+    );
 
     // The fleet opened the server's event stream, and ends the session when it stops.
     let logged = || std::fs::read_to_string(&log_path).unwrap_or_default();

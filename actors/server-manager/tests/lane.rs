@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{config, quick_restarts, reference, wait_for};
+use common::{config, quick_restarts, reference, server_logs, wait_for};
 use fleet_protocol::messages::server::{
-    CallServer, CallServerReply, GetServerLogs, GetServerStatus, LaneCall, LaunchServer,
-    RestartServer, StopServer,
+    CallServer, CallServerReply, GetServerStatus, LaneCall, LaunchServer, RestartServer, StopServer,
 };
 use fleet_protocol::{FleetError, ServerSpec, ServerState};
 use fleet_server_manager::{
@@ -100,14 +99,9 @@ async fn the_lane_serves_calls_in_both_eras_beside_the_actor_and_hands_back_prog
         // On the wire, the lane's request is the era's: a 2026-07-28 request names its version
         // in `_meta` (the server logs what it read), a 2025-11-25 one carries no `_meta`.
         let logged = wait_for(Duration::from_secs(5), "the call logged", || async {
-            let logs = manager
-                .ask(GetServerLogs {
-                    name: name.into(),
-                    max_lines: 100,
-                })
+            server_logs(&manager, name, 100)
                 .await
-                .unwrap();
-            logs.into_iter()
+                .into_iter()
                 .find(|l| l.contains("request tools/call echo"))
         })
         .await;
@@ -204,13 +198,7 @@ async fn lane_calls_time_out_and_are_cancelled_as_the_actors_are() {
         Duration::from_secs(5),
         "the server told of both",
         || async {
-            let logs = manager
-                .ask(GetServerLogs {
-                    name: "t".into(),
-                    max_lines: 100,
-                })
-                .await
-                .unwrap();
+            let logs = server_logs(&manager, "t", 100).await;
             let told = logs.iter().filter(|l| l.contains("cancelled request"));
             (told.count() == 2).then_some(())
         },

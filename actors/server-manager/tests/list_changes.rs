@@ -6,22 +6,14 @@ mod common;
 use std::time::Duration;
 
 use common::{config, reference, spawn_manager, wait_for};
-use fleet_protocol::messages::server::{
-    CallServer, GetServerLogs, GetServerStatus, LaunchServer, StopServer,
-};
+use fleet_protocol::messages::server::{CallServer, GetServerStatus, LaunchServer, StopServer};
 use fleet_server_manager::ServerManager;
 use kameo::actor::ActorRef;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
 async fn logs(manager: &ActorRef<ServerManager>, name: &str) -> Vec<String> {
-    manager
-        .ask(GetServerLogs {
-            name: name.into(),
-            max_lines: 200,
-        })
-        .await
-        .unwrap()
+    common::server_logs(manager, name, 200).await
 }
 
 async fn tool_names(manager: &ActorRef<ServerManager>, name: &str) -> Vec<String> {
@@ -31,6 +23,15 @@ async fn tool_names(manager: &ActorRef<ServerManager>, name: &str) -> Vec<String
         .unwrap();
     let handshake = status.handshake.expect("a ready server has its handshake");
     handshake.tool_names().map(str::to_owned).collect()
+}
+
+/// Waits until the status of server `name` lists the tool `reference/add_tool` adds.
+async fn wait_extra_tool(manager: &ActorRef<ServerManager>, name: &str) {
+    wait_for(LIMIT, "the new tool in the status", || async {
+        let names = tool_names(manager, name).await;
+        names.iter().any(|n| n == "extra").then_some(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -75,11 +76,7 @@ async fn a_modern_servers_tool_changes_are_followed_and_its_listen_is_cancelled_
         .ask(CallServer::new("l", "reference/add_tool", None))
         .await
         .unwrap();
-    wait_for(LIMIT, "the new tool in the status", || async {
-        let names = tool_names(&manager, "l").await;
-        names.iter().any(|n| n == "extra").then_some(())
-    })
-    .await;
+    wait_extra_tool(&manager, "l").await;
 
     // A stop cancels the listen before it closes stdin.
     let id = listen
@@ -130,9 +127,5 @@ async fn a_legacy_server_is_not_asked_to_listen_and_its_changes_come_unasked() {
         .ask(CallServer::new("old", "reference/add_tool", None))
         .await
         .unwrap();
-    wait_for(LIMIT, "the new tool in the status", || async {
-        let names = tool_names(&manager, "old").await;
-        names.iter().any(|n| n == "extra").then_some(())
-    })
-    .await;
+    wait_extra_tool(&manager, "old").await;
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{config, reference, spawn_manager, wait_for, wait_group_gone};
 use fleet_protocol::messages::server::{
-    CallServer, GetServerLogs, GetServerStatus, LaunchServer, ListServers, ProbeServer,
-    RestartServer, StopAllServers, StopMethod, StopServer,
+    CallServer, GetServerStatus, LaunchServer, ListServers, ProbeServer, RestartServer,
+    StopAllServers, StopMethod, StopServer,
 };
 use fleet_protocol::{Era, FleetError, ServerSpec, ServerState};
 use serde_json::json;
@@ -370,13 +370,7 @@ async fn stderr_is_kept_in_a_ring_buffer() {
         .await
         .unwrap();
     let logs = wait_for(Duration::from_secs(5), "500 stderr lines", || async {
-        let logs = manager
-            .ask(GetServerLogs {
-                name: "noisy".into(),
-                max_lines: 10,
-            })
-            .await
-            .unwrap();
+        let logs = common::server_logs(&manager, "noisy", 10).await;
         logs.iter()
             .any(|l| l.contains("flood line 499"))
             .then_some(logs)

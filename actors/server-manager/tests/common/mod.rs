@@ -98,3 +98,18 @@ pub fn group_alive(pgid: u32) -> bool {
         fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
     })
 }
+
+/// The last `max_lines` lines server `name` wrote to its stderr, as the manager keeps them.
+pub async fn server_logs(
+    manager: &ActorRef<ServerManager>,
+    name: &str,
+    max_lines: usize,
+) -> Vec<String> {
+    manager
+        .ask(fleet_protocol::messages::server::GetServerLogs {
+            name: name.into(),
+            max_lines,
+        })
+        .await
+        .unwrap()
+}
