@@ -115,11 +115,13 @@ pub fn listen_filter_for(capabilities: &Value) -> Option<Value> {
 }
 
 /// The list changes an acknowledgement's `notifications` says its stream will carry.
-pub fn acknowledged_filters(params: Option<&Value>) -> impl Iterator<Item = &'static ListenFilter> {
-    let honoured = params.and_then(|p| p.get("notifications")).cloned();
+pub fn acknowledged_filters(
+    params: Option<&Value>,
+) -> impl Iterator<Item = &'static ListenFilter> + '_ {
+    let honoured = params.and_then(|p| p.get("notifications"));
     LISTEN_FILTERS
         .iter()
-        .filter(move |f| honoured.as_ref().and_then(|h| h.get(f.key)) == Some(&Value::Bool(true)))
+        .filter(move |f| honoured.and_then(|h| h.get(f.key)) == Some(&Value::Bool(true)))
 }
 
 /// Parameters of the 2025-era `initialize` request the fleet sends.

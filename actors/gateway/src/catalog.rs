@@ -65,11 +65,9 @@ impl ListKind {
     /// The 2025-era notification that tells clients the list changed.
     pub fn changed_notification(self) -> &'static str {
         match self {
-            ListKind::Tools => "notifications/tools/list_changed",
-            ListKind::Resources | ListKind::ResourceTemplates => {
-                "notifications/resources/list_changed"
-            }
-            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Tools => methods::TOOLS_LIST_CHANGED,
+            ListKind::Resources | ListKind::ResourceTemplates => methods::RESOURCES_LIST_CHANGED,
+            ListKind::Prompts => methods::PROMPTS_LIST_CHANGED,
         }
     }
 

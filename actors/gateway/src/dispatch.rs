@@ -329,10 +329,15 @@ impl Dispatcher {
             Some(direct) => match direct.lane.call(call) {
                 LaneCall::Sent(answer) => {
                     span.record("route", "lane");
-                    answer
-                        .await
-                        .map_err(|e| lost(&e))?
-                        .map_err(kameo::error::SendError::HandlerError)
+                    // The server's table answers every call it takes; a dropped reply is lost.
+                    return match answer.await {
+                        Ok(Ok(v)) => Ok(v),
+                        Ok(Err(e)) => Err(Box::new(e.to_jsonrpc())),
+                        Err(e) => Err(fail(
+                            error_codes::INTERNAL_ERROR,
+                            format!("server `{server}` dropped the call unanswered: {e}"),
+                        )),
+                    };
                 }
                 // A server's actor that has just stopped hands the call back: the manager then
                 // answers with what it knows of the server.

@@ -18,7 +18,8 @@
 //! (from the manager's `ServerDirectory`, when given one) or to the server manager, `GetServerStatus` to the
 //! server manager; `RecordMetric` to the metrics collector, if one is given (sessions created
 //! and ended, and the messages the gateway and its sessions handled). Each request is served in
-//! a `debug` tracing span `mcp_request` with its session, method, id and server. The HTTP
+//! a `debug` tracing span `mcp_request` with its session, method, id, server and route (lane,
+//! actor or manager). The HTTP
 //! transport is runtime's; this crate sees JSON-RPC messages only.
 //!
 //! Invariants:

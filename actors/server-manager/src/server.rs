@@ -864,12 +864,8 @@ impl ServerActor {
         );
         self.listen_ends = self.listen_ends.saturating_add(1);
         tracing::warn!(server = %name, reason = %error.message, after_ms = after.as_millis() as u64, "subscriptions/listen ended; asking again");
-        let actor = actor_ref.clone();
         let generation = self.generation;
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = actor.tell(ListenAgain { generation }).await;
-        });
+        tell_after(actor_ref, after, ListenAgain { generation });
     }
 
     /// What a server announced: published to subscribers, and a tools change makes the actor
@@ -956,12 +952,8 @@ impl ServerActor {
                 tracing::warn!(server = %name, attempt, after_ms = after.as_millis() as u64, "restarting after backoff");
                 self.status.next_restart_at = Some(SystemTime::now() + after);
                 self.set_state(ServerState::Restarting);
-                let actor = actor_ref.clone();
                 let generation = self.generation;
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = actor.tell(RestartDue { generation }).await;
-                });
+                tell_after(actor_ref, after, RestartDue { generation });
             }
             Decision::CrashLoop { restarts } => {
                 let exits: Vec<String> = self
@@ -1022,6 +1014,20 @@ impl ServerActor {
             }
         })
     }
+}
+
+/// Tells the actor `msg` once `after` has passed (a message of its own that carries the
+/// generation it is for, so that a later process ignores it).
+fn tell_after<M>(actor_ref: &ActorRef<ServerActor>, after: Duration, msg: M)
+where
+    ServerActor: Message<M>,
+    M: Send + 'static,
+{
+    let actor = actor_ref.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let _ = actor.tell(msg).await;
+    });
 }
 
 fn report_stderr(metrics: &Option<Recipient<RecordMetric>>, server: &str, count: &mut u64) {

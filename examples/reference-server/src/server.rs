@@ -373,16 +373,15 @@ impl Session {
             "reference/add_tool" if self.list_changes => {
                 self.extra_tool = true;
                 // Announced unasked in the 2025 era, on the open listen in the 2026 era.
-                let note = if modern {
-                    self.listen.as_ref().map(|listen| {
-                        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
-                            "params": {"_meta": {SUBSCRIPTION_ID_META_KEY: listen}}})
-                    })
-                } else {
-                    Some(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}))
-                };
-                if let Some(note) = note {
-                    self.send(Outgoing::Notification(note));
+                let mut note =
+                    json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                match (&self.listen, modern) {
+                    (_, false) => self.send(Outgoing::Notification(note)),
+                    (Some(listen), true) => {
+                        note["params"] = json!({"_meta": {SUBSCRIPTION_ID_META_KEY: listen}});
+                        self.send(Outgoing::Notification(note));
+                    }
+                    (None, true) => {}
                 }
                 json!({})
             }
@@ -498,8 +497,9 @@ impl Session {
         }
     }
 
-    /// Acknowledges a `subscriptions/listen` (tool list changes only, if asked for) and holds it
-    /// open as a request in flight, which a `notifications/cancelled` ends.
+    /// Acknowledges a `subscriptions/listen` for tool list changes, the only ones this server
+    /// offers, and holds it open as a request in flight (so that, like any other, the end of
+    /// stdin waits a while for it), which a `notifications/cancelled` ends.
     fn hold_listen(&mut self, id: Value) {
         let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
             "params": {"notifications": {"toolsListChanged": true},
