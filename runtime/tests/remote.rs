@@ -219,7 +219,8 @@ restart = {{ mode = "never" }}
 
 /// A 2026-07-28 remote's tools that appear after the fleet connected are listed: the fleet
 /// keeps a `subscriptions/listen` open to the remote, which announces the change, and opens it
-/// again when the remote comes back.
+/// again when the remote comes back, whether the remote was back before the fleet asked again
+/// or the asking found it down and the fleet connected anew.
 #[tokio::test]
 async fn tools_a_remote_fleet_lists_after_the_connection_are_followed() {
     let dir = tempdir();
@@ -273,6 +274,36 @@ async fn tools_a_remote_fleet_lists_after_the_connection_are_followed() {
     std::fs::write(&upstream_config, two.to_string()).unwrap();
     sighup(&upstream);
     wait_tool(&session, "up__two__echo").await;
+
+    // The remote is killed and stays down: asking for the listen again finds no one, so the
+    // link is lost and the server restarts (probes are 30 s apart: the loss is the re-ask's).
+    // Once the remote is back the fleet connects again, listens again and follows a change.
+    upstream.kill().await.unwrap();
+    wait_for(LIMIT, "up no longer ready", || async {
+        let s = server_status(&http, port, "up").await;
+        (s["state"] != "ready").then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(dir.join("proxy.log")).unwrap();
+    let asked = log.rfind("subscriptions/listen ended; asking again");
+    let lost = log.rfind("remote server lost");
+    assert!(
+        asked.is_some() && lost > asked && log[lost.unwrap()..].contains("cannot reach"),
+        "the listen was not asked again before the link was lost; the proxy's log:\n{log}"
+    );
+    std::fs::write(&upstream_config, two.to_string()).unwrap();
+    let mut upstream = fleet_on(&upstream_config, up_port, &[], log_to(&dir, "up-third"));
+    wait_upstream(&upstream, up_port, &dir, "up-third").await;
+    wait_state(&http, port, "up", "ready").await;
+    let three = json!({"mcpServers": {
+        "ref": {"command": bin, "args": ["--name", "ref"]},
+        "two": {"command": bin, "args": ["--name", "two"]},
+        "three": {"command": bin, "args": ["--name", "three"]},
+    }});
+    std::fs::write(&upstream_config, three.to_string()).unwrap();
+    sighup(&upstream);
+    wait_tool(&session, "up__three__echo").await;
+    assert_eq!(echo(&session, "up__three__echo", "third").await, "third");
 
     sigterm(&mut fleet, LIMIT).await.expect("fleet stops");
     sigterm(&mut upstream, LIMIT).await.expect("upstream stops");
