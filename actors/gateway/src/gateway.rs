@@ -795,11 +795,15 @@ impl KameoMessage<Sweep> for Gateway {
     async fn handle(&mut self, _: Sweep, _: &mut Context<Self, ()>) {
         let now = Instant::now();
         let (ttl, init) = (self.config.session_idle_ttl, self.config.initialize_timeout);
-        // A stream that closed counts as use until now: the client may be reconnecting.
+        // A stream that closed counts as use until now: the client may be reconnecting. So
+        // does a request in flight, however long the server takes: the session is idle from
+        // the end of its last request, not from its start.
         let state = &mut *self.0;
         for s in state.sessions.values_mut() {
             if s.stream.as_ref().is_some_and(|t| t.is_closed()) {
                 s.stream = None;
+                state.directory.seen(&s.slot);
+            } else if s.slot.busy() {
                 state.directory.seen(&s.slot);
             }
         }

@@ -47,6 +47,11 @@ impl SessionSlot {
     pub(crate) fn initialized(&self) -> bool {
         self.initialized.load(Ordering::Relaxed)
     }
+
+    /// Whether a request of the session is in flight.
+    pub(crate) fn busy(&self) -> bool {
+        self.core.busy()
+    }
 }
 
 /// The open sessions by id: the gateway's, shared with its [`GatewayPort`]s. Cheap to clone.

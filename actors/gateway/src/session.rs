@@ -173,6 +173,11 @@ impl SessionCore {
         })
     }
 
+    /// Whether a request of the session is in flight.
+    pub(crate) fn busy(&self) -> bool {
+        !self.lock().requests.is_empty()
+    }
+
     /// The client cancelled request `id`.
     fn cancel(&self, id: &RequestId) {
         let token = self.lock().requests.remove(id);

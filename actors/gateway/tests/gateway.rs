@@ -673,6 +673,79 @@ async fn a_request_the_port_serves_ends_when_the_client_cancels_it_or_the_sessio
 }
 
 #[tokio::test]
+async fn a_session_with_a_request_in_flight_is_not_idle() {
+    let s = setup(GatewayConfig {
+        session_idle_ttl: Duration::from_millis(300),
+        sweep_every: Duration::from_millis(50),
+        ..GatewayConfig::default()
+    });
+    s.server("a", &["slow"], ServerState::Ready);
+    let a = s.open().await;
+    eventually("a's tool listed", async || {
+        s.tool_names(&a).await == ["a__slow"]
+    })
+    .await;
+    // A call that lasts until its HTTP request is dropped (the token), longer than the TTL.
+    let mut msg = client_message(
+        Some(&a),
+        None,
+        Message::Request(Request::new(
+            9,
+            "tools/call",
+            Some(json!({"name": "a__slow"})),
+        )),
+    );
+    let dropped = CancellationToken::new();
+    msg.cancel = dropped.clone();
+    let port = s.port.clone();
+    let call = tokio::spawn(async move { port.send(msg).await.map_err(handler_error) });
+
+    // A session opened after the call started expires: the sweep has passed the TTL counted
+    // from a's last message, and a is still there, its call under way.
+    let later = s.open().await;
+    assert_eq!(s.request(&later, "ping", json!({})).await, json!({}));
+    eventually("the later session to expire", async || {
+        s.gateway
+            .ask(GetGatewayStats)
+            .await
+            .unwrap()
+            .sessions_expired
+            == 1
+    })
+    .await;
+    let stats = s.gateway.ask(GetGatewayStats).await.unwrap();
+    assert_eq!(stats.active_sessions, 1, "{stats:?}");
+    assert!(!call.is_finished(), "the call in flight was ended");
+    assert!(matches!(
+        via_port(
+            &s,
+            Some(&later),
+            None,
+            Message::Request(Request::new(2, "ping", None))
+        )
+        .await,
+        Err(FleetError::UnknownSession { .. })
+    ));
+
+    // The call ends: a is idle from then on, and expires in its turn.
+    dropped.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the call ended with its request")
+        .unwrap();
+    assert!(ended.is_ok(), "{ended:?}");
+    eventually("a to expire after its call", async || {
+        s.gateway
+            .ask(GetGatewayStats)
+            .await
+            .unwrap()
+            .sessions_expired
+            == 2
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn stateless_requests_are_served_without_a_session() {
     let s = setup(GatewayConfig::default());
     s.server("a", &["echo"], ServerState::Ready);
