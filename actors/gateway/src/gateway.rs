@@ -42,7 +42,7 @@ use crate::GatewayConfig;
 use crate::catalog::{Catalog, ListKind, ServerLists};
 use crate::dispatch::{self, Call, Dispatcher, Prepared, Serve, Served, ServerDirectory};
 use crate::port::{SessionDirectory, SessionSlot};
-use crate::session::{ListsChanged, ServerLog, Session, SessionArgs, SessionCore};
+use crate::session::{Forwarded, ListsChanged, ServerLog, Session, SessionArgs, SessionCore};
 
 /// What the gateway is started with.
 pub struct GatewayArgs {
@@ -678,34 +678,33 @@ fn forward_to_session(
 ) {
     // A message that could not be handed over comes back with the error; its session id says
     // which session in the answer.
-    let failed = |e: SendError<(ClientMessage, ReplySender<ClientMessageReply>), FleetError>| {
-        let (tx, error) = match e {
-            SendError::ActorNotRunning((msg, tx)) | SendError::ActorRestarting((msg, tx)) => (
-                tx,
-                FleetError::UnknownSession {
-                    id: msg.session.unwrap_or_default(),
-                },
-            ),
-            SendError::MailboxFull((msg, tx)) | SendError::Timeout(Some((msg, tx))) => (
-                tx,
-                FleetError::ActorUnavailable {
-                    actor: format!("session {}", msg.session.unwrap_or_default()),
+    let failed = |e: SendError<Forwarded>| {
+        let (Forwarded { reply, .. }, error) = match e {
+            SendError::ActorNotRunning(f) | SendError::ActorRestarting(f) => {
+                let id = f.msg.session.clone().unwrap_or_default();
+                (f, FleetError::UnknownSession { id })
+            }
+            SendError::MailboxFull(f) | SendError::Timeout(Some(f)) => {
+                let session = f.msg.session.clone().unwrap_or_default();
+                let error = FleetError::ActorUnavailable {
+                    actor: format!("session {session}"),
                     reason: "mailbox full".into(),
-                },
-            ),
-            // The other kinds come only from a reply, and a forward waits for none.
+                };
+                (f, error)
+            }
+            // The other kinds come only from a reply, and a tell waits for none.
             SendError::ActorStopped | SendError::HandlerError(_) | SendError::Timeout(None) => {
                 return;
             }
         };
-        tx.send(Err(error));
+        reply.send(Err(error));
     };
-    match session.ask(msg).try_forward(tx) {
+    match session.tell(Forwarded { msg, reply: tx }).try_send() {
         Ok(()) => {}
-        Err(SendError::MailboxFull((msg, tx))) => {
+        Err(SendError::MailboxFull(forwarded)) => {
             let session = session.clone();
             tokio::spawn(async move {
-                if let Err(e) = session.ask(msg).forward(tx).await {
+                if let Err(e) = session.tell(forwarded).send().await {
                     failed(e);
                 }
             });

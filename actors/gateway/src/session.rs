@@ -23,7 +23,7 @@ use kameo::Actor;
 use kameo::actor::ActorRef;
 use kameo::error::Infallible;
 use kameo::message::{BoxMessage, Context, Message as KameoMessage};
-use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError};
+use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError, ReplySender};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -231,6 +231,30 @@ impl KameoMessage<ClientMessage> for Session {
             Served::Later(call) => ctx.spawn(call.run()),
         }
     }
+}
+
+impl KameoMessage<Forwarded> for Session {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Forwarded, _: &mut Context<Self, ()>) {
+        let Forwarded { msg, reply } = msg;
+        match self.serve(msg) {
+            Served::Now(answer) => reply.send(answer),
+            // Served in a task of its own, so a slow tool never holds up the session.
+            Served::Later(call) => {
+                tokio::spawn(async move { reply.send(call.run().await) });
+            }
+        }
+    }
+}
+
+/// A client message the gateway hands over with its caller's reply sender, which the session
+/// answers (internal). It is told: kameo 0.22's `try_forward` and `forward` panic when the
+/// mailbox is full or closed (they take the message back as the wrong type), while a told
+/// message that cannot be delivered comes back whole, to be answered with why.
+pub struct Forwarded {
+    pub(crate) msg: ClientMessage,
+    pub(crate) reply: ReplySender<ClientMessageReply>,
 }
 
 impl KameoMessage<Serve> for Session {

@@ -1,6 +1,7 @@
 //! The server manager's handlers, one per message of `fleet_protocol::messages::server`.
 //! Status queries are answered from the manager's table; everything that touches a process is
-//! forwarded to that server's actor in a task, so the manager's mailbox never waits on a child.
+//! told to that server's actor with the caller's reply sender, so the manager's mailbox never
+//! waits on a child.
 
 use std::sync::Arc;
 
@@ -17,13 +18,13 @@ use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::actor::{ActorRef, Spawn};
 use kameo::error::SendError;
 use kameo::message::{Context, Message};
-use kameo::reply::{DelegatedReply, ReplySender};
+use kameo::reply::DelegatedReply;
 
 use crate::actor::{Entry, ServerManager, directory_write, send_error};
 use crate::lane::Lane;
 use crate::pending::PendingTable;
 use crate::server::{
-    LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess,
+    Forwarded, LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess,
 };
 use crate::stderr;
 use tokio::sync::watch;
@@ -53,23 +54,24 @@ impl ServerManager {
     where
         M: Send + 'static,
         T: Send + 'static,
-        ServerActor: Message<M, Reply = DelegatedReply<Result<T, FleetError>>>,
+        ServerActor: Message<M, Reply = DelegatedReply<Result<T, FleetError>>>
+            + Message<Forwarded<M, Result<T, FleetError>>, Reply = ()>,
     {
         let actor = match self.server_actor(name) {
             Err(e) => return ctx.reply(Err(e)),
             Ok(actor) => actor,
         };
         let (delegated, reply) = ctx.reply_sender();
-        let Some(tx) = reply else {
+        let Some(reply) = reply else {
             let _ = actor.tell(msg).try_send();
             return delegated;
         };
-        match actor.ask(msg).try_forward(tx) {
+        match actor.tell(Forwarded { msg, reply }).try_send() {
             Ok(()) => {}
-            Err(SendError::MailboxFull((msg, tx))) => {
+            Err(SendError::MailboxFull(forwarded)) => {
                 let label = actor_label(name);
                 tokio::spawn(async move {
-                    if let Err(e) = actor.ask(msg).forward(tx).await {
+                    if let Err(e) = actor.tell(forwarded).send().await {
                         forward_failed(e, &label);
                     }
                 });
@@ -81,21 +83,19 @@ impl ServerManager {
 }
 
 /// Answers the caller of a message that could not be handed to a server's actor.
-fn forward_failed<M, T>(
-    e: SendError<(M, ReplySender<Result<T, FleetError>>), FleetError>,
-    label: &str,
-) where
+fn forward_failed<M, T>(e: SendError<Forwarded<M, Result<T, FleetError>>>, label: &str)
+where
     T: Send + 'static,
 {
-    let (tx, e) = match e {
-        SendError::ActorNotRunning((m, tx)) => (tx, SendError::ActorNotRunning(m)),
-        SendError::ActorRestarting((m, tx)) => (tx, SendError::ActorRestarting(m)),
-        SendError::MailboxFull((m, tx)) => (tx, SendError::MailboxFull(m)),
-        SendError::Timeout(Some((m, tx))) => (tx, SendError::Timeout(Some(m))),
-        // The other kinds come only from a reply, and a forward waits for none.
+    let (reply, e) = match e {
+        SendError::ActorNotRunning(f) => (f.reply, SendError::ActorNotRunning(f.msg)),
+        SendError::ActorRestarting(f) => (f.reply, SendError::ActorRestarting(f.msg)),
+        SendError::MailboxFull(f) => (f.reply, SendError::MailboxFull(f.msg)),
+        SendError::Timeout(Some(f)) => (f.reply, SendError::Timeout(Some(f.msg))),
+        // The other kinds come only from a reply, and a tell waits for none.
         SendError::ActorStopped | SendError::HandlerError(_) | SendError::Timeout(None) => return,
     };
-    tx.send(Err(send_error(e, label)));
+    reply.send(Err(send_error(e, label)));
 }
 
 fn actor_label(name: &str) -> String {

@@ -1422,37 +1422,31 @@ impl Message<CallServer> for ServerActor {
         msg: CallServer,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let starting = matches!(
-            self.status.state,
-            ServerState::Starting | ServerState::Initializing | ServerState::Restarting
-        );
-        let wait = self.config.restart_wait;
-        if starting && !wait.is_zero() {
-            // Wait a bounded time for the server to be ready, off the actor's path.
-            let mut status = self.published.subscribe();
-            let actor = ctx.actor_ref().clone();
-            let label = self.spec.name.clone();
-            return ctx.spawn(async move {
-                let _ = tokio::time::timeout(
-                    wait,
-                    status.wait_for(|s| {
-                        !matches!(
-                            s.state,
-                            ServerState::Starting
-                                | ServerState::Initializing
-                                | ServerState::Restarting
-                        )
-                    }),
-                )
-                .await;
-                actor
-                    .ask(CallNow(msg))
-                    .await
-                    .map_err(|e| crate::actor::send_error(e, &label))
-            });
-        }
-        self.call_now(msg, ctx)
+        let (delegated, reply) = ctx.reply_sender();
+        self.call_server(msg, reply, ctx.actor_ref());
+        delegated
     }
+}
+
+impl Message<Forwarded<CallServer, Result<Value, FleetError>>> for ServerActor {
+    type Reply = ();
+
+    async fn handle(
+        &mut self,
+        msg: Forwarded<CallServer, Result<Value, FleetError>>,
+        ctx: &mut Context<Self, ()>,
+    ) {
+        self.call_server(msg.msg, Some(msg.reply), ctx.actor_ref());
+    }
+}
+
+/// A message the manager hands to this actor together with its caller's reply sender, which
+/// the actor answers (internal). It is told: kameo 0.22's `try_forward` and `forward` panic
+/// when the mailbox is full or closed (they take the message back as the wrong type), while a
+/// told message that cannot be delivered comes back whole, to be answered with why.
+pub struct Forwarded<M, R> {
+    pub(crate) msg: M,
+    pub(crate) reply: ReplySender<R>,
 }
 
 /// A call that does not wait for a restart (internal; after the wait is over).
@@ -1462,20 +1456,61 @@ impl Message<CallNow> for ServerActor {
     type Reply = DelegatedReply<Result<Value, FleetError>>;
 
     async fn handle(&mut self, msg: CallNow, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        self.call_now(msg.0, ctx)
+        let (delegated, reply) = ctx.reply_sender();
+        self.call_now(msg.0, reply);
+        delegated
     }
 }
 
 impl ServerActor {
-    /// Sends the call if the server serves; otherwise answers at once with why not. The
-    /// caller's reply sender goes into the table: the answer reaches it from the reader.
-    fn call_now(
+    /// A call for the server: sent now, or, while the server (re)starts, after a bounded wait
+    /// for it to be ready, off the actor's path.
+    fn call_server(
         &mut self,
         msg: CallServer,
-        ctx: &mut Context<Self, DelegatedReply<Result<Value, FleetError>>>,
-    ) -> DelegatedReply<Result<Value, FleetError>> {
+        reply: Option<ReplySender<Result<Value, FleetError>>>,
+        me: &ActorRef<Self>,
+    ) {
+        let starting = matches!(
+            self.status.state,
+            ServerState::Starting | ServerState::Initializing | ServerState::Restarting
+        );
+        let wait = self.config.restart_wait;
+        if !starting || wait.is_zero() {
+            return self.call_now(msg, reply);
+        }
+        let mut status = self.published.subscribe();
+        let actor = me.clone();
+        let label = self.spec.name.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                wait,
+                status.wait_for(|s| {
+                    !matches!(
+                        s.state,
+                        ServerState::Starting | ServerState::Initializing | ServerState::Restarting
+                    )
+                }),
+            )
+            .await;
+            let answer = actor
+                .ask(CallNow(msg))
+                .await
+                .map_err(|e| crate::actor::send_error(e, &label));
+            if let Some(reply) = reply {
+                reply.send(answer);
+            }
+        });
+    }
+
+    /// Sends the call if the server serves; otherwise answers at once with why not. The
+    /// caller's reply sender goes into the table: the answer reaches it from the reader.
+    fn call_now(&mut self, msg: CallServer, reply: Option<ReplySender<Result<Value, FleetError>>>) {
         let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
-            return ctx.reply(Err(self.not_serving()));
+            if let Some(reply) = reply {
+                reply.send(Err(self.not_serving()));
+            }
+            return;
         };
         let request = OutgoingRequest {
             params: mcp::params_for_era(era, msg.params),
@@ -1486,9 +1521,11 @@ impl ServerActor {
             cancel: msg.cancel,
             progress: msg.progress,
         };
-        let (delegated, tx) = ctx.reply_sender();
-        self.send_request(request, tx.map_or(Replier::Nobody, Replier::Caller), true);
-        delegated
+        self.send_request(
+            request,
+            reply.map_or(Replier::Nobody, Replier::Caller),
+            true,
+        );
     }
 }
 
@@ -1500,8 +1537,36 @@ impl Message<ProbeServer> for ServerActor {
         msg: ProbeServer,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        let (delegated, reply) = ctx.reply_sender();
+        self.probe(msg, reply);
+        delegated
+    }
+}
+
+impl Message<Forwarded<ProbeServer, Result<Duration, FleetError>>> for ServerActor {
+    type Reply = ();
+
+    async fn handle(
+        &mut self,
+        msg: Forwarded<ProbeServer, Result<Duration, FleetError>>,
+        _: &mut Context<Self, ()>,
+    ) {
+        self.probe(msg.msg, Some(msg.reply));
+    }
+}
+
+impl ServerActor {
+    /// Sends the era's probe; the reply is its round trip, or why it failed.
+    fn probe(
+        &mut self,
+        msg: ProbeServer,
+        reply: Option<ReplySender<Result<Duration, FleetError>>>,
+    ) {
         let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
-            return ctx.reply(Err(self.not_serving()));
+            if let Some(reply) = reply {
+                reply.send(Err(self.not_serving()));
+            }
+            return;
         };
         let (method, params) = mcp::probe_method(era);
         let started = Instant::now();
@@ -1511,16 +1576,19 @@ impl Message<ProbeServer> for ServerActor {
             msg.timeout,
         ));
         let name = self.spec.name.clone();
-        ctx.spawn(async move {
-            match answer.await {
+        tokio::spawn(async move {
+            let result = match answer.await {
                 Ok(answer) => answer.map(|_| started.elapsed()),
                 // The actor dropped the request: it stopped without answering.
                 Err(_) => Err(FleetError::ServerExited {
                     server: name,
                     exit: None,
                 }),
+            };
+            if let Some(reply) = reply {
+                reply.send(result);
             }
-        })
+        });
     }
 }
 

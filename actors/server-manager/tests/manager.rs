@@ -360,6 +360,52 @@ async fn garbage_and_over_long_lines_are_counted_and_the_server_carries_on() {
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// A server whose stdout floods keeps its actor's mailbox full, as the reader waits for room
+/// with each line: the calls and probes the manager hands that actor wait for room too, and the
+/// manager goes on serving it and every other server.
+#[tokio::test]
+async fn a_server_flooding_stdout_is_still_served_and_the_manager_carries_on() {
+    let manager = spawn_manager(config());
+    let bin = mcp_reference_server::binary_path();
+    // One `echo` is one write of a whole line, which a pipe does not split.
+    let script = format!(
+        "(while :; do echo not-json; done) & exec '{}' --name flood",
+        bin.display()
+    );
+    let flood = ServerSpec::stdio("flood", "sh", ["-c".to_string(), script]);
+    manager.ask(LaunchServer { spec: flood }).await.unwrap();
+    manager
+        .ask(LaunchServer {
+            spec: reference("calm", &[]),
+        })
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let probe = ProbeServer {
+            name: "flood".into(),
+            timeout: Duration::from_secs(10),
+        };
+        manager.ask(probe).await.unwrap();
+        let r = manager.ask(echo("flood", &format!("f{i}"))).await.unwrap();
+        assert_eq!(r["content"][0]["text"], format!("f{i}"));
+        let r = manager.ask(echo("calm", &format!("c{i}"))).await.unwrap();
+        assert_eq!(r["content"][0]["text"], format!("c{i}"));
+    }
+    let status = manager
+        .ask(GetServerStatus {
+            name: "flood".into(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        status.bad_stdout_lines > 1000,
+        "{}",
+        status.bad_stdout_lines
+    );
+    assert_eq!(status.state, ServerState::Ready);
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 #[tokio::test]
 async fn stderr_is_kept_in_a_ring_buffer() {
     let manager = spawn_manager(config());
