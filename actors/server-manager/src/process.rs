@@ -228,9 +228,13 @@ pub fn exit_info(status: ExitStatus) -> ExitInfo {
     }
 }
 
-/// Sends `signal` to the child's process group. A group already gone is not an error.
+/// Sends `signal` to the child's process group. A group already gone is not an error. A pid
+/// of 0 or 1 is no child's (`killpg(0)` would signal our own group).
 pub fn signal_group(pid: u32, signal: Signal) {
     let Ok(raw) = i32::try_from(pid) else { return };
+    if raw <= 1 {
+        return;
+    }
     match killpg(Pid::from_raw(raw), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
         Err(error) => tracing::warn!(pid, ?signal, %error, "could not signal process group"),

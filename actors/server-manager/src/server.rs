@@ -365,6 +365,9 @@ impl ServerActor {
                     at: SystemTime::now(),
                 },
             };
+            // The leader is gone, however it ended: what it left in its group (helpers of a
+            // server that crashed, a daemon it started) goes too, so that nothing outlives it.
+            process::signal_group(pid, Signal::SIGKILL);
             let _ = exit_tx.send(Some(exit.clone()));
             let _ = actor.tell(Exited { generation, exit }).await;
         });

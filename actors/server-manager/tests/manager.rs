@@ -298,6 +298,34 @@ async fn a_crash_fails_requests_at_once_and_marks_the_server_failed() {
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// A server that crashes leaves nothing behind: what it started in its process group is killed
+/// with it, though nobody asked for a stop.
+#[tokio::test]
+async fn a_crash_takes_what_the_server_started_in_its_group_with_it() {
+    let manager = spawn_manager(config());
+    let never = fleet_protocol::RestartPolicy {
+        mode: fleet_protocol::RestartMode::Never,
+        ..Default::default()
+    };
+    let bin = mcp_reference_server::binary_path();
+    // A helper in the background, then the server, which crashes at its 4th request.
+    let script = format!(
+        "sleep 777 & exec '{}' --name c --crash-after-requests 3",
+        bin.display()
+    );
+    let spec = ServerSpec::stdio("c", "sh", ["-c".to_string(), script]).with_restart(never);
+    let ready = manager.ask(LaunchServer { spec }).await.unwrap();
+    let pgid = ready.pid.unwrap();
+    manager.ask(echo("c", "one")).await.unwrap();
+    assert!(
+        common::group_alive(pgid),
+        "the helper runs beside the server"
+    );
+    manager.ask(echo("c", "two")).await.unwrap_err();
+    wait_group_gone(pgid).await;
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_missing_command_fails_that_server_only() {
     let manager = spawn_manager(config());
