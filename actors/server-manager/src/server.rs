@@ -125,9 +125,12 @@ pub struct ServerActor {
     ready_waiters: Vec<ReplySender<LaunchServerReply>>,
     launch_started: Instant,
     tracker: RestartTracker,
-    /// Set when the actor kills its own process (it stopped answering probes): the exit that
-    /// follows is a failure with this reason.
+    /// Set when the actor kills its own process (it stopped answering probes, or failed its
+    /// handshake after an automatic restart): the exit that follows is a failure with this
+    /// reason.
     kill_reason: Option<String>,
+    /// The running process was started by the restart policy, not by a launch or a request.
+    automatic_start: bool,
     /// Names of the tools the server listed: the only values the `tool` metric label takes
     /// (shared with the lane).
     declared_tools: Arc<HashSet<String>>,
@@ -176,6 +179,7 @@ impl Actor for ServerActor {
             launch_started: Instant::now(),
             tracker: RestartTracker::default(),
             kill_reason: None,
+            automatic_start: false,
             declared_tools: Arc::default(),
             listen: None,
             listen_ends: 0,
@@ -204,7 +208,7 @@ impl Actor for ServerActor {
                     }
                 }),
         );
-        actor.start_process(&actor_ref);
+        actor.start_process(&actor_ref, false);
         Ok(actor)
     }
 
@@ -309,8 +313,9 @@ impl ServerActor {
 
     /// Spawns the process and its pipe tasks, then the handshake. Failure to spawn leaves the
     /// server failed with the OS error; it never stops the actor.
-    fn start_process(&mut self, actor_ref: &ActorRef<Self>) {
+    fn start_process(&mut self, actor_ref: &ActorRef<Self>, automatic: bool) {
         self.generation += 1;
+        self.automatic_start = automatic;
         self.stopping = false;
         self.listen = None;
         self.listen_ends = 0;
@@ -1190,7 +1195,7 @@ impl Message<RestartDue> for ServerActor {
                 server: self.spec.name.clone(),
             });
             let actor_ref = ctx.actor_ref().clone();
-            self.start_process(&actor_ref);
+            self.start_process(&actor_ref, true);
         }
     }
 }
@@ -1280,6 +1285,17 @@ impl Message<HandshakeFinished> for ServerActor {
                 self.metric(MetricEvent::LaunchFailed {
                     server: self.spec.name.clone(),
                 });
+                // After an automatic restart the server has served before, and what failed may
+                // pass (a slow start, a download): the run counts as a failure and the restart
+                // policy decides, with its backoff and budget. At a launch or a restart someone
+                // asked for, the failure is reported as it is.
+                if self.automatic_start
+                    && let Some(r) = &self.running
+                {
+                    self.kill_reason = Some(format!("handshake failed: {reason}"));
+                    r.handle.kill();
+                    return;
+                }
                 let err = FleetError::Handshake {
                     server: self.spec.name.clone(),
                     reason: reason.clone(),
@@ -1409,7 +1425,7 @@ impl Message<StartAgain> for ServerActor {
         if self.running.is_none() {
             self.status.restarts += 1;
             let actor_ref = ctx.actor_ref().clone();
-            self.start_process(&actor_ref);
+            self.start_process(&actor_ref, false);
         }
         let (delegated, tx) = ctx.reply_sender();
         self.reply_when_ready(tx);

@@ -116,6 +116,48 @@ async fn a_server_that_always_crashes_at_start_reaches_crash_loop_while_others_s
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// A server that comes back from a crash but fails its handshake once (a registry download, a
+/// slow start) is not given up on: that run counts as a failure, and the restart policy starts
+/// it again within its budget.
+#[tokio::test]
+async fn a_handshake_that_fails_after_a_restart_is_retried_by_the_policy() {
+    let manager = spawn_manager(config());
+    let dir = std::env::temp_dir().join(format!("fleet-flaky-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let count = dir.join("starts");
+    // Answers every request with an error: its handshake fails.
+    let broken = r#"import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" in m and "method" in m:
+        e = {"code": -32603, "message": "temporarily broken"}
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "error": e}), flush=True)
+"#;
+    // Start 1 serves and crashes; start 2 is broken; start 3 serves.
+    let script = format!(
+        "n=$(cat '{count}' 2>/dev/null || echo 0); echo $((n+1)) > '{count}'
+         if [ \"$n\" = 1 ]; then exec python3 -c '{broken}'; fi
+         exec '{bin}' --name flaky --crash-after-requests 3",
+        count = count.display(),
+        bin = mcp_reference_server::binary_path().display(),
+    );
+    let spec = fleet_protocol::ServerSpec::stdio("flaky", "sh", ["-c".to_string(), script])
+        .with_restart(quick_restarts(5));
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    manager.ask(echo("flaky", "one")).await.unwrap();
+    manager.ask(echo("flaky", "two")).await.unwrap_err();
+    let back = wait_for(Duration::from_secs(20), "flaky ready again", || async {
+        let s = status(&manager, "flaky").await;
+        (s.state == ServerState::Ready && s.restarts == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(back.recent_exits.len(), 2, "{back:?}");
+    let r = manager.ask(echo("flaky", "three")).await.unwrap();
+    assert_eq!(r["content"][0]["text"], "three");
+    manager.ask(StopAllServers).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn a_request_during_a_restart_waits_a_bounded_time() {
     let mut cfg = config();
