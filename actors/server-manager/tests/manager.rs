@@ -308,7 +308,8 @@ async fn a_crash_takes_what_the_server_started_in_its_group_with_it() {
         ..Default::default()
     };
     let bin = mcp_reference_server::binary_path();
-    // A helper in the background, then the server, which crashes at its 4th request.
+    // A helper in the background, then the server, which exits with code 3 once it has
+    // answered its 3rd request (the handshake's two, then one call).
     let script = format!(
         "sleep 777 & exec '{}' --name c --crash-after-requests 3",
         bin.display()
@@ -317,11 +318,6 @@ async fn a_crash_takes_what_the_server_started_in_its_group_with_it() {
     let ready = manager.ask(LaunchServer { spec }).await.unwrap();
     let pgid = ready.pid.unwrap();
     manager.ask(echo("c", "one")).await.unwrap();
-    assert!(
-        common::group_alive(pgid),
-        "the helper runs beside the server"
-    );
-    manager.ask(echo("c", "two")).await.unwrap_err();
     wait_group_gone(pgid).await;
     manager.ask(StopAllServers).await.unwrap();
 }
