@@ -788,6 +788,24 @@ pub fn parse_fleet_toml(
         ConfigErrors(vec![error(line, column, key, inner.message().to_owned())])
     })?;
     let mut errors = Vec::new();
+    // A zero here would fail every probe or call at once, or end every session at once.
+    for (key, value) in [
+        ("session_ttl_secs", file.session_ttl_secs),
+        ("request_timeout_secs", file.request_timeout_secs),
+        ("health.interval_secs", file.health.interval_secs),
+        ("health.timeout_secs", file.health.timeout_secs),
+    ] {
+        if value == Some(0) {
+            let name = key.rsplit('.').next().unwrap_or(key);
+            let (line, column) = locate_toml_key(text, name);
+            errors.push(error(
+                line,
+                column,
+                key.into(),
+                format!("`{name}` must be at least 1"),
+            ));
+        }
+    }
     let restart = match file.restart.over(&RestartPolicy::default()) {
         Ok(p) => p,
         Err((field, message)) => {
@@ -838,6 +856,13 @@ pub fn parse_fleet_toml(
         let own_health = match table.remove("health") {
             None => ServerHealthToml::default(),
             Some(v) => match ServerHealthToml::deserialize(v) {
+                Ok(h) if h.timeout_secs == Some(0) => {
+                    problem(
+                        ".health.timeout_secs",
+                        "`timeout_secs` must be at least 1".into(),
+                    );
+                    continue;
+                }
                 Ok(h) => h,
                 Err(e) => {
                     problem(".health", e.message().to_owned());
@@ -1147,6 +1172,30 @@ headers = { Authorization = "Bearer ${env:TOK}" }
                 "servers.e.request_timeout_secs"
             ]
         );
+    }
+
+    #[test]
+    fn zero_timeouts_and_intervals_are_refused() {
+        let text = "session_ttl_secs = 0\nrequest_timeout_secs = 0\n[health]\ninterval_secs = 0\n\
+                    timeout_secs = 0\n[servers.f]\ncommand = \"x\"\nhealth = { timeout_secs = 0 }\n";
+        let errors = parse_fleet_toml("f.toml", text, &|_| None).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "session_ttl_secs",
+                "request_timeout_secs",
+                "health.interval_secs",
+                "health.timeout_secs",
+                "servers.f.health.timeout_secs"
+            ]
+        );
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.message.ends_with("must be at least 1"))
+        );
+        assert_eq!((errors[2].line, errors[3].line), (4, 5));
     }
 
     #[test]

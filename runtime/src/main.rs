@@ -47,7 +47,7 @@ enum Command {
         allow_hosts: Vec<String>,
         /// End a client session after this many seconds without a request [default: the
         /// TOML's `session_ttl_secs`, else 1800].
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
         session_ttl: Option<u64>,
         /// Where servers added or removed through the admin API are kept across restarts
         /// (default: the TOML's `state`, else beside the config, `NAME.state.json`).
