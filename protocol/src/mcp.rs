@@ -166,6 +166,47 @@ pub fn name_key(method: &str) -> Option<&'static str> {
     }
 }
 
+/// How a 2026-07-28 header value (`Mcp-Name`) is sent: as it is when it is printable ASCII
+/// (0x20 to 0x7E) without surrounding spaces and does not look like the sentinel; otherwise as
+/// `=?base64?...?=` of its UTF-8 bytes (standard alphabet, padded).
+pub fn encode_header_value(value: &str) -> std::borrow::Cow<'_, str> {
+    use base64::Engine as _;
+    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with(HEADER_SENTINEL.0) && value.ends_with(HEADER_SENTINEL.1));
+    if plain {
+        return value.into();
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+    format!("{}{encoded}{}", HEADER_SENTINEL.0, HEADER_SENTINEL.1).into()
+}
+
+/// The value a 2026-07-28 header (`Mcp-Name`) carries, as [`encode_header_value`] sent it:
+/// decoded from the sentinel form, as it is otherwise. The error says why it is malformed.
+pub fn decode_header_value(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, &'static str> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(raw)
+        .ok()
+        .filter(|t| t.bytes().all(|b| (0x20..=0x7e).contains(&b)))
+        .ok_or("a value that is not printable ASCII must be sent as `=?base64?...?=`")?
+        .trim();
+    let Some(encoded) = text
+        .strip_prefix(HEADER_SENTINEL.0)
+        .and_then(|t| t.strip_suffix(HEADER_SENTINEL.1))
+    else {
+        return Ok(text.into());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| "its `=?base64?...?=` form is not valid base64")?;
+    String::from_utf8(bytes)
+        .map(Into::into)
+        .map_err(|_| "its `=?base64?...?=` form is not UTF-8")
+}
+
+/// The markers around a header value sent in base64.
+const HEADER_SENTINEL: (&str, &str) = ("=?base64?", "?=");
+
 /// The protocol version a request's `params._meta` names (2026-07-28 requests carry one).
 pub fn meta_version(params: &Value) -> Option<&str> {
     params.get("_meta")?.get(META_PROTOCOL_VERSION)?.as_str()

@@ -8,6 +8,7 @@ use fleet_protocol::config::substitute_env;
 use fleet_protocol::jsonrpc::{
     ErrorObject, InvalidMessage, Message, Notification, Outcome, Request, RequestId, Response,
 };
+use fleet_protocol::mcp::{decode_header_value, encode_header_value};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tokio_util::codec::{Decoder, Encoder};
@@ -426,4 +427,52 @@ proptest! {
             prop_assert_eq!(substitute_env(&value, &|_| None), Ok(value));
         }
     }
+}
+
+proptest! {
+    /// Any name or URI survives a 2026-07-28 header: what is sent is a valid header value, and
+    /// it decodes to the value itself.
+    #[test]
+    fn header_values_round_trip(value in prop_oneof![".{0,24}", "[ -~]{0,24}", Just("=?base64?x?=".to_string())]) {
+        let sent = encode_header_value(&value);
+        prop_assert!(http_header_safe(&sent), "{sent:?}");
+        let decoded = decode_header_value(sent.as_bytes());
+        prop_assert_eq!(decoded.as_deref(), Ok(value.as_str()));
+    }
+
+    /// Nothing a client sends makes the decoding panic; what it accepts is printable ASCII.
+    #[test]
+    fn any_header_bytes_decode_or_are_refused(raw in prop::collection::vec(any::<u8>(), 0..40)) {
+        if decode_header_value(&raw).is_ok() {
+            prop_assert!(raw.iter().all(|b| (0x20..=0x7e).contains(b)));
+        }
+    }
+}
+
+/// A header value that is printable ASCII without surrounding spaces.
+fn http_header_safe(v: &str) -> bool {
+    v.bytes().all(|b| (0x20..=0x7e).contains(&b)) && v.trim() == v
+}
+
+#[test]
+fn header_values_follow_the_specifications_examples() {
+    // Plain ASCII goes as it is; the rest in base64 of its UTF-8.
+    assert_eq!(encode_header_value("get_weather"), "get_weather");
+    assert_eq!(encode_header_value("café"), "=?base64?Y2Fmw6k=?=");
+    assert_eq!(encode_header_value(" padded"), "=?base64?IHBhZGRlZA==?=");
+    // A plain value that looks like the sentinel is encoded, so decoding is unambiguous.
+    assert_eq!(
+        encode_header_value("=?base64?literal?="),
+        "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="
+    );
+    assert_eq!(
+        decode_header_value(b"=?base64?ZmlsZTovLy90bXAvY2Fmw6kudHh0?=").as_deref(),
+        Ok("file:///tmp/café.txt")
+    );
+    assert!(decode_header_value("café".as_bytes()).is_err());
+    assert!(decode_header_value(b"=?base64?not base64!?=").is_err());
+    assert!(
+        decode_header_value(b"=?base64?/w==?=").is_err(),
+        "not UTF-8"
+    );
 }

@@ -341,11 +341,22 @@ fn check_modern(
         return Ok(());
     };
     let body = params.and_then(|p| p.get(key)).and_then(Value::as_str);
-    match (header_str(headers, NAME_HEADER).map(str::trim), body) {
-        (Some(h), Some(b)) if h == b => Ok(()),
-        (Some(h), b) => bad(
+    // A name or URI that is not plain ASCII comes as `=?base64?...?=`, compared decoded.
+    let header = headers
+        .get(NAME_HEADER)
+        .map(|v| (v, mcp::decode_header_value(v.as_bytes())));
+    match (header, body) {
+        (Some((_, Ok(h))), Some(b)) if h == b => Ok(()),
+        (Some((_, Ok(h))), b) => bad(
             error_codes::HEADER_MISMATCH,
             format!("`Mcp-Name: {h}` does not match the body's {key} {b:?}"),
+        ),
+        (Some((raw, Err(why))), _) => bad(
+            error_codes::HEADER_MISMATCH,
+            format!(
+                "the `Mcp-Name` header {:?} is malformed: {why}",
+                String::from_utf8_lossy(raw.as_bytes())
+            ),
         ),
         (None, _) => bad(
             error_codes::HEADER_MISMATCH,

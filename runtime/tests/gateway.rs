@@ -868,8 +868,47 @@ async fn stateless_requests_need_no_session_and_their_headers_must_agree() {
         (v["error"]["code"].clone(), v["id"].clone()),
         (json!(-32020), json!(3))
     );
-    let r = modern("tools/call", call).send().await.unwrap();
+    let r = modern("tools/call", call.clone()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A name may come in base64 (as one that is not plain ASCII must): compared decoded.
+    let r = modern("tools/call", call.clone())
+        .header("mcp-name", "=?base64?cmVmX19lY2hv?=")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "m", "{v}");
+    let cafe = json!({"_meta": meta, "name": "café", "arguments": {}});
+    let r = modern("tools/call", cafe.clone())
+        .header("mcp-name", "=?base64?Y2Fmw6k=?=")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_ne!(v["error"]["code"], -32020, "the headers agree: {v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("café"),
+        "{v}"
+    );
+    // Sent raw, such a name is malformed, and said to be.
+    let r = modern("tools/call", cafe)
+        .header(
+            "mcp-name",
+            reqwest::header::HeaderValue::from_bytes("café".as_bytes()).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32020);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("=?base64?"),
+        "{v}"
+    );
     // A 2026 body without the version header is refused, not served as a 2025 request.
     let r = gw
         .http

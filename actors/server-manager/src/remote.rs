@@ -232,9 +232,10 @@ fn post_headers(shared: &Shared, message: &Value) -> HeaderMap {
             if let Ok(v) = HeaderValue::from_str(method) {
                 h.insert(headers::METHOD, v);
             }
+            // A name or URI that is not plain ASCII goes as `=?base64?...?=`.
             let name = mcp::name_key(method)
                 .and_then(|key| params?.get(key)?.as_str())
-                .and_then(|n| HeaderValue::from_str(n).ok());
+                .and_then(|n| HeaderValue::from_str(&mcp::encode_header_value(n)).ok());
             if let Some(name) = name {
                 h.insert(headers::NAME, name);
             }
