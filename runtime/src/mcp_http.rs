@@ -171,9 +171,11 @@ pub(crate) fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<
     let Some(token) = &config.bearer_token else {
         return Ok(());
     };
+    // The scheme's name is case-insensitive (RFC 9110, 11.1); the token is not.
     let given = header_str(headers, header::AUTHORIZATION.as_str())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim_start());
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         return Ok(());
     }
@@ -292,11 +294,14 @@ fn check_modern(
         )))
     };
     if !header_version.is_empty() && header_version != mcp::MODERN_VERSION {
-        // The versions this wire can use: what `server/discover` lists.
-        let e = FleetError::UnsupportedVersion {
-            version: header_version.to_owned(),
-            supported: vec![mcp::MODERN_VERSION.to_owned()],
-        };
+        // A version we do not speak at all: every one we do, so that a client of either era
+        // finds its own. A 2025 one beside a 2026 body: the versions this wire can use.
+        let e = fleet_gateway::dispatch::check_version(Some(header_version))
+            .err()
+            .unwrap_or_else(|| FleetError::UnsupportedVersion {
+                version: header_version.to_owned(),
+                supported: vec![mcp::MODERN_VERSION.to_owned()],
+            });
         return Err(Box::new(fleet_error_for(&id, e)));
     }
     if id.is_some() {
@@ -395,11 +400,18 @@ async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> R
     let limit = state.config.max_body_bytes;
     let body: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) if over_limit(&e) => {
             return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 error_codes::INVALID_REQUEST,
                 format!("the body is larger than {limit} bytes"),
+            );
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                error_codes::INVALID_REQUEST,
+                format!("the body could not be read: {e}"),
             );
         }
     };
@@ -627,15 +639,39 @@ enum First {
     Refused(Response),
 }
 
-async fn get(state: McpState, headers: &HeaderMap) -> Response {
-    if header_str(headers, VERSION_HEADER) == Some(mcp::MODERN_VERSION) {
+/// Whether reading a body failed for its size, rather than for a malformed or cut-off body.
+fn over_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// What a GET or DELETE of the 2026-07-28 wire, or of a version we do not speak, gets: 405 with
+/// `Allow: POST`, or 400 with -32022 and the versions we speak.
+fn not_for_this_version(headers: &HeaderMap, what: &str) -> Option<Response> {
+    let version = header_str(headers, VERSION_HEADER).map(str::trim);
+    if version == Some(mcp::MODERN_VERSION) {
         let mut r = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             error_codes::INVALID_REQUEST,
-            "2026-07-28 has no GET stream; use subscriptions/listen",
+            format!("2026-07-28 has no {what}"),
         );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Some(r);
+    }
+    fleet_gateway::dispatch::check_version(version)
+        .err()
+        .map(fleet_error_response)
+}
+
+async fn get(state: McpState, headers: &HeaderMap) -> Response {
+    if let Some(r) = not_for_this_version(headers, "GET stream; use subscriptions/listen") {
         return r;
     }
     if !accepts(headers, ["text/event-stream"]) {
@@ -661,6 +697,9 @@ async fn get(state: McpState, headers: &HeaderMap) -> Response {
 }
 
 async fn delete(state: McpState, headers: &HeaderMap) -> Response {
+    if let Some(r) = not_for_this_version(headers, "sessions to end") {
+        return r;
+    }
     let Some(session) = header_str(headers, SESSION_HEADER).map(str::to_owned) else {
         return fleet_error_response(FleetError::MissingSession);
     };

@@ -5,6 +5,7 @@
 mod common;
 
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{pids_with, reference, wait_for};
 use fleet_gateway::GatewayConfig;
@@ -623,6 +624,25 @@ async fn bad_input_gets_clear_http_errors_and_leaks_nothing() {
         Some(-32600),
     )
     .await;
+    // A chunked body cut by a malformed chunk is unreadable, not too large.
+    let addr = gw
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\naccept: {ACCEPT}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{{\"jso\r\nzz\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("could not be read"), "{answer}");
     check(raw(&ping), StatusCode::BAD_REQUEST, Some(-32600)).await; // no session
     let v = check(
         raw(&ping).header("mcp-session-id", "0123456789abcdef0123456789abcdef"),
@@ -676,6 +696,30 @@ async fn bad_input_gets_clear_http_errors_and_leaks_nothing() {
         Some(-32022),
     )
     .await;
+    // So is it on a GET or a DELETE, which leave the session as it was; and 2026-07-28 has
+    // neither.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let request = || {
+            gw.http
+                .request(method.clone(), &gw.url)
+                .header("accept", "text/event-stream")
+                .header("mcp-session-id", &s)
+        };
+        let bogus = request().header("mcp-protocol-version", "1999-01-01");
+        check(bogus, StatusCode::BAD_REQUEST, Some(-32022)).await;
+        let modern = request().header("mcp-protocol-version", "2026-07-28");
+        check(modern, StatusCode::METHOD_NOT_ALLOWED, Some(-32600)).await;
+    }
+    // Without a session, an unknown version is told every version the gateway speaks.
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let v = check(
+        raw(&init.to_string()).header("mcp-protocol-version", "1999-01-01"),
+        StatusCode::BAD_REQUEST,
+        Some(-32022),
+    )
+    .await;
+    assert_eq!(v["error"]["data"]["supported"][1], "2025-11-25", "{v}");
     // The gateway still serves, and none of it left a session behind.
     let r = gw.call(&s, "ping", json!({})).await;
     assert_eq!(r["result"], json!({}));
@@ -707,6 +751,21 @@ async fn a_bearer_token_is_required_when_configured() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The scheme's name in any case; not another scheme with the same token.
+    for (authorization, status) in [
+        ("bearer s3cret", StatusCode::OK),
+        ("BEARER s3cret", StatusCode::OK),
+        ("Basic s3cret", StatusCode::UNAUTHORIZED),
+        ("Bearer S3CRET", StatusCode::UNAUTHORIZED),
+    ] {
+        let r = gw
+            .post(None, init.clone())
+            .header("authorization", authorization)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{authorization}");
+    }
     let r = gw
         .post(None, init)
         .bearer_auth("s3cret")
