@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -40,7 +41,7 @@ use kameo::error::SendError;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::mcp_http::{McpHttpConfig, Rejection, check_auth, check_origin};
+use crate::mcp_http::{McpHttpConfig, Refused, check_auth, check_origin};
 use crate::reload::{ChangeError, Reloader};
 
 #[derive(Clone)]
@@ -82,7 +83,7 @@ pub fn router(
             |State(state): State<AdminState>, request: Request, next: Next| async move {
                 match check_guards(&state, request.headers()) {
                     Ok(()) => next.run(request).await,
-                    Err(rejection) => *rejection,
+                    Err(refused) => refused.render(error),
                 }
             },
         ));
@@ -93,6 +94,12 @@ pub fn router(
         )
         .route("/readyz", get(readyz))
         .merge(api)
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method (see `Allow`)",
+            )
+        })
         .with_state(state)
 }
 
@@ -114,7 +121,7 @@ fn ask_error<M>(e: SendError<M, FleetError>) -> Response {
     }
 }
 
-fn check_guards(state: &AdminState, headers: &HeaderMap) -> Result<(), Rejection> {
+fn check_guards(state: &AdminState, headers: &HeaderMap) -> Result<(), Refused> {
     check_origin(&state.guard, headers)?;
     check_auth(&state.guard, headers)
 }
@@ -172,8 +179,12 @@ struct LogsQuery {
 async fn logs(
     State(state): State<AdminState>,
     Path(name): Path<String>,
-    Query(q): Query<LogsQuery>,
+    q: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(r) => return error(r.status(), r.body_text()),
+    };
     let max_lines = q.lines.unwrap_or(200).min(100_000);
     match state.manager.ask(GetServerLogs { name, max_lines }).await {
         Ok(lines) => Json(json!({ "lines": lines })).into_response(),
@@ -242,12 +253,13 @@ fn spec_from_body(body: serde_json::Value) -> Result<fleet_protocol::ServerSpec,
         .ok_or_else(|| vec!["a disabled server cannot be added".into()])
 }
 
-async fn add(State(state): State<AdminState>, body: Option<Json<serde_json::Value>>) -> Response {
-    let Some(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the body must be JSON (Content-Type: application/json)",
-        );
+async fn add(
+    State(state): State<AdminState>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(r) => return error(r.status(), r.body_text()),
     };
     let spec = match spec_from_body(body) {
         Ok(spec) => spec,

@@ -112,6 +112,27 @@ fn rpc_error_response(status: StatusCode, id: Option<RequestId>, error: ErrorObj
 /// A request turned away before the gateway sees it (boxed: the rare path).
 pub(crate) type Rejection = Box<Response>;
 
+/// A request that failed the `Host`, `Origin` or token check: its status and why, which `/mcp`
+/// answers as a JSON-RPC error and the admin API as its own `{"error": ..}`.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+}
+
+impl Refused {
+    /// The response `body` makes of it, with `WWW-Authenticate: Bearer` on a 401.
+    pub(crate) fn render(self, body: impl FnOnce(StatusCode, String) -> Response) -> Response {
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let mut r = body(self.status, self.message);
+        if unauthorized {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -127,7 +148,7 @@ fn host_name(authority: &str) -> &str {
     a.split(':').next().unwrap_or(a)
 }
 
-pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
+pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Refused> {
     if config.allowed_hosts.is_empty() {
         return Ok(());
     }
@@ -140,14 +161,13 @@ pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Resul
     if let Some(host) = headers.get(header::HOST) {
         let host = host.to_str().map(host_name).unwrap_or_default();
         if !allowed(host) {
-            return Err(Box::new(error_response(
-                StatusCode::FORBIDDEN,
-                error_codes::INVALID_REQUEST,
-                format!(
+            return Err(Refused {
+                status: StatusCode::FORBIDDEN,
+                message: format!(
                     "Host `{}` is not allowed (DNS rebinding protection)",
                     host.to_ascii_lowercase()
                 ),
-            )));
+            });
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -157,17 +177,16 @@ pub(crate) fn check_origin(config: &McpHttpConfig, headers: &HeaderMap) -> Resul
             .map(|(_, rest)| host_name(rest.split('/').next().unwrap_or("")))
             .unwrap_or_default();
         if !allowed(host) {
-            return Err(Box::new(error_response(
-                StatusCode::FORBIDDEN,
-                error_codes::INVALID_REQUEST,
-                format!("Origin `{origin}` is not allowed (DNS rebinding protection)"),
-            )));
+            return Err(Refused {
+                status: StatusCode::FORBIDDEN,
+                message: format!("Origin `{origin}` is not allowed (DNS rebinding protection)"),
+            });
         }
     }
     Ok(())
 }
 
-pub(crate) fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Rejection> {
+pub(crate) fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<(), Refused> {
     let Some(token) = &config.bearer_token else {
         return Ok(());
     };
@@ -179,14 +198,10 @@ pub(crate) fn check_auth(config: &McpHttpConfig, headers: &HeaderMap) -> Result<
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         return Ok(());
     }
-    let mut r = error_response(
-        StatusCode::UNAUTHORIZED,
-        error_codes::INVALID_REQUEST,
-        "a valid `Authorization: Bearer` token is required",
-    );
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    Err(Box::new(r))
+    Err(Refused {
+        status: StatusCode::UNAUTHORIZED,
+        message: "a valid `Authorization: Bearer` token is required".into(),
+    })
 }
 
 /// Whether `Accept` allows every one of `wanted` (`type/subtype` each), in one pass over the
@@ -218,11 +233,12 @@ fn accepts<const N: usize>(headers: &HeaderMap, wanted: [&str; N]) -> bool {
 async fn handle(State(state): State<McpState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    if let Err(r) = check_origin(&state.config, &headers) {
-        return *r;
-    }
-    if let Err(r) = check_auth(&state.config, &headers) {
-        return *r;
+    if let Err(refused) =
+        check_origin(&state.config, &headers).and_then(|()| check_auth(&state.config, &headers))
+    {
+        return refused.render(|status, message| {
+            error_response(status, error_codes::INVALID_REQUEST, message)
+        });
     }
     match parts.method {
         Method::POST => post(state, &headers, body).await,

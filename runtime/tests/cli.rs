@@ -427,12 +427,32 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
         .await
         .unwrap();
     assert_eq!(no_token.status(), 401);
+    assert_eq!(no_token.headers()["www-authenticate"], "Bearer");
+    let body: serde_json::Value = no_token.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
     let rebinding = get("/api/servers")
         .header("host", "evil.example:80")
         .send()
         .await
         .unwrap();
     assert_eq!(rebinding.status(), 403);
+    let body: serde_json::Value = rebinding.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("Host"), "{body}");
+    // Every refusal of the admin API is JSON with an error: a bad query, a wrong method.
+    let bad_query = get("/api/servers/a/logs?lines=many").send().await.unwrap();
+    assert_eq!(bad_query.status(), 400);
+    let body: serde_json::Value = bad_query.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("lines"), "{body}");
+    let wrong_method = http
+        .put(format!("{base}/api/servers/a"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert!(wrong_method.headers().contains_key("allow"));
+    let body: serde_json::Value = wrong_method.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
 
     // A restart on request: a new pid, and the old process is gone.
     let restarted = http
@@ -544,6 +564,16 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
         .await
         .unwrap();
     assert_eq!(again.status(), 409);
+    let not_json = http
+        .post(format!("{base}/api/servers"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    let body: serde_json::Value = not_json.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("JSON"), "{body}");
     let bad = http
         .post(format!("{base}/api/servers"))
         .json(&json!({"name": "bad", "command": "x", "argz": []}))
