@@ -310,14 +310,15 @@ fn check_modern(
         )))
     };
     if !header_version.is_empty() && header_version != mcp::MODERN_VERSION {
-        // A version we do not speak at all: every one we do, so that a client of either era
-        // finds its own. A 2025 one beside a 2026 body: the versions this wire can use.
-        let e = fleet_gateway::dispatch::check_version(Some(header_version))
-            .err()
-            .unwrap_or_else(|| FleetError::UnsupportedVersion {
+        // The versions this wire can use, as `server/discover` lists them; but an `initialize`,
+        // which only a 2025-era client sends, is told every version, so that it finds its own.
+        let e = match fleet_gateway::dispatch::check_version(Some(header_version)) {
+            Err(every) if method == mcp::methods::INITIALIZE => every,
+            _ => FleetError::UnsupportedVersion {
                 version: header_version.to_owned(),
                 supported: vec![mcp::MODERN_VERSION.to_owned()],
-            });
+            },
+        };
         return Err(Box::new(fleet_error_for(&id, e)));
     }
     if id.is_some() {

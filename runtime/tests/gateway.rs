@@ -877,6 +877,31 @@ async fn a_thousand_sessions_share_the_servers_processes() {
     gw.stop().await;
 }
 
+/// A client's id comes back exactly as sent, through a call the gateway forwards to a server
+/// under an id of its own.
+#[tokio::test]
+async fn ids_come_back_digit_for_digit() {
+    let gw = start(
+        vec![reference("ref", &[])],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let s = gw.open().await;
+    for id in ["18446744073709551615", "-7", "0", "\"x\"", "\"\""] {
+        let body: Value = serde_json::from_str(&format!(
+            r#"{{"jsonrpc": "2.0", "id": {id}, "method": "tools/call",
+                "params": {{"name": "ref__echo", "arguments": {{"message": "m"}}}}}}"#
+        ))
+        .unwrap();
+        let r = gw.post(Some(&s), body).send().await.unwrap();
+        let text = r.text().await.unwrap();
+        assert!(text.contains(&format!(r#""id":{id}"#)), "{text}");
+        assert!(text.contains(r#""text":"m""#), "{text}");
+    }
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn stateless_requests_need_no_session_and_their_headers_must_agree() {
     let gw = start(
