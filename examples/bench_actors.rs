@@ -417,6 +417,8 @@ async fn tell_run(target: TellTarget, n: u64) -> anyhow::Result<Duration> {
                         healthy: true,
                         consecutive_failures: 0,
                         reason: None,
+                        pid: None,
+                        started_at: None,
                     })
                     .send()
                     .await

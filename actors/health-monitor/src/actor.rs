@@ -343,7 +343,10 @@ impl HealthMonitor {
                     failure_threshold: status.health.failure_threshold.unwrap_or(default_threshold),
                 };
                 let verdict = tracked.tracker.observe(outcome, &policy);
-                (verdict, tracked.tracker.to_event(server))
+                let mut event = tracked.tracker.to_event(server);
+                event.pid = tracked.process.pid;
+                event.started_at = tracked.process.started_at;
+                (verdict, event)
             };
 
             match outcome {

@@ -132,7 +132,8 @@ impl HealthTracker {
         }
     }
 
-    /// The event announcing the current verdict (sent after a [`Verdict`]).
+    /// The event announcing the current verdict (sent after a [`Verdict`]), about no process
+    /// in particular: the monitor names the process it probed.
     pub fn to_event(&self, server: &str) -> HealthChanged {
         HealthChanged {
             server: server.to_owned(),
@@ -143,6 +144,8 @@ impl HealthTracker {
             } else {
                 self.last_error.clone()
             },
+            pid: None,
+            started_at: None,
         }
     }
 }

@@ -323,6 +323,9 @@ async fn unhealthy_after_exactly_threshold_failed_rounds_then_recovered() {
             healthy: false,
             consecutive_failures: 3,
             reason: Some("server `b` exited".to_owned()),
+            // The process probed, as the status named it.
+            pid: Some(1000),
+            started_at: None,
         }
     );
 
@@ -340,6 +343,8 @@ async fn unhealthy_after_exactly_threshold_failed_rounds_then_recovered() {
             healthy: true,
             consecutive_failures: 0,
             reason: None,
+            pid: Some(1000),
+            started_at: None,
         }
     );
 

@@ -374,7 +374,10 @@ impl Message<HealthChanged> for ServerManager {
     async fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self, Self::Reply>) {
         self.count();
         if let Ok(actor) = self.server_actor(&msg.server) {
-            let _ = actor.tell(msg).try_send();
+            // A verdict comes once per change: if the mailbox is full, it waits for room.
+            if let Err(SendError::MailboxFull(msg)) = actor.tell(msg).try_send() {
+                tokio::spawn(async move { actor.tell(msg).send().await });
+            }
         }
     }
 }

@@ -1663,6 +1663,13 @@ impl Message<HealthChanged> for ServerActor {
     type Reply = ();
 
     async fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self, ()>) {
+        // A round's verdict arrives when the whole round ends: the process it probed may have
+        // exited and been replaced meanwhile, and the new one is not to pay for it.
+        let named = msg.pid.is_some() || msg.started_at.is_some();
+        if named && (msg.pid, msg.started_at) != (self.status.pid, self.status.started_at) {
+            tracing::debug!(server = %self.spec.name, healthy = msg.healthy, "health verdict about an earlier process; ignored");
+            return;
+        }
         match (&self.status.state, msg.healthy) {
             (ServerState::Ready, false) => {
                 tracing::warn!(server = %self.spec.name, failures = msg.consecutive_failures, reason = ?msg.reason, "server unhealthy; killing it so the restart policy can replace it");

@@ -318,6 +318,8 @@ async fn exits_say_why_and_each_restart_is_counted_once() {
             healthy: false,
             consecutive_failures: 3,
             reason: Some("test".into()),
+            pid: None,
+            started_at: None,
         })
         .await
         .unwrap();

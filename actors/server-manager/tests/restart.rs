@@ -6,7 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::{config, quick_restarts, reference, spawn_manager, wait_for};
-use fleet_protocol::messages::server::{CallServer, GetServerStatus, LaunchServer, StopAllServers};
+use fleet_protocol::messages::health::HealthChanged;
+use fleet_protocol::messages::server::{
+    CallServer, GetServerStatus, LaunchServer, RestartServer, StopAllServers,
+};
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use fleet_server_manager::{INSTANCE_VAR, ServerManager, sweep_orphans};
 use kameo::actor::ActorRef;
@@ -156,6 +159,44 @@ for line in sys.stdin:
     assert_eq!(r["content"][0]["text"], "three");
     manager.ask(StopAllServers).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A health verdict names the process it was about: one about a process that has since been
+/// replaced leaves the new one alone, while one about the current process kills it.
+#[tokio::test]
+async fn a_verdict_about_a_replaced_process_spares_its_successor() {
+    let manager = spawn_manager(config());
+    let spec = reference("h", &[]).with_restart(quick_restarts(5));
+    let first = manager.ask(LaunchServer { spec }).await.unwrap();
+    let again = manager
+        .ask(RestartServer { name: "h".into() })
+        .await
+        .unwrap();
+    assert_ne!(again.pid, first.pid);
+    let verdict = |about: &ServerStatus| HealthChanged {
+        server: "h".into(),
+        healthy: false,
+        consecutive_failures: 3,
+        reason: Some("probe failed".into()),
+        pid: about.pid,
+        started_at: about.started_at,
+    };
+    manager.tell(verdict(&first)).await.unwrap();
+    // The server's actor takes the call after the verdict: it still serves.
+    let r = manager.ask(echo("h", "still")).await.unwrap();
+    assert_eq!(r["content"][0]["text"], "still");
+    assert_eq!(status(&manager, "h").await.pid, again.pid);
+    manager.tell(verdict(&again)).await.unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the unhealthy process replaced",
+        || async {
+            let s = status(&manager, "h").await;
+            (s.state == ServerState::Ready && s.pid != again.pid && s.pid.is_some()).then_some(())
+        },
+    )
+    .await;
+    manager.ask(StopAllServers).await.unwrap();
 }
 
 #[tokio::test]

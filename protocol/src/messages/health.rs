@@ -7,7 +7,7 @@
 //!
 //! It emits [`HealthChanged`] (to the server manager) and probe metrics (to the metrics collector).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,13 @@ pub struct HealthChanged {
     pub consecutive_failures: u32,
     /// The last probe error, when unhealthy.
     pub reason: Option<String>,
+    /// The process the verdict is about, as the server's status named it when it was probed
+    /// (its pid, and when it started): a verdict about a process that has since been replaced
+    /// is not applied to its successor. Both `None`: no process in particular.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub started_at: Option<SystemTime>,
 }
 
 /// One probe's outcome.
