@@ -6,14 +6,17 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-/// Why a command failed: the fleet could not be reached or failed (exit 1), or it refused the
-/// request as the user's mistake, a 4xx (exit 2).
+/// Why a command failed: the fleet could not be reached or failed, or the server did not start
+/// (exit 1), or it refused the request as the user's mistake, a 4xx (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("cannot reach mcp-fleet at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("{message}")]
     Refused { status: u16, message: String },
+    /// The fleet did what was asked, but the server it was about did not start (exit 1).
+    #[error("{message}")]
+    NotStarted { message: String },
 }
 
 impl CliError {
@@ -22,6 +25,47 @@ impl CliError {
             CliError::Refused { status, .. } if (400..500).contains(status) => 2,
             _ => 1,
         }
+    }
+}
+
+/// An error and each of its causes ("connection refused" is a cause of reqwest's error).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// `/api/servers/NAME[/REST...]`: the name as one path segment, percent-encoded, so that a name
+/// with `#`, `?` or `/` in it names that server and no other.
+pub fn server_path(name: &str, rest: &[&str]) -> String {
+    let mut url = reqwest::Url::parse("http://fleet/api/servers").expect("a constant, valid URL");
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.push(name).extend(rest);
+    }
+    url.path().to_owned()
+}
+
+/// The `--url` of a running fleet: an http or https URL (anything else is a usage error).
+pub fn parse_fleet_url(text: &str) -> Result<String, String> {
+    match reqwest::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(text.to_owned())
+        }
+        Ok(u) => Err(format!(
+            "`{text}` is not an http(s) URL (scheme `{}`)",
+            u.scheme()
+        )),
+        Err(e) => Err(format!(
+            "`{text}` is not a URL ({e}); for example http://127.0.0.1:7700"
+        )),
     }
 }
 
@@ -55,7 +99,7 @@ impl Client {
     async fn send(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
         r.send().await.map_err(|e| CliError::Unreachable {
             url: self.base.clone(),
-            reason: e.to_string(),
+            reason: with_causes(&e),
         })
     }
 
@@ -273,6 +317,27 @@ pub fn status_table(servers: &Value, health: &Value, now: SystemTime) -> String 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_server_name_is_one_path_segment_whatever_it_holds() {
+        assert_eq!(super::server_path("a", &[]), "/api/servers/a");
+        assert_eq!(
+            super::server_path("prod#canary", &[]),
+            "/api/servers/prod%23canary"
+        );
+        assert_eq!(
+            super::server_path("a/b?c d", &["logs"]),
+            "/api/servers/a%2Fb%3Fc%20d/logs"
+        );
+    }
+
+    #[test]
+    fn the_fleet_url_must_be_http() {
+        assert!(super::parse_fleet_url("http://127.0.0.1:7700").is_ok());
+        assert!(super::parse_fleet_url("https://fleet.example").is_ok());
+        assert!(super::parse_fleet_url("127.0.0.1:7700").is_err());
+        assert!(super::parse_fleet_url("ftp://x").is_err());
+    }
+
     use super::*;
 
     #[test]

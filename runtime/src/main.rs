@@ -92,7 +92,7 @@ enum Command {
 #[derive(clap::Args)]
 struct Remote {
     /// The fleet's HTTP address (its `run --listen`).
-    #[arg(long, global = true, default_value = "http://127.0.0.1:7700")]
+    #[arg(long, global = true, default_value = "http://127.0.0.1:7700", value_parser = cli::parse_fleet_url)]
     url: String,
 }
 
@@ -232,25 +232,25 @@ async fn servers(c: cli::Client, action: ServersAction) -> Result<(), cli::CliEr
         }
         ServersAction::Remove { name } => (
             Method::DELETE,
-            format!("/api/servers/{name}"),
+            cli::server_path(&name, &[]),
             None,
             format!("removed {name}"),
         ),
         ServersAction::Start { name } => (
             Method::POST,
-            format!("/api/servers/{name}/start"),
+            cli::server_path(&name, &["start"]),
             None,
             format!("started {name}"),
         ),
         ServersAction::Stop { name } => (
             Method::POST,
-            format!("/api/servers/{name}/stop"),
+            cli::server_path(&name, &["stop"]),
             None,
             format!("stopped {name}"),
         ),
         ServersAction::Restart { name } => (
             Method::POST,
-            format!("/api/servers/{name}/restart"),
+            cli::server_path(&name, &["restart"]),
             None,
             format!("restarted {name}"),
         ),
@@ -261,7 +261,11 @@ async fn servers(c: cli::Client, action: ServersAction) -> Result<(), cli::CliEr
         answer["pid"].as_u64(),
         answer["error"].as_str(),
     ) {
-        (_, _, Some(error)) => println!("{done}, but it did not start: {error}"),
+        (_, _, Some(error)) => {
+            return Err(cli::CliError::NotStarted {
+                message: format!("{done}, but it did not start: {error}"),
+            });
+        }
         (Some(state), Some(pid), _) => println!("{done}: {state}, pid {pid}"),
         (Some(state), None, _) => println!("{done}: {state}"),
         _ => println!("{done}"),
@@ -275,9 +279,10 @@ async fn logs(
     follow: bool,
     lines: usize,
 ) -> Result<(), cli::CliError> {
-    let path = format!("/api/servers/{name}");
+    let path = cli::server_path(&name, &[]);
+    let logs = cli::server_path(&name, &["logs"]);
     let mut seen = c.get(&path).await?["stderr_lines"].as_u64().unwrap_or(0);
-    for line in c.get(&format!("{path}/logs?lines={lines}")).await?["lines"]
+    for line in c.get(&format!("{logs}?lines={lines}")).await?["lines"]
         .as_array()
         .into_iter()
         .flatten()
@@ -293,7 +298,7 @@ async fn logs(
         let total = c.get(&path).await?["stderr_lines"].as_u64().unwrap_or(seen);
         if total > seen {
             let new = (total - seen) as usize;
-            for line in c.get(&format!("{path}/logs?lines={new}")).await?["lines"]
+            for line in c.get(&format!("{logs}?lines={new}")).await?["lines"]
                 .as_array()
                 .into_iter()
                 .flatten()

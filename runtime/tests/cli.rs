@@ -727,6 +727,22 @@ async fn the_cli_operates_a_running_fleet_through_its_api() {
     let (code, out) = fleet_cli(&url, &["servers", "restart", "nope"]).await;
     assert_eq!(code, 2, "a 404 is the user's mistake: {out}");
     assert!(out.contains("no server named `nope`"), "{out}");
+    // A name with `#` in it names that server, not `b` (the name is one path segment).
+    let (code, out) = fleet_cli(&url, &["servers", "add", "b#2", &bin_s]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = fleet_cli(&url, &["servers", "remove", "b#2"]).await;
+    assert_eq!((code, out.trim()), (0, "removed b#2"));
+    let (code, out) = fleet_cli(&url, &["status"]).await;
+    assert!(
+        code == 0 && out.lines().any(|l| l.starts_with("b ")),
+        "{out}"
+    );
+    // A server that is added but cannot start is a failure.
+    let (code, out) = fleet_cli(&url, &["servers", "add", "broken", "/nonexistent/bin"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("did not start"), "{out}");
+    let (code, out) = fleet_cli(&url, &["servers", "remove", "broken"]).await;
+    assert_eq!(code, 0, "{out}");
     let (code, out) = fleet_cli(&url, &["servers", "remove", "b"]).await;
     assert_eq!((code, out.trim()), (0, "removed b"));
 
@@ -737,6 +753,12 @@ async fn the_cli_operates_a_running_fleet_through_its_api() {
     let (code, out) = fleet_cli(&url, &["status"]).await;
     assert_eq!(code, 1, "nothing listens any more: {out}");
     assert!(out.contains("cannot reach mcp-fleet"), "{out}");
+    assert!(
+        out.to_lowercase().contains("connection refused"),
+        "the cause: {out}"
+    );
+    let (code, out) = fleet_cli("127.0.0.1:7700", &["status"]).await;
+    assert_eq!(code, 2, "not a URL: {out}");
     let _ = std::fs::remove_file(&state);
 }
 
