@@ -479,7 +479,7 @@ impl Gateway {
 }
 
 /// The server's tools (from its status) and every page of the other lists its capabilities
-/// declare.
+/// declare; a list that cannot be read is empty. Fails only when the status cannot be read.
 async fn fetch_lists(
     servers: &ReplyRecipient<CallServer, Value, FleetError>,
     status: &ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
@@ -527,7 +527,13 @@ async fn fetch_lists(
                 })) if error.code == error_codes::METHOD_NOT_FOUND => {
                     break;
                 }
-                Err(e) => return Err(format!("{}: {e}", kind.method())),
+                // One list that fails leaves it empty, not the server's other items (its tools
+                // are known already): the next change of the server lists it again.
+                Err(e) => {
+                    tracing::warn!(server, method = kind.method(), error = %e, "could not list the server's items of this kind; it offers none of them for now");
+                    items.clear();
+                    break;
+                }
             };
             if let Some(found) = page.get(kind.key()).and_then(Value::as_array) {
                 items.extend(found.iter().cloned());

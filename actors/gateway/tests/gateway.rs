@@ -101,7 +101,12 @@ impl KameoMessage<GetServerStatus> for ScriptedManager {
             era: Era::Legacy,
             protocol_version: "2025-11-25".into(),
             server_info: json!({}),
-            capabilities: json!({"tools": {}}),
+            // A server named `p...` declares prompts too, which this manager cannot list.
+            capabilities: if st.name.starts_with('p') {
+                json!({"tools": {}, "prompts": {}})
+            } else {
+                json!({"tools": {}})
+            },
             instructions: None,
             tools: Arc::from(tools),
             took: Duration::ZERO,
@@ -306,6 +311,20 @@ async fn the_catalog_follows_server_events_and_sessions_are_told() {
         s.tool_names(&session).await == ["a__echo", "b__echo"]
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_list_that_cannot_be_read_leaves_the_servers_other_items() {
+    let s = setup(GatewayConfig::default());
+    // `p` declares prompts, and its prompts/list fails: its tools are offered all the same.
+    s.server("p", &["echo"], ServerState::Ready);
+    let a = s.open().await;
+    eventually("p's tools listed", async || {
+        s.tool_names(&a).await == ["p__echo"]
+    })
+    .await;
+    let prompts = s.request(&a, "prompts/list", json!({})).await;
+    assert_eq!(prompts["prompts"], json!([]), "{prompts}");
 }
 
 #[tokio::test]
