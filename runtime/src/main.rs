@@ -379,7 +379,7 @@ async fn launch_progress(
 
 /// SIGHUP: reads the config again and applies what changed. A config with errors changes
 /// nothing: the errors are logged and the running servers keep running.
-async fn reload(reloader: &reload::Reloader, path: &std::path::Path) {
+async fn reload(reloader: std::sync::Arc<reload::Reloader>, path: PathBuf) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     // The reloader logs what it did; a refused file is logged here.
     if let Err(errors) = reloader.reload().await {
@@ -552,6 +552,9 @@ async fn run(args: RunArgs) -> ExitCode {
     }
 
     let progress = tokio::spawn(launch_progress(fleet.server_manager.clone(), specs.len()));
+    // Reloads run in tasks of their own (one after the other, by the reloader's lock), so that
+    // a signal to stop is heard while one launches a slow server; the shutdown ends them.
+    let mut reloads = tokio::task::JoinSet::new();
     let launch = fleet.supervisor.ask(LaunchFleet { specs });
     let signalled = tokio::select! {
         report = launch => {
@@ -571,7 +574,10 @@ async fn run(args: RunArgs) -> ExitCode {
                 tokio::select! {
                     _ = sigint.recv() => break "SIGINT",
                     _ = sigterm.recv() => break "SIGTERM",
-                    _ = sighup.recv() => reload(&reloader, &config_path).await,
+                    _ = sighup.recv() => {
+                        reloads.spawn(reload(reloader.clone(), config_path.clone()));
+                    }
+                    Some(_) = reloads.join_next() => {}
                 }
             }
         }
@@ -579,6 +585,7 @@ async fn run(args: RunArgs) -> ExitCode {
         _ = sigterm.recv() => "SIGTERM",
     };
     progress.abort();
+    reloads.abort_all();
     tracing::info!(signal = signalled, "shutting down");
     // Sessions first: their streams close, so the HTTP server can drain.
     let _ = fleet.gateway.stop_gracefully().await;

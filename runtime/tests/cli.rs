@@ -352,6 +352,19 @@ async fn sighup_restarts_only_the_server_whose_entry_changed_and_sessions_go_on(
     assert_eq!(pids_with(&format!("{marker}-a-v1")), a_pids);
     assert_eq!(pids_with(&format!("{marker}-b-v2")).len(), 1);
 
+    // A reload that waits on a slow server does not hold up a SIGTERM (the handshake's
+    // timeout, a minute, would have): the fleet stops within the bound below.
+    let slow = format!(
+        r#", "d": {{ "command": "{}", "args": ["--name", "{marker}-d", "--slow-start-ms", "100000"] }}"#,
+        bin.display()
+    );
+    std::fs::write(&config.0, text("v2", &slow)).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(Duration::from_secs(30), "d starting", || async {
+        (pids_with(&format!("{marker}-d")).len() == 1).then_some(())
+    })
+    .await;
+
     let status = sigterm(&mut child, Duration::from_secs(15))
         .await
         .expect("mcp-fleet exits after SIGTERM");
