@@ -1597,7 +1597,10 @@ impl ServerActor {
         let name = self.spec.name.clone();
         tokio::spawn(async move {
             let result = match answer.await {
-                Ok(answer) => answer.map(|_| started.elapsed()),
+                // Any answer shows the server reads and answers: one that refuses the probe
+                // (a `ping` it does not implement) is alive all the same.
+                Ok(Ok(_) | Err(FleetError::Upstream { .. })) => Ok(started.elapsed()),
+                Ok(Err(e)) => Err(e),
                 // The actor dropped the request: it stopped without answering.
                 Err(_) => Err(FleetError::ServerExited {
                     server: name,

@@ -322,6 +322,33 @@ async fn a_crash_takes_what_the_server_started_in_its_group_with_it() {
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// A probe the server answers with an error still shows it alive: it read and answered.
+#[tokio::test]
+async fn a_probe_answered_with_an_error_is_a_live_server() {
+    let manager = spawn_manager(config());
+    // A 2025-era server that implements `initialize` and nothing else, `ping` included.
+    let script = r#"import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m or "method" not in m:
+        continue
+    if m["method"] == "initialize":
+        r = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "p", "version": "1"}}
+        out = {"jsonrpc": "2.0", "id": m["id"], "result": r}
+    else:
+        out = {"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no " + m["method"]}}
+    print(json.dumps(out), flush=True)
+"#;
+    let spec = ServerSpec::stdio("p", "python3", ["-c", script]);
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    let probe = ProbeServer {
+        name: "p".into(),
+        timeout: Duration::from_secs(5),
+    };
+    assert!(manager.ask(probe).await.is_ok());
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_missing_command_fails_that_server_only() {
     let manager = spawn_manager(config());
