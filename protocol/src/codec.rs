@@ -8,7 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder, LinesCodec, LinesCodecError};
 
-use crate::jsonrpc::{InvalidMessage, Message};
+use crate::jsonrpc::{InvalidMessage, Message, RequestId};
 
 /// The default maximum size of one message: 16 MiB (a large `resources/read` fits).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -24,6 +24,13 @@ pub enum FrameError {
     NotJson { reason: String },
     #[error("line is JSON but not JSON-RPC: {0}")]
     NotJsonRpc(InvalidMessage),
+    /// An object with an `id` and no `method` (an answer, then) that is not a valid response:
+    /// the request it answers can be failed at once instead of waiting for its timeout.
+    #[error("answer to id {id} is not a valid JSON-RPC response: {problem}")]
+    BadAnswer {
+        id: RequestId,
+        problem: InvalidMessage,
+    },
 }
 
 /// Encodes messages as one line of JSON each; decodes lines into messages or [`FrameError`]s.
@@ -73,12 +80,74 @@ pub fn parse_line(line: &str) -> DecodedLine {
 /// ([`FrameError::NotJson`]) from JSON that is not JSON-RPC ([`FrameError::NotJsonRpc`]).
 pub fn parse_json(text: &[u8]) -> DecodedLine {
     serde_json::from_slice::<Message>(text).or_else(|_| {
-        let value: serde_json::Value =
-            serde_json::from_slice(text).map_err(|e| FrameError::NotJson {
-                reason: e.to_string(),
-            })?;
-        Message::from_value(value).map_err(FrameError::NotJsonRpc)
+        let value: serde_json::Value = match serde_json::from_slice(text) {
+            Ok(v) => v,
+            Err(e) => {
+                // JavaScript and Python write a string cut inside a surrogate pair as a lone
+                // `\ud83d`, which serde_json refuses: such text is read with U+FFFD instead.
+                let not_json = FrameError::NotJson {
+                    reason: e.to_string(),
+                };
+                let repaired = replace_lone_surrogates(text).ok_or(not_json)?;
+                return parse_json(&repaired);
+            }
+        };
+        let answers = match &value {
+            serde_json::Value::Object(o) if !o.contains_key("method") => o
+                .get("id")
+                .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok()),
+            _ => None,
+        };
+        Message::from_value(value).map_err(|problem| match answers {
+            Some(id) => FrameError::BadAnswer { id, problem },
+            None => FrameError::NotJsonRpc(problem),
+        })
     })
+}
+
+/// `text` with each `\uXXXX` escape of a lone UTF-16 surrogate (one not in a high-low pair)
+/// replaced by `\ufffd`; `None` if it has none. Only escapes are looked at: a backslash and
+/// the character after it are skipped as a pair, so `\\u` (an escaped backslash) is left alone.
+pub fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(text.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    // The surrogate escaped at `at` (the backslash), if one is.
+    let surrogate = |at: usize| -> Option<u16> {
+        (text.get(at) == Some(&b'\\') && text.get(at + 1) == Some(&b'u'))
+            .then(|| hex(at + 2))
+            .flatten()
+            .filter(|u| (0xD800..=0xDFFF).contains(u))
+    };
+    let mut out = Vec::with_capacity(text.len());
+    let mut replaced = false;
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] != b'\\' {
+            out.push(text[i]);
+            i += 1;
+            continue;
+        }
+        match surrogate(i) {
+            Some(0xD800..=0xDBFF)
+                if surrogate(i + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+            {
+                out.extend_from_slice(&text[i..i + 12]);
+                i += 12;
+            }
+            Some(_) => {
+                out.extend_from_slice(b"\\ufffd");
+                replaced = true;
+                i += 6;
+            }
+            None => {
+                out.extend_from_slice(&text[i..(i + 2).min(text.len())]);
+                i += 2;
+            }
+        }
+    }
+    replaced.then_some(out)
 }
 
 impl Decoder for JsonRpcCodec {
@@ -154,6 +223,41 @@ impl Encoder<Message> for JsonRpcCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_surrogate_is_read_as_a_replacement_character() {
+        // A JavaScript string cut inside an emoji; a pair and an escaped backslash are kept.
+        let line =
+            br#"{"jsonrpc":"2.0","id":4,"result":{"t":"cut \ud83d","ok":"\ud83d\ude00 \\ud800"}}"#;
+        let Ok(Message::Response(r)) = parse_json(line) else {
+            panic!("{:?}", parse_json(line))
+        };
+        let crate::jsonrpc::Outcome::Result(v) = r.outcome else {
+            panic!()
+        };
+        assert_eq!(v["t"], "cut \u{fffd}");
+        assert_eq!(v["ok"], "\u{1f600} \\ud800");
+        assert_eq!(replace_lone_surrogates(br#"{"a":"\ud83d\ude00"}"#), None);
+        assert_eq!(
+            replace_lone_surrogates(br#""\ude00\ud83d""#).as_deref(),
+            Some(&br#""\ufffd\ufffd""#[..])
+        );
+    }
+
+    #[test]
+    fn an_invalid_answer_names_the_request_it_answers() {
+        let line = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32603}}"#;
+        match parse_json(line) {
+            Err(FrameError::BadAnswer { id, problem }) => {
+                assert_eq!(id, RequestId::from(7));
+                assert_eq!(problem, InvalidMessage::ErrorMember);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without an id, or with a method, it answers nothing.
+        let no_id = br#"{"jsonrpc":"2.0","error":{"code":-32603}}"#;
+        assert!(matches!(parse_json(no_id), Err(FrameError::NotJsonRpc(_))));
+    }
 
     fn decode_all(codec: &mut JsonRpcCodec, bytes: &[u8]) -> Vec<DecodedLine> {
         let mut buf = BytesMut::from(bytes);

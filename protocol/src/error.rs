@@ -40,6 +40,14 @@ pub enum FleetError {
         /// Boxed: the error object is large and this is the rare path.
         error: Box<ErrorObject>,
     },
+    #[error(
+        "server `{server}` answered `{method}` with a message that is not valid JSON-RPC: {reason}"
+    )]
+    BadAnswer {
+        server: String,
+        method: String,
+        reason: String,
+    },
     #[error("the call of `{method}` on server `{server}` was cancelled")]
     Cancelled { server: String, method: String },
     #[error("no session `{id}` (it ended or never existed); initialize a new one")]

@@ -3,7 +3,7 @@
 //! config's `${env:NAME}` substitution.
 
 use bytes::BytesMut;
-use fleet_protocol::codec::{FrameError, JsonRpcCodec};
+use fleet_protocol::codec::{FrameError, JsonRpcCodec, replace_lone_surrogates};
 use fleet_protocol::config::substitute_env;
 use fleet_protocol::jsonrpc::{
     ErrorObject, InvalidMessage, Message, Notification, Outcome, Request, RequestId, Response,
@@ -475,4 +475,17 @@ fn header_values_follow_the_specifications_examples() {
         decode_header_value(b"=?base64?/w==?=").is_err(),
         "not UTF-8"
     );
+}
+
+proptest! {
+    /// What serde_json writes has no lone surrogate to replace; any bytes are looked at
+    /// without a panic, and a repair keeps the length (six bytes for six).
+    #[test]
+    fn surrogate_repair_leaves_valid_json_alone(value in json_value(), raw in prop::collection::vec(any::<u8>(), 0..64)) {
+        let text = serde_json::to_vec(&value).unwrap();
+        prop_assert_eq!(replace_lone_surrogates(&text), None);
+        if let Some(repaired) = replace_lone_surrogates(&raw) {
+            prop_assert_eq!(repaired.len(), raw.len());
+        }
+    }
 }

@@ -442,7 +442,8 @@ async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> R
             );
         }
         Err(e) => {
-            // JSON that is not JSON-RPC: `parse_json` gives no other error.
+            // JSON that is not JSON-RPC (an invalid answer included): `parse_json` gives no
+            // other error.
             let reason = match e {
                 FrameError::NotJsonRpc(invalid) => invalid.to_string(),
                 other => other.to_string(),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use fleet_protocol::codec::{DecodedLine, JsonRpcCodec};
+use fleet_protocol::codec::{DecodedLine, FrameError, JsonRpcCodec};
 use fleet_protocol::jsonrpc::{
     ErrorObject, Message as RpcMessage, Notification, Outcome, Request, RequestId, Response,
     error_codes,
@@ -742,7 +742,30 @@ impl ServerActor {
                     server: self.spec.name.clone(),
                 });
                 self.push_status();
+                if let FrameError::BadAnswer { id, problem } = &error {
+                    self.on_bad_answer(actor_ref, id, &problem.to_string());
+                }
             }
+        }
+    }
+
+    /// An answer to one of our requests that is not a valid response (an `error` without its
+    /// `message`, say): the request fails at once, rather than at its timeout.
+    fn on_bad_answer(&mut self, actor_ref: &ActorRef<Self>, id: &RequestId, reason: &str) {
+        let Some(id) = id.as_u64() else { return };
+        if self.listen == Some(id) {
+            self.listen = None;
+            let error = ErrorObject::new(error_codes::INTERNAL_ERROR, reason);
+            return self.on_listen_ended(actor_ref, Outcome::Error(error));
+        }
+        self.progress.remove(&id);
+        if let Some(call) = self.table.take(id) {
+            let error = FleetError::BadAnswer {
+                server: self.spec.name.clone(),
+                method: call.method.clone(),
+                reason: reason.to_owned(),
+            };
+            self.table.finish(call, Err(error));
         }
     }
 

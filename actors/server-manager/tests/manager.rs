@@ -457,6 +457,54 @@ async fn a_server_flooding_stdout_is_still_served_and_the_manager_carries_on() {
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// Answers that serde_json alone would refuse: one with a lone UTF-16 surrogate (a string cut
+/// inside an emoji, as JavaScript and Python write it) is read with U+FFFD in its place; an
+/// invalid one (an error without its message) fails its request at once, not at its timeout.
+#[tokio::test]
+async fn answers_with_a_lone_surrogate_or_an_invalid_error_reach_the_caller_at_once() {
+    let manager = spawn_manager(config());
+    let script = r#"import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m or "method" not in m:
+        continue
+    out = {"jsonrpc": "2.0", "id": m["id"]}
+    if m["method"] == "initialize":
+        out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "s", "version": "1"}}
+    elif m["method"] == "tools/list":
+        out["result"] = {"tools": [{"name": "cut", "inputSchema": {"type": "object"}}, {"name": "bad", "inputSchema": {"type": "object"}}]}
+    elif m["method"] == "tools/call" and m["params"]["name"] == "cut":
+        out["result"] = {"content": [{"type": "text", "text": "cut \ud83d"}]}
+    elif m["method"] == "tools/call":
+        out["error"] = {"code": -32603}
+    else:
+        out["error"] = {"code": -32601, "message": "no"}
+    print(json.dumps(out), flush=True)
+"#;
+    let spec = ServerSpec::stdio("s", "python3", ["-c", script]);
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    let r = manager
+        .ask(call("s", "tools/call", json!({"name": "cut"})))
+        .await
+        .unwrap();
+    assert_eq!(r["content"][0]["text"], "cut \u{fffd}");
+    let started = Instant::now();
+    let err = manager
+        .ask(call("s", "tools/call", json!({"name": "bad"})))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited for the timeout"
+    );
+    let kameo::error::SendError::HandlerError(err) = err else {
+        panic!("{err:?}")
+    };
+    assert!(matches!(err, FleetError::BadAnswer { .. }), "{err:?}");
+    assert!(err.to_string().contains("message"), "{err}");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 #[tokio::test]
 async fn stderr_is_kept_in_a_ring_buffer() {
     let manager = spawn_manager(config());
