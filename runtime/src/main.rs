@@ -528,6 +528,7 @@ async fn run(args: RunArgs) -> ExitCode {
         state_path,
         fleet.server_manager.clone(),
         config.servers.clone(),
+        file.restart.clone(),
         changes,
     ));
     let specs = reloader.running().await;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use fleet_protocol::config::{ConfigDiff, ConfigErrors};
-use fleet_protocol::{FleetError, ServerSpec, ServerStatus};
+use fleet_protocol::{FleetError, RestartPolicy, ServerSpec, ServerStatus};
 use kameo::error::SendError;
 
 use crate::state::RuntimeChanges;
@@ -46,6 +46,9 @@ struct InForce {
     changes: RuntimeChanges,
     /// `changes` applied over `file`: what runs.
     running: Vec<ServerSpec>,
+    /// The file's `[restart]` (the default policy for JSON): what a server added at runtime
+    /// gets, as the file's own servers do.
+    restart: RestartPolicy,
 }
 
 /// Why an addition or removal was refused.
@@ -64,12 +67,14 @@ fn names(specs: &[ServerSpec]) -> Vec<String> {
 }
 
 impl Reloader {
-    /// `file`: the config file's servers read at start; `changes`: the state file's.
+    /// `file`: the config file's servers read at start, and its `[restart]`; `changes`: the
+    /// state file's.
     pub fn new(
         path: PathBuf,
         state_path: PathBuf,
         manager: ActorRef<ServerManager>,
         file: Vec<ServerSpec>,
+        restart: RestartPolicy,
         changes: RuntimeChanges,
     ) -> Self {
         let running = changes.apply(&file);
@@ -82,6 +87,7 @@ impl Reloader {
                 file,
                 changes,
                 running,
+                restart,
             }),
             enabled,
         }
@@ -100,7 +106,8 @@ impl Reloader {
     /// Reads the file again and applies what changed. A file with errors changes nothing.
     pub async fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
         let mut inner = self.inner.lock().await;
-        let config = crate::config::load(&self.path)?;
+        let loaded = crate::config::load_all(&self.path)?;
+        let config = loaded.servers;
         let next = inner.changes.apply(&config.servers);
         let diff = ConfigDiff::between(&inner.running, &next);
         let report = apply(&self.manager, &diff).await;
@@ -117,6 +124,7 @@ impl Reloader {
         }
         inner.file = config.servers;
         inner.running = next;
+        inner.restart = loaded.options.unwrap_or_default().restart;
         self.enabled.send_replace(names(&inner.running));
         Ok(report)
     }
@@ -125,9 +133,10 @@ impl Reloader {
     /// crash), then launched. Its launch result is the reply.
     pub async fn add(
         &self,
-        spec: ServerSpec,
+        mut spec: ServerSpec,
     ) -> Result<Result<ServerStatus, FleetError>, ChangeError> {
         let mut inner = self.inner.lock().await;
+        spec.restart = inner.restart.clone();
         if inner.running.iter().any(|s| s.name == spec.name) {
             return Err(ChangeError::Exists(spec.name));
         }

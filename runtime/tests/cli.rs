@@ -897,6 +897,18 @@ restart = {{ mode = "never" }}
     )
     .await;
     assert!(pids_with(&format!("{marker}-once")).is_empty());
+    // A server added through the API gets the TOML's `[restart]` too, kept in the state file.
+    let added = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/servers"))
+        .json(&json!({"name": "added", "command": bin, "args": ["--name", format!("{marker}-added")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.state.json")).unwrap()).unwrap();
+    let restart = &state["added"][0]["restart"];
+    assert_eq!(restart["backoff_base"]["nanos"], 100_000_000, "{state}");
     let status = sigterm(&mut child, Duration::from_secs(15))
         .await
         .expect("mcp-fleet exits after SIGTERM");
