@@ -16,8 +16,21 @@ pub const DEFAULT_SEPARATOR: &str = "__";
 /// Hex digits of the hash that ends a shortened name.
 const HASH_DIGITS: usize = 8;
 
-/// The name a client sees for item `item` of server `server`.
+/// The name a client sees for item `item` of server `server`. The server's part keeps only
+/// the characters every client takes in a tool name (`A-Z a-z 0-9 _ -`; others become `_`):
+/// a config's `My Server.v2` must not get every one of its tools refused. The item's part is the
+/// server's own, passed as it is.
 pub fn expose(server: &str, separator: &str, item: &str) -> String {
+    let server: String = server
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let full = format!("{server}{separator}{item}");
     if full.chars().count() <= MAX_NAME_LEN {
         full
@@ -48,6 +61,12 @@ mod tests {
     fn short_names_are_prefixed() {
         assert_eq!(expose("everything", "__", "echo"), "everything__echo");
         assert_eq!(expose("a", ".", "b"), "a.b");
+    }
+
+    #[test]
+    fn a_server_name_clients_would_refuse_is_made_safe() {
+        assert_eq!(expose("My Server.v2", "__", "echo"), "My_Server_v2__echo");
+        assert_eq!(expose("café", "__", "x.y"), "caf___x.y");
     }
 
     #[test]

@@ -37,4 +37,12 @@ proptest! {
         let name = expose(&server, "__", &item);
         prop_assert!(name.chars().count() <= MAX_NAME_LEN);
     }
+
+    /// Whatever a server is named, a client that takes only `[A-Za-z0-9_-]{1,64}` takes the
+    /// name of each of its tools whose own name it takes.
+    #[test]
+    fn any_server_name_gives_names_clients_take(server in "\\PC{1,30}", item in "[A-Za-z0-9_-]{1,40}") {
+        let name = expose(&server, "__", &item);
+        prop_assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{}", name);
+    }
 }
