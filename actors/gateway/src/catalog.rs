@@ -117,7 +117,7 @@ pub struct Catalog {
     tools: HashMap<String, Route>,
     prompts: HashMap<String, Route>,
     resources: HashMap<String, Arc<str>>,
-    /// URI template prefixes (up to the first `{`), longest first.
+    /// URI templates and their servers, in server-name order.
     templates: Vec<(String, Arc<str>)>,
     servers: Vec<String>,
 }
@@ -138,7 +138,6 @@ impl Catalog {
                 }
             }
         }
-        cat.templates.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
         cat
     }
 
@@ -187,8 +186,7 @@ impl Catalog {
             }
             ListKind::ResourceTemplates => {
                 if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {
-                    let prefix = t.split('{').next().unwrap_or(t).to_owned();
-                    self.templates.push((prefix, owner.clone()));
+                    self.templates.push((t.to_owned(), owner.clone()));
                 }
                 self.items.entry(kind).or_default().push(item.clone());
             }
@@ -208,13 +206,21 @@ impl Catalog {
         self.prompts.get(exposed)
     }
 
-    /// The server of a resource URI: a listed resource, else the server with the longest
-    /// matching template prefix.
+    /// The server of a resource URI: a listed resource, else the server of the template that
+    /// matches it with the most literal text (the most specific; the first server by name on a
+    /// tie).
     pub fn resource_server(&self, uri: &str) -> Option<&Arc<str>> {
         self.resources.get(uri).or_else(|| {
             self.templates
                 .iter()
-                .find(|(prefix, _)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
+                .filter_map(|(t, s)| template_match(t, uri).map(|literal| (literal, s)))
+                .fold(
+                    None,
+                    |best: Option<(usize, &Arc<str>)>, (literal, s)| match best {
+                        Some((b, _)) if b >= literal => best,
+                        _ => Some((literal, s)),
+                    },
+                )
                 .map(|(_, s)| s)
         })
     }
@@ -231,6 +237,38 @@ impl Catalog {
             .filter(|k| self.list(*k) != other.list(*k))
             .collect()
     }
+}
+
+/// Whether `uri` could be an expansion of the RFC 6570 `template`, and if so how many literal
+/// characters the template has. Each `{...}` expression stands for any text (a `{+path}` may
+/// hold `/`, and servers read loosely); the literal text between them must appear in order, the
+/// first at the start and the last at the end. A `{` without its `}` is literal.
+pub fn template_match(template: &str, uri: &str) -> Option<usize> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        pieces.push(&rest[..open]);
+        rest = &rest[open + close + 1..];
+    }
+    pieces.push(rest);
+    let literal = pieces.iter().map(|p| p.len()).sum();
+    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
+    if pieces.len() == 1 {
+        return (uri == template).then_some(literal);
+    }
+    if uri.len() < first.len() + last.len() || !uri.starts_with(first) || !uri.ends_with(last) {
+        return None;
+    }
+    // The middle pieces, leftmost first, between the first and the last.
+    let mut within = &uri[first.len()..uri.len() - last.len()];
+    for piece in &pieces[1..pieces.len() - 1] {
+        let at = within.find(piece)?;
+        within = &within[at + piece.len()..];
+    }
+    Some(literal)
 }
 
 /// The item with its `name` replaced, every other member untouched and in place.
@@ -291,7 +329,52 @@ mod tests {
     }
 
     #[test]
-    fn templates_route_by_longest_prefix() {
+    fn a_template_matches_what_it_could_expand_to() {
+        assert_eq!(
+            template_match("test://static/{id}", "test://static/1"),
+            Some(14)
+        );
+        assert_eq!(
+            template_match("file:///{+path}", "file:///a/b.txt"),
+            Some(8)
+        );
+        assert_eq!(template_match("{+uri}", "anything://at/all"), Some(0));
+        let notes = "file:///home/{user}/notes/{id}";
+        assert_eq!(template_match(notes, "file:///home/bob/notes/7"), Some(20));
+        assert_eq!(template_match(notes, "file:///home/bob/todo.txt"), None);
+        assert_eq!(template_match("a://{x}/b/{y}/b", "a://1/b/b"), None);
+        assert_eq!(template_match("plain://x", "plain://x"), Some(9));
+        assert_eq!(template_match("plain://x", "plain://xy"), None);
+        assert_eq!(template_match("bad://{x", "bad://{x"), Some(8));
+    }
+
+    #[test]
+    fn templates_route_to_the_most_specific_match() {
+        let mut a = ServerLists::default();
+        a.lists.insert(
+            ListKind::ResourceTemplates,
+            vec![json!({"uriTemplate": "file:///{+path}"})],
+        );
+        let mut b = ServerLists::default();
+        b.lists.insert(
+            ListKind::ResourceTemplates,
+            vec![json!({"uriTemplate": "file:///home/{user}/notes/{id}"})],
+        );
+        let servers = BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
+        let cat = build(&servers);
+        assert_eq!(
+            &**cat.resource_server("file:///home/bob/notes/7").unwrap(),
+            "b"
+        );
+        // b's template shares the start but cannot expand to this: a's can.
+        assert_eq!(
+            &**cat.resource_server("file:///home/bob/todo.txt").unwrap(),
+            "a"
+        );
+    }
+
+    #[test]
+    fn templates_route_by_the_most_literal_text() {
         let mut a = ServerLists::default();
         a.lists.insert(
             ListKind::ResourceTemplates,

@@ -41,7 +41,7 @@ pub mod naming;
 mod port;
 mod session;
 
-pub use catalog::{Catalog, ListKind, Route, ServerLists};
+pub use catalog::{Catalog, ListKind, Route, ServerLists, template_match};
 pub use config::GatewayConfig;
 pub use dispatch::ServerDirectory;
 pub use gateway::{Gateway, GatewayArgs, event_sink};

@@ -1,7 +1,8 @@
 //! Property tests of the namespacing rule: exposed names are bounded, deterministic, keep short
-//! names readable, and do not collide for distinct long names.
+//! names readable, and do not collide for distinct long names; and of URI template matching.
 
 use fleet_gateway::naming::{MAX_NAME_LEN, expose};
+use fleet_gateway::template_match;
 use proptest::prelude::*;
 
 proptest! {
@@ -44,5 +45,26 @@ proptest! {
     fn any_server_name_gives_names_clients_take(server in "\\PC{1,30}", item in "[A-Za-z0-9_-]{1,40}") {
         let name = expose(&server, "__", &item);
         prop_assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{}", name);
+    }
+}
+
+proptest! {
+    /// A template matches every text it expands to, whatever the values, and no input panics.
+    #[test]
+    fn a_template_matches_its_expansions(
+        literals in prop::collection::vec("[a-z:/.]{0,6}", 1..5),
+        values in prop::collection::vec("\\PC{0,8}", 4),
+        noise in "\\PC{0,30}",
+    ) {
+        let template = literals.join("{v}");
+        let mut uri = literals[0].clone();
+        for (i, l) in literals[1..].iter().enumerate() {
+            uri.push_str(&values[i]);
+            uri.push_str(l);
+        }
+        let literal: usize = literals.iter().map(String::len).sum();
+        prop_assert_eq!(template_match(&template, &uri), Some(literal));
+        let _ = template_match(&noise, &template);
+        let _ = template_match(&template, &noise);
     }
 }
