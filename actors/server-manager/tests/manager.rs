@@ -327,19 +327,13 @@ async fn a_crash_takes_what_the_server_started_in_its_group_with_it() {
 async fn a_probe_answered_with_an_error_is_a_live_server() {
     let manager = spawn_manager(config());
     // A 2025-era server that implements `initialize` and nothing else, `ping` included.
-    let script = r#"import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if "id" not in m or "method" not in m:
-        continue
-    if m["method"] == "initialize":
-        r = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "p", "version": "1"}}
-        out = {"jsonrpc": "2.0", "id": m["id"], "result": r}
-    else:
-        out = {"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no " + m["method"]}}
-    print(json.dumps(out), flush=True)
-"#;
-    let spec = ServerSpec::stdio("p", "python3", ["-c", script]);
+    let spec = common::python_server(
+        "p",
+        r#"if m["method"] == "initialize":
+    out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "p", "version": "1"}}
+else:
+    out["error"] = {"code": -32601, "message": "no " + m["method"]}"#,
+    );
     manager.ask(LaunchServer { spec }).await.unwrap();
     let probe = ProbeServer {
         name: "p".into(),
@@ -463,25 +457,19 @@ async fn a_server_flooding_stdout_is_still_served_and_the_manager_carries_on() {
 #[tokio::test]
 async fn answers_with_a_lone_surrogate_or_an_invalid_error_reach_the_caller_at_once() {
     let manager = spawn_manager(config());
-    let script = r#"import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if "id" not in m or "method" not in m:
-        continue
-    out = {"jsonrpc": "2.0", "id": m["id"]}
-    if m["method"] == "initialize":
-        out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "s", "version": "1"}}
-    elif m["method"] == "tools/list":
-        out["result"] = {"tools": [{"name": "cut", "inputSchema": {"type": "object"}}, {"name": "bad", "inputSchema": {"type": "object"}}]}
-    elif m["method"] == "tools/call" and m["params"]["name"] == "cut":
-        out["result"] = {"content": [{"type": "text", "text": "cut \ud83d"}]}
-    elif m["method"] == "tools/call":
-        out["error"] = {"code": -32603}
-    else:
-        out["error"] = {"code": -32601, "message": "no"}
-    print(json.dumps(out), flush=True)
-"#;
-    let spec = ServerSpec::stdio("s", "python3", ["-c", script]);
+    let spec = common::python_server(
+        "s",
+        r#"if m["method"] == "initialize":
+    out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "s", "version": "1"}}
+elif m["method"] == "tools/list":
+    out["result"] = {"tools": [{"name": "cut", "inputSchema": {"type": "object"}}, {"name": "bad", "inputSchema": {"type": "object"}}]}
+elif m["method"] == "tools/call" and m["params"]["name"] == "cut":
+    out["result"] = {"content": [{"type": "text", "text": "cut \ud83d"}]}
+elif m["method"] == "tools/call":
+    out["error"] = {"code": -32603}
+else:
+    out["error"] = {"code": -32601, "message": "no"}"#,
+    );
     manager.ask(LaunchServer { spec }).await.unwrap();
     let r = manager
         .ask(call("s", "tools/call", json!({"name": "cut"})))

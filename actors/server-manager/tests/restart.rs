@@ -129,13 +129,9 @@ async fn a_handshake_that_fails_after_a_restart_is_retried_by_the_policy() {
     std::fs::create_dir_all(&dir).unwrap();
     let count = dir.join("starts");
     // Answers every request with an error: its handshake fails.
-    let broken = r#"import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if "id" in m and "method" in m:
-        e = {"code": -32603, "message": "temporarily broken"}
-        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "error": e}), flush=True)
-"#;
+    let broken = common::python_script(
+        r#"out["error"] = {"code": -32603, "message": "temporarily broken"}"#,
+    );
     // Start 1 serves and crashes; start 2 is broken; start 3 serves.
     let script = format!(
         "n=$(cat '{count}' 2>/dev/null || echo 0); echo $((n+1)) > '{count}'

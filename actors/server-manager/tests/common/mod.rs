@@ -113,3 +113,24 @@ pub async fn server_logs(
         .await
         .unwrap()
 }
+
+/// A stdio server in Python for answers no real server gives: for each request `m`, `answer`
+/// (Python, with `m` and `out = {"jsonrpc": "2.0", "id": m["id"]}` in scope) sets `out`'s
+/// `result` or `error`, and `out` is written. Notifications get nothing.
+pub fn python_script(answer: &str) -> String {
+    let body: String = answer.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "import json, sys\n\
+         for line in sys.stdin:\n    \
+         m = json.loads(line)\n    \
+         if \"id\" not in m or \"method\" not in m:\n        continue\n    \
+         out = {{\"jsonrpc\": \"2.0\", \"id\": m[\"id\"]}}\n\
+         {body}    \
+         print(json.dumps(out), flush=True)\n"
+    )
+}
+
+/// [`python_script`] run as server `name`.
+pub fn python_server(name: &str, answer: &str) -> ServerSpec {
+    ServerSpec::stdio(name, "python3", ["-c".to_string(), python_script(answer)])
+}
