@@ -152,15 +152,21 @@ impl Catalog {
                     tracing::warn!(server = %owner, list = kind.key(), "an item without a name; skipped");
                     return;
                 };
-                let exposed = naming::expose(owner, separator, name);
+                let mut exposed = naming::expose(owner, separator, name);
                 let routes = if kind == ListKind::Tools {
                     &mut self.tools
                 } else {
                     &mut self.prompts
                 };
                 if routes.contains_key(&exposed) {
-                    tracing::warn!(server = %owner, name = %exposed, "two items get the same name; the second is skipped");
-                    return;
+                    // Servers are merged in name order, so which one keeps the name, and the
+                    // other's name, are the same on every build.
+                    let other = naming::distinct(&exposed, &format!("{owner}\0{name}"));
+                    tracing::warn!(server = %owner, name = %exposed, offered_as = %other, "two items would get the same name; the second is offered under a name of its own");
+                    if routes.contains_key(&other) {
+                        return;
+                    }
+                    exposed = other;
                 }
                 routes.insert(
                     exposed.clone(),
@@ -326,6 +332,32 @@ mod tests {
         // The clashing URI stays with the first server.
         assert_eq!(cat.list(ListKind::Resources).len(), 1);
         assert_eq!(&**cat.resource_server("file:///x").unwrap(), "a");
+    }
+
+    #[test]
+    fn two_items_that_would_share_a_name_both_stay_callable() {
+        // Server `a`'s tool `b__c` and server `a__b`'s tool `c` are both `a__b__c`.
+        let mut servers = BTreeMap::new();
+        servers.insert("a".to_string(), lists(&["b__c"], &[]));
+        servers.insert("a__b".to_string(), lists(&["c"], &[]));
+        let cat = build(&servers);
+        let names: Vec<_> = cat
+            .list(ListKind::Tools)
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names[0], "a__b__c");
+        assert!(names[1].starts_with("a__b__c_"), "{names:?}");
+        let r = cat.tool(&names[1]).unwrap();
+        assert_eq!((&*r.server, r.name.as_str()), ("a__b", "c"));
+        assert_eq!(
+            names,
+            build(&servers)
+                .list(ListKind::Tools)
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -42,14 +42,26 @@ pub fn expose(server: &str, separator: &str, item: &str) -> String {
 /// A name of at most [`MAX_NAME_LEN`] characters for `full`: its start, `_`, and a hash of all
 /// of it.
 pub fn shorten(full: &str) -> String {
-    let digest = Sha256::digest(full.as_bytes());
+    hashed(full, full)
+}
+
+/// A name for an item whose exposed name `taken` another item already has (server `a`'s tool
+/// `b__c` and server `a__b`'s tool `c`, say): `taken`, `_` and a hash of `key`, which tells the
+/// two apart, within [`MAX_NAME_LEN`] characters.
+pub fn distinct(taken: &str, key: &str) -> String {
+    hashed(taken, key)
+}
+
+/// The start of `name` (as much as fits), `_`, and 8 hex digits of the SHA-256 of `key`.
+fn hashed(name: &str, key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
     let hash: String = digest
         .iter()
         .take(HASH_DIGITS / 2)
         .map(|b| format!("{b:02x}"))
         .collect();
     let keep = MAX_NAME_LEN - HASH_DIGITS - 1;
-    let prefix: String = full.chars().take(keep).collect();
+    let prefix: String = name.chars().take(keep).collect();
     format!("{prefix}_{hash}")
 }
 
@@ -61,6 +73,14 @@ mod tests {
     fn short_names_are_prefixed() {
         assert_eq!(expose("everything", "__", "echo"), "everything__echo");
         assert_eq!(expose("a", ".", "b"), "a.b");
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_distinct_one() {
+        let one = distinct("a__b__c", "a__b\0c");
+        assert!(one.starts_with("a__b__c_") && one.len() == "a__b__c_".len() + 8);
+        assert_ne!(one, distinct("a__b__c", "a\0b__c"));
+        assert!(distinct(&"x".repeat(64), "k").chars().count() <= MAX_NAME_LEN);
     }
 
     #[test]
