@@ -86,6 +86,21 @@ const METHOD_LABELS: [&str; METHODS] = {
 };
 const METHODS: usize = methods::REQUESTS.len() + 1;
 
+/// A tool's name as a label value: a backslash, a quote or a control character becomes `_`.
+/// The exporter takes `\\` and `\"` in a value as already escaped, so `x\y` and `x\\y` would
+/// share one series (each overwriting the other), and a raw CR breaks some parsers.
+pub fn tool_label(tool: &str) -> String {
+    tool.chars()
+        .map(|c| {
+            if c == '\\' || c == '"' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// The position of a method's label in [`METHOD_LABELS`].
 fn method_index(method: &str) -> usize {
     methods::REQUESTS
@@ -340,7 +355,7 @@ impl ServerHandles {
             t.duration.record(seconds);
             t.calls[o]
                 .get_or_insert_with(|| {
-                    counter!(TOOL_CALLS, "server" => name.clone(), "tool" => tool.to_owned(), "outcome" => outcome.as_str())
+                    counter!(TOOL_CALLS, "server" => name.clone(), "tool" => tool_label(tool), "outcome" => outcome.as_str())
                 })
                 .increment(1);
         };
@@ -348,7 +363,7 @@ impl ServerHandles {
             Some(t) => record(t),
             None => {
                 let mut t = ToolHandles {
-                    duration: histogram!(TOOL_CALL_DURATION, "server" => name.clone(), "tool" => tool.to_owned()),
+                    duration: histogram!(TOOL_CALL_DURATION, "server" => name.clone(), "tool" => tool_label(tool)),
                     calls: Default::default(),
                 };
                 record(&mut t);
@@ -521,5 +536,15 @@ impl Exporter {
                 .increment(*count),
             MetricEvent::Batch(events) => events.iter().for_each(|e| self.record(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tool_label_has_nothing_the_exposition_would_misread() {
+        assert_eq!(super::tool_label("echo"), "echo");
+        assert_eq!(super::tool_label("x\\y\"z\r\n"), "x_y_z__");
+        assert_eq!(super::tool_label("café.v2"), "café.v2");
     }
 }
