@@ -109,6 +109,10 @@ pub fn parse_json(text: &[u8]) -> DecodedLine {
 /// replaced by `\ufffd`; `None` if it has none. Only escapes are looked at: a backslash and
 /// the character after it are skipped as a pair, so `\\u` (an escaped backslash) is left alone.
 pub fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
+    // Most bad lines have no `\u` escape at all: nothing to copy then.
+    if !text.windows(2).any(|w| w == b"\\u") {
+        return None;
+    }
     let hex = |at: usize| -> Option<u16> {
         let digits = std::str::from_utf8(text.get(at..at + 4)?).ok()?;
         u16::from_str_radix(digits, 16).ok()

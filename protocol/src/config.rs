@@ -427,6 +427,10 @@ fn entry_transport(
     if name.trim().is_empty() {
         return fail("", "a server name must not be empty".into());
     }
+    // A name is one segment of the admin API's paths, where `.` and `..` mean something else.
+    if name == "." || name == ".." {
+        return fail("", format!("`{name}` cannot be a server name"));
+    }
     if entry.disabled {
         return Ok(None);
     }
@@ -1172,6 +1176,22 @@ headers = { Authorization = "Bearer ${env:TOK}" }
                 "servers.e.request_timeout_secs"
             ]
         );
+    }
+
+    #[test]
+    fn dot_and_dot_dot_are_not_server_names() {
+        for name in [".", ".."] {
+            let text = format!(r#"{{"mcpServers": {{"{name}": {{"command": "x"}}}}}}"#);
+            let errors = parse_mcp_servers_json_with_env("f.json", &text, &|_| None)
+                .unwrap_err()
+                .0;
+            assert!(
+                errors[0].message.contains("cannot be a server name"),
+                "{errors:?}"
+            );
+        }
+        let text = r#"{"mcpServers": {"a.b": {"command": "x"}}}"#;
+        assert!(parse_mcp_servers_json_with_env("f.json", text, &|_| None).is_ok());
     }
 
     #[test]

@@ -478,14 +478,42 @@ fn header_values_follow_the_specifications_examples() {
 }
 
 proptest! {
-    /// What serde_json writes has no lone surrogate to replace; any bytes are looked at
-    /// without a panic, and a repair keeps the length (six bytes for six).
+    /// JSON with every non-ASCII character escaped, as Python's `ensure_ascii` and other
+    /// writers give it, keeps its surrogate pairs; a lone half in a string is read as U+FFFD and
+    /// the rest of the string as it was; and any bytes are looked at without a panic.
     #[test]
-    fn surrogate_repair_leaves_valid_json_alone(value in json_value(), raw in prop::collection::vec(any::<u8>(), 0..64)) {
-        let text = serde_json::to_vec(&value).unwrap();
-        prop_assert_eq!(replace_lone_surrogates(&text), None);
+    fn surrogate_repair_keeps_pairs_and_mends_lone_halves(
+        value in json_value(),
+        text in "\\PC{0,12}",
+        half in 0xD800u16..0xE000,
+        raw in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let escaped = ascii_escaped(&serde_json::to_string(&value).unwrap());
+        prop_assert_eq!(replace_lone_surrogates(escaped.as_bytes()), None);
+        let quoted = ascii_escaped(&serde_json::to_string(&text).unwrap());
+        let broken = format!("[{}\\u{half:04x}\"]", &quoted[..quoted.len() - 1]);
+        let mended = replace_lone_surrogates(broken.as_bytes()).unwrap();
+        let read: Value = serde_json::from_slice(&mended).unwrap();
+        prop_assert_eq!(read[0].as_str().unwrap(), format!("{text}\u{fffd}"));
         if let Some(repaired) = replace_lone_surrogates(&raw) {
             prop_assert_eq!(repaired.len(), raw.len());
         }
     }
+}
+
+/// `text` with every non-ASCII character written as `\uXXXX` escapes (a pair for one beyond
+/// the BMP).
+fn ascii_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }

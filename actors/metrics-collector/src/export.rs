@@ -88,7 +88,8 @@ const METHODS: usize = methods::REQUESTS.len() + 1;
 
 /// A tool's name as a label value: a backslash, a quote or a control character becomes `_`.
 /// The exporter takes `\\` and `\"` in a value as already escaped, so `x\y` and `x\\y` would
-/// share one series (each overwriting the other), and a raw CR breaks some parsers.
+/// share one series (each overwriting the other's count), and a raw CR breaks some parsers.
+/// Such a name shares its series with the one that has `_` in those places, whose counts add up.
 pub fn tool_label(tool: &str) -> String {
     tool.chars()
         .map(|c| {

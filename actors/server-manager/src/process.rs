@@ -270,14 +270,12 @@ pub async fn finish_stop(
     grace: Duration,
 ) -> (StopMethod, Option<ExitInfo>, Duration) {
     let start = Instant::now();
+    // Once the leader has exited, its exit watcher has killed the rest of its group.
     if let Some(e) = wait_exit(&mut exit, grace).await {
-        // The leader exited on its own; anything it left in its group goes too.
-        signal_group(pid, Signal::SIGKILL);
         return (StopMethod::StdinClosed, Some(e), start.elapsed());
     }
     signal_group(pid, Signal::SIGTERM);
     if let Some(e) = wait_exit(&mut exit, grace).await {
-        signal_group(pid, Signal::SIGKILL);
         return (StopMethod::Terminated, Some(e), start.elapsed());
     }
     signal_group(pid, Signal::SIGKILL);

@@ -970,7 +970,13 @@ impl ServerActor {
             self.status.recent_exits.remove(0);
         }
         let policy = &self.spec.restart;
-        let ran_for = self.launch_started.elapsed();
+        // A run that never became ready (its handshake hung, or failed) was not a stable one,
+        // however long it took: it must not reset the backoff and the budget.
+        let ran_for = if self.status.handshake.is_some() {
+            self.launch_started.elapsed()
+        } else {
+            Duration::ZERO
+        };
         let decision = self.tracker.on_exit(
             policy,
             Instant::now(),
@@ -1621,8 +1627,10 @@ impl ServerActor {
         tokio::spawn(async move {
             let result = match answer.await {
                 // Any answer shows the server reads and answers: one that refuses the probe
-                // (a `ping` it does not implement) is alive all the same.
-                Ok(Ok(_) | Err(FleetError::Upstream { .. })) => Ok(started.elapsed()),
+                // (a `ping` it does not implement), even in a malformed error, is alive.
+                Ok(Ok(_) | Err(FleetError::Upstream { .. } | FleetError::BadAnswer { .. })) => {
+                    Ok(started.elapsed())
+                }
                 Ok(Err(e)) => Err(e),
                 // The actor dropped the request: it stopped without answering.
                 Err(_) => Err(FleetError::ServerExited {

@@ -335,11 +335,22 @@ else:
     out["error"] = {"code": -32601, "message": "no " + m["method"]}"#,
     );
     manager.ask(LaunchServer { spec }).await.unwrap();
-    let probe = ProbeServer {
-        name: "p".into(),
-        timeout: Duration::from_secs(5),
-    };
-    assert!(manager.ask(probe).await.is_ok());
+    // Another whose error has no message: not valid JSON-RPC, but an answer all the same.
+    let spec = common::python_server(
+        "q",
+        r#"if m["method"] == "initialize":
+    out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "q", "version": "1"}}
+else:
+    out["error"] = {"code": -32601}"#,
+    );
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    for name in ["p", "q"] {
+        let probe = ProbeServer {
+            name: name.into(),
+            timeout: Duration::from_secs(5),
+        };
+        assert!(manager.ask(probe).await.is_ok(), "{name}");
+    }
     manager.ask(StopAllServers).await.unwrap();
 }
 

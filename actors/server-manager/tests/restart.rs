@@ -157,6 +157,45 @@ async fn a_handshake_that_fails_after_a_restart_is_retried_by_the_policy() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A server that comes back from a crash with a handshake that hangs, longer than the policy's
+/// `stable_after`, is not taken for stable: its backoff and budget run on, to a crash loop.
+#[tokio::test]
+async fn a_hung_handshake_after_a_restart_does_not_reset_the_budget() {
+    let manager = spawn_manager(fleet_server_manager::ServerManagerConfig {
+        handshake_timeout: Duration::from_millis(1200),
+        discover_timeout: Duration::from_millis(300),
+        ..config()
+    });
+    let dir = std::env::temp_dir().join(format!("fleet-hung-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let count = dir.join("starts");
+    // Start 1 serves and crashes; every later start reads nothing and answers nothing.
+    let script = format!(
+        "n=$(cat '{count}' 2>/dev/null || echo 0); echo $((n+1)) > '{count}'
+         if [ \"$n\" != 0 ]; then exec sleep 100; fi
+         exec '{bin}' --name hung --crash-after-requests 3",
+        count = count.display(),
+        bin = mcp_reference_server::binary_path().display(),
+    );
+    let policy = fleet_protocol::RestartPolicy {
+        stable_after: Duration::from_millis(500),
+        ..quick_restarts(2)
+    };
+    let spec = fleet_protocol::ServerSpec::stdio("hung", "sh", ["-c".to_string(), script])
+        .with_restart(policy);
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    manager.ask(echo("hung", "one")).await.unwrap();
+    let failed = wait_for(Duration::from_secs(30), "hung in a crash loop", || async {
+        let s = status(&manager, "hung").await;
+        matches!(&s.state, ServerState::Failed { reason } if reason.contains("crash loop"))
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(failed.restarts, 2, "{failed:?}");
+    manager.ask(StopAllServers).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A health verdict names the process it was about: one about a process that has since been
 /// replaced leaves the new one alone, while one about the current process kills it.
 #[tokio::test]

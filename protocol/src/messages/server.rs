@@ -8,7 +8,7 @@
 //! | [`RestartServer`] | `Result<ServerStatus, FleetError>`, once ready again or failed |
 //! | [`GetServerStatus`] | `Result<ServerStatus, FleetError>` |
 //! | [`ListServers`] | `Vec<ServerStatus>`, sorted by name |
-//! | [`CallServer`] | `Result<Value, FleetError>`: the server's result, or its error as `Upstream` |
+//! | [`CallServer`] | `Result<Value, FleetError>`: the server's result, or its error as `Upstream` (`BadAnswer` if its answer was not valid JSON-RPC) |
 //! | [`ProbeServer`] | `Result<Duration, FleetError>`: the probe's round trip |
 //! | [`GetServerLogs`] | `Result<Vec<String>, FleetError>`: the stderr ring buffer, oldest first |
 //! | [`StopAllServers`] | `Vec<StoppedServer>` |
