@@ -752,20 +752,20 @@ impl ServerActor {
     /// An answer to one of our requests that is not a valid response (an `error` without its
     /// `message`, say): the request fails at once, rather than at its timeout.
     fn on_bad_answer(&mut self, actor_ref: &ActorRef<Self>, id: &RequestId, reason: &str) {
-        let Some(id) = id.as_u64() else { return };
-        if self.listen == Some(id) {
-            self.listen = None;
-            let error = ErrorObject::new(error_codes::INTERNAL_ERROR, reason);
-            return self.on_listen_ended(actor_ref, Outcome::Error(error));
-        }
-        self.progress.remove(&id);
-        if let Some(call) = self.table.take(id) {
-            let error = FleetError::BadAnswer {
-                server: self.spec.name.clone(),
-                method: call.method.clone(),
-                reason: reason.to_owned(),
-            };
-            self.table.finish(call, Err(error));
+        match self.answered(id.as_u64()) {
+            Answered::Listen => {
+                let error = ErrorObject::new(error_codes::INTERNAL_ERROR, reason);
+                self.on_listen_ended(actor_ref, Outcome::Error(error));
+            }
+            Answered::Call(call) => {
+                let error = FleetError::BadAnswer {
+                    server: self.spec.name.clone(),
+                    method: call.method.clone(),
+                    reason: reason.to_owned(),
+                };
+                self.table.finish(call, Err(error));
+            }
+            Answered::Nothing => {}
         }
     }
 
@@ -774,17 +774,32 @@ impl ServerActor {
             tracing::warn!(server = %self.spec.name, id = ?resp.id, "response with an id we never sent; ignored");
             return;
         };
+        match self.answered(Some(id)) {
+            Answered::Listen => self.on_listen_ended(actor_ref, resp.outcome),
+            Answered::Call(call) => {
+                let answer = self.table.outcome(resp.outcome);
+                self.table.finish(call, answer);
+            }
+            Answered::Nothing => {
+                tracing::debug!(server = %self.spec.name, id, "late response (timed out or cancelled); ignored");
+            }
+        }
+    }
+
+    /// What an answer to wire id `id` answers, taken out of where it waited: our listen, or a
+    /// call of the table (its progress route dropped).
+    fn answered(&mut self, id: Option<u64>) -> Answered {
+        let Some(id) = id else {
+            return Answered::Nothing;
+        };
         if self.listen == Some(id) {
             self.listen = None;
-            return self.on_listen_ended(actor_ref, resp.outcome);
+            return Answered::Listen;
         }
         self.progress.remove(&id);
-        let Some(call) = self.table.take(id) else {
-            tracing::debug!(server = %self.spec.name, id, "late response (timed out or cancelled); ignored");
-            return;
-        };
-        let answer = self.table.outcome(resp.outcome);
-        self.table.finish(call, answer);
+        self.table
+            .take(id)
+            .map_or(Answered::Nothing, Answered::Call)
     }
 
     /// Requests from the server to us (sampling, roots, elicitation, ping). The fleet offers no
@@ -1186,6 +1201,13 @@ pub struct ToolsRefreshed {
     /// Which listing this is (`tool_listings` when it started).
     listing: u64,
     tools: Vec<Value>,
+}
+
+/// What an answer from the server answers (see [`ServerActor::answered`]).
+enum Answered {
+    Listen,
+    Call(PendingCall),
+    Nothing,
 }
 
 /// Time to ask for list changes again after the listen ended (internal).
