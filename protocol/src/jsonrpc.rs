@@ -352,6 +352,10 @@ fn serialize_extra<M: serde::ser::SerializeMap>(
     Ok(())
 }
 
+/// The name under which serde_json (with `arbitrary_precision`, which keeps a number's text as
+/// it came) hands a number to a visitor: as a map with this one member.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 /// A top-level member's name: one the fleet reads, or another.
 enum Key {
     Jsonrpc,
@@ -547,6 +551,13 @@ impl<'de> Deserialize<'de> for Message {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
                 let mut members = Members::default();
                 while let Some(key) = map.next_key::<Key>()? {
+                    // With `arbitrary_precision`, serde_json hands a number over as a map of one
+                    // member under this name, holding the number's text.
+                    if members.seen == 0 && matches!(&key, Key::Other(name) if name == NUMBER_TOKEN)
+                    {
+                        let _ = map.next_value::<serde::de::IgnoredAny>()?;
+                        return not_an_object();
+                    }
                     members.put(key, map.next_value()?);
                 }
                 members.classify().map_err(A::Error::custom)

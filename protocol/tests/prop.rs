@@ -517,3 +517,32 @@ fn ascii_escaped(text: &str) -> String {
     }
     out
 }
+
+proptest! {
+    /// A number keeps every digit through the codec, in an id, a parameter and an array:
+    /// beyond 64 bits, with leading-zero fractions and trailing zeros. Only the exponent's
+    /// spelling is made canonical (`E` and a missing sign become `e+`), as serde_json writes it.
+    #[test]
+    fn numbers_keep_their_digits(
+        int in "-?(0|[1-9][0-9]{0,40})",
+        frac in prop::option::of("[0-9]{1,20}"),
+        exp in prop::option::of(("[eE]", prop_oneof![Just(""), Just("+"), Just("-")], "[0-9]{1,2}")),
+    ) {
+        let mut sent = int.clone();
+        if let Some(f) = &frac {
+            sent = format!("{sent}.{f}");
+        }
+        let mut expected = sent.clone();
+        if let Some((e, sign, digits)) = &exp {
+            sent = format!("{sent}{e}{sign}{digits}");
+            let sign = if sign.is_empty() { "+" } else { sign };
+            expected = format!("{expected}e{sign}{digits}");
+        }
+        let text = |n: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"m","params":{{"x":{n},"a":[{n},{{"y":{n}}}]}}}}"#)
+        };
+        let message = fleet_protocol::codec::parse_line(&text(&sent)).unwrap();
+        let line = JsonRpcCodec::default().encode_line(&message).unwrap();
+        prop_assert_eq!(std::str::from_utf8(&line).unwrap(), format!("{}\n", text(&expected)));
+    }
+}

@@ -888,7 +888,15 @@ async fn ids_come_back_digit_for_digit() {
     )
     .await;
     let s = gw.open().await;
-    for id in ["18446744073709551615", "-7", "0", "\"x\"", "\"\""] {
+    for id in [
+        "18446744073709551615",
+        "123456789012345678901234567890",
+        "-7",
+        "0",
+        "1e+2",
+        "\"x\"",
+        "\"\"",
+    ] {
         let body: Value = serde_json::from_str(&format!(
             r#"{{"jsonrpc": "2.0", "id": {id}, "method": "tools/call",
                 "params": {{"name": "ref__echo", "arguments": {{"message": "m"}}}}}}"#
@@ -899,6 +907,71 @@ async fn ids_come_back_digit_for_digit() {
         assert!(text.contains(&format!(r#""id":{id}"#)), "{text}");
         assert!(text.contains(r#""text":"m""#), "{text}");
     }
+    gw.stop().await;
+}
+
+/// A stdio server in Python that answers `tools/call` of its tool `raw` with the line it read,
+/// as text, and a `structuredContent` whose numbers it writes itself, digit for digit.
+const RAW_SERVER: &str = r#"
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg or "method" not in msg:
+        continue
+    method, id = msg["method"], json.dumps(msg["id"])
+    if method == "initialize":
+        result = json.dumps({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                             "serverInfo": {"name": "raw", "version": "1"}})
+    elif method == "tools/list":
+        result = json.dumps({"tools": [{"name": "raw", "inputSchema": {"type": "object"}}]})
+    elif method == "tools/call":
+        result = ('{"content":[{"type":"text","text":' + json.dumps(line.strip()) + '}],'
+                  '"structuredContent":{"big":98765432109876543210987654321,"dec":2.50,"exp":1E+2}}')
+    elif method == "ping":
+        result = "{}"
+    else:
+        sys.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"error":{"code":-32601,"message":"no"}}\n')
+        sys.stdout.flush()
+        continue
+    sys.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"result":' + result + '}\n')
+    sys.stdout.flush()
+"#;
+
+/// Numbers pass through as written, both ways: beyond 64 bits, with trailing zeros, with an
+/// exponent. Read as `f64` they would be rounded and rewritten (`1e2` as `100.0`). Only an
+/// exponent's spelling is made canonical, as serde_json keeps a number's text: `1e2` and `1E+2`
+/// are both written `1e+2`, every digit kept.
+#[tokio::test]
+async fn numbers_pass_through_digit_for_digit() {
+    let spec = ServerSpec::stdio("raw", "python3", ["-c", RAW_SERVER]);
+    let gw = start(vec![spec], quick_sessions(), McpHttpConfig::default()).await;
+    let s = gw.open().await;
+    let body: Value = serde_json::from_str(
+        r#"{"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "raw__raw",
+            "arguments": {"big": 123456789012345678901234567890, "dec": 1.50, "exp": 1e2,
+                          "tiny": 4.9e-324, "neg": -0.0}}}"#,
+    )
+    .unwrap();
+    let r = gw.post(Some(&s), body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let seen = answer["result"]["content"][0]["text"].as_str().unwrap();
+    for sent in [
+        r#""big":123456789012345678901234567890"#,
+        r#""dec":1.50"#,
+        r#""exp":1e+2"#,
+        r#""tiny":4.9e-324"#,
+        r#""neg":-0.0"#,
+    ] {
+        assert!(seen.contains(sent), "the server read {seen}, not {sent}");
+    }
+    assert!(
+        text.contains(
+            r#""structuredContent":{"big":98765432109876543210987654321,"dec":2.50,"exp":1e+2}"#
+        ),
+        "{text}"
+    );
     gw.stop().await;
 }
 
