@@ -819,6 +819,7 @@ impl Shared {
                 config: std::sync::Arc::new(ServerManagerConfig::default()),
                 metrics: None,
                 directory: None,
+                memory: Default::default(),
             },
             mailbox::bounded(SERVICE_MAILBOX),
         );
@@ -961,6 +962,7 @@ impl Population {
                             config: std::sync::Arc::new(config.clone()),
                             metrics: None,
                             directory: None,
+                            memory: Default::default(),
                         },
                         mailbox::bounded(SERVICE_MAILBOX),
                     ));
@@ -999,6 +1001,7 @@ impl Population {
                         config: std::sync::Arc::new(ServerManagerConfig::default()),
                         metrics: None,
                         directory: None,
+                        memory: Default::default(),
                     },
                     mailbox::bounded(SERVICE_MAILBOX),
                 );

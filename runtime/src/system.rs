@@ -90,6 +90,8 @@ impl Fleet {
                         config: std::sync::Arc::new(options.server_manager.clone()),
                         metrics: Some(metrics.clone().recipient()),
                         directory: Some(directory_for_manager),
+                        // The same one for every incarnation: the factory clones these.
+                        memory: fleet_server_manager::ManagerMemory::default(),
                     };
                     let (server_manager, sm_took) = supervise_service::<ServerManager>(
                         &sup,

@@ -9,10 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{pids_with, reference, wait_for};
 use fleet_gateway::GatewayConfig;
-use fleet_protocol::ServerSpec;
 use fleet_protocol::messages::gateway::GetGatewayStats;
-use fleet_protocol::messages::server::{GetServerLogs, GetServerStatus};
-use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
+use fleet_protocol::messages::server::{
+    GetServerLogs, GetServerStatus, ListServers, RemoveServer, StopServer,
+};
+use fleet_protocol::messages::supervisor::{GetFleetStatus, LaunchFleet, ServiceKind, Shutdown};
+use fleet_protocol::{ServerSpec, ServerState};
 use fleet_runtime::mcp_http::{self, McpHttpConfig};
 use fleet_runtime::{Fleet, FleetOptions};
 use futures::StreamExt;
@@ -907,6 +909,74 @@ async fn ids_come_back_digit_for_digit() {
         assert!(text.contains(&format!(r#""id":{id}"#)), "{text}");
         assert!(text.contains(r#""text":"m""#), "{text}");
     }
+    gw.stop().await;
+}
+
+/// A server manager that dies (killed here; a panic takes the same path) is restarted by the
+/// supervisor with its servers: each launched again with its spec, the old processes gone, a
+/// server stopped on request left stopped, and the gateway still hearing the manager's events
+/// and serving the sessions opened before.
+#[tokio::test]
+async fn a_crashed_server_manager_comes_back_with_its_servers() {
+    let gw = start(
+        vec![reference("a", &[]), reference("b", &[])],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let s = gw.open().await;
+    let sm = gw.fleet.server_manager.clone();
+    sm.ask(StopServer { name: "b".into() }).await.unwrap();
+    let status = sm.ask(GetServerStatus { name: "a".into() }).await.unwrap();
+    let old = status.pid.expect("a runs");
+
+    sm.kill();
+    let servers = wait_for(
+        Duration::from_secs(30),
+        "server a launched again and ready",
+        || {
+            let sm = sm.clone();
+            async move {
+                let servers = sm.ask(ListServers).await.ok()?;
+                let a = servers.iter().find(|s| s.name == "a")?;
+                (a.state == ServerState::Ready && a.pid.is_some_and(|p| p != old))
+                    .then_some(servers)
+            }
+        },
+    )
+    .await;
+    assert!(servers.iter().all(|s| s.name != "b"), "{servers:?}");
+    wait_for(Duration::from_secs(10), "a's old process gone", || async {
+        (!fleet_server_manager::process_running(old)).then_some(())
+    })
+    .await;
+    let restarts = gw
+        .fleet
+        .supervisor
+        .ask(GetFleetStatus)
+        .await
+        .unwrap()
+        .services
+        .iter()
+        .find(|s| s.kind == ServiceKind::ServerManager)
+        .map(|s| s.restarts);
+    assert_eq!(restarts, Some(1));
+
+    // The session opened before the crash reaches the new process.
+    let answer = gw
+        .call(
+            &s,
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "again"}}),
+        )
+        .await;
+    assert_eq!(answer["result"]["content"][0]["text"], "again", "{answer}");
+    // The gateway still hears the manager: a removed server's tools go from the catalog.
+    sm.ask(RemoveServer { name: "a".into() }).await.unwrap();
+    wait_for(Duration::from_secs(10), "a's tools withdrawn", || async {
+        (!gw.tool_names(&s).await.iter().any(|t| t == "a__echo")).then_some(())
+    })
+    .await;
     gw.stop().await;
 }
 

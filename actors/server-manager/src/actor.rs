@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::events::EventHub;
+use crate::memory::ManagerMemory;
 use crate::server::{LiveCounters, ServerActor};
 use crate::stderr::{self, SharedStderr};
 
@@ -92,6 +93,9 @@ pub struct ServerManagerArgs {
     /// Kept current with the actor of every server the manager has, for callers that send
     /// `CallServer` to the server directly (the gateway) instead of through the manager.
     pub directory: Option<ServerDirectory>,
+    /// What a manager restarted after a crash takes over from the one before it: give every
+    /// incarnation the same one (a supervisor's factory cloning these arguments does).
+    pub memory: ManagerMemory,
 }
 
 /// Each server's actor (its `CallServer` recipient) and lane, by server name. Shared: the
@@ -152,7 +156,11 @@ pub struct State {
     /// Messages every server actor handled since the last report; they add, the manager reports.
     pub(crate) server_messages: Arc<AtomicU64>,
     pub(crate) directory: Option<ServerDirectory>,
+    pub(crate) memory: ManagerMemory,
 }
+
+/// How long a restarted manager waits for each actor of the manager before it to stop.
+const PREVIOUS_STOP_WAIT: Duration = Duration::from_secs(5);
 
 impl Actor for ServerManager {
     type Args = ServerManagerArgs;
@@ -162,20 +170,49 @@ impl Actor for ServerManager {
         "ServerManager"
     }
 
-    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+    async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
         let every = args.config.report_every;
-        Ok(ServerManager(Box::new(State {
+        let previous = args.memory.take_previous();
+        if let Some(previous) = &previous {
+            // The servers of the manager before end first (each actor's stop kills its process
+            // group), so that none runs twice.
+            for actor in &previous.actors {
+                actor.kill();
+            }
+            for actor in &previous.actors {
+                if tokio::time::timeout(PREVIOUS_STOP_WAIT, actor.wait_for_shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(actor = %actor.id(), "a server actor of the manager before did not stop");
+                }
+            }
+        }
+        let events = args.memory.events(previous.is_some());
+        let mut manager = ServerManager(Box::new(State {
             config: args.config,
             metrics: args.metrics,
             servers: BTreeMap::new(),
-            events: EventHub::default(),
+            events,
             counter: MessageCounter::new(Instant::now(), every),
             server_messages: Arc::new(AtomicU64::new(0)),
             directory: args.directory.inspect(|d| {
-                // A restarted manager starts with no servers: the old actors died with it.
+                // Entries of a manager before are stale: its actors are gone.
                 directory_write(d).clear();
             }),
-        })))
+            memory: args.memory,
+        }));
+        if let Some(previous) = previous {
+            tracing::warn!(
+                servers = previous.relaunch.len(),
+                stopped = ?previous.stopped,
+                "server manager restarted after a failure: launching its servers again (those stopped on request stay stopped and are no longer listed)"
+            );
+            for spec in previous.relaunch {
+                manager.launch(spec, &actor_ref).await;
+            }
+        }
+        Ok(manager)
     }
 
     async fn on_link_died(

@@ -14,7 +14,7 @@ use fleet_protocol::messages::server::{
     RestartServerReply, ServerEvent, StopAllServers, StopAllServersReply, StopServer,
     StopServerReply, SubscribeServerEvents,
 };
-use fleet_protocol::{FleetError, ServerState, ServerStatus};
+use fleet_protocol::{FleetError, ServerSpec, ServerState, ServerStatus};
 use kameo::actor::{ActorRef, Spawn};
 use kameo::error::SendError;
 use kameo::message::{Context, Message};
@@ -102,6 +102,59 @@ fn actor_label(name: &str) -> String {
     format!("server `{name}`")
 }
 
+impl ServerManager {
+    /// Spawns `spec`'s actor, which starts the server, and enters it in the table, the
+    /// directory and the memory. Replaces an entry of the same name.
+    pub(crate) async fn launch(
+        &mut self,
+        spec: ServerSpec,
+        me: &ActorRef<ServerManager>,
+    ) -> ActorRef<ServerActor> {
+        let name = spec.name.clone();
+        let ring = stderr::shared(self.config.stderr_ring_bytes);
+        let counters = Arc::new(LiveCounters::default());
+        let table = PendingTable::new(name.clone(), self.metrics.clone(), counters.clone());
+        let lane = Arc::new(Lane {
+            table: table.clone(),
+            codec: JsonRpcCodec::new(self.config.max_message_bytes),
+            timeout: self.config.request_timeout_of(&spec),
+        });
+        let (status_tx, status_rx) =
+            watch::channel(ServerStatus::new(name.clone(), ServerState::Starting));
+        let args = ServerActorArgs {
+            spec: spec.clone(),
+            config: self.config.clone(),
+            status: status_tx,
+            metrics: self.metrics.clone(),
+            stderr: ring.clone(),
+            counters: counters.clone(),
+            events: self.events.clone(),
+            handled: self.server_messages.clone(),
+            table,
+        };
+        let actor = ServerActor::spawn_link(me, args).await;
+        self.memory.launched(spec, actor.clone());
+        if let Some(d) = &self.directory {
+            let entry = DirectServer {
+                actor: actor.clone().reply_recipient(),
+                lane,
+            };
+            directory_write(d).insert(name.clone(), entry);
+        }
+        self.servers.insert(
+            name,
+            Entry {
+                actor: actor.clone(),
+                status: status_rx,
+                died: None,
+                stderr: ring,
+                counters,
+            },
+        );
+        actor
+    }
+}
+
 impl Message<LaunchServer> for ServerManager {
     type Reply = DelegatedReply<LaunchServerReply>;
 
@@ -119,45 +172,8 @@ impl Message<LaunchServer> for ServerManager {
             // A stopped or failed server of that name is replaced by the new launch.
             existing.actor.kill();
         }
-        let ring = stderr::shared(self.config.stderr_ring_bytes);
-        let counters = Arc::new(LiveCounters::default());
-        let table = PendingTable::new(name.clone(), self.metrics.clone(), counters.clone());
-        let lane = Arc::new(Lane {
-            table: table.clone(),
-            codec: JsonRpcCodec::new(self.config.max_message_bytes),
-            timeout: self.config.request_timeout_of(&msg.spec),
-        });
-        let (status_tx, status_rx) =
-            watch::channel(ServerStatus::new(name.clone(), ServerState::Starting));
-        let args = ServerActorArgs {
-            spec: msg.spec,
-            config: self.config.clone(),
-            status: status_tx,
-            metrics: self.metrics.clone(),
-            stderr: ring.clone(),
-            counters: counters.clone(),
-            events: self.events.clone(),
-            handled: self.server_messages.clone(),
-            table,
-        };
-        let actor = ServerActor::spawn_link(ctx.actor_ref(), args).await;
-        if let Some(d) = &self.directory {
-            let entry = DirectServer {
-                actor: actor.clone().reply_recipient(),
-                lane,
-            };
-            directory_write(d).insert(name.clone(), entry);
-        }
-        self.servers.insert(
-            name.clone(),
-            Entry {
-                actor: actor.clone(),
-                status: status_rx,
-                died: None,
-                stderr: ring,
-                counters,
-            },
-        );
+        let me = ctx.actor_ref().clone();
+        let actor = self.launch(msg.spec, &me).await;
         ctx.spawn(async move {
             actor
                 .ask(LaunchWait)
@@ -178,12 +194,15 @@ impl Message<StopServer> for ServerManager {
         self.count();
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
-            Ok(actor) => ctx.spawn(async move {
-                actor
-                    .ask(StopProcess)
-                    .await
-                    .map_err(|e| send_error(e, &actor_label(&msg.name)))
-            }),
+            Ok(actor) => {
+                self.memory.set_run(&msg.name, false);
+                ctx.spawn(async move {
+                    actor
+                        .ask(StopProcess)
+                        .await
+                        .map_err(|e| send_error(e, &actor_label(&msg.name)))
+                })
+            }
         }
     }
 }
@@ -200,6 +219,7 @@ impl Message<RemoveServer> for ServerManager {
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
             Ok(actor) => {
+                self.memory.set_run(&msg.name, false);
                 let manager = ctx.actor_ref().clone();
                 ctx.spawn(async move {
                     let stopped = actor
@@ -237,6 +257,7 @@ impl Message<Forget> for ServerManager {
             && let Some(entry) = self.servers.remove(&msg.name)
         {
             tracing::info!(server = %msg.name, "server removed");
+            self.memory.removed(&msg.name, msg.actor);
             if let Some(d) = &self.directory {
                 directory_write(d).remove(&msg.name);
             }
@@ -256,17 +277,20 @@ impl Message<RestartServer> for ServerManager {
         self.count();
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
-            Ok(actor) => ctx.spawn(async move {
-                let label = actor_label(&msg.name);
-                actor
-                    .ask(StopProcess)
-                    .await
-                    .map_err(|e| send_error(e, &label))?;
-                actor
-                    .ask(StartAgain)
-                    .await
-                    .map_err(|e| send_error(e, &label))
-            }),
+            Ok(actor) => {
+                self.memory.set_run(&msg.name, true);
+                ctx.spawn(async move {
+                    let label = actor_label(&msg.name);
+                    actor
+                        .ask(StopProcess)
+                        .await
+                        .map_err(|e| send_error(e, &label))?;
+                    actor
+                        .ask(StartAgain)
+                        .await
+                        .map_err(|e| send_error(e, &label))
+                })
+            }
         }
     }
 }
@@ -344,6 +368,7 @@ impl Message<StopAllServers> for ServerManager {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         self.count();
+        self.memory.stop_all();
         let actors: Vec<_> = self
             .servers
             .iter()

@@ -25,6 +25,9 @@
 //!   request goes into the table under the lock that an exit's drain takes, so it is drained
 //!   with the rest or handed back to the actor.
 //! - No process outlives its actor: the actor's stop kills the whole process group.
+//! - A manager restarted by its supervisor (the same [`ManagerMemory`] in its arguments)
+//!   launches again every server the one before ran and was not told to stop, once the old
+//!   actors and processes are gone; its event subscribers carry over.
 //! - A line on a child's stdout that is not JSON-RPC is logged and counted, never fatal.
 //! - Launches run concurrently: each server's actor does its own handshake.
 //! - The `tool` of a request metric is a name the server declared, or `_undeclared`: a client
@@ -37,6 +40,7 @@ mod events;
 mod handlers;
 mod handshake;
 mod lane;
+mod memory;
 mod pending;
 pub mod policy;
 mod process;
@@ -48,6 +52,7 @@ mod stderr;
 pub use actor::{
     DirectEntry, ServerDirectory, ServerManager, ServerManagerArgs, ServerManagerConfig,
 };
+pub use memory::ManagerMemory;
 pub use process::{
     BASE_ENV, INSTANCE_VAR, Orphan, new_instance_id, process_running, sweep_orphans,
 };

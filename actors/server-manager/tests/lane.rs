@@ -26,6 +26,7 @@ fn spawn(config: ServerManagerConfig) -> (ActorRef<ServerManager>, ServerDirecto
         config: Arc::new(config),
         metrics: None,
         directory: Some(directory.clone()),
+        memory: Default::default(),
     });
     (manager, directory)
 }

@@ -628,6 +628,7 @@ async fn the_directory_holds_each_servers_actor_until_it_is_removed() {
             config: std::sync::Arc::new(config()),
             metrics: None,
             directory: Some(directory.clone()),
+            memory: Default::default(),
         });
     manager
         .ask(fleet_protocol::messages::server::LaunchServer {
@@ -661,9 +662,120 @@ async fn the_directory_holds_each_servers_actor_until_it_is_removed() {
             config: std::sync::Arc::new(config()),
             metrics: None,
             directory: Some(directory.clone()),
+            memory: Default::default(),
         });
     wait_for(Duration::from_secs(5), "the directory cleared", || async {
         directory.read().unwrap().is_empty().then_some(())
     })
     .await;
+}
+
+/// A parent for a supervised manager, as the supervisor is in the fleet.
+struct Parent;
+
+impl kameo::Actor for Parent {
+    type Args = ();
+    type Error = kameo::error::Infallible;
+
+    async fn on_start(
+        _: (),
+        _: kameo::actor::ActorRef<Self>,
+    ) -> Result<Self, kameo::error::Infallible> {
+        Ok(Parent)
+    }
+}
+
+/// A manager restarted by its supervisor after it died (killed here; a panic takes the same
+/// path) launches again the servers the one before ran, with their specs, after their old
+/// processes are gone. A server stopped on request stays stopped and unlisted. The directory
+/// holds the new actors, and a subscriber of the one before hears the new one.
+#[tokio::test]
+async fn a_restarted_manager_launches_the_servers_of_the_one_before() {
+    use fleet_protocol::messages::server::{EventSink, ServerEvent, SubscribeServerEvents};
+    use kameo::actor::Spawn;
+    let parent = Parent::spawn(());
+    let directory = fleet_server_manager::ServerDirectory::default();
+    let args = fleet_server_manager::ServerManagerArgs {
+        config: std::sync::Arc::new(config()),
+        metrics: None,
+        directory: Some(directory.clone()),
+        memory: Default::default(),
+    };
+    let manager =
+        fleet_server_manager::ServerManager::supervise_with(&parent, move || args.clone())
+            .restart_policy(kameo::supervision::RestartPolicy::Transient)
+            .spawn()
+            .await;
+    for name in ["kept", "stopped"] {
+        manager
+            .ask(LaunchServer {
+                spec: reference(name, &[]),
+            })
+            .await
+            .unwrap();
+    }
+    manager
+        .ask(StopServer {
+            name: "stopped".into(),
+        })
+        .await
+        .unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    manager
+        .ask(SubscribeServerEvents {
+            sink: EventSink::channel(tx),
+        })
+        .await
+        .unwrap();
+    let old = manager
+        .ask(GetServerStatus {
+            name: "kept".into(),
+        })
+        .await
+        .unwrap()
+        .pid
+        .expect("kept runs");
+    // What the subscriber was sent on joining (kept is ready) is not what is tested.
+    while events.try_recv().is_ok() {}
+
+    manager.kill();
+    let servers = wait_for(Duration::from_secs(30), "kept launched again", || {
+        let manager = manager.clone();
+        async move {
+            let servers = manager.ask(ListServers).await.ok()?;
+            let kept = servers.iter().find(|s| s.name == "kept")?;
+            (kept.state == ServerState::Ready && kept.pid.is_some_and(|p| p != old))
+                .then_some(servers)
+        }
+    })
+    .await;
+    assert_eq!(servers.len(), 1, "only kept is listed: {servers:?}");
+    assert!(!fleet_server_manager::process_running(old));
+    let entry = directory.read().unwrap().get("kept").cloned();
+    let echoed = entry
+        .expect("the new actor is in the directory")
+        .actor
+        .ask(call(
+            "kept",
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "hi"}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(echoed["content"][0]["text"], "hi", "{echoed}");
+    // The subscriber hears the new server become ready.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.recv().await {
+            if let ServerEvent::StateChanged { server, state } = event
+                && server == "kept"
+                && state == ServerState::Ready
+            {
+                return;
+            }
+        }
+        panic!("the events ended");
+    })
+    .await
+    .expect("the subscriber heard kept ready again");
+    manager.ask(StopAllServers).await.unwrap();
 }

@@ -59,6 +59,7 @@ fn spawn_with_directory(
         config: std::sync::Arc::new(config),
         metrics: Some(sink.recipient()),
         directory,
+        memory: Default::default(),
     });
     (manager, events)
 }

@@ -27,6 +27,7 @@ pub fn spawn_manager(config: ServerManagerConfig) -> ActorRef<ServerManager> {
         config: std::sync::Arc::new(config),
         metrics: None,
         directory: None,
+        memory: Default::default(),
     })
 }
 
