@@ -204,12 +204,11 @@ impl Actor for ServerManager {
         }));
         if let Some(previous) = previous {
             tracing::warn!(
-                servers = previous.relaunch.len(),
-                stopped = ?previous.stopped,
-                "server manager restarted after a failure: launching its servers again (those stopped on request stay stopped and are no longer listed)"
+                servers = previous.servers.len(),
+                "server manager restarted after a failure: launching its servers again (those stopped on request stay stopped)"
             );
-            for spec in previous.relaunch {
-                manager.launch(spec, &actor_ref).await;
+            for (spec, run) in previous.servers {
+                manager.launch(spec, run, &actor_ref).await;
             }
         }
         Ok(manager)

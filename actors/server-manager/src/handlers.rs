@@ -103,11 +103,12 @@ fn actor_label(name: &str) -> String {
 }
 
 impl ServerManager {
-    /// Spawns `spec`'s actor, which starts the server, and enters it in the table, the
-    /// directory and the memory. Replaces an entry of the same name.
+    /// Spawns `spec`'s actor, which starts the server if `start` (else it is `Stopped`), and
+    /// enters it in the table, the directory and the memory. Replaces an entry of the same name.
     pub(crate) async fn launch(
         &mut self,
         spec: ServerSpec,
+        start: bool,
         me: &ActorRef<ServerManager>,
     ) -> ActorRef<ServerActor> {
         let name = spec.name.clone();
@@ -131,9 +132,10 @@ impl ServerManager {
             events: self.events.clone(),
             handled: self.server_messages.clone(),
             table,
+            start,
         };
         let actor = ServerActor::spawn_link(me, args).await;
-        self.memory.launched(spec, actor.clone());
+        self.memory.launched(spec, actor.clone(), start);
         if let Some(d) = &self.directory {
             let entry = DirectServer {
                 actor: actor.clone().reply_recipient(),
@@ -173,7 +175,7 @@ impl Message<LaunchServer> for ServerManager {
             existing.actor.kill();
         }
         let me = ctx.actor_ref().clone();
-        let actor = self.launch(msg.spec, &me).await;
+        let actor = self.launch(msg.spec, true, &me).await;
         ctx.spawn(async move {
             actor
                 .ask(LaunchWait)

@@ -26,8 +26,8 @@
 //!   with the rest or handed back to the actor.
 //! - No process outlives its actor: the actor's stop kills the whole process group.
 //! - A manager restarted by its supervisor (the same [`ManagerMemory`] in its arguments)
-//!   launches again every server the one before ran and was not told to stop, once the old
-//!   actors and processes are gone; its event subscribers carry over.
+//!   takes over every server of the one before, once the old actors and processes are gone:
+//!   started again, or `Stopped` if it was stopped on request; its event subscribers carry over.
 //! - A line on a child's stdout that is not JSON-RPC is logged and counted, never fatal.
 //! - Launches run concurrently: each server's actor does its own handshake.
 //! - The `tool` of a request metric is a name the server declared, or `_undeclared`: a client

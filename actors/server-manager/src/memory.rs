@@ -10,7 +10,7 @@
 //! - A restarted manager first kills the actors of the manager before it and waits for them,
 //!   and so for their processes (an actor's stop kills its process group): no server runs twice.
 //! - It then launches again every server that should run, with the spec it was launched with.
-//!   A server stopped on request is not launched again, and is no longer listed.
+//!   A server stopped on request is entered again as `Stopped`, not started.
 //! - The subscribers move to a new hub: an actor of the manager before, still stopping, cannot
 //!   send them an event about a server its successor has launched again.
 
@@ -42,12 +42,11 @@ struct Remembered {
     run: bool,
 }
 
-/// What the manager before left: its servers' actors, to end, and the specs to launch again.
+/// What the manager before left: its servers' actors, to end, and each server's spec with
+/// whether to start it.
 pub(crate) struct Previous {
     pub(crate) actors: Vec<ActorRef<ServerActor>>,
-    pub(crate) relaunch: Vec<ServerSpec>,
-    /// The servers stopped on request, which are not launched again.
-    pub(crate) stopped: Vec<String>,
+    pub(crate) servers: Vec<(ServerSpec, bool)>,
 }
 
 impl ManagerMemory {
@@ -68,16 +67,11 @@ impl ManagerMemory {
         let servers = std::mem::take(&mut memory.servers);
         let mut previous = Previous {
             actors: Vec::with_capacity(servers.len()),
-            relaunch: Vec::new(),
-            stopped: Vec::new(),
+            servers: Vec::with_capacity(servers.len()),
         };
-        for (name, server) in servers {
+        for server in servers.into_values() {
             previous.actors.push(server.actor);
-            if server.run {
-                previous.relaunch.push(server.spec);
-            } else {
-                previous.stopped.push(name);
-            }
+            previous.servers.push((server.spec, server.run));
         }
         Some(previous)
     }
@@ -94,13 +88,9 @@ impl ManagerMemory {
         memory.events.clone()
     }
 
-    pub(crate) fn launched(&self, spec: ServerSpec, actor: ActorRef<ServerActor>) {
+    pub(crate) fn launched(&self, spec: ServerSpec, actor: ActorRef<ServerActor>, run: bool) {
         let name = spec.name.clone();
-        let server = Remembered {
-            spec,
-            actor,
-            run: true,
-        };
+        let server = Remembered { spec, actor, run };
         self.lock().servers.insert(name, server);
     }
 

@@ -64,6 +64,9 @@ pub struct ServerActorArgs {
     pub(crate) handled: Arc<AtomicU64>,
     /// The table of pending requests, shared with the server's lane (made by the manager).
     pub(crate) table: PendingTable,
+    /// Whether to start the server; if not, it begins `Stopped` (a server stopped on request
+    /// that a restarted manager takes over).
+    pub(crate) start: bool,
 }
 
 struct Running {
@@ -156,6 +159,7 @@ impl Actor for ServerActor {
 
     async fn on_start(args: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
         let table = args.table;
+        let start = args.start;
         let mut actor = ServerActor {
             status: ServerStatus {
                 health: args.spec.health.clone(),
@@ -208,7 +212,11 @@ impl Actor for ServerActor {
                     }
                 }),
         );
-        actor.start_process(&actor_ref, false);
+        if start {
+            actor.start_process(&actor_ref, false);
+        } else {
+            actor.set_state(ServerState::Stopped);
+        }
         Ok(actor)
     }
 

@@ -687,8 +687,8 @@ impl kameo::Actor for Parent {
 
 /// A manager restarted by its supervisor after it died (killed here; a panic takes the same
 /// path) launches again the servers the one before ran, with their specs, after their old
-/// processes are gone. A server stopped on request stays stopped and unlisted. The directory
-/// holds the new actors, and a subscriber of the one before hears the new one.
+/// processes are gone. A server stopped on request is listed stopped, and starts when asked to.
+/// The directory holds the new actors, and a subscriber of the one before hears the new one.
 #[tokio::test]
 async fn a_restarted_manager_launches_the_servers_of_the_one_before() {
     use fleet_protocol::messages::server::{EventSink, ServerEvent, SubscribeServerEvents};
@@ -749,7 +749,11 @@ async fn a_restarted_manager_launches_the_servers_of_the_one_before() {
         }
     })
     .await;
-    assert_eq!(servers.len(), 1, "only kept is listed: {servers:?}");
+    let stopped = servers.iter().find(|s| s.name == "stopped");
+    assert!(
+        stopped.is_some_and(|s| s.state == ServerState::Stopped && s.pid.is_none()),
+        "{servers:?}"
+    );
     assert!(!fleet_server_manager::process_running(old));
     let entry = directory.read().unwrap().get("kept").cloned();
     let echoed = entry
@@ -777,5 +781,12 @@ async fn a_restarted_manager_launches_the_servers_of_the_one_before() {
     })
     .await
     .expect("the subscriber heard kept ready again");
+    let started = manager
+        .ask(RestartServer {
+            name: "stopped".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(started.state, ServerState::Ready, "{started:?}");
     manager.ask(StopAllServers).await.unwrap();
 }
