@@ -93,9 +93,9 @@ pub fn parse_json(text: &[u8]) -> DecodedLine {
             }
         };
         let answers = match &value {
-            serde_json::Value::Object(o) if !o.contains_key("method") => o
-                .get("id")
-                .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok()),
+            serde_json::Value::Object(o) if !o.contains_key("method") => {
+                o.get("id").and_then(|id| RequestId::from_json(id.clone()))
+            }
             _ => None,
         };
         Message::from_value(value).map_err(|problem| match answers {

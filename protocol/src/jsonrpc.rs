@@ -37,6 +37,13 @@ impl From<u64> for RequestId {
 }
 
 impl RequestId {
+    /// The id a JSON value is, if it is one: a number (its text kept) or a string. Unlike
+    /// `serde_json::from_value`, which reads a number through `u64`, `i64` or `f64` again and
+    /// so writes `-0` as `0` or `1e-7` where `0.0000001` came.
+    pub fn from_json(value: Value) -> Option<RequestId> {
+        parse_id(value).ok()
+    }
+
     /// The id as an unsigned integer, when it is one (the fleet numbers its own requests so).
     pub fn as_u64(&self) -> Option<u64> {
         match self {
@@ -79,6 +86,24 @@ impl ErrorObject {
             data: None,
             extra: Map::new(),
         }
+    }
+
+    /// The error object these members make, taking them: an integer `code` and a string
+    /// `message` are required. `data` and the unknown members are moved as they are, so their
+    /// numbers keep their text (`serde_json::from_value` would read each through `u64`, `i64`
+    /// or `f64` again: `-0` would leave as `0`, `0.0000001` as `1e-7`).
+    pub fn from_members(mut members: Map<String, Value>) -> Option<ErrorObject> {
+        let code = members.shift_remove("code")?.as_i64()?;
+        let Value::String(message) = members.shift_remove("message")? else {
+            return None;
+        };
+        let data = members.shift_remove("data");
+        Some(ErrorObject {
+            code,
+            message,
+            data,
+            extra: members,
+        })
     }
 }
 
@@ -489,12 +514,14 @@ impl Members {
         }
         let (outcome, consumed) = match (self.result, self.error) {
             (Some(result), None) => (Outcome::Result(result.value), result.at),
-            (None, Some(error)) => (
-                Outcome::Error(
-                    serde_json::from_value(error.value).map_err(|_| InvalidMessage::ErrorMember)?,
-                ),
-                error.at,
-            ),
+            (None, Some(error)) => {
+                let Value::Object(members) = error.value else {
+                    return Err(InvalidMessage::ErrorMember);
+                };
+                let error_object =
+                    ErrorObject::from_members(members).ok_or(InvalidMessage::ErrorMember)?;
+                (Outcome::Error(error_object), error.at)
+            }
             (Some(_), Some(_)) => return Err(InvalidMessage::ResultAndError),
             (None, None) => return Err(InvalidMessage::Unclassified),
         };
@@ -550,10 +577,13 @@ impl<'de> Deserialize<'de> for Message {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
                 let mut members = Members::default();
+                let mut first = true;
                 while let Some(key) = map.next_key::<Key>()? {
                     // With `arbitrary_precision`, serde_json hands a number over as a map of one
-                    // member under this name, holding the number's text.
-                    if members.seen == 0 && matches!(&key, Key::Other(name) if name == NUMBER_TOKEN)
+                    // member under this name, holding the number's text. (An object whose first
+                    // member has that name reads as a number to serde_json's own `Value` too.)
+                    if std::mem::take(&mut first)
+                        && matches!(&key, Key::Other(name) if name == NUMBER_TOKEN)
                     {
                         let _ = map.next_value::<serde::de::IgnoredAny>()?;
                         return not_an_object();

@@ -519,7 +519,8 @@ fn ascii_escaped(text: &str) -> String {
 }
 
 proptest! {
-    /// A number keeps every digit through the codec, in an id, a parameter and an array:
+    /// A number keeps every digit through the codec, in an id, a parameter, an array and an
+    /// error's `data` and unknown members:
     /// beyond 64 bits, with leading-zero fractions and trailing zeros. Only the exponent's
     /// spelling is made canonical (`E` and a missing sign become `e+`), as serde_json writes it.
     #[test]
@@ -541,8 +542,16 @@ proptest! {
         let text = |n: &str| {
             format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"m","params":{{"x":{n},"a":[{n},{{"y":{n}}}]}}}}"#)
         };
-        let message = fleet_protocol::codec::parse_line(&text(&sent)).unwrap();
-        let line = JsonRpcCodec::default().encode_line(&message).unwrap();
-        prop_assert_eq!(std::str::from_utf8(&line).unwrap(), format!("{}\n", text(&expected)));
+        let error = |n: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":{n},"error":{{"code":-1,"message":"m","data":{{"x":{n}}},"z":[{n}]}}}}"#)
+        };
+        for text in [text, error] {
+            let message = fleet_protocol::codec::parse_line(&text(&sent)).unwrap();
+            let line = JsonRpcCodec::default().encode_line(&message).unwrap();
+            prop_assert_eq!(std::str::from_utf8(&line).unwrap(), format!("{}\n", text(&expected)));
+        }
+        // An id read from a value (a cancellation's `requestId`) keeps its text too.
+        let id: Value = serde_json::from_str(&sent).unwrap();
+        prop_assert_eq!(RequestId::from_json(id).unwrap().to_string(), expected);
     }
 }

@@ -323,7 +323,7 @@ impl Session {
                         .as_ref()
                         .and_then(|p| p.get("requestId"))
                         .cloned()
-                        .and_then(|v| serde_json::from_value::<RequestId>(v).ok());
+                        .and_then(RequestId::from_json);
                     if let Some(id) = id {
                         self.core.cancel(&id);
                     }
