@@ -1551,7 +1551,8 @@ fn notes(args: &BenchArgs, n: usize, workers: usize) -> Vec<String> {
              `LaunchServer` with a command containing a NUL byte, which \
              `std::process::Command` refuses before forking: no process is started and each \
              `ServerActor` stays up in `Failed`; their memory includes the manager's table \
-             entry, status channel and stderr ring of each server. Sessions are opened through \
+             entry, status channel and stderr ring of each server, and its memory's copy of \
+             the spec (for a restart of the manager). Sessions are opened through \
              one gateway as `POST /mcp` would, without HTTP; their memory includes the \
              gateway's entry for each session. Warm spawn (full mode) is the same spawn again \
              after all were stopped, into memory the process already has. Each kind runs in \

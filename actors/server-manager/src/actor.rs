@@ -159,7 +159,7 @@ pub struct State {
     pub(crate) memory: ManagerMemory,
 }
 
-/// How long a restarted manager waits for each actor of the manager before it to stop.
+/// How long a restarted manager waits for the actors of the manager before it to stop.
 const PREVIOUS_STOP_WAIT: Duration = Duration::from_secs(5);
 
 impl Actor for ServerManager {
@@ -175,17 +175,19 @@ impl Actor for ServerManager {
         let previous = args.memory.take_previous();
         if let Some(previous) = &previous {
             // The servers of the manager before end first (each actor's stop kills its process
-            // group), so that none runs twice.
+            // group and waits for the exit), so that none runs twice.
             for actor in &previous.actors {
                 actor.kill();
             }
-            for actor in &previous.actors {
-                if tokio::time::timeout(PREVIOUS_STOP_WAIT, actor.wait_for_shutdown())
-                    .await
-                    .is_err()
-                {
-                    tracing::error!(actor = %actor.id(), "a server actor of the manager before did not stop");
-                }
+            let stops = previous
+                .actors
+                .iter()
+                .map(|actor| actor.wait_for_shutdown_result());
+            if tokio::time::timeout(PREVIOUS_STOP_WAIT, futures::future::join_all(stops))
+                .await
+                .is_err()
+            {
+                tracing::error!("server actors of the manager before did not stop in time");
             }
         }
         let events = args.memory.events(previous.is_some());
@@ -243,7 +245,8 @@ impl Actor for ServerManager {
             entry.actor.kill();
         }
         for entry in self.servers.values() {
-            entry.actor.wait_for_shutdown().await;
+            // After the actor's `on_stop` (`wait_for_shutdown` returns once the mailbox closes).
+            let _ = entry.actor.wait_for_shutdown_result().await;
         }
         self.report();
         Ok(())

@@ -22,6 +22,7 @@ use kameo::reply::DelegatedReply;
 
 use crate::actor::{Entry, ServerManager, directory_write, send_error};
 use crate::lane::Lane;
+use crate::memory::Wanted;
 use crate::pending::PendingTable;
 use crate::server::{
     Forwarded, LaunchWait, LiveCounters, ServerActor, ServerActorArgs, StartAgain, StopProcess,
@@ -197,7 +198,7 @@ impl Message<StopServer> for ServerManager {
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
             Ok(actor) => {
-                self.memory.set_run(&msg.name, false);
+                self.memory.want(&msg.name, Wanted::Stop);
                 ctx.spawn(async move {
                     actor
                         .ask(StopProcess)
@@ -221,7 +222,7 @@ impl Message<RemoveServer> for ServerManager {
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
             Ok(actor) => {
-                self.memory.set_run(&msg.name, false);
+                self.memory.want(&msg.name, Wanted::Remove);
                 let manager = ctx.actor_ref().clone();
                 ctx.spawn(async move {
                     let stopped = actor
@@ -280,7 +281,7 @@ impl Message<RestartServer> for ServerManager {
         match self.server_actor(&msg.name) {
             Err(e) => ctx.reply(Err(e)),
             Ok(actor) => {
-                self.memory.set_run(&msg.name, true);
+                self.memory.want(&msg.name, Wanted::Run);
                 ctx.spawn(async move {
                     let label = actor_label(&msg.name);
                     actor

@@ -2,15 +2,18 @@
 //!
 //! kameo restarts a supervised actor by building its arguments again from the same factory, so
 //! a [`ManagerMemory`] in [`crate::ServerManagerArgs`] is the same one for every incarnation.
-//! The manager writes to it as it goes: each server it launched (its spec and actor), whether
-//! the server should run (a `StopServer` says no, a `RestartServer` yes again), and the event
-//! hub whose subscribers (the gateway) hear every server.
+//! The manager writes to it as it goes: each server it launched (its spec and actor), what
+//! should become of the server (a `StopServer` says stop, a `RemoveServer` remove, a
+//! `RestartServer` run again), and the event hub whose subscribers (the gateway) hear every
+//! server.
 //!
 //! Invariants:
-//! - A restarted manager first kills the actors of the manager before it and waits for them,
-//!   and so for their processes (an actor's stop kills its process group): no server runs twice.
-//! - It then launches again every server that should run, with the spec it was launched with.
-//!   A server stopped on request is entered again as `Stopped`, not started.
+//! - A restarted manager first kills the actors of the manager before it and waits for their
+//!   stop, which waits for their processes' exit: no server runs twice.
+//! - It then takes over every server that was not being removed, with the spec it was launched
+//!   with: started again, or entered as `Stopped` if it was stopped on request.
+//! - The memory keeps every server until a launch under its name replaces it or its removal
+//!   ends: a manager that fails again while taking over leaves the next one the same servers.
 //! - The subscribers move to a new hub: an actor of the manager before, still stopping, cannot
 //!   send them an event about a server its successor has launched again.
 
@@ -24,6 +27,7 @@ use crate::events::EventHub;
 use crate::server::ServerActor;
 
 /// Shared by every incarnation of one server manager; a new one (`Default`) is a first start.
+/// Two managers must not share one: each would end the other's servers when it starts.
 #[derive(Clone, Default)]
 pub struct ManagerMemory(Arc<Mutex<Memory>>);
 
@@ -38,8 +42,18 @@ struct Memory {
 struct Remembered {
     spec: ServerSpec,
     actor: ActorRef<ServerActor>,
-    /// Whether a restarted manager launches it again.
-    run: bool,
+    wanted: Wanted,
+}
+
+/// What should become of a server if the manager restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    /// Running: it is started again.
+    Run,
+    /// Stopped on request: it is entered again, `Stopped`.
+    Stop,
+    /// Being removed: it is not taken over.
+    Remove,
 }
 
 /// What the manager before left: its servers' actors, to end, and each server's spec with
@@ -57,22 +71,25 @@ impl ManagerMemory {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Marks a manager started; what the one before left, if there was one. The servers are
-    /// forgotten: the new manager remembers those it launches again.
+    /// Marks a manager started; what the one before left, if there was one. A server being
+    /// removed is forgotten; the others stay until the new manager launches them again.
     pub(crate) fn take_previous(&self) -> Option<Previous> {
         let mut memory = self.lock();
         if !std::mem::replace(&mut memory.started, true) {
             return None;
         }
-        let servers = std::mem::take(&mut memory.servers);
         let mut previous = Previous {
-            actors: Vec::with_capacity(servers.len()),
-            servers: Vec::with_capacity(servers.len()),
+            actors: Vec::with_capacity(memory.servers.len()),
+            servers: Vec::with_capacity(memory.servers.len()),
         };
-        for server in servers.into_values() {
-            previous.actors.push(server.actor);
-            previous.servers.push((server.spec, server.run));
-        }
+        memory.servers.retain(|_, server| {
+            previous.actors.push(server.actor.clone());
+            if server.wanted != Wanted::Remove {
+                let start = server.wanted == Wanted::Run;
+                previous.servers.push((server.spec.clone(), start));
+            }
+            server.wanted != Wanted::Remove
+        });
         Some(previous)
     }
 
@@ -88,9 +105,15 @@ impl ManagerMemory {
         memory.events.clone()
     }
 
-    pub(crate) fn launched(&self, spec: ServerSpec, actor: ActorRef<ServerActor>, run: bool) {
+    /// Remembers a launch, in place of any server of the same name.
+    pub(crate) fn launched(&self, spec: ServerSpec, actor: ActorRef<ServerActor>, start: bool) {
         let name = spec.name.clone();
-        let server = Remembered { spec, actor, run };
+        let wanted = if start { Wanted::Run } else { Wanted::Stop };
+        let server = Remembered {
+            spec,
+            actor,
+            wanted,
+        };
         self.lock().servers.insert(name, server);
     }
 
@@ -106,17 +129,19 @@ impl ManagerMemory {
         }
     }
 
-    /// Whether a restarted manager should launch `name` again.
-    pub(crate) fn set_run(&self, name: &str, run: bool) {
+    /// What should become of `name` if the manager restarts.
+    pub(crate) fn want(&self, name: &str, wanted: Wanted) {
         if let Some(server) = self.lock().servers.get_mut(name) {
-            server.run = run;
+            server.wanted = wanted;
         }
     }
 
-    /// No server should run again (the fleet is shutting down).
+    /// No server should run again (the fleet is shutting down); those being removed still go.
     pub(crate) fn stop_all(&self) {
         for server in self.lock().servers.values_mut() {
-            server.run = false;
+            if server.wanted == Wanted::Run {
+                server.wanted = Wanted::Stop;
+            }
         }
     }
 }

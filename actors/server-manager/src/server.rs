@@ -251,6 +251,15 @@ impl Actor for ServerActor {
         if let Some(r) = self.running.take() {
             tracing::debug!(server = %self.spec.name, pid = ?self.status.pid, ?reason, "actor stopping; killing its process group");
             r.handle.kill();
+            // Whoever waits for this stop (a restarted manager about to launch the server
+            // again) may count on the process being gone.
+            let mut exit = r.exit;
+            if tokio::time::timeout(KILLED_EXIT_WAIT, exit.wait_for(Option::is_some))
+                .await
+                .is_err()
+            {
+                tracing::warn!(server = %self.spec.name, pid = ?self.status.pid, "the killed process has not exited yet");
+            }
         }
         self.watchdog.cancel();
         self.fail_pending(None);
@@ -1230,6 +1239,9 @@ pub struct StartAgain;
 pub struct RestartDue {
     generation: u64,
 }
+
+/// How long a stopping actor waits for the exit of the process it killed.
+const KILLED_EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Queued stdin lines are joined into one write up to about this size.
 const STDIN_BATCH_BYTES: usize = 64 * 1024;
