@@ -6,7 +6,7 @@
 //! | `GET /readyz` | 200 when every enabled server of the config is ready (or unhealthy) or in a terminal state (stopped, failed); 503 with the servers still on their way otherwise |
 //! | `GET /api/servers` | every server's status |
 //! | `GET /api/servers/{name}` | one server's status; 404 if there is none |
-//! | `GET /api/servers/{name}/logs?lines=N` | the newest N (default 200) lines of its stderr ring |
+//! | `GET /api/servers/{name}/logs?lines=N&after=T` | the newest N (default 200) lines of its stderr ring, only those after the first T; with `total` (the next `after`) and `missed` |
 //! | `POST /api/servers/{name}/restart` | stops it and starts it again; its status once ready |
 //! | `POST /api/servers/{name}/start` | the same (a stopped server starts; a running one restarts) |
 //! | `POST /api/servers/{name}/stop` | stops it (it stays listed, `stopped`); how it ended |
@@ -174,6 +174,7 @@ async fn one(State(state): State<AdminState>, Path(name): Path<String>) -> Respo
 #[derive(serde::Deserialize)]
 struct LogsQuery {
     lines: Option<usize>,
+    after: Option<u64>,
 }
 
 async fn logs(
@@ -186,8 +187,13 @@ async fn logs(
         Err(r) => return error(r.status(), r.body_text()),
     };
     let max_lines = q.lines.unwrap_or(200).min(100_000);
-    match state.manager.ask(GetServerLogs { name, max_lines }).await {
-        Ok(lines) => Json(json!({ "lines": lines })).into_response(),
+    let ask = GetServerLogs {
+        name,
+        max_lines,
+        after: q.after,
+    };
+    match state.manager.ask(ask).await {
+        Ok(logs) => Json(logs).into_response(),
         Err(e) => ask_error(e),
     }
 }

@@ -279,35 +279,41 @@ async fn logs(
     follow: bool,
     lines: usize,
 ) -> Result<(), cli::CliError> {
-    let path = cli::server_path(&name, &[]);
     let logs = cli::server_path(&name, &["logs"]);
-    let mut seen = c.get(&path).await?["stderr_lines"].as_u64().unwrap_or(0);
-    for line in c.get(&format!("{logs}?lines={lines}")).await?["lines"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        println!("{}", line.as_str().unwrap_or_default());
-    }
+    let mut seen = print_logs(&c, &format!("{logs}?lines={lines}"), false).await?;
     if !follow {
         return Ok(());
     }
-    // Until interrupted (Ctrl-C), as `tail -f`.
+    // Until interrupted (Ctrl-C), as `tail -f`. Each answer's `total` is the cursor of the
+    // next ask, so every line is printed once, and lines the ring dropped meanwhile are said.
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let total = c.get(&path).await?["stderr_lines"].as_u64().unwrap_or(seen);
-        if total > seen {
-            let new = (total - seen) as usize;
-            for line in c.get(&format!("{logs}?lines={new}")).await?["lines"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                println!("{}", line.as_str().unwrap_or_default());
-            }
-            seen = total;
-        }
+        let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after={seen}");
+        let total = print_logs(&c, &ask, true).await?;
+        seen = if total < seen {
+            // The log began anew (the fleet restarted): all of it is new.
+            let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after=0");
+            print_logs(&c, &ask, true).await?
+        } else {
+            total
+        };
     }
+}
+
+/// The most lines `logs -f` prints per poll.
+const FOLLOW_MAX_LINES: usize = 100_000;
+
+/// Prints the lines of one logs answer and, when following, a note of any it missed; its `total`.
+async fn print_logs(c: &cli::Client, ask: &str, following: bool) -> Result<u64, cli::CliError> {
+    let answer = c.get(ask).await?;
+    for line in answer["lines"].as_array().into_iter().flatten() {
+        println!("{}", line.as_str().unwrap_or_default());
+    }
+    let missed = answer["missed"].as_u64().unwrap_or(0);
+    if missed > 0 && following {
+        eprintln!("({missed} lines were written faster than they were read, and dropped)");
+    }
+    Ok(answer["total"].as_u64().unwrap_or(0))
 }
 
 async fn tools(c: cli::Client) -> Result<(), cli::CliError> {

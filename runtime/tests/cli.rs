@@ -737,6 +737,56 @@ async fn the_cli_operates_a_running_fleet_through_its_api() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.lines().count(), 2, "{out}");
 
+    // `logs -f` prints every line once, in order: it asks with the last answer's cursor.
+    // Restarts of `a` write request lines (each with an id of its own) while it follows.
+    let mut follower = common::mcp_fleet(["logs"])
+        .args(["--url", &url, "a", "-n", "0", "-f"])
+        .env_remove("MCP_FLEET_TOKEN")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut printed_out = follower.stdout.take().unwrap();
+    for _ in 0..3 {
+        let (code, out) = fleet_cli(&url, &["servers", "restart", "a"]).await;
+        assert_eq!(code, 0, "{out}");
+    }
+    let written: serde_json::Value = reqwest::get(format!("{url}/api/servers/a/logs?lines=100000"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let written: Vec<&str> = written["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let last = *written.last().unwrap();
+    let mut printed = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        while !printed.lines().any(|l| l == last) {
+            let n = printed_out.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the follower ended: {printed}");
+            printed.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the follower printed {printed:?}, not {last:?}"));
+    follower.kill().await.unwrap();
+    let mut followed: Vec<&str> = printed.lines().collect();
+    followed.truncate(followed.iter().position(|l| *l == last).unwrap() + 1);
+    assert!(
+        followed.len() >= 6,
+        "three restarts' requests: {followed:?}"
+    );
+    assert!(
+        written.ends_with(&followed),
+        "each line once, in order: {followed:?} of {written:?}"
+    );
+
     let (code, out) = fleet_cli(&url, &["servers", "restart", "nope"]).await;
     assert_eq!(code, 2, "a 404 is the user's mistake: {out}");
     assert!(out.contains("no server named `nope`"), "{out}");

@@ -414,10 +414,12 @@ async fn progress_streams_and_a_client_that_goes_away_cancels_upstream() {
                     .ask(GetServerLogs {
                         name: "ref".into(),
                         max_lines: 100,
+                        after: None,
                     })
                     .await
                     .ok()?;
-                logs.iter()
+                logs.lines
+                    .iter()
                     .any(|l| l.contains("cancelled request"))
                     .then_some(())
             }

@@ -358,7 +358,7 @@ impl Message<GetServerLogs> for ServerManager {
     ) -> Self::Reply {
         self.count();
         let entry = self.entry(&msg.name)?;
-        Ok(stderr::lock(&entry.stderr).tail(msg.max_lines))
+        Ok(stderr::lock(&entry.stderr).since(msg.after, msg.max_lines))
     }
 }
 

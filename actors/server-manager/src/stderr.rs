@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use fleet_protocol::messages::server::ServerLogs;
+
 /// The newest lines a server wrote to stderr, at most `max_bytes` of them.
 #[derive(Debug)]
 pub struct StderrRing {
@@ -35,15 +37,25 @@ impl StderrRing {
         }
     }
 
-    /// The newest `max` lines, oldest first.
-    pub fn tail(&self, max: usize) -> Vec<String> {
-        let skip = self.lines.len().saturating_sub(max);
-        self.lines.iter().skip(skip).cloned().collect()
-    }
-
     /// Lines ever pushed, including those dropped from the buffer.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// The lines pushed after the first `after` (all, with none), at most the newest `max` of
+    /// them, with the total and how many after `after` are not given.
+    pub fn since(&self, after: Option<u64>, max: usize) -> ServerLogs {
+        let kept_from = self.total - self.lines.len() as u64;
+        let after = after.unwrap_or(0).min(self.total);
+        let first = after.max(kept_from);
+        let available = (self.total - first) as usize;
+        let skip = self.lines.len() - available + available.saturating_sub(max);
+        let lines: Vec<String> = self.lines.iter().skip(skip).cloned().collect();
+        ServerLogs {
+            missed: self.total - after - lines.len() as u64,
+            lines,
+            total: self.total,
+        }
     }
 }
 
@@ -69,8 +81,41 @@ mod tests {
         for i in 0..10 {
             r.push(format!("line{i}"));
         }
-        assert_eq!(r.tail(100), vec!["line8", "line9"]);
-        assert_eq!(r.tail(1), vec!["line9"]);
+        assert_eq!(r.since(None, 100).lines, ["line8", "line9"]);
+        assert_eq!(r.since(None, 1).lines, ["line9"]);
         assert_eq!(r.total(), 10);
+    }
+
+    #[test]
+    fn a_cursor_gives_each_line_once_and_counts_what_it_missed() {
+        let mut r = StderrRing::new(15);
+        for i in 0..3 {
+            r.push(format!("line{i}"));
+        }
+        let all = r.since(None, 100);
+        assert_eq!(all.lines, ["line0", "line1", "line2"]);
+        assert_eq!((all.total, all.missed), (3, 0));
+        assert_eq!(r.since(Some(3), 100).lines, Vec::<String>::new());
+        r.push("line3".into());
+        let next = r.since(Some(3), 100);
+        assert_eq!(next.lines, ["line3"]);
+        assert_eq!((next.total, next.missed), (4, 0));
+        // line0 and line1 are dropped from the ring (15 bytes keep 3 lines).
+        r.push("line4".into());
+        let late = r.since(Some(1), 100);
+        assert_eq!(late.lines, ["line2", "line3", "line4"]);
+        assert_eq!((late.total, late.missed), (5, 1));
+        let capped = r.since(Some(2), 2);
+        assert_eq!(capped.lines, ["line3", "line4"]);
+        assert_eq!(capped.missed, 1);
+        // A cursor from the future (another run of the server) gives nothing.
+        assert_eq!(
+            r.since(Some(99), 100),
+            ServerLogs {
+                lines: vec![],
+                total: 5,
+                missed: 0
+            }
+        );
     }
 }

@@ -178,10 +178,11 @@ async fn wait_for_log(
                 .ask(GetServerLogs {
                     name: server.into(),
                     max_lines: 50,
+                    after: None,
                 })
                 .await
                 .ok()?;
-            logs.iter().any(|l| l.contains(needle)).then_some(())
+            logs.lines.iter().any(|l| l.contains(needle)).then_some(())
         }
     })
     .await;

@@ -10,7 +10,7 @@
 //! | [`ListServers`] | `Vec<ServerStatus>`, sorted by name |
 //! | [`CallServer`] | `Result<Value, FleetError>`: the server's result, or its error as `Upstream` (`BadAnswer` if its answer was not valid JSON-RPC) |
 //! | [`ProbeServer`] | `Result<Duration, FleetError>`: the probe's round trip |
-//! | [`GetServerLogs`] | `Result<Vec<String>, FleetError>`: the stderr ring buffer, oldest first |
+//! | [`GetServerLogs`] | `Result<ServerLogs, FleetError>`: lines of the stderr ring buffer, oldest first, with a cursor |
 //! | [`StopAllServers`] | `Vec<StoppedServer>` |
 //! | [`SubscribeServerEvents`] | `()`; the current state of every server follows through the sink |
 //! | [`crate::messages::health::HealthChanged`] | `()` (marks a server unhealthy or ready again) |
@@ -148,8 +148,24 @@ pub struct GetServerLogs {
     pub name: String,
     /// At most this many of the newest lines.
     pub max_lines: usize,
+    /// Only the lines written after the first `after` (the `total` of an earlier answer): a
+    /// follower asks with the last answer's `total` and sees each line once.
+    pub after: Option<u64>,
 }
-pub type GetServerLogsReply = Result<Vec<String>, FleetError>;
+pub type GetServerLogsReply = Result<ServerLogs, FleetError>;
+
+/// Lines of a server's stderr, read at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerLogs {
+    /// Oldest first.
+    pub lines: Vec<String>,
+    /// How many lines the server has written to stderr so far, these included: the cursor
+    /// (`after`) of the next ask.
+    pub total: u64,
+    /// Lines after the cursor that are not in `lines`: dropped from the ring buffer (it keeps
+    /// the newest bytes) or beyond `max_lines`.
+    pub missed: u64,
+}
 
 /// Stop every server (concurrently), for shutdown.
 #[derive(Debug, Clone, Copy, Default)]

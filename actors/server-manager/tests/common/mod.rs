@@ -110,9 +110,11 @@ pub async fn server_logs(
         .ask(fleet_protocol::messages::server::GetServerLogs {
             name: name.into(),
             max_lines,
+            after: None,
         })
         .await
         .unwrap()
+        .lines
 }
 
 /// A stdio server in Python for answers no real server gives: for each request `m`, `answer`
