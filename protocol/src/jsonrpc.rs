@@ -23,11 +23,20 @@ pub mod error_codes {
 }
 
 /// A request id: a JSON number or string, kept exactly as received.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum RequestId {
     Number(Number),
     String(String),
+}
+
+/// Read as a `Value`, then [`RequestId::from_json`]: a derived untagged reading would buffer a
+/// number through serde's `Content`, which has no room for one beyond 64 bits.
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RequestId::from_json(Value::deserialize(deserializer)?)
+            .ok_or_else(|| serde::de::Error::custom(InvalidMessage::Id))
+    }
 }
 
 impl From<u64> for RequestId {
@@ -63,16 +72,12 @@ impl fmt::Display for RequestId {
 }
 
 /// A JSON-RPC error object; unknown members are kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ErrorObject {
     pub code: i64,
     pub message: String,
     /// `Some(Value::Null)` when the member was present as `null`: kept apart from absent.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -93,6 +98,8 @@ impl ErrorObject {
     /// numbers keep their text (`serde_json::from_value` would read each through `u64`, `i64`
     /// or `f64` again: `-0` would leave as `0`, `0.0000001` as `1e-7`).
     pub fn from_members(mut members: Map<String, Value>) -> Option<ErrorObject> {
+        // (Also what `Deserialize` does: a derived reading would put the unknown members
+        // through serde's `Content`, which keeps no number's text.)
         let code = members.shift_remove("code")?.as_i64()?;
         let Value::String(message) = members.shift_remove("message")? else {
             return None;
@@ -104,6 +111,14 @@ impl ErrorObject {
             data,
             extra: members,
         })
+    }
+}
+
+/// Read as a map, then [`ErrorObject::from_members`].
+impl<'de> Deserialize<'de> for ErrorObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ErrorObject::from_members(Map::deserialize(deserializer)?)
+            .ok_or_else(|| serde::de::Error::custom(InvalidMessage::ErrorMember))
     }
 }
 
@@ -162,7 +177,7 @@ pub enum InvalidMessage {
     Method,
     #[error("`id` must be a string or a number")]
     Id,
-    #[error("`error` must be an object with a numeric code and a string message")]
+    #[error("`error` must be an object with an integer code and a string message")]
     ErrorMember,
     #[error("a response must have exactly one of `result` and `error`")]
     ResultAndError,
@@ -288,11 +303,6 @@ impl Message {
             Message::Response(_) => None,
         }
     }
-}
-
-/// Deserializes a member that is present (even as `null`) to `Some`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
 }
 
 fn parse_id(v: Value) -> Result<RequestId, InvalidMessage> {
