@@ -129,9 +129,12 @@ impl ManagerMemory {
         }
     }
 
-    /// What should become of `name` if the manager restarts.
+    /// What should become of `name` if the manager restarts. A removal under way stays one:
+    /// only a new launch under the name, or the removal's end, replaces it.
     pub(crate) fn want(&self, name: &str, wanted: Wanted) {
-        if let Some(server) = self.lock().servers.get_mut(name) {
+        if let Some(server) = self.lock().servers.get_mut(name)
+            && server.wanted != Wanted::Remove
+        {
             server.wanted = wanted;
         }
     }

@@ -252,13 +252,16 @@ impl Actor for ServerActor {
             tracing::debug!(server = %self.spec.name, pid = ?self.status.pid, ?reason, "actor stopping; killing its process group");
             r.handle.kill();
             // Whoever waits for this stop (a restarted manager about to launch the server
-            // again) may count on the process being gone.
-            let mut exit = r.exit;
-            if tokio::time::timeout(KILLED_EXIT_WAIT, exit.wait_for(Option::is_some))
-                .await
-                .is_err()
-            {
-                tracing::warn!(server = %self.spec.name, pid = ?self.status.pid, "the killed process has not exited yet");
+            // again) may count on the process being gone. (A remote link has no process: it
+            // ends when its task sees the kill.)
+            if let Handle::Process { pid } = r.handle {
+                let mut exit = r.exit;
+                if tokio::time::timeout(KILLED_EXIT_WAIT, exit.wait_for(Option::is_some))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(server = %self.spec.name, pid, "the killed process has not exited yet");
+                }
             }
         }
         self.watchdog.cancel();
