@@ -6,7 +6,7 @@
 //! | `GET /readyz` | 200 when every enabled server of the config is ready (or unhealthy) or in a terminal state (stopped, failed); 503 with the servers still on their way otherwise |
 //! | `GET /api/servers` | every server's status |
 //! | `GET /api/servers/{name}` | one server's status; 404 if there is none |
-//! | `GET /api/servers/{name}/logs?lines=N&after=T` | the newest N (default 200) lines of its stderr ring, only those after the first T; with `total` (the next `after`) and `missed` |
+//! | `GET /api/servers/{name}/logs?lines=N&after=T` | the newest N (default 200) lines of its stderr ring, only those after the first T; with `total` (the next `after`), `missed` and `log_id` |
 //! | `POST /api/servers/{name}/restart` | stops it and starts it again; its status once ready |
 //! | `POST /api/servers/{name}/start` | the same (a stopped server starts; a running one restarts) |
 //! | `POST /api/servers/{name}/stop` | stops it (it stays listed, `stopped`); how it ended |

@@ -280,40 +280,91 @@ async fn logs(
     lines: usize,
 ) -> Result<(), cli::CliError> {
     let logs = cli::server_path(&name, &["logs"]);
-    let mut seen = print_logs(&c, &format!("{logs}?lines={lines}"), false).await?;
+    let first = c.get(&format!("{logs}?lines={lines}")).await?;
+    print_log_lines(&first);
     if !follow {
         return Ok(());
     }
+    let mut cursor = LogCursor::of(&first)?;
     // Until interrupted (Ctrl-C), as `tail -f`. Each answer's `total` is the cursor of the
-    // next ask, so every line is printed once, and lines the ring dropped meanwhile are said.
+    // next ask, so every line is printed once. A fleet that cannot be reached for a while (a
+    // restart) is waited for.
+    let mut away = false;
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after={seen}");
-        let total = print_logs(&c, &ask, true).await?;
-        seen = if total < seen {
-            // The log began anew (the fleet restarted): all of it is new.
-            let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after=0");
-            print_logs(&c, &ask, true).await?
-        } else {
-            total
+        let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after={}", cursor.total);
+        let mut answer = match c.get(&ask).await {
+            Ok(answer) => answer,
+            Err(e) if passing(&e) => {
+                if !std::mem::replace(&mut away, true) {
+                    eprintln!("({e}; still following)");
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
         };
+        if std::mem::take(&mut away) {
+            eprintln!("(following again)");
+        }
+        if LogCursor::of(&answer)?.log_id != cursor.log_id {
+            // The log began anew (the server launched again, the fleet restarted): the old
+            // cursor means nothing in it, and all of it is new.
+            eprintln!("(the server's log began anew)");
+            let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after=0");
+            answer = match c.get(&ask).await {
+                Ok(answer) => answer,
+                Err(e) if passing(&e) => continue,
+                Err(e) => return Err(e),
+            };
+        }
+        print_log_lines(&answer);
+        let missed = answer["missed"].as_u64().unwrap_or(0);
+        if missed > 0 {
+            eprintln!(
+                "({missed} lines not shown: the server's stderr buffer dropped them before they were read, or a poll shows at most {FOLLOW_MAX_LINES})"
+            );
+        }
+        cursor = LogCursor::of(&answer)?;
     }
 }
 
 /// The most lines `logs -f` prints per poll.
 const FOLLOW_MAX_LINES: usize = 100_000;
 
-/// Prints the lines of one logs answer and, when following, a note of any it missed; its `total`.
-async fn print_logs(c: &cli::Client, ask: &str, following: bool) -> Result<u64, cli::CliError> {
-    let answer = c.get(ask).await?;
+/// Where a follower is in a server's log: which log, and how many of its lines it has seen.
+struct LogCursor {
+    log_id: u64,
+    total: u64,
+}
+
+impl LogCursor {
+    fn of(answer: &serde_json::Value) -> Result<LogCursor, cli::CliError> {
+        match (answer["log_id"].as_u64(), answer["total"].as_u64()) {
+            (Some(log_id), Some(total)) => Ok(LogCursor { log_id, total }),
+            _ => Err(cli::CliError::Refused {
+                status: 501,
+                message: "this mcp-fleet's logs API has no cursor (`log_id`, `total`): it is older than this CLI, and cannot be followed".into(),
+            }),
+        }
+    }
+}
+
+/// An error a follower waits out: the fleet down or restarting, the server not back yet.
+fn passing(e: &cli::CliError) -> bool {
+    matches!(
+        e,
+        cli::CliError::Unreachable { .. }
+            | cli::CliError::Refused {
+                status: 404 | 502 | 503,
+                ..
+            }
+    )
+}
+
+fn print_log_lines(answer: &serde_json::Value) {
     for line in answer["lines"].as_array().into_iter().flatten() {
         println!("{}", line.as_str().unwrap_or_default());
     }
-    let missed = answer["missed"].as_u64().unwrap_or(0);
-    if missed > 0 && following {
-        eprintln!("({missed} lines were written faster than they were read, and dropped)");
-    }
-    Ok(answer["total"].as_u64().unwrap_or(0))
 }
 
 async fn tools(c: cli::Client) -> Result<(), cli::CliError> {

@@ -10,9 +10,12 @@ use fleet_protocol::messages::server::ServerLogs;
 #[derive(Debug)]
 pub struct StderrRing {
     lines: VecDeque<String>,
+    /// The lines' bytes, each counted with its newline (so empty lines count too).
     bytes: usize,
     max_bytes: usize,
     total: u64,
+    /// Random: names this log in [`ServerLogs`].
+    id: u64,
 }
 
 impl StderrRing {
@@ -22,16 +25,17 @@ impl StderrRing {
             bytes: 0,
             max_bytes,
             total: 0,
+            id: crate::process::random_u64(),
         }
     }
 
     pub fn push(&mut self, line: String) {
         self.total += 1;
-        self.bytes += line.len();
+        self.bytes += line.len() + 1;
         self.lines.push_back(line);
         while self.bytes > self.max_bytes {
             match self.lines.pop_front() {
-                Some(old) => self.bytes -= old.len(),
+                Some(old) => self.bytes -= old.len() + 1,
                 None => break,
             }
         }
@@ -55,6 +59,7 @@ impl StderrRing {
             missed: self.total - after - lines.len() as u64,
             lines,
             total: self.total,
+            log_id: self.id,
         }
     }
 }
@@ -77,7 +82,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_lines_within_the_byte_bound() {
-        let mut r = StderrRing::new(10);
+        let mut r = StderrRing::new(12);
         for i in 0..10 {
             r.push(format!("line{i}"));
         }
@@ -88,7 +93,7 @@ mod tests {
 
     #[test]
     fn a_cursor_gives_each_line_once_and_counts_what_it_missed() {
-        let mut r = StderrRing::new(15);
+        let mut r = StderrRing::new(18);
         for i in 0..3 {
             r.push(format!("line{i}"));
         }
@@ -100,7 +105,7 @@ mod tests {
         let next = r.since(Some(3), 100);
         assert_eq!(next.lines, ["line3"]);
         assert_eq!((next.total, next.missed), (4, 0));
-        // line0 and line1 are dropped from the ring (15 bytes keep 3 lines).
+        // line0 and line1 are dropped from the ring (18 bytes keep 3 lines of 5 and a newline).
         r.push("line4".into());
         let late = r.since(Some(1), 100);
         assert_eq!(late.lines, ["line2", "line3", "line4"]);
@@ -109,13 +114,18 @@ mod tests {
         assert_eq!(capped.lines, ["line3", "line4"]);
         assert_eq!(capped.missed, 1);
         // A cursor from the future (another run of the server) gives nothing.
-        assert_eq!(
-            r.since(Some(99), 100),
-            ServerLogs {
-                lines: vec![],
-                total: 5,
-                missed: 0
-            }
-        );
+        let future = r.since(Some(99), 100);
+        assert_eq!((future.lines.len(), future.total, future.missed), (0, 5, 0));
+        // Another ring is another log.
+        assert_ne!(StderrRing::new(18).since(None, 1).log_id, future.log_id);
+    }
+
+    #[test]
+    fn empty_lines_count_against_the_bound() {
+        let mut r = StderrRing::new(10);
+        for _ in 0..100 {
+            r.push(String::new());
+        }
+        assert_eq!(r.since(None, 1000).lines.len(), 10);
     }
 }

@@ -159,9 +159,12 @@ pub type GetServerLogsReply = Result<ServerLogs, FleetError>;
 pub struct ServerLogs {
     /// Oldest first.
     pub lines: Vec<String>,
-    /// How many lines the server has written to stderr so far, these included: the cursor
-    /// (`after`) of the next ask.
+    /// How many lines this log holds so far, these included (every line the server wrote to
+    /// stderr since its actor was launched): the cursor (`after`) of the next ask.
     pub total: u64,
+    /// Names this log. Another one means the log began anew (the server was launched again,
+    /// its manager or the fleet restarted): a cursor of the old one means nothing in it.
+    pub log_id: u64,
     /// Lines after the cursor that are not in `lines`: dropped from the ring buffer (it keeps
     /// the newest bytes) or beyond `max_lines`.
     pub missed: u64,
