@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use fleet_protocol::messages::server::ServerLogs;
 use fleet_protocol::messages::supervisor::{LaunchFleet, Shutdown};
 use fleet_runtime::{Fleet, FleetOptions, admin, cli, config, http, mcp_http, reload, telemetry};
 use tokio::signal::unix::{SignalKind, signal};
@@ -280,20 +281,19 @@ async fn logs(
     lines: usize,
 ) -> Result<(), cli::CliError> {
     let logs = cli::server_path(&name, &["logs"]);
-    let first = c.get(&format!("{logs}?lines={lines}")).await?;
-    print_log_lines(&first);
+    let mut seen = read_logs(&c, &format!("{logs}?lines={lines}")).await?;
+    print_log_lines(&seen);
     if !follow {
         return Ok(());
     }
-    let mut cursor = LogCursor::of(&first)?;
     // Until interrupted (Ctrl-C), as `tail -f`. Each answer's `total` is the cursor of the
     // next ask, so every line is printed once. A fleet that cannot be reached for a while (a
     // restart) is waited for.
     let mut away = false;
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after={}", cursor.total);
-        let mut answer = match c.get(&ask).await {
+        let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after={}", seen.total);
+        let mut answer = match read_logs(&c, &ask).await {
             Ok(answer) => answer,
             Err(e) if passing(&e) => {
                 if !std::mem::replace(&mut away, true) {
@@ -306,47 +306,37 @@ async fn logs(
         if std::mem::take(&mut away) {
             eprintln!("(following again)");
         }
-        if LogCursor::of(&answer)?.log_id != cursor.log_id {
+        if answer.log_id != seen.log_id {
             // The log began anew (the server launched again, the fleet restarted): the old
             // cursor means nothing in it, and all of it is new.
             eprintln!("(the server's log began anew)");
             let ask = format!("{logs}?lines={FOLLOW_MAX_LINES}&after=0");
-            answer = match c.get(&ask).await {
+            answer = match read_logs(&c, &ask).await {
                 Ok(answer) => answer,
                 Err(e) if passing(&e) => continue,
                 Err(e) => return Err(e),
             };
         }
         print_log_lines(&answer);
-        let missed = answer["missed"].as_u64().unwrap_or(0);
-        if missed > 0 {
+        if answer.missed > 0 {
             eprintln!(
-                "({missed} lines not shown: the server's stderr buffer dropped them before they were read, or a poll shows at most {FOLLOW_MAX_LINES})"
+                "({} lines not shown: the server's stderr buffer dropped them before they were read, or a poll shows at most {FOLLOW_MAX_LINES})",
+                answer.missed
             );
         }
-        cursor = LogCursor::of(&answer)?;
+        seen = answer;
     }
 }
 
 /// The most lines `logs -f` prints per poll.
 const FOLLOW_MAX_LINES: usize = 100_000;
 
-/// Where a follower is in a server's log: which log, and how many of its lines it has seen.
-struct LogCursor {
-    log_id: u64,
-    total: u64,
-}
-
-impl LogCursor {
-    fn of(answer: &serde_json::Value) -> Result<LogCursor, cli::CliError> {
-        match (answer["log_id"].as_u64(), answer["total"].as_u64()) {
-            (Some(log_id), Some(total)) => Ok(LogCursor { log_id, total }),
-            _ => Err(cli::CliError::Refused {
-                status: 501,
-                message: "this mcp-fleet's logs API has no cursor (`log_id`, `total`): it is older than this CLI, and cannot be followed".into(),
-            }),
-        }
-    }
+/// One answer of the logs API, as the fleet writes it.
+async fn read_logs(c: &cli::Client, ask: &str) -> Result<ServerLogs, cli::CliError> {
+    serde_json::from_value(c.get(ask).await?).map_err(|e| cli::CliError::Refused {
+        status: 502,
+        message: format!("the logs API answered what this CLI cannot read (an mcp-fleet of another version?): {e}"),
+    })
 }
 
 /// An error a follower waits out: the fleet down or restarting, the server not back yet.
@@ -355,15 +345,15 @@ fn passing(e: &cli::CliError) -> bool {
         e,
         cli::CliError::Unreachable { .. }
             | cli::CliError::Refused {
-                status: 404 | 502 | 503,
+                status: 404 | 503,
                 ..
             }
     )
 }
 
-fn print_log_lines(answer: &serde_json::Value) {
-    for line in answer["lines"].as_array().into_iter().flatten() {
-        println!("{}", line.as_str().unwrap_or_default());
+fn print_log_lines(logs: &ServerLogs) {
+    for line in &logs.lines {
+        println!("{line}");
     }
 }
 
