@@ -118,18 +118,14 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let result = fleet
             .server_manager
-            .ask(CallServer {
-                server: server.into(),
-                method: "tools/call".into(),
-                params: Some(
-                    json!({"name": "echo", "arguments": {"message": format!("call {i}")}}),
-                ),
-                timeout: None,
-                cancel: None,
-                progress: None,
-            })
+            .ask(CallServer::new(
+                server,
+                "tools/call",
+                Some(json!({"name": "echo", "arguments": {"message": format!("call {i}")}})),
+            ))
             .await
-            .map_err(|e| anyhow::anyhow!("tools/call echo on {server}: {e:?}"))?;
+            .map_err(|e| anyhow::anyhow!("tools/call echo on {server}: {e:?}"))?
+            .result;
         call_latencies.push(t.elapsed());
         if result["content"][0]["text"] != format!("call {i}") {
             bail!("{server} answered {result} to call {i}");

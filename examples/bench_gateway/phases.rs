@@ -56,7 +56,7 @@ impl ManagerCaller {
             ))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        check_result(&v, msg)
+        check_result(&v.result, msg)
     }
 }
 

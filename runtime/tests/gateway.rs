@@ -987,7 +987,8 @@ async fn a_crashed_server_manager_comes_back_with_its_servers() {
 }
 
 /// A stdio server in Python that answers `tools/call` of its tool `raw` with the line it read,
-/// as text, and a `structuredContent` whose numbers it writes itself, digit for digit.
+/// as text, and a `structuredContent` whose numbers it writes itself, digit for digit; its tool
+/// `fail` answers with an error. Every response has a top-level member `x-server` of its own.
 const RAW_SERVER: &str = r#"
 import json, sys
 for line in sys.stdin:
@@ -999,7 +1000,13 @@ for line in sys.stdin:
         result = json.dumps({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
                              "serverInfo": {"name": "raw", "version": "1"}})
     elif method == "tools/list":
-        result = json.dumps({"tools": [{"name": "raw", "inputSchema": {"type": "object"}}]})
+        result = json.dumps({"tools": [{"name": "raw", "inputSchema": {"type": "object"}},
+                                       {"name": "fail", "inputSchema": {"type": "object"}}]})
+    elif method == "tools/call" and msg["params"]["name"] == "fail":
+        sys.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"error":{"code":-32000,"message":"failed",'
+                         '"x-in-error":1},"x-server":{"failed":1.50}}\n')
+        sys.stdout.flush()
+        continue
     elif method == "tools/call":
         result = ('{"content":[{"type":"text","text":' + json.dumps(line.strip()) + '}],'
                   '"structuredContent":{"big":98765432109876543210987654321,"dec":2.50,"exp":1E+2}}')
@@ -1009,7 +1016,7 @@ for line in sys.stdin:
         sys.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"error":{"code":-32601,"message":"no"}}\n')
         sys.stdout.flush()
         continue
-    sys.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"result":' + result + '}\n')
+    sys.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"result":' + result + ',"x-server":{"n":1.50}}\n')
     sys.stdout.flush()
 "#;
 
@@ -1048,6 +1055,82 @@ async fn numbers_pass_through_digit_for_digit() {
         ),
         "{text}"
     );
+    gw.stop().await;
+}
+
+/// Top-level members JSON-RPC does not define pass through both ways, as they came: a client's
+/// reach the server with its request, a server's reach the client with its answer (a result or
+/// an error), in a session and in a stateless request. Requests the gateway answers itself
+/// (lists) are its own, without the members.
+#[tokio::test]
+async fn top_level_members_pass_through_both_ways() {
+    let spec = ServerSpec::stdio("raw", "python3", ["-c", RAW_SERVER]);
+    let gw = start(vec![spec], quick_sessions(), McpHttpConfig::default()).await;
+    let s = gw.open().await;
+    let call = |tool: &str| {
+        serde_json::from_str::<Value>(&format!(
+            r#"{{"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                "params": {{"name": "raw__{tool}", "arguments": {{}}}},
+                "x-client": {{"trace": "t-1", "n": 2.50}}}}"#
+        ))
+        .unwrap()
+    };
+    let r = gw.post(Some(&s), call("raw")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let seen = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        seen.contains(r#""x-client":{"trace":"t-1","n":2.50}"#),
+        "the server read {seen}"
+    );
+    assert!(text.contains(r#""x-server":{"n":1.50}"#), "{text}");
+    assert_eq!(answer["id"], 4);
+
+    let r = gw.post(Some(&s), call("fail")).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["error"]["code"], -32000, "{text}");
+    assert_eq!(answer["error"]["x-in-error"], 1, "{text}");
+    assert!(text.contains(r#""x-server":{"failed":1.50}"#), "{text}");
+
+    // A stateless 2026-07-28 request, its member passed on the same way.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "x-client": "modern",
+        "params": {"_meta": meta, "name": "raw__raw", "arguments": {}}});
+    let r = gw
+        .http
+        .post(&gw.url)
+        .header("accept", ACCEPT)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "raw__raw")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let seen = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(seen.contains(r#""x-client":"modern""#), "{text}");
+    assert!(text.contains(r#""x-server":{"n":1.50}"#), "{text}");
+
+    // The gateway's own answer is its own: the server's members of an earlier answer are not in it.
+    let r = gw
+        .post(
+            Some(&s),
+            json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list", "x-client": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    assert!(answer.get("x-server").is_none(), "{answer}");
+    assert!(answer.get("x-client").is_none(), "{answer}");
     gw.stop().await;
 }
 

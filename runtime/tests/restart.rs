@@ -44,12 +44,12 @@ async fn a_sigstopped_server_is_detected_and_replaced_and_its_request_fails() {
     let sm = fleet.server_manager.clone();
     let in_flight = tokio::spawn(async move {
         sm.ask(CallServer {
-            server: "frozen".into(),
-            method: "tools/call".into(),
-            params: Some(json!({"name": "sleep", "arguments": {"ms": 3000}})),
             timeout: Some(Duration::from_secs(30)),
-            cancel: None,
-            progress: None,
+            ..CallServer::new(
+                "frozen",
+                "tools/call",
+                Some(json!({"name": "sleep", "arguments": {"ms": 3000}})),
+            )
         })
         .await
     });

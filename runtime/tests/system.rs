@@ -60,17 +60,14 @@ async fn a_fleet_launches_is_probed_measured_and_shut_down() {
     for i in 0..N {
         let r = fleet
             .server_manager
-            .ask(CallServer {
-                server: "beta".into(),
-                method: "tools/call".into(),
-                params: Some(json!({"name": "echo", "arguments": {"message": i.to_string()}})),
-                timeout: None,
-                cancel: None,
-                progress: None,
-            })
+            .ask(CallServer::new(
+                "beta",
+                "tools/call",
+                Some(json!({"name": "echo", "arguments": {"message": i.to_string()}})),
+            ))
             .await
             .unwrap();
-        assert_eq!(r["content"][0]["text"], i.to_string());
+        assert_eq!(r.result["content"][0]["text"], i.to_string());
     }
 
     // The hung server is found out by the health monitor, killed and replaced.

@@ -9,7 +9,7 @@ use fleet_protocol::FleetError;
 use fleet_protocol::jsonrpc::{ErrorObject, Notification, Request, Response, error_codes};
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::gateway::ClientReply;
-use fleet_protocol::messages::server::{CallServer, DirectServer, LaneCall};
+use fleet_protocol::messages::server::{CallAnswer, CallServer, DirectServer, LaneCall};
 use kameo::actor::ReplyRecipient;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -74,7 +74,7 @@ const CACHEABLE: [&str; 6] = [
 ];
 
 /// The way to the servers.
-pub type Servers = ReplyRecipient<CallServer, Value, FleetError>;
+pub type Servers = ReplyRecipient<CallServer, CallAnswer, FleetError>;
 
 /// Each server's own actor by name, kept by the server manager (the same type as its
 /// `ServerDirectory`; this crate names it without depending on the manager's). A call goes by
@@ -180,11 +180,35 @@ pub fn discover_result() -> Value {
     })
 }
 
-/// A JSON-RPC error on its way to becoming a response (boxed: errors are the rare path).
-type Failure = Box<ErrorObject>;
+/// A JSON-RPC error on its way to becoming a response, with the top-level members of a server's
+/// error response that JSON-RPC does not define (boxed: errors are the rare path).
+struct Failed {
+    error: ErrorObject,
+    extra: Map<String, Value>,
+}
+
+type Failure = Box<Failed>;
 
 fn fail(code: i64, message: impl Into<String>) -> Failure {
-    Box::new(ErrorObject::new(code, message))
+    Box::new(Failed {
+        error: ErrorObject::new(code, message),
+        extra: Map::new(),
+    })
+}
+
+/// A failed call's error for the client: a server's own error response passes as it came, its
+/// other members with it; the fleet's failures become its JSON-RPC errors.
+fn failed(e: FleetError) -> Failure {
+    match e {
+        FleetError::Upstream { error, extra, .. } => Box::new(Failed {
+            error: *error,
+            extra,
+        }),
+        e => Box::new(Failed {
+            error: e.to_jsonrpc(),
+            extra: Map::new(),
+        }),
+    }
 }
 
 fn error(request: &Request, code: i64, message: impl Into<String>) -> Response {
@@ -246,8 +270,8 @@ impl Dispatcher {
             );
         }
         let answer = match request.method.as_str() {
-            methods::PING => Ok(json!({})),
-            methods::DISCOVER => Ok(discover_result()),
+            methods::PING => Ok(json!({}).into()),
+            methods::DISCOVER => Ok(discover_result().into()),
             methods::INITIALIZE => {
                 return error(
                     &request,
@@ -266,7 +290,9 @@ impl Dispatcher {
             | methods::RESOURCES_READ
             | methods::COMPLETE => match route(&mut request, &catalog, modern) {
                 Ok((server, params)) => {
-                    self.forward(&request, server, params, progress, cancel)
+                    // The client's own members go with its request.
+                    let extra = std::mem::take(&mut request.extra);
+                    self.forward(&request, server, params, extra, progress, cancel)
                         .await
                 }
                 Err(e) => Err(e),
@@ -277,13 +303,22 @@ impl Dispatcher {
             )),
         };
         match answer {
-            Ok(mut result) => {
+            Ok(CallAnswer { mut result, extra }) => {
                 if modern {
                     mark_complete(&mut result, CACHEABLE.contains(&request.method.as_str()));
                 }
-                Response::result(request.id, result)
+                Response {
+                    extra,
+                    ..Response::result(request.id, result)
+                }
             }
-            Err(e) => Response::error(Some(request.id), *e),
+            Err(e) => {
+                let Failed { error, extra } = *e;
+                Response {
+                    extra,
+                    ..Response::error(Some(request.id), error)
+                }
+            }
         }
     }
 
@@ -296,9 +331,10 @@ impl Dispatcher {
         request: &Request,
         server: Arc<str>,
         params: Value,
+        extra: Map<String, Value>,
         progress: Option<mpsc::Sender<Notification>>,
         cancel: CancellationToken,
-    ) -> Result<Value, Failure> {
+    ) -> Result<CallAnswer, Failure> {
         let span = tracing::Span::current();
         span.record("server", &*server);
         let call = CallServer {
@@ -308,6 +344,7 @@ impl Dispatcher {
             timeout: self.config.request_timeout,
             cancel: Some(cancel),
             progress,
+            extra,
         };
         let direct = self.directory.as_ref().and_then(|d| {
             d.read()
@@ -332,7 +369,7 @@ impl Dispatcher {
                     // The server's table answers every call it takes; a dropped reply is lost.
                     return match answer.await {
                         Ok(Ok(v)) => Ok(v),
-                        Ok(Err(e)) => Err(Box::new(e.to_jsonrpc())),
+                        Ok(Err(e)) => Err(failed(e)),
                         Err(e) => Err(fail(
                             error_codes::INTERNAL_ERROR,
                             format!("server `{server}` dropped the call unanswered: {e}"),
@@ -343,7 +380,7 @@ impl Dispatcher {
                 // answers with what it knows of the server.
                 LaneCall::HandedBack(call) => {
                     span.record("route", "actor");
-                    match direct.actor.ask(call).await {
+                    match direct.actor.ask(*call).await {
                         Err(kameo::error::SendError::ActorNotRunning(call)) => {
                             span.record("route", "manager");
                             self.servers.ask(call).await
@@ -359,7 +396,7 @@ impl Dispatcher {
         };
         match answer {
             Ok(v) => Ok(v),
-            Err(kameo::error::SendError::HandlerError(e)) => Err(Box::new(e.to_jsonrpc())),
+            Err(kameo::error::SendError::HandlerError(e)) => Err(failed(e)),
             Err(e) => Err(lost(&e)),
         }
     }
@@ -392,7 +429,7 @@ fn params_object(params: Option<Value>) -> Result<Map<String, Value>, Failure> {
 }
 
 /// A merged list, in one page (the gateway issues no cursors).
-fn list(params: Option<Value>, catalog: &Catalog, kind: ListKind) -> Result<Value, Failure> {
+fn list(params: Option<Value>, catalog: &Catalog, kind: ListKind) -> Result<CallAnswer, Failure> {
     let params = params_object(params)?;
     if params.get("cursor").is_some_and(|c| !c.is_null()) {
         return Err(fail(
@@ -402,7 +439,7 @@ fn list(params: Option<Value>, catalog: &Catalog, kind: ListKind) -> Result<Valu
     }
     let mut result = Map::new();
     result.insert(kind.key().into(), Value::Array(catalog.list(kind).to_vec()));
-    Ok(Value::Object(result))
+    Ok(Value::Object(result).into())
 }
 
 /// The owning server of a request and the params to send it (taken from the request), with the
@@ -447,7 +484,7 @@ fn route(
                     RESOURCE_NOT_FOUND
                 };
                 let mut e = fail(code, format!("resource not found: {uri}"));
-                e.data = Some(json!({ "uri": uri }));
+                e.error.data = Some(json!({ "uri": uri }));
                 e
             })?
         }

@@ -27,7 +27,7 @@ use fleet_protocol::messages::gateway::{
 };
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, SessionEnd};
 use fleet_protocol::messages::server::{
-    CallServer, Delivery, EventSink, GetServerStatus, ServerEvent,
+    CallAnswer, CallServer, Delivery, EventSink, GetServerStatus, ServerEvent,
 };
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
@@ -50,7 +50,7 @@ pub struct GatewayArgs {
     /// the actor's task, which every gateway allocates.)
     pub config: Arc<GatewayConfig>,
     /// The server manager: calls, and the capabilities of a server that became ready.
-    pub servers: ReplyRecipient<CallServer, Value, FleetError>,
+    pub servers: ReplyRecipient<CallServer, CallAnswer, FleetError>,
     pub status: ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
     /// Where metric events go, if anywhere: sessions created and ended, and the messages the
     /// gateway and its sessions handled.
@@ -481,7 +481,7 @@ impl Gateway {
 /// The server's tools (from its status) and every page of the other lists its capabilities
 /// declare; a list that cannot be read is empty. Fails only when the status cannot be read.
 async fn fetch_lists(
-    servers: &ReplyRecipient<CallServer, Value, FleetError>,
+    servers: &ReplyRecipient<CallServer, CallAnswer, FleetError>,
     status: &ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
     server: &str,
     timeout: Duration,
@@ -520,7 +520,7 @@ async fn fetch_lists(
             let mut call = CallServer::new(server, kind.method(), Some(params));
             call.timeout = Some(timeout);
             let page = match servers.ask(call).await {
-                Ok(page) => page,
+                Ok(page) => page.result,
                 // A server may declare `resources` without templates: that list is just empty.
                 Err(kameo::error::SendError::HandlerError(FleetError::Upstream {
                     error, ..

@@ -10,14 +10,14 @@ use std::time::Duration;
 use fleet_gateway::{
     Gateway, GatewayArgs, GatewayConfig, GatewayPort, ServerDirectory, SessionDirectory, event_sink,
 };
-use fleet_protocol::jsonrpc::{Message, Notification, Outcome, Request};
+use fleet_protocol::jsonrpc::{ErrorObject, Message, Notification, Outcome, Request};
 use fleet_protocol::messages::gateway::{
     ClientMessage, ClientReply, CloseSession, GetGatewayStats, OpenStream,
 };
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, SessionEnd};
 use fleet_protocol::messages::server::{
-    CallServer, Delivery, DirectServer, EventSink, GetServerStatus, LaneCall, ServerEvent,
-    ServerLane,
+    CallAnswer, CallServer, CallServerReply, Delivery, DirectServer, EventSink, GetServerStatus,
+    LaneCall, ServerEvent, ServerLane,
 };
 use fleet_protocol::status::{Era, Handshake};
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
@@ -27,7 +27,7 @@ use kameo::error::Infallible;
 use kameo::mailbox;
 use kameo::message::{Context, Message as KameoMessage};
 use kameo::reply::DelegatedReply;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +48,7 @@ impl Actor for ScriptedManager {
 }
 
 impl KameoMessage<CallServer> for ScriptedManager {
-    type Reply = DelegatedReply<Result<Value, FleetError>>;
+    type Reply = DelegatedReply<CallServerReply>;
     async fn handle(
         &mut self,
         msg: CallServer,
@@ -71,9 +71,17 @@ impl KameoMessage<CallServer> for ScriptedManager {
                     })
                 })
             }
-            ("tools/call", name) => ctx.reply(Ok(
-                json!({"content": [{"type": "text", "text": format!("{}:{name}", msg.server)}], "extra": {"kept": 1}}),
-            )),
+            // A server's error answer, with the top-level members the call came with.
+            ("tools/call", "fails") => ctx.reply(Err(FleetError::Upstream {
+                server: msg.server,
+                error: Box::new(ErrorObject::new(-32000, "it failed")),
+                extra: msg.extra,
+            })),
+            // The answer has the call's top-level members, as a server that echoes them would.
+            ("tools/call", name) => ctx.reply(Ok(CallAnswer {
+                result: json!({"content": [{"type": "text", "text": format!("{}:{name}", msg.server)}], "extra": {"kept": 1}}),
+                extra: msg.extra,
+            })),
             (other, _) => ctx.reply(Err(FleetError::Unsupported { what: other.into() })),
         }
     }
@@ -313,6 +321,42 @@ async fn the_catalog_follows_server_events_and_sessions_are_told() {
     .await;
 }
 
+/// A request's top-level members that JSON-RPC does not define go to its server with it, and
+/// the server's come back with its answer, a result or an error. The gateway's own answers
+/// (lists) have none.
+#[tokio::test]
+async fn top_level_members_go_to_the_server_and_its_come_back() {
+    let s = setup(GatewayConfig::default());
+    s.server("b", &["echo", "fails"], ServerState::Ready);
+    let session = s.open().await;
+    eventually("b listed", async || s.tool_names(&session).await.len() == 2).await;
+    let mut extra = Map::new();
+    extra.insert("x-trace".into(), json!({"id": "t-1"}));
+    let send = async |method: &str, params: Value| {
+        let request = Request {
+            extra: extra.clone(),
+            ..Request::new(7, method, Some(params))
+        };
+        match s.send(Some(&session), Message::Request(request)).await {
+            Ok(ClientReply::Response { response, .. }) => response,
+            other => panic!("{other:?}"),
+        }
+    };
+    // The scripted manager answers with the members the call came with.
+    let r = send("tools/call", json!({"name": "b__echo"})).await;
+    assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
+    assert_eq!(r.extra, extra);
+    let r = send("tools/call", json!({"name": "b__fails"})).await;
+    assert!(
+        matches!(&r.outcome, Outcome::Error(e) if e.code == -32000),
+        "{r:?}"
+    );
+    assert_eq!(r.extra, extra);
+    let r = send("tools/list", json!({})).await;
+    assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
+    assert!(r.extra.is_empty(), "{r:?}");
+}
+
 #[tokio::test]
 async fn a_list_that_cannot_be_read_leaves_the_servers_other_items() {
     let s = setup(GatewayConfig::default());
@@ -449,13 +493,15 @@ impl ServerLane for ScriptedLane {
     fn call(&self, call: CallServer) -> LaneCall {
         use std::sync::atomic::Ordering::Relaxed;
         if !self.open.load(Relaxed) || call.progress.is_some() {
-            return LaneCall::HandedBack(call);
+            return LaneCall::HandedBack(Box::new(call));
         }
         self.taken.fetch_add(1, Relaxed);
         let name = call.params.as_ref().and_then(|p| p["name"].as_str());
         let text = format!("lane:{}", name.unwrap_or(""));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = tx.send(Ok(json!({"content": [{"type": "text", "text": text}]})));
+        let _ = tx.send(Ok(
+            json!({"content": [{"type": "text", "text": text}]}).into()
+        ));
         LaneCall::Sent(rx)
     }
 }

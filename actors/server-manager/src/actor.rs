@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use fleet_protocol::counter::MessageCounter;
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
-use fleet_protocol::messages::server::{CallServer, DirectServer};
+use fleet_protocol::messages::server::{CallAnswer, CallServer, DirectServer};
 use fleet_protocol::{FleetError, ServerSpec, ServerState, ServerStatus};
 use kameo::Actor;
 use kameo::actor::{ActorId, ActorRef, Recipient, ReplyRecipient, WeakActorRef};
 use kameo::error::{ActorStopReason, Infallible, SendError};
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::events::EventHub;
@@ -103,7 +102,7 @@ pub struct ServerManagerArgs {
 pub type ServerDirectory = Arc<RwLock<HashMap<String, DirectEntry>>>;
 
 /// One server in a [`ServerDirectory`].
-pub type DirectEntry = DirectServer<ReplyRecipient<CallServer, Value, FleetError>>;
+pub type DirectEntry = DirectServer<ReplyRecipient<CallServer, CallAnswer, FleetError>>;
 
 /// Writes to a directory whose lock a panicking reader poisoned still work.
 pub(crate) fn directory_write(

@@ -45,17 +45,18 @@ pub(crate) struct Lane {
 impl ServerLane for Lane {
     fn call(&self, call: CallServer) -> LaneCall {
         if call.progress.is_some() {
-            return LaneCall::HandedBack(call);
+            return LaneCall::HandedBack(Box::new(call));
         }
         // From here to the send, the table is locked: the lane cannot close in between.
         let Some(lane) = self.table.lane() else {
-            return LaneCall::HandedBack(call);
+            return LaneCall::HandedBack(Box::new(call));
         };
         let CallServer {
             method,
             params,
             timeout,
             cancel,
+            extra,
             ..
         } = call;
         let id = self.table.next_id();
@@ -69,7 +70,10 @@ impl ServerLane for Lane {
             Some(lane.tools()),
         );
         let params = mcp::params_for_era(lane.era(), params);
-        let msg = RpcMessage::Request(Request::new(id, pending.method.clone(), params));
+        let msg = RpcMessage::Request(Request {
+            extra,
+            ..Request::new(id, pending.method.clone(), params)
+        });
         match self.codec.encode_line(&msg) {
             Ok(line) => lane.send(id, pending, line),
             Err(e) => {

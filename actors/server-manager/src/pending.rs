@@ -29,6 +29,7 @@ use fleet_protocol::jsonrpc::{Outcome, RequestId, Response};
 use fleet_protocol::messages::metrics::{
     MetricEvent, RecordMetric, RequestOutcome, UNDECLARED_TOOL,
 };
+use fleet_protocol::messages::server::{CallAnswer, CallServerReply};
 use fleet_protocol::{Era, FleetError};
 use kameo::actor::Recipient;
 use kameo::reply::ReplySender;
@@ -48,7 +49,7 @@ pub(crate) const METRIC_BATCH: usize = 64;
 /// ...or this long after the first of them was recorded, whichever comes first.
 pub(crate) const METRIC_FLUSH: Duration = Duration::from_millis(100);
 
-pub(crate) type Answer = Result<Value, FleetError>;
+pub(crate) type Answer = CallServerReply;
 
 /// Where a request's answer goes.
 pub(crate) enum Replier {
@@ -314,17 +315,19 @@ impl PendingTable {
         let call = inner.calls.remove(&id).expect("checked above");
         self.count(&inner);
         drop(inner);
-        self.finish(call, self.outcome(resp.outcome));
+        self.finish(call, self.outcome(resp));
         None
     }
 
-    /// A response's outcome as the caller's answer.
-    pub(crate) fn outcome(&self, outcome: Outcome) -> Answer {
+    /// A response as the caller's answer, with its members JSON-RPC does not define.
+    pub(crate) fn outcome(&self, resp: Response) -> Answer {
+        let Response { outcome, extra, .. } = resp;
         match outcome {
-            Outcome::Result(v) => Ok(v),
+            Outcome::Result(result) => Ok(CallAnswer { result, extra }),
             Outcome::Error(error) => Err(FleetError::Upstream {
                 server: self.shared.server.clone(),
                 error: Box::new(error),
+                extra,
             }),
         }
     }
@@ -589,7 +592,7 @@ mod tests {
     }
 
     fn answer(table: &PendingTable) {
-        table.finish(call(), Ok(Value::Null));
+        table.finish(call(), Ok(Value::Null.into()));
     }
 
     fn open(table: &PendingTable, stdin: &mpsc::Sender<Bytes>) {

@@ -19,7 +19,8 @@ use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::health::HealthChanged;
 use fleet_protocol::messages::metrics::{ExitReason, MetricEvent, RecordMetric};
 use fleet_protocol::messages::server::{
-    CallServer, LaunchServerReply, ProbeServer, ServerEvent, StopMethod, StoppedServer,
+    CallServer, CallServerReply, LaunchServerReply, ProbeServer, ServerEvent, StopMethod,
+    StoppedServer,
 };
 use fleet_protocol::status::{Era, Handshake};
 use fleet_protocol::{ExitInfo, FleetError, ServerSpec, ServerState, ServerStatus, Transport};
@@ -30,7 +31,7 @@ use kameo::error::{ActorStopReason, Infallible};
 use kameo::message::{BoxMessage, Context, Message};
 use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError, ReplySender};
 use nix::sys::signal::Signal;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::FramedRead;
@@ -644,6 +645,7 @@ impl ServerActor {
             timeout,
             cancel,
             progress,
+            extra,
         } = request;
         let id = self.table.next_id();
         let mut call = PendingCall::new(
@@ -666,7 +668,10 @@ impl ServerActor {
             })
         });
         call.routed = route.is_some();
-        let msg = RpcMessage::Request(Request::new(id, call.method.clone(), params));
+        let msg = RpcMessage::Request(Request {
+            extra,
+            ..Request::new(id, call.method.clone(), params)
+        });
         // In the table before it is on the wire: the reader may see the answer at once.
         self.table.insert(id, call);
         if let Some(route) = route {
@@ -708,10 +713,7 @@ impl ServerActor {
     }
 
     /// Sends a request; the receiver gets the answer.
-    fn request(
-        &mut self,
-        request: OutgoingRequest,
-    ) -> oneshot::Receiver<Result<Value, FleetError>> {
+    fn request(&mut self, request: OutgoingRequest) -> oneshot::Receiver<CallServerReply> {
         let (tx, rx) = oneshot::channel();
         self.send_request(request, Replier::Oneshot(tx), false);
         rx
@@ -797,7 +799,7 @@ impl ServerActor {
         match self.answered(Some(id)) {
             Answered::Listen => self.on_listen_ended(actor_ref, resp.outcome),
             Answered::Call(call) => {
-                let answer = self.table.outcome(resp.outcome);
+                let answer = self.table.outcome(resp);
                 self.table.finish(call, answer);
             }
             Answered::Nothing => {
@@ -1141,7 +1143,7 @@ impl Wire for ActorWire {
             })
             .await
         {
-            Ok(v) => Ok(v),
+            Ok(answer) => Ok(answer.result),
             Err(e) => Err(crate::actor::send_error(e, "server actor")),
         }
     }
@@ -1188,6 +1190,8 @@ struct OutgoingRequest {
     timeout: Duration,
     cancel: Option<CancellationToken>,
     progress: Option<mpsc::Sender<Notification>>,
+    /// Top-level members the caller's request had that JSON-RPC does not define.
+    extra: Map<String, Value>,
 }
 
 impl OutgoingRequest {
@@ -1198,6 +1202,7 @@ impl OutgoingRequest {
             timeout,
             cancel: None,
             progress: None,
+            extra: Map::new(),
         }
     }
 }
@@ -1406,7 +1411,7 @@ impl Message<RequestsAbandoned> for ServerActor {
 }
 
 impl Message<WireRequest> for ServerActor {
-    type Reply = DelegatedReply<Result<Value, FleetError>>;
+    type Reply = DelegatedReply<CallServerReply>;
 
     async fn handle(
         &mut self,
@@ -1508,7 +1513,7 @@ impl Message<StartAgain> for ServerActor {
 }
 
 impl Message<CallServer> for ServerActor {
-    type Reply = DelegatedReply<Result<Value, FleetError>>;
+    type Reply = DelegatedReply<CallServerReply>;
 
     async fn handle(
         &mut self,
@@ -1521,12 +1526,12 @@ impl Message<CallServer> for ServerActor {
     }
 }
 
-impl Message<Forwarded<CallServer, Result<Value, FleetError>>> for ServerActor {
+impl Message<Forwarded<CallServer, CallServerReply>> for ServerActor {
     type Reply = ();
 
     async fn handle(
         &mut self,
-        msg: Forwarded<CallServer, Result<Value, FleetError>>,
+        msg: Forwarded<CallServer, CallServerReply>,
         ctx: &mut Context<Self, ()>,
     ) {
         self.call_server(msg.msg, Some(msg.reply), ctx.actor_ref());
@@ -1546,7 +1551,7 @@ pub struct Forwarded<M, R> {
 pub struct CallNow(CallServer);
 
 impl Message<CallNow> for ServerActor {
-    type Reply = DelegatedReply<Result<Value, FleetError>>;
+    type Reply = DelegatedReply<CallServerReply>;
 
     async fn handle(&mut self, msg: CallNow, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let (delegated, reply) = ctx.reply_sender();
@@ -1561,7 +1566,7 @@ impl ServerActor {
     fn call_server(
         &mut self,
         msg: CallServer,
-        reply: Option<ReplySender<Result<Value, FleetError>>>,
+        reply: Option<ReplySender<CallServerReply>>,
         me: &ActorRef<Self>,
     ) {
         let starting = matches!(
@@ -1598,7 +1603,7 @@ impl ServerActor {
 
     /// Sends the call if the server serves; otherwise answers at once with why not. The
     /// caller's reply sender goes into the table: the answer reaches it from the reader.
-    fn call_now(&mut self, msg: CallServer, reply: Option<ReplySender<Result<Value, FleetError>>>) {
+    fn call_now(&mut self, msg: CallServer, reply: Option<ReplySender<CallServerReply>>) {
         let Some(era) = self.era().filter(|_| self.status.state.is_serving()) else {
             if let Some(reply) = reply {
                 reply.send(Err(self.not_serving()));
@@ -1613,6 +1618,7 @@ impl ServerActor {
             method: msg.method,
             cancel: msg.cancel,
             progress: msg.progress,
+            extra: msg.extra,
         };
         self.send_request(
             request,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{config, quick_restarts, reference, server_logs, wait_for};
 use fleet_protocol::messages::server::{
-    CallServer, CallServerReply, GetServerStatus, LaneCall, LaunchServer, RestartServer, StopServer,
+    CallAnswer, CallServer, CallServerReply, GetServerStatus, LaneCall, LaunchServer,
+    RestartServer, StopServer,
 };
 use fleet_protocol::{FleetError, ServerSpec, ServerState};
 use fleet_server_manager::{
@@ -71,7 +72,7 @@ fn sent(call: LaneCall) -> oneshot::Receiver<CallServerReply> {
 fn handed_back(call: LaneCall) -> CallServer {
     match call {
         LaneCall::Sent(_) => panic!("the lane sent the call"),
-        LaneCall::HandedBack(call) => call,
+        LaneCall::HandedBack(call) => *call,
     }
 }
 
@@ -83,8 +84,8 @@ async fn answer(rx: oneshot::Receiver<CallServerReply>) -> CallServerReply {
         .expect("the answer was sent, not dropped")
 }
 
-fn echoed(answer: &Value) -> &str {
-    answer["content"][0]["text"].as_str().unwrap_or("")
+fn echoed(answer: &CallAnswer) -> &str {
+    answer.result["content"][0]["text"].as_str().unwrap_or("")
 }
 
 #[tokio::test]
@@ -249,7 +250,7 @@ async fn every_lane_call_is_answered_at_once_when_its_process_dies_and_the_next_
                         LaneCall::Sent(rx) => answer(rx).await,
                         LaneCall::HandedBack(call) => {
                             handed_back += 1;
-                            let asked = actor.ask(call);
+                            let asked = actor.ask(*call);
                             match tokio::time::timeout(Duration::from_secs(10), asked).await {
                                 Ok(Ok(v)) => Ok(v),
                                 Ok(Err(kameo::error::SendError::HandlerError(e))) => Err(e),

@@ -15,14 +15,7 @@ use fleet_protocol::{Era, FleetError, ServerSpec, ServerState};
 use serde_json::json;
 
 fn call(server: &str, method: &str, params: serde_json::Value) -> CallServer {
-    CallServer {
-        server: server.into(),
-        method: method.into(),
-        params: Some(params),
-        timeout: None,
-        cancel: None,
-        progress: None,
-    }
+    CallServer::new(server, method, Some(params))
 }
 
 /// The reference server's `sleep` tool: answers after `ms`.
@@ -112,7 +105,7 @@ async fn launches_concurrently_in_both_eras_and_serves_calls() {
 
     for name in ["modern", "legacy"] {
         let result = manager.ask(echo(name, "hello")).await.unwrap();
-        assert_eq!(result["content"][0]["text"], "hello");
+        assert_eq!(result.result["content"][0]["text"], "hello");
         let sum = manager
             .ask(call(
                 name,
@@ -121,7 +114,7 @@ async fn launches_concurrently_in_both_eras_and_serves_calls() {
             ))
             .await
             .unwrap();
-        assert_eq!(sum["content"][0]["text"], "5");
+        assert_eq!(sum.result["content"][0]["text"], "5");
         manager
             .ask(ProbeServer {
                 name: name.into(),
@@ -158,8 +151,8 @@ async fn concurrent_calls_are_remapped_and_answered_in_any_order() {
     };
     let (slow, (fast, fast_at)) = tokio::join!(async { (slow.await, Instant::now()) }, fast);
     let (slow, slow_at) = slow;
-    assert_eq!(fast["content"][0]["text"], "fast");
-    assert_eq!(slow.unwrap()["content"][0]["text"], "slept 400 ms");
+    assert_eq!(fast.result["content"][0]["text"], "fast");
+    assert_eq!(slow.unwrap().result["content"][0]["text"], "slept 400 ms");
     assert!(fast_at < slow_at, "the echo waited for the sleep");
     // Many concurrent echoes, each answered with its own text.
     let calls = (0..50).map(|i| {
@@ -167,7 +160,7 @@ async fn concurrent_calls_are_remapped_and_answered_in_any_order() {
         async move { (i, m.ask(echo("a", &format!("m{i}"))).await.unwrap()) }
     });
     for (i, r) in futures::future::join_all(calls).await {
-        assert_eq!(r["content"][0]["text"], format!("m{i}"));
+        assert_eq!(r.result["content"][0]["text"], format!("m{i}"));
     }
     manager.ask(StopAllServers).await.unwrap();
 }
@@ -198,7 +191,7 @@ async fn a_short_timeout_is_kept_while_a_longer_request_is_pending() {
     let mut never = echo("w", "no deadline");
     never.timeout = Some(Duration::MAX);
     let r = manager.ask(never).await.unwrap();
-    assert_eq!(r["content"][0]["text"], "no deadline");
+    assert_eq!(r.result["content"][0]["text"], "no deadline");
     // The first request sets the watchdog's next look 60 s ahead; the second, due much
     // sooner, must bring it forward.
     let mut long = sleep("w", 30000);
@@ -240,7 +233,7 @@ async fn a_request_times_out_and_the_server_keeps_serving() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
     let r = manager.ask(echo("t", "still here")).await.unwrap();
-    assert_eq!(r["content"][0]["text"], "still here");
+    assert_eq!(r.result["content"][0]["text"], "still here");
     let unknown = manager
         .ask(call("t", "no/such", json!({})))
         .await
@@ -404,7 +397,7 @@ async fn garbage_and_over_long_lines_are_counted_and_the_server_carries_on() {
         .unwrap();
     for i in 0..5 {
         let r = manager.ask(echo("g", &format!("x{i}"))).await.unwrap();
-        assert_eq!(r["content"][0]["text"], format!("x{i}"));
+        assert_eq!(r.result["content"][0]["text"], format!("x{i}"));
     }
     let status = manager
         .ask(GetServerStatus { name: "g".into() })
@@ -443,9 +436,9 @@ async fn a_server_flooding_stdout_is_still_served_and_the_manager_carries_on() {
         };
         manager.ask(probe).await.unwrap();
         let r = manager.ask(echo("flood", &format!("f{i}"))).await.unwrap();
-        assert_eq!(r["content"][0]["text"], format!("f{i}"));
+        assert_eq!(r.result["content"][0]["text"], format!("f{i}"));
         let r = manager.ask(echo("calm", &format!("c{i}"))).await.unwrap();
-        assert_eq!(r["content"][0]["text"], format!("c{i}"));
+        assert_eq!(r.result["content"][0]["text"], format!("c{i}"));
     }
     let status = manager
         .ask(GetServerStatus {
@@ -486,7 +479,7 @@ else:
         .ask(call("s", "tools/call", json!({"name": "cut"})))
         .await
         .unwrap();
-    assert_eq!(r["content"][0]["text"], "cut \u{fffd}");
+    assert_eq!(r.result["content"][0]["text"], "cut \u{fffd}");
     let started = Instant::now();
     let err = manager
         .ask(call("s", "tools/call", json!({"name": "bad"})))
@@ -640,7 +633,7 @@ async fn the_directory_holds_each_servers_actor_until_it_is_removed() {
     let entry = directory.read().unwrap().get("direct").cloned();
     let entry = entry.expect("the launched server is in the directory");
     let echoed = entry.actor.ask(echo("direct", "hi")).await.unwrap();
-    assert_eq!(echoed["content"][0]["text"], "hi", "{echoed}");
+    assert_eq!(echoed.result["content"][0]["text"], "hi", "{echoed:?}");
     manager
         .ask(fleet_protocol::messages::server::RemoveServer {
             name: "direct".into(),
@@ -766,7 +759,7 @@ async fn a_restarted_manager_launches_the_servers_of_the_one_before() {
         ))
         .await
         .unwrap();
-    assert_eq!(echoed["content"][0]["text"], "hi", "{echoed}");
+    assert_eq!(echoed.result["content"][0]["text"], "hi", "{echoed:?}");
     // The subscriber hears the new server become ready.
     tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(event) = events.recv().await {

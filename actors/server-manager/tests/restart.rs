@@ -16,14 +16,11 @@ use kameo::actor::ActorRef;
 use serde_json::json;
 
 fn echo(server: &str, message: &str) -> CallServer {
-    CallServer {
-        server: server.into(),
-        method: "tools/call".into(),
-        params: Some(json!({"name": "echo", "arguments": {"message": message}})),
-        timeout: None,
-        cancel: None,
-        progress: None,
-    }
+    CallServer::new(
+        server,
+        "tools/call",
+        Some(json!({"name": "echo", "arguments": {"message": message}})),
+    )
 }
 
 async fn status(manager: &ActorRef<ServerManager>, name: &str) -> ServerStatus {
@@ -75,7 +72,7 @@ async fn a_server_that_crashes_three_times_comes_back_each_time_with_growing_del
     }
     assert!(delays[0] < delays[2], "{delays:?}");
     let r = manager.ask(echo("phoenix", "back")).await.unwrap();
-    assert_eq!(r["content"][0]["text"], "back");
+    assert_eq!(r.result["content"][0]["text"], "back");
     let s = status(&manager, "phoenix").await;
     assert_eq!(s.recent_exits.len(), 3);
     manager.ask(StopAllServers).await.unwrap();
@@ -115,7 +112,7 @@ async fn a_server_that_always_crashes_at_start_reaches_crash_loop_while_others_s
     assert!(format!("{err:?}").contains("doomed"), "{err:?}");
     // ...while the other server serves throughout.
     let r = manager.ask(echo("steady", "fine")).await.unwrap();
-    assert_eq!(r["content"][0]["text"], "fine");
+    assert_eq!(r.result["content"][0]["text"], "fine");
     manager.ask(StopAllServers).await.unwrap();
 }
 
@@ -152,7 +149,7 @@ async fn a_handshake_that_fails_after_a_restart_is_retried_by_the_policy() {
     .await;
     assert_eq!(back.recent_exits.len(), 2, "{back:?}");
     let r = manager.ask(echo("flaky", "three")).await.unwrap();
-    assert_eq!(r["content"][0]["text"], "three");
+    assert_eq!(r.result["content"][0]["text"], "three");
     manager.ask(StopAllServers).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -219,7 +216,7 @@ async fn a_verdict_about_a_replaced_process_spares_its_successor() {
     manager.tell(verdict(&first)).await.unwrap();
     // The server's actor takes the call after the verdict: it still serves.
     let r = manager.ask(echo("h", "still")).await.unwrap();
-    assert_eq!(r["content"][0]["text"], "still");
+    assert_eq!(r.result["content"][0]["text"], "still");
     assert_eq!(status(&manager, "h").await.pid, again.pid);
     manager.tell(verdict(&again)).await.unwrap();
     wait_for(
@@ -248,7 +245,7 @@ async fn a_request_during_a_restart_waits_a_bounded_time() {
     .await;
     // Sent while the server is down: it waits for the new process and is answered.
     let r = manager.ask(echo("slow", "after")).await.unwrap();
-    assert_eq!(r["content"][0]["text"], "after");
+    assert_eq!(r.result["content"][0]["text"], "after");
 
     // With no wait configured, the same request fails at once, naming the server.
     let manager = spawn_manager(config());

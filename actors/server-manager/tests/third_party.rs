@@ -45,17 +45,14 @@ async fn server_everything_handshakes_lists_13_tools_and_echoes() {
     assert!(h.tool_names().any(|n| n == "echo"));
 
     let result = manager
-        .ask(CallServer {
-            server: "everything".into(),
-            method: "tools/call".into(),
-            params: Some(json!({"name": "echo", "arguments": {"message": "from the fleet"}})),
-            timeout: None,
-            cancel: None,
-            progress: None,
-        })
+        .ask(CallServer::new(
+            "everything",
+            "tools/call",
+            Some(json!({"name": "echo", "arguments": {"message": "from the fleet"}})),
+        ))
         .await
         .unwrap();
-    let text = result["content"][0]["text"].as_str().unwrap();
+    let text = result.result["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("from the fleet"), "{text}");
 
     manager

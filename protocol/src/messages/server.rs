@@ -8,7 +8,7 @@
 //! | [`RestartServer`] | `Result<ServerStatus, FleetError>`, once ready again or failed |
 //! | [`GetServerStatus`] | `Result<ServerStatus, FleetError>` |
 //! | [`ListServers`] | `Vec<ServerStatus>`, sorted by name |
-//! | [`CallServer`] | `Result<Value, FleetError>`: the server's result, or its error as `Upstream` (`BadAnswer` if its answer was not valid JSON-RPC) |
+//! | [`CallServer`] | `Result<CallAnswer, FleetError>`: the server's result, or its error as `Upstream` (`BadAnswer` if its answer was not valid JSON-RPC) |
 //! | [`ProbeServer`] | `Result<Duration, FleetError>`: the probe's round trip |
 //! | [`GetServerLogs`] | `Result<ServerLogs, FleetError>`: lines of the stderr ring buffer, oldest first, with a cursor |
 //! | [`StopAllServers`] | `Vec<StoppedServer>` |
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +85,9 @@ pub struct CallServer {
     /// the same token) and restores the caller's token on each notification. A full channel
     /// drops the notification: progress is advisory.
     pub progress: Option<mpsc::Sender<Notification>>,
+    /// Top-level members of the request that JSON-RPC does not define (a client's own), written
+    /// with it as they came: the fleet passes on what it does not understand.
+    pub extra: Map<String, Value>,
 }
 
 impl CallServer {
@@ -101,10 +104,29 @@ impl CallServer {
             timeout: None,
             cancel: None,
             progress: None,
+            extra: Map::new(),
         }
     }
 }
-pub type CallServerReply = Result<Value, FleetError>;
+pub type CallServerReply = Result<CallAnswer, FleetError>;
+
+/// What a server answered a [`CallServer`] with: its `result`, and the top-level members of its
+/// response that JSON-RPC does not define, to be passed on as they came. (An error answer's
+/// members are in [`FleetError::Upstream`].)
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallAnswer {
+    pub result: Value,
+    pub extra: Map<String, Value>,
+}
+
+impl From<Value> for CallAnswer {
+    fn from(result: Value) -> Self {
+        CallAnswer {
+            result,
+            extra: Map::new(),
+        }
+    }
+}
 
 /// A way to a server's process that skips its actor's mailbox: a [`CallServer`] sent from the
 /// caller's own task. The server's actor opens it while its server serves and closes it
@@ -120,8 +142,9 @@ pub enum LaneCall {
     /// Sent: the receiver gets the answer, as an ask of the server's actor would.
     Sent(oneshot::Receiver<CallServerReply>),
     /// Not sent, and untouched: the lane is closed (the server is starting, restarting, stopping
-    /// or gone), or the call has a progress sink. Ask the server's actor.
-    HandedBack(CallServer),
+    /// or gone), or the call has a progress sink. Ask the server's actor. (Boxed: the rarer
+    /// way, and the larger.)
+    HandedBack(Box<CallServer>),
 }
 
 /// One server of a directory of servers, for callers that reach a server without its manager:
