@@ -39,8 +39,8 @@ pub enum FleetError {
         server: String,
         /// Boxed: the error object is large and this is the rare path.
         error: Box<ErrorObject>,
-        /// The response's top-level members that JSON-RPC does not define, passed on with the
-        /// error as they came.
+        /// The response's top-level members other than `jsonrpc`, `id` and `error`, passed on
+        /// with the error as they came.
         extra: serde_json::Map<String, serde_json::Value>,
     },
     #[error(

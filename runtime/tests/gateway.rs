@@ -988,7 +988,8 @@ async fn a_crashed_server_manager_comes_back_with_its_servers() {
 
 /// A stdio server in Python that answers `tools/call` of its tool `raw` with the line it read,
 /// as text, and a `structuredContent` whose numbers it writes itself, digit for digit; its tool
-/// `fail` answers with an error. Every response has a top-level member `x-server` of its own.
+/// `fail` answers with an error whose `data` is the line it read. Every response has a top-level
+/// member `x-server` of its own.
 const RAW_SERVER: &str = r#"
 import json, sys
 for line in sys.stdin:
@@ -1004,7 +1005,8 @@ for line in sys.stdin:
                                        {"name": "fail", "inputSchema": {"type": "object"}}]})
     elif method == "tools/call" and msg["params"]["name"] == "fail":
         sys.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"error":{"code":-32000,"message":"failed",'
-                         '"x-in-error":1},"x-server":{"failed":1.50}}\n')
+                         '"data":' + json.dumps(line.strip()) + ',"x-in-error":1},'
+                         '"x-server":{"failed":1.50}}\n')
         sys.stdout.flush()
         continue
     elif method == "tools/call":
@@ -1060,18 +1062,19 @@ async fn numbers_pass_through_digit_for_digit() {
 
 /// Top-level members JSON-RPC does not define pass through both ways, as they came: a client's
 /// reach the server with its request, a server's reach the client with its answer (a result or
-/// an error), in a session and in a stateless request. Requests the gateway answers itself
-/// (lists) are its own, without the members.
+/// an error), in a session and in a stateless request, by the server's lane and (a call with
+/// progress) by its actor. Requests the gateway answers itself (lists) are its own, without the
+/// members.
 #[tokio::test]
 async fn top_level_members_pass_through_both_ways() {
     let spec = ServerSpec::stdio("raw", "python3", ["-c", RAW_SERVER]);
     let gw = start(vec![spec], quick_sessions(), McpHttpConfig::default()).await;
     let s = gw.open().await;
+    const MEMBER: &str = r#""x-client":{"trace":"t-1","n":2.50}"#;
     let call = |tool: &str| {
         serde_json::from_str::<Value>(&format!(
             r#"{{"jsonrpc": "2.0", "id": 4, "method": "tools/call",
-                "params": {{"name": "raw__{tool}", "arguments": {{}}}},
-                "x-client": {{"trace": "t-1", "n": 2.50}}}}"#
+                "params": {{"name": "raw__{tool}", "arguments": {{}}}}, {MEMBER}}}"#
         ))
         .unwrap()
     };
@@ -1080,10 +1083,7 @@ async fn top_level_members_pass_through_both_ways() {
     let text = r.text().await.unwrap();
     let answer: Value = serde_json::from_str(&text).unwrap();
     let seen = answer["result"]["content"][0]["text"].as_str().unwrap();
-    assert!(
-        seen.contains(r#""x-client":{"trace":"t-1","n":2.50}"#),
-        "the server read {seen}"
-    );
+    assert!(seen.contains(MEMBER), "the server read {seen}");
     assert!(text.contains(r#""x-server":{"n":1.50}"#), "{text}");
     assert_eq!(answer["id"], 4);
 
@@ -1092,7 +1092,37 @@ async fn top_level_members_pass_through_both_ways() {
     let answer: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(answer["error"]["code"], -32000, "{text}");
     assert_eq!(answer["error"]["x-in-error"], 1, "{text}");
+    let seen = answer["error"]["data"].as_str().unwrap_or("");
+    assert!(seen.contains(MEMBER), "the server read {seen}");
     assert!(text.contains(r#""x-server":{"failed":1.50}"#), "{text}");
+
+    // A call with progress goes by the server's actor, which answers it after its progress.
+    for (tool, key) in [("raw", "result"), ("fail", "error")] {
+        let mut body = call(tool);
+        body["params"]["_meta"] = json!({"progressToken": "p"});
+        let r = gw.post(Some(&s), body).send().await.unwrap();
+        // A stream once progress comes; this server sends none, so it is JSON.
+        let answer: Value = if r.headers()["content-type"] == "text/event-stream" {
+            let seen = sse_until(r, "the answer", |v| v.get("id").is_some()).await;
+            seen.last().unwrap().clone()
+        } else {
+            r.json().await.unwrap()
+        };
+        let answer = &answer;
+        let read = match key {
+            "result" => &answer["result"]["content"][0]["text"],
+            _ => &answer["error"]["data"],
+        };
+        assert!(read.as_str().unwrap_or("").contains(MEMBER), "{answer}");
+        let own = answer["x-server"]
+            .as_object()
+            .and_then(|m| m.values().next());
+        assert_eq!(
+            own.map(Value::to_string).as_deref(),
+            Some("1.50"),
+            "{answer}"
+        );
+    }
 
     // A stateless 2026-07-28 request, its member passed on the same way.
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",

@@ -258,6 +258,18 @@ impl Dispatcher {
             progress,
             cancel,
         } = call;
+        // The codec keeps them among a request's other members; forwarded, a server could take
+        // the request for an answer to one of its own.
+        if let Some(member) = ["result", "error"]
+            .into_iter()
+            .find(|m| request.extra.contains_key(*m))
+        {
+            return error(
+                &request,
+                error_codes::INVALID_REQUEST,
+                format!("a request has no `{member}` member (only a response does)"),
+            );
+        }
         if modern && LEGACY_ONLY.contains(&request.method.as_str()) {
             return error(
                 &request,

@@ -71,20 +71,28 @@ impl KameoMessage<CallServer> for ScriptedManager {
                     })
                 })
             }
-            // A server's error answer, with the top-level members the call came with.
+            // A server's error answer, with the top-level members the call came with and one
+            // of its own.
             ("tools/call", "fails") => ctx.reply(Err(FleetError::Upstream {
                 server: msg.server,
                 error: Box::new(ErrorObject::new(-32000, "it failed")),
-                extra: msg.extra,
+                extra: with_own_member(msg.extra),
             })),
-            // The answer has the call's top-level members, as a server that echoes them would.
+            // The answer has the call's top-level members, as a server that echoes them would,
+            // and one of its own.
             ("tools/call", name) => ctx.reply(Ok(CallAnswer {
                 result: json!({"content": [{"type": "text", "text": format!("{}:{name}", msg.server)}], "extra": {"kept": 1}}),
-                extra: msg.extra,
+                extra: with_own_member(msg.extra),
             })),
             (other, _) => ctx.reply(Err(FleetError::Unsupported { what: other.into() })),
         }
     }
+}
+
+/// The top-level members of a call, and `x-server`, the scripted server's own.
+fn with_own_member(mut extra: Map<String, Value>) -> Map<String, Value> {
+    extra.insert("x-server".into(), json!("scripted"));
+    extra
 }
 
 impl KameoMessage<GetServerStatus> for ScriptedManager {
@@ -342,19 +350,34 @@ async fn top_level_members_go_to_the_server_and_its_come_back() {
             other => panic!("{other:?}"),
         }
     };
-    // The scripted manager answers with the members the call came with.
+    // The scripted manager answers with the members the call came with, and its own.
+    let answered = with_own_member(extra.clone());
     let r = send("tools/call", json!({"name": "b__echo"})).await;
     assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
-    assert_eq!(r.extra, extra);
+    assert_eq!(r.extra, answered);
     let r = send("tools/call", json!({"name": "b__fails"})).await;
     assert!(
         matches!(&r.outcome, Outcome::Error(e) if e.code == -32000),
         "{r:?}"
     );
-    assert_eq!(r.extra, extra);
+    assert_eq!(r.extra, answered);
     let r = send("tools/list", json!({})).await;
     assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
     assert!(r.extra.is_empty(), "{r:?}");
+    // A request with a response's member is refused, not forwarded.
+    let request = Request {
+        extra: [("result".to_owned(), json!({}))].into_iter().collect(),
+        ..Request::new(8, "tools/call", Some(json!({"name": "b__echo"})))
+    };
+    let Ok(ClientReply::Response { response: r, .. }) =
+        s.send(Some(&session), Message::Request(request)).await
+    else {
+        panic!("no response")
+    };
+    assert!(
+        matches!(&r.outcome, Outcome::Error(e) if e.code == -32600 && e.message.contains("`result`")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

@@ -85,8 +85,9 @@ pub struct CallServer {
     /// the same token) and restores the caller's token on each notification. A full channel
     /// drops the notification: progress is advisory.
     pub progress: Option<mpsc::Sender<Notification>>,
-    /// Top-level members of the request that JSON-RPC does not define (a client's own), written
-    /// with it as they came: the fleet passes on what it does not understand.
+    /// Top-level members of the request other than `jsonrpc`, `id`, `method` and `params` (a
+    /// client's own), written with it as they came: the fleet passes on what it does not
+    /// understand.
     pub extra: Map<String, Value>,
 }
 
@@ -111,8 +112,8 @@ impl CallServer {
 pub type CallServerReply = Result<CallAnswer, FleetError>;
 
 /// What a server answered a [`CallServer`] with: its `result`, and the top-level members of its
-/// response that JSON-RPC does not define, to be passed on as they came. (An error answer's
-/// members are in [`FleetError::Upstream`].)
+/// response other than `jsonrpc`, `id` and `result`, to be passed on as they came. (An error
+/// answer's members are in [`FleetError::Upstream`].)
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CallAnswer {
     pub result: Value,
