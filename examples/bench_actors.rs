@@ -852,6 +852,7 @@ impl Shared {
                 get: self.metrics.clone().reply_recipient(),
                 flush: self.metrics.clone().reply_recipient(),
             },
+            gateway: None,
             startup: Vec::new(),
         }
     }
@@ -889,6 +890,7 @@ fn spawn_gateway(shared: &Shared, max_sessions: usize) -> (ActorRef<Gateway>, Ev
             metrics: None,
             directory: None,
             sessions: Default::default(),
+            events: None,
         },
         mailbox::unbounded(),
     );

@@ -1,7 +1,7 @@
 //! fleet-runtime: the thin composition of mcp-fleet.
 //!
-//! - [`system`]: spawns the supervisor and wires the three services under it (the only place
-//!   that names every actor type), returning handles to all four.
+//! - [`system`]: spawns the supervisor and wires the four services under it, the gateway among
+//!   them (the only place that names every actor type), returning handles to all five.
 //! - [`config`]: reads configuration files, JSON and `mcp-fleet.toml` (the only crate that
 //!   touches files and the environment) and turns their errors into messages naming file, line
 //!   and key.

@@ -635,9 +635,8 @@ async fn run(args: RunArgs) -> ExitCode {
     progress.abort();
     reloads.abort_all();
     tracing::info!(signal = signalled, "shutting down");
-    // Sessions first: their streams close, so the HTTP server can drain.
-    let _ = fleet.gateway.stop_gracefully().await;
-    fleet.gateway.wait_for_shutdown().await;
+    // The supervisor ends the gateway's sessions first: their streams close, so the HTTP server
+    // can drain.
     let code = match fleet.supervisor.ask(Shutdown).await {
         Ok(report) => {
             for s in &report.servers {

@@ -1,18 +1,17 @@
 //! Spawning the actor system: the supervisor, and under it the metrics collector, the server
-//! manager and the health monitor, wired to each other through protocol recipients; then the
-//! gateway, subscribed to the server manager's events.
+//! manager, the health monitor and the gateway (which subscribes to the server manager's events
+//! at each start), wired to each other through protocol recipients.
 
 use std::time::{Duration, Instant};
 
 use fleet_gateway::{Gateway, GatewayArgs, GatewayConfig, GatewayPort, SessionDirectory};
 use fleet_health_monitor::{HealthMonitor, HealthMonitorArgs, HealthMonitorConfig};
 use fleet_metrics_collector::{MetricsCollector, MetricsCollectorConfig};
-use fleet_protocol::messages::server::SubscribeServerEvents;
 use fleet_protocol::messages::supervisor::ServiceKind;
 use fleet_server_manager::{ServerManager, ServerManagerArgs, ServerManagerConfig};
 use fleet_supervisor::{
-    HealthPort, MetricsPort, ServerManagerPort, Services, Supervisor, SupervisorArgs,
-    SupervisorConfig, supervise_service,
+    GatewayServicePort, HealthPort, MetricsPort, ServerManagerPort, Services, Supervisor,
+    SupervisorArgs, SupervisorConfig, supervise_service,
 };
 use kameo::actor::{ActorRef, Spawn};
 use tokio::sync::oneshot;
@@ -61,18 +60,22 @@ struct Refs {
     server_manager: ActorRef<ServerManager>,
     health: ActorRef<HealthMonitor>,
     metrics: ActorRef<MetricsCollector>,
+    gateway: ActorRef<Gateway>,
 }
 
 impl Fleet {
-    /// Starts the supervisor, which starts the services. Returns once all four are running.
+    /// Starts the supervisor, which starts the services. Returns once all five are running.
     pub async fn start(options: FleetOptions) -> Fleet {
-        let gateway_config = options.gateway.clone();
+        let gateway_config = std::sync::Arc::new(options.gateway.clone());
+        let sessions = SessionDirectory::default();
+        let gateway_sessions = sessions.clone();
         let (refs_tx, refs_rx) = oneshot::channel();
         let sup_config = options.supervisor.clone();
         let begin = Instant::now();
         // The manager keeps each server's actor here; the gateway calls them directly.
         let directory = fleet_server_manager::ServerDirectory::default();
         let directory_for_manager = directory.clone();
+        let directory_for_gateway = directory;
         let supervisor = Supervisor::spawn(SupervisorArgs {
             config: options.supervisor.clone(),
             wiring: Box::new(move |sup| {
@@ -116,6 +119,24 @@ impl Fleet {
                         move || hm_args.clone(),
                     )
                     .await;
+                    let gw_args = GatewayArgs {
+                        config: gateway_config,
+                        servers: server_manager.clone().reply_recipient(),
+                        status: server_manager.clone().reply_recipient(),
+                        metrics: Some(metrics.clone().recipient()),
+                        directory: Some(directory_for_gateway),
+                        sessions: gateway_sessions,
+                        events: Some(server_manager.clone().recipient()),
+                    };
+                    // Unbounded, as its event sink needs (see `fleet_gateway::event_sink`).
+                    let (gateway, gw_took) = supervise_service::<Gateway>(
+                        &sup,
+                        ServiceKind::Gateway,
+                        &sup_config,
+                        None,
+                        move || gw_args.clone(),
+                    )
+                    .await;
                     let services = Services {
                         server_manager: ServerManagerPort {
                             launch: server_manager.clone().reply_recipient(),
@@ -130,16 +151,21 @@ impl Fleet {
                             get: metrics.clone().reply_recipient(),
                             flush: metrics.clone().reply_recipient(),
                         },
+                        gateway: Some(GatewayServicePort {
+                            stats: gateway.clone().reply_recipient(),
+                        }),
                         startup: vec![
                             (ServiceKind::MetricsCollector, mc_took),
                             (ServiceKind::ServerManager, sm_took),
                             (ServiceKind::HealthMonitor, hm_took),
+                            (ServiceKind::Gateway, gw_took),
                         ],
                     };
                     let _ = refs_tx.send(Refs {
                         server_manager,
                         health,
                         metrics,
+                        gateway,
                     });
                     services
                 })
@@ -166,38 +192,13 @@ impl Fleet {
             0,
             (fleet_supervisor::ACTOR_NAME, total.saturating_sub(children)),
         );
-        let gateway_started = Instant::now();
-        let sessions = SessionDirectory::default();
-        let gateway = Gateway::spawn_with_mailbox(
-            GatewayArgs {
-                config: std::sync::Arc::new(gateway_config),
-                servers: refs.server_manager.clone().reply_recipient(),
-                status: refs.server_manager.clone().reply_recipient(),
-                metrics: Some(refs.metrics.clone().recipient()),
-                directory: Some(directory),
-                sessions: sessions.clone(),
-            },
-            // Unbounded, as its event sink needs (see `fleet_gateway::event_sink`).
-            kameo::mailbox::unbounded(),
-        );
-        if let Err(e) = refs
-            .server_manager
-            .ask(SubscribeServerEvents {
-                sink: fleet_gateway::event_sink(&gateway),
-            })
-            .await
-        {
-            tracing::error!(error = %e, "the gateway could not subscribe to server events");
-        }
-        gateway.wait_for_startup().await;
-        startup.push((fleet_gateway::ACTOR_NAME, gateway_started.elapsed()));
         Fleet {
             supervisor,
             server_manager: refs.server_manager,
             health: refs.health,
             metrics: refs.metrics,
-            gateway_port: GatewayPort::new(gateway.clone(), sessions),
-            gateway,
+            gateway_port: GatewayPort::new(refs.gateway.clone(), sessions),
+            gateway: refs.gateway,
             startup,
         }
     }

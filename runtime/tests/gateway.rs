@@ -97,6 +97,14 @@ impl Gw {
 
     /// `initialize` and `notifications/initialized`; the session id.
     async fn open(&self) -> String {
+        match self.try_open().await {
+            Ok(id) => id,
+            Err(status) => panic!("initialize answered {status}"),
+        }
+    }
+
+    /// [`Gw::open`], or the status an `initialize` that did not open a session got.
+    async fn try_open(&self) -> Result<String, StatusCode> {
         let r = self
             .post(
                 None,
@@ -107,7 +115,9 @@ impl Gw {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        if r.status() != StatusCode::OK {
+            return Err(r.status());
+        }
         let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
         let init: Value = r.json().await.unwrap();
         assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
@@ -120,7 +130,7 @@ impl Gw {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::ACCEPTED);
-        id
+        Ok(id)
     }
 
     /// A request in a session; the JSON-RPC response.
@@ -981,6 +991,74 @@ async fn a_crashed_server_manager_comes_back_with_its_servers() {
     sm.ask(RemoveServer { name: "a".into() }).await.unwrap();
     wait_for(Duration::from_secs(10), "a's tools withdrawn", || async {
         (!gw.tool_names(&s).await.iter().any(|t| t == "a__echo")).then_some(())
+    })
+    .await;
+    gw.stop().await;
+}
+
+/// The gateway is supervised too: killed, it comes back at the same address and is counted. Its
+/// sessions ended with it (a client's old session id gets 404, as after a restart of the whole
+/// fleet, and a new `initialize` works), it lists every server again from the manager's events,
+/// and it keeps hearing them.
+#[tokio::test]
+async fn a_crashed_gateway_comes_back_and_lists_every_server_again() {
+    let gw = start(
+        vec![reference("a", &[]), reference("b", &[])],
+        quick_sessions(),
+        McpHttpConfig::default(),
+    )
+    .await;
+    let old = gw.open().await;
+    let listed = gw.tool_names(&old).await;
+    assert!(listed.iter().any(|t| t == "a__echo"), "{listed:?}");
+    assert!(listed.iter().any(|t| t == "b__echo"), "{listed:?}");
+
+    gw.fleet.gateway.kill();
+    let restarts = wait_for(Duration::from_secs(10), "the gateway restarted", || async {
+        let status = gw.fleet.supervisor.ask(GetFleetStatus).await.ok()?;
+        let gateway = status
+            .services
+            .iter()
+            .find(|s| s.kind == ServiceKind::Gateway)?;
+        (gateway.alive && gateway.restarts > 0).then_some(gateway.restarts)
+    })
+    .await;
+    assert_eq!(restarts, 1);
+    let r = gw
+        .post(
+            Some(&old),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "{:?}", r.text().await);
+    let s = wait_for(Duration::from_secs(10), "a new session", || async {
+        gw.try_open().await.ok()
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "both servers listed again",
+        || async { (gw.tool_names(&s).await == listed).then_some(()) },
+    )
+    .await;
+    let answer = gw
+        .call(
+            &s,
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "back"}}),
+        )
+        .await;
+    assert_eq!(answer["result"]["content"][0]["text"], "back", "{answer}");
+    // It still hears the manager: a removed server's tools go from the catalog.
+    gw.fleet
+        .server_manager
+        .ask(RemoveServer { name: "a".into() })
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "a's tools withdrawn", || async {
+        (!gw.tool_names(&s).await.iter().any(|t| t.starts_with("a__"))).then_some(())
     })
     .await;
     gw.stop().await;

@@ -12,8 +12,8 @@
 //!   catalog, then tells every session (and every 2026 listener) what changed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use fleet_protocol::counter::MessageCounter;
@@ -28,6 +28,7 @@ use fleet_protocol::messages::gateway::{
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric, SessionEnd};
 use fleet_protocol::messages::server::{
     CallAnswer, CallServer, Delivery, EventSink, GetServerStatus, ServerEvent,
+    SubscribeServerEvents,
 };
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use kameo::Actor;
@@ -44,7 +45,8 @@ use crate::dispatch::{self, Call, Dispatcher, Prepared, Serve, Served, ServerDir
 use crate::port::{SessionDirectory, SessionSlot};
 use crate::session::{Forwarded, ListsChanged, ServerLog, Session, SessionArgs, SessionCore};
 
-/// What the gateway is started with.
+/// What the gateway is started with (cloned for each start when it is supervised).
+#[derive(Clone)]
 pub struct GatewayArgs {
     /// Shared with its sessions. (An `Arc` here keeps the arguments small: kameo holds them in
     /// the actor's task, which every gateway allocates.)
@@ -61,6 +63,9 @@ pub struct GatewayArgs {
     /// The directory of open sessions this gateway keeps, for [`GatewayPort`](crate::GatewayPort)s
     /// (`SessionDirectory::default()` when there are none).
     pub sessions: SessionDirectory,
+    /// The server manager's subscription, if the gateway should subscribe itself: at each start,
+    /// so that a gateway started again after a crash hears every server's state anew.
+    pub events: Option<Recipient<SubscribeServerEvents>>,
 }
 
 /// The actor kind under which sessions' handled messages are reported.
@@ -135,6 +140,8 @@ pub struct Gateway(Box<State>);
 
 /// What the gateway keeps.
 pub struct State {
+    /// Alive as long as this start of the gateway: its own subscription ends with it.
+    incarnation: Arc<()>,
     config: Arc<GatewayConfig>,
     dispatcher: Dispatcher,
     sessions: HashMap<Arc<str>, SessionEntry>,
@@ -183,16 +190,33 @@ const REBUILD_SPACING: u32 = 4;
 /// the manager forgets the sink.
 pub fn event_sink(gateway: &ActorRef<Gateway>) -> EventSink {
     let gateway = gateway.downgrade();
-    EventSink::new(move |event| {
-        let Some(gateway) = gateway.upgrade() else {
-            return Delivery::Gone;
-        };
-        match gateway.tell(event).try_send() {
-            Ok(()) => Delivery::Delivered,
-            Err(SendError::MailboxFull(_)) => Delivery::Full,
-            Err(_) => Delivery::Gone,
-        }
+    EventSink::new(move |event| match gateway.upgrade() {
+        Some(gateway) => deliver(&gateway, event),
+        None => Delivery::Gone,
     })
+}
+
+/// The sink of one start of the gateway, gone once that start is (`incarnation`): a gateway
+/// restarted after a crash keeps its address and subscribes anew, so the sink of the start
+/// before must not deliver twice. It holds its `ActorRef`, which the start's end releases (the
+/// next event finds the sink gone): the ref a restarted actor is started with is its own, and
+/// a weak one of it would not outlive `on_start`.
+fn incarnation_sink(gateway: ActorRef<Gateway>, incarnation: Weak<()>) -> EventSink {
+    EventSink::new(move |event| {
+        if incarnation.strong_count() == 0 {
+            return Delivery::Gone;
+        }
+        deliver(&gateway, event)
+    })
+}
+
+/// Tells `event` to the gateway without waiting.
+fn deliver(gateway: &ActorRef<Gateway>, event: ServerEvent) -> Delivery {
+    match gateway.tell(event).try_send() {
+        Ok(()) => Delivery::Delivered,
+        Err(SendError::MailboxFull(_)) => Delivery::Full,
+        Err(_) => Delivery::Gone,
+    }
 }
 
 impl Actor for Gateway {
@@ -203,11 +227,20 @@ impl Actor for Gateway {
         "Gateway"
     }
 
-    async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+    async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
         let config = args.config;
         // A gateway started again with the same directory: its sessions ended with the last.
         args.sessions.clear();
+        let incarnation = Arc::new(());
+        if let Some(events) = args.events {
+            // The manager sends every server's state first: the catalog is built anew from it.
+            let sink = incarnation_sink(me, Arc::downgrade(&incarnation));
+            if let Err(e) = events.tell(SubscribeServerEvents { sink }).await {
+                tracing::error!(error = %e, "the gateway could not subscribe to server events; it will list no server");
+            }
+        }
         Ok(Gateway(Box::new(State {
+            incarnation,
             directory: args.sessions,
             dispatcher: Dispatcher {
                 servers: args.servers,
@@ -251,7 +284,9 @@ impl Actor for Gateway {
         _: WeakActorRef<Self>,
         _: ActorStopReason,
     ) -> Result<(), Self::Error> {
-        // Sessions end with the gateway, which only stops when the fleet shuts down: they are
+        // Its subscription ends here, before a start after a crash subscribes anew.
+        self.incarnation = Arc::new(());
+        // Sessions end with the gateway (the fleet shuts down, or the gateway crashed): they are
         // not counted as closed or expired.
         self.directory.clear();
         for (_, s) in self.sessions.drain() {

@@ -179,6 +179,7 @@ fn setup_with_directory(config: GatewayConfig, directory: Option<ServerDirectory
             metrics: Some(sink.recipient()),
             directory,
             sessions: sessions.clone(),
+            events: None,
         },
         mailbox::unbounded(),
     );

@@ -73,13 +73,18 @@ impl Message<GetFleetStatus> for Supervisor {
         let list = self.services.server_manager.list.clone();
         let services = ServiceKind::ALL
             .iter()
-            .map(|&kind| ServiceStatus {
-                kind,
-                alive: match kind {
+            .filter_map(|&kind| {
+                let alive = match kind {
                     ServiceKind::ServerManager => self.services.server_manager.list.is_alive(),
                     ServiceKind::HealthMonitor => self.services.health.get_health.is_alive(),
                     ServiceKind::MetricsCollector => self.services.metrics.get.is_alive(),
-                },
+                    ServiceKind::Gateway => self.services.gateway.as_ref()?.stats.is_alive(),
+                };
+                Some((kind, alive))
+            })
+            .map(|(kind, alive)| ServiceStatus {
+                kind,
+                alive,
                 restarts: self.restarts.get(&kind).copied().unwrap_or(0),
                 startup: self
                     .services
@@ -112,9 +117,15 @@ impl Message<Shutdown> for Supervisor {
         let sm = self.services.server_manager.clone();
         let health = self.services.health.clone();
         let metrics = self.services.metrics.clone();
+        let gateway = self.services.gateway.clone();
         let me = ctx.actor_ref().clone();
         ctx.spawn(async move {
             let begin = Instant::now();
+            if let Some(gateway) = gateway {
+                tracing::info!("shutdown: ending the gateway's sessions");
+                let _ = gateway.stats.stop_gracefully().await;
+                gateway.stats.wait_for_shutdown().await;
+            }
             tracing::info!("shutdown: stopping the health monitor");
             let _ = health.get_health.stop_gracefully().await;
             health.get_health.wait_for_shutdown().await;

@@ -1,7 +1,7 @@
 //! fleet-supervisor: the root actor of mcp-fleet.
 //!
-//! The [`Supervisor`] spawns the three service actors (server manager, health monitor, metrics
-//! collector) as supervised children and restarts one that panics (kameo one-for-one
+//! The [`Supervisor`] spawns the service actors (server manager, health monitor, metrics
+//! collector, and the MCP gateway when there is one) as supervised children and restarts one that panics (kameo one-for-one
 //! supervision with a restart limit), counting and logging each restart. It coordinates what
 //! concerns the whole system: launching a fleet, the status of everything, and the ordered
 //! graceful shutdown.
@@ -14,8 +14,9 @@
 //! Emits: `ActorRestarted` metric events.
 //!
 //! Invariants:
-//! - Shutdown order: health monitor first (no probe of a stopping server), then every server,
-//!   then the server manager, then a metrics flush, then the metrics collector, then itself.
+//! - Shutdown order: the gateway first (its sessions end, so their HTTP streams close), then the
+//!   health monitor (no probe of a stopping server), then every server, then the server
+//!   manager, then a metrics flush, then the metrics collector, then itself.
 //! - A service actor restarted after a panic keeps its address (kameo reuses the mailbox), so the
 //!   recipients other actors hold stay valid.
 
@@ -25,7 +26,8 @@ mod services;
 
 pub use actor::{Supervisor, SupervisorArgs, SupervisorConfig};
 pub use services::{
-    HealthPort, MetricsPort, ServerManagerPort, Services, Wiring, supervise_service,
+    GatewayServicePort, HealthPort, MetricsPort, ServerManagerPort, Services, Wiring,
+    supervise_service,
 };
 
 /// The actor name used in metrics and logs.

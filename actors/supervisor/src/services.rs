@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use fleet_protocol::FleetError;
 use fleet_protocol::ServerStatus;
+use fleet_protocol::messages::gateway::{GatewayStats, GetGatewayStats};
 use fleet_protocol::messages::health::{GetHealth, ServerHealth};
 use fleet_protocol::messages::metrics::{FlushMetrics, GetMetrics, MetricsSnapshot, RecordMetric};
 use fleet_protocol::messages::server::{LaunchServer, ListServers, StopAllServers, StoppedServer};
@@ -19,7 +20,7 @@ use kameo::supervision::RestartPolicy;
 
 use crate::actor::{Supervisor, SupervisorConfig};
 
-/// Spawns the three services under the supervisor (runtime writes it; see [`supervise_service`]).
+/// Spawns the services under the supervisor (runtime writes it; see [`supervise_service`]).
 pub type Wiring = Box<dyn FnOnce(ActorRef<Supervisor>) -> BoxFuture<'static, Services> + Send>;
 
 /// The server manager as the supervisor sees it.
@@ -44,11 +45,20 @@ pub struct MetricsPort {
     pub flush: ReplyRecipient<FlushMetrics, (), Infallible>,
 }
 
+/// The MCP gateway as the supervisor sees it: whether it runs, and how to stop it (first, at a
+/// shutdown: its sessions end before the servers they use).
+#[derive(Clone)]
+pub struct GatewayServicePort {
+    pub stats: ReplyRecipient<GetGatewayStats, GatewayStats, FleetError>,
+}
+
 /// The spawned services, with the start-up time measured for each.
 pub struct Services {
     pub server_manager: ServerManagerPort,
     pub health: HealthPort,
     pub metrics: MetricsPort,
+    /// The gateway, when the fleet serves MCP clients.
+    pub gateway: Option<GatewayServicePort>,
     /// Time from spawn until the service's `on_start` finished.
     pub startup: Vec<(ServiceKind, Duration)>,
 }

@@ -5,14 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fleet_protocol::messages::gateway::{GatewayStats, GetGatewayStats};
 use fleet_protocol::messages::health::GetHealth;
 use fleet_protocol::messages::metrics::{FlushMetrics, GetMetrics, MetricsSnapshot, RecordMetric};
 use fleet_protocol::messages::server::{LaunchServer, ListServers, StopAllServers, StoppedServer};
 use fleet_protocol::messages::supervisor::{GetFleetStatus, LaunchFleet, ServiceKind, Shutdown};
 use fleet_protocol::{FleetError, ServerSpec, ServerState, ServerStatus};
 use fleet_supervisor::{
-    HealthPort, MetricsPort, ServerManagerPort, Services, Supervisor, SupervisorArgs,
-    SupervisorConfig, supervise_service,
+    GatewayServicePort, HealthPort, MetricsPort, ServerManagerPort, Services, Supervisor,
+    SupervisorArgs, SupervisorConfig, supervise_service,
 };
 use kameo::Actor;
 use kameo::actor::{ActorRef, Spawn, WeakActorRef};
@@ -119,6 +120,17 @@ impl Message<FlushMetrics> for Service {
     async fn handle(&mut self, _: FlushMetrics, _: &mut Context<Self, ()>) {}
 }
 
+impl Message<GetGatewayStats> for Service {
+    type Reply = Result<GatewayStats, FleetError>;
+    async fn handle(
+        &mut self,
+        _: GetGatewayStats,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        Ok(GatewayStats::default())
+    }
+}
+
 impl Message<RecordMetric> for Service {
     type Reply = ();
     async fn handle(&mut self, _: RecordMetric, _: &mut Context<Self, ()>) {}
@@ -156,6 +168,7 @@ async fn start() -> Fleet {
                 let metrics = spawn(ServiceKind::MetricsCollector).await;
                 let sm = spawn(ServiceKind::ServerManager).await;
                 let health = spawn(ServiceKind::HealthMonitor).await;
+                let gateway = spawn(ServiceKind::Gateway).await;
                 let _ = sm_tx.send(sm.clone());
                 Services {
                     server_manager: ServerManagerPort {
@@ -171,6 +184,9 @@ async fn start() -> Fleet {
                         get: metrics.clone().reply_recipient(),
                         flush: metrics.reply_recipient(),
                     },
+                    gateway: Some(GatewayServicePort {
+                        stats: gateway.reply_recipient(),
+                    }),
                     startup,
                 }
             })
@@ -196,7 +212,7 @@ async fn next_event(rx: &mut mpsc::UnboundedReceiver<ServiceKind>) -> ServiceKin
 async fn reports_startup_and_launches_a_fleet() {
     let fleet = start().await;
     let status = fleet.supervisor.ask(GetFleetStatus).await.unwrap();
-    assert_eq!(status.services.len(), 3);
+    assert_eq!(status.services.len(), 4);
     for s in &status.services {
         assert!(s.alive);
         assert!(s.startup > Duration::ZERO, "{s:?}");
@@ -260,10 +276,12 @@ async fn shutdown_stops_in_order_then_stops_the_supervisor() {
         next_event(&mut fleet.events).await,
         next_event(&mut fleet.events).await,
         next_event(&mut fleet.events).await,
+        next_event(&mut fleet.events).await,
     ];
     assert_eq!(
         order,
         [
+            ServiceKind::Gateway,
             ServiceKind::HealthMonitor,
             ServiceKind::ServerManager, // StopAllServers
             ServiceKind::ServerManager, // the actor's stop

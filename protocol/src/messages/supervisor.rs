@@ -17,20 +17,23 @@ use crate::error::FleetError;
 use crate::messages::server::StoppedServer;
 use crate::status::ServerStatus;
 
-/// The three service actors under the supervisor.
+/// The service actors under the supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceKind {
     ServerManager,
     HealthMonitor,
     MetricsCollector,
+    /// The MCP gateway: sessions and the aggregated catalog.
+    Gateway,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 3] = [
+    pub const ALL: [ServiceKind; 4] = [
         ServiceKind::ServerManager,
         ServiceKind::HealthMonitor,
         ServiceKind::MetricsCollector,
+        ServiceKind::Gateway,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl ServiceKind {
             ServiceKind::ServerManager => "server-manager",
             ServiceKind::HealthMonitor => "health-monitor",
             ServiceKind::MetricsCollector => "metrics-collector",
+            ServiceKind::Gateway => "gateway",
         }
     }
 }
