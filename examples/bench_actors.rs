@@ -891,6 +891,7 @@ fn spawn_gateway(shared: &Shared, max_sessions: usize) -> (ActorRef<Gateway>, Ev
             directory: None,
             sessions: Default::default(),
             events: None,
+            starts: Default::default(),
         },
         mailbox::unbounded(),
     );

@@ -439,6 +439,13 @@ async fn reload(reloader: std::sync::Arc<reload::Reloader>, path: PathBuf) {
 /// The environment variable holding the bearer token clients of `/mcp` must send, if set.
 const TOKEN_VAR: &str = "MCP_FLEET_TOKEN";
 
+/// What `run` reports in place of a signal when the supervisor stopped by itself.
+const GAVE_UP: &str = "none: the supervisor gave up";
+
+/// How long `run` waits for the servers to stop once the supervisor gave up (each server's
+/// stop ends with SIGKILL well before).
+const GAVE_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `run`'s command-line options; where one is absent, the TOML's option or the default holds.
 struct RunArgs {
     config: PathBuf,
@@ -603,6 +610,12 @@ async fn run(args: RunArgs) -> ExitCode {
     // Reloads run in tasks of their own (one after the other, by the reloader's lock), so that
     // a signal to stop is heard while one launches a slow server; the shutdown ends them.
     let mut reloads = tokio::task::JoinSet::new();
+    // The supervisor stops by itself only when a service failed more often than its restart
+    // limit allows: every server stops with it, and mcp-fleet exits 1, for whatever started it
+    // (systemd, a container runtime) to start it again.
+    let supervisor = fleet.supervisor.clone();
+    let gave_up = async move { supervisor.wait_for_shutdown().await };
+    tokio::pin!(gave_up);
     let launch = fleet.supervisor.ask(LaunchFleet { specs });
     let signalled = tokio::select! {
         report = launch => {
@@ -626,14 +639,29 @@ async fn run(args: RunArgs) -> ExitCode {
                         reloads.spawn(reload(reloader.clone(), config_path.clone()));
                     }
                     Some(_) = reloads.join_next() => {}
+                    () = &mut gave_up => break GAVE_UP,
                 }
             }
         }
         _ = sigint.recv() => "SIGINT",
         _ = sigterm.recv() => "SIGTERM",
+        () = &mut gave_up => GAVE_UP,
     };
     progress.abort();
     reloads.abort_all();
+    if signalled == GAVE_UP {
+        tracing::error!(
+            "a service failed more often than its restart limit allows; the supervisor stopped, and every server with it: exiting with code 1"
+        );
+        // The server manager's stop stops every server: wait for it, so none is left behind.
+        let stopped = fleet.server_manager.wait_for_shutdown_result();
+        if tokio::time::timeout(GAVE_UP_WAIT, stopped).await.is_err() {
+            tracing::error!("the server manager did not stop in time");
+        }
+        let _ = stop_http.send(());
+        let _ = server.await;
+        return ExitCode::from(1);
+    }
     tracing::info!(signal = signalled, "shutting down");
     // The supervisor ends the gateway's sessions first: their streams close, so the HTTP server
     // can drain.

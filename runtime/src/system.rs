@@ -127,8 +127,10 @@ impl Fleet {
                         directory: Some(directory_for_gateway),
                         sessions: gateway_sessions,
                         events: Some(server_manager.clone().recipient()),
+                        // One count for every start: the factory clones it.
+                        starts: Default::default(),
                     };
-                    // Unbounded, as its event sink needs (see `fleet_gateway::event_sink`).
+                    // Unbounded, as its event sink needs (see `GatewayArgs::events`).
                     let (gateway, gw_took) = supervise_service::<Gateway>(
                         &sup,
                         ServiceKind::Gateway,

@@ -133,6 +133,20 @@ impl Gw {
         Ok(id)
     }
 
+    /// The session's GET stream, open.
+    async fn stream(&self, session: &str) -> reqwest::Response {
+        let stream = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        stream
+    }
+
     /// A request in a session; the JSON-RPC response.
     async fn call(&self, session: &str, method: &str, params: Value) -> Value {
         let r = self
@@ -498,15 +512,7 @@ async fn a_dead_servers_tools_are_withdrawn_and_come_back_when_it_is_ready() {
     )
     .await;
     let s = gw.open().await;
-    let stream = gw
-        .http
-        .get(&gw.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &s)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
+    let stream = gw.stream(&s).await;
     let pid = gw
         .fleet
         .server_manager
@@ -999,11 +1005,12 @@ async fn a_crashed_server_manager_comes_back_with_its_servers() {
 /// The gateway is supervised too: killed, it comes back at the same address and is counted. Its
 /// sessions ended with it (a client's old session id gets 404, as after a restart of the whole
 /// fleet, and a new `initialize` works), it lists every server again from the manager's events,
-/// and it keeps hearing them.
+/// and it keeps hearing them, each event once.
 #[tokio::test]
 async fn a_crashed_gateway_comes_back_and_lists_every_server_again() {
+    let raw = ServerSpec::stdio("raw", "python3", ["-c", RAW_SERVER]);
     let gw = start(
-        vec![reference("a", &[]), reference("b", &[])],
+        vec![reference("a", &[]), reference("b", &[]), raw],
         quick_sessions(),
         McpHttpConfig::default(),
     )
@@ -1051,6 +1058,29 @@ async fn a_crashed_gateway_comes_back_and_lists_every_server_again() {
         )
         .await;
     assert_eq!(answer["result"]["content"][0]["text"], "back", "{answer}");
+    // Each server event reaches the session once: the sink of the start before the crash would
+    // tell a server's log a second time.
+    gw.call(&s, "logging/setLevel", json!({"level": "debug"}))
+        .await;
+    let mut stream = gw.stream(&s).await;
+    for text in ["one", "two"] {
+        gw.call(
+            &s,
+            "tools/call",
+            json!({"name": "raw__log", "arguments": {"text": text}}),
+        )
+        .await;
+    }
+    let mut logged = Vec::new();
+    for _ in 0..2 {
+        let log = sse_until_ref(&mut stream, "the server's log", |v| {
+            v["method"] == "notifications/message"
+        })
+        .await;
+        logged.push(log["params"]["data"].clone());
+    }
+    assert_eq!(logged, [json!("one"), json!("two")]);
+    drop(stream);
     // It still hears the manager: a removed server's tools go from the catalog.
     gw.fleet
         .server_manager
@@ -1066,8 +1096,9 @@ async fn a_crashed_gateway_comes_back_and_lists_every_server_again() {
 
 /// A stdio server in Python that answers `tools/call` of its tool `raw` with the line it read,
 /// as text, and a `structuredContent` whose numbers it writes itself, digit for digit; its tool
-/// `fail` answers with an error whose `data` is the line it read. Every response has a top-level
-/// member `x-server` of its own.
+/// `fail` answers with an error whose `data` is the line it read; its tool `log` sends a
+/// `notifications/message` with its argument `text` as `data`, then answers. Every response has a
+/// top-level member `x-server` of its own.
 const RAW_SERVER: &str = r#"
 import json, sys
 for line in sys.stdin:
@@ -1080,13 +1111,19 @@ for line in sys.stdin:
                              "serverInfo": {"name": "raw", "version": "1"}})
     elif method == "tools/list":
         result = json.dumps({"tools": [{"name": "raw", "inputSchema": {"type": "object"}},
-                                       {"name": "fail", "inputSchema": {"type": "object"}}]})
+                                       {"name": "fail", "inputSchema": {"type": "object"}},
+                                       {"name": "log", "inputSchema": {"type": "object"}}]})
     elif method == "tools/call" and msg["params"]["name"] == "fail":
         sys.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"error":{"code":-32000,"message":"failed",'
                          '"data":' + json.dumps(line.strip()) + ',"x-in-error":1},'
                          '"x-server":{"failed":1.50}}\n')
         sys.stdout.flush()
         continue
+    elif method == "tools/call" and msg["params"]["name"] == "log":
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "info", "logger": "raw",
+                       "data": msg["params"]["arguments"]["text"]}}) + "\n")
+        result = json.dumps({"content": [{"type": "text", "text": "logged"}]})
     elif method == "tools/call":
         result = ('{"content":[{"type":"text","text":' + json.dumps(line.strip()) + '}],'
                   '"structuredContent":{"big":98765432109876543210987654321,"dec":2.50,"exp":1E+2}}')

@@ -1,6 +1,6 @@
-//! Supervision of servers with all four real actors: a SIGSTOPped server is found out by the
-//! health monitor and replaced, failing its in-flight request; 50 servers shut down in order
-//! within the grace period and leave no process.
+//! Supervision with all the real actors: a SIGSTOPped server is found out by the health monitor
+//! and replaced, failing its in-flight request; 50 servers shut down in order within the grace
+//! period and leave no process; a supervisor that stops takes every server with it.
 
 mod common;
 
@@ -131,4 +131,44 @@ async fn fifty_servers_shut_down_within_the_grace_period() {
     for pid in pids {
         assert!(!process_running(pid), "{pid} survived the shutdown");
     }
+}
+
+/// When the supervisor stops by itself (as it does when a service fails more often than its
+/// restart limit allows, which the supervisor's own tests show), every service stops with it,
+/// and the server manager's stop leaves no server process running: what `mcp-fleet run`
+/// waits for before it exits 1.
+#[tokio::test]
+async fn a_supervisor_that_stops_takes_every_server_with_it() {
+    let mut options = FleetOptions::default();
+    options.server_manager.stop_grace = Duration::from_millis(500);
+    let fleet = Fleet::start(options).await;
+    let report = fleet
+        .supervisor
+        .ask(LaunchFleet {
+            specs: vec![reference("left", &[])],
+        })
+        .await
+        .unwrap();
+    let pid = report.results[0].as_ref().unwrap().pid.unwrap();
+
+    fleet.supervisor.kill();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fleet.server_manager.wait_for_shutdown_result(),
+    )
+    .await
+    .expect("the server manager stops with the supervisor")
+    .ok();
+    wait_for(
+        Duration::from_secs(5),
+        "the server's process gone",
+        || async { (!process_running(pid)).then_some(()) },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(5),
+        "the other services stopped",
+        || async { (!fleet.gateway.is_alive() && !fleet.health.is_alive()).then_some(()) },
+    )
+    .await;
 }

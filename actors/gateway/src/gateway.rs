@@ -12,8 +12,8 @@
 //!   catalog, then tells every session (and every 2026 listener) what changed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use fleet_protocol::counter::MessageCounter;
@@ -64,8 +64,31 @@ pub struct GatewayArgs {
     /// (`SessionDirectory::default()` when there are none).
     pub sessions: SessionDirectory,
     /// The server manager's subscription, if the gateway should subscribe itself: at each start,
-    /// so that a gateway started again after a crash hears every server's state anew.
+    /// so that a gateway started again after a crash hears every server's state anew. The
+    /// subscription holds the gateway's `ActorRef` and the gateway the manager's: such a gateway
+    /// must be stopped, not merely dropped (the supervisor stops it at a shutdown).
     pub events: Option<Recipient<SubscribeServerEvents>>,
+    /// The count of the gateway's starts, the same for all of them (the factory clones it).
+    pub starts: Starts,
+}
+
+/// How many times a gateway has started, shared by its starts: each start takes the next number,
+/// and what it leaves running (its event sink, its sweep ticker) stops once a later start has
+/// begun. kameo may run a restarted gateway's `on_start` before the crashed start's `on_stop`,
+/// so nothing may rely on that order.
+#[derive(Clone, Default)]
+pub struct Starts(Arc<AtomicU64>);
+
+impl Starts {
+    /// A new start's number.
+    fn begin(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether `start` is the latest start.
+    fn is_latest(&self, start: u64) -> bool {
+        self.0.load(Ordering::Acquire) == start
+    }
 }
 
 /// The actor kind under which sessions' handled messages are reported.
@@ -140,8 +163,9 @@ pub struct Gateway(Box<State>);
 
 /// What the gateway keeps.
 pub struct State {
-    /// Alive as long as this start of the gateway: its own subscription ends with it.
-    incarnation: Arc<()>,
+    starts: Starts,
+    /// This start's number.
+    start: u64,
     config: Arc<GatewayConfig>,
     dispatcher: Dispatcher,
     sessions: HashMap<Arc<str>, SessionEntry>,
@@ -196,14 +220,14 @@ pub fn event_sink(gateway: &ActorRef<Gateway>) -> EventSink {
     })
 }
 
-/// The sink of one start of the gateway, gone once that start is (`incarnation`): a gateway
+/// The sink of one start of the gateway, gone once a later start has begun: a gateway
 /// restarted after a crash keeps its address and subscribes anew, so the sink of the start
-/// before must not deliver twice. It holds its `ActorRef`, which the start's end releases (the
-/// next event finds the sink gone): the ref a restarted actor is started with is its own, and
-/// a weak one of it would not outlive `on_start`.
-fn incarnation_sink(gateway: ActorRef<Gateway>, incarnation: Weak<()>) -> EventSink {
+/// before must not deliver twice. It holds the `ActorRef` the start got, which the next event
+/// after it (or after the gateway stopped) releases: a weak ref of the one a restarted actor
+/// gets would not outlive `on_start`.
+fn start_sink(gateway: ActorRef<Gateway>, starts: Starts, start: u64) -> EventSink {
     EventSink::new(move |event| {
-        if incarnation.strong_count() == 0 {
+        if !starts.is_latest(start) {
             return Delivery::Gone;
         }
         deliver(&gateway, event)
@@ -231,16 +255,17 @@ impl Actor for Gateway {
         let config = args.config;
         // A gateway started again with the same directory: its sessions ended with the last.
         args.sessions.clear();
-        let incarnation = Arc::new(());
+        let start = args.starts.begin();
         if let Some(events) = args.events {
             // The manager sends every server's state first: the catalog is built anew from it.
-            let sink = incarnation_sink(me, Arc::downgrade(&incarnation));
+            let sink = start_sink(me, args.starts.clone(), start);
             if let Err(e) = events.tell(SubscribeServerEvents { sink }).await {
                 tracing::error!(error = %e, "the gateway could not subscribe to server events; it will list no server");
             }
         }
         Ok(Gateway(Box::new(State {
-            incarnation,
+            starts: args.starts,
+            start,
             directory: args.sessions,
             dispatcher: Dispatcher {
                 servers: args.servers,
@@ -284,12 +309,16 @@ impl Actor for Gateway {
         _: WeakActorRef<Self>,
         _: ActorStopReason,
     ) -> Result<(), Self::Error> {
-        // Its subscription ends here, before a start after a crash subscribes anew.
-        self.incarnation = Arc::new(());
         // Sessions end with the gateway (the fleet shuts down, or the gateway crashed): they are
-        // not counted as closed or expired.
-        self.directory.clear();
-        for (_, s) in self.sessions.drain() {
+        // not counted as closed or expired. Only its own leave the directory: a start after a
+        // crash may already have opened sessions of its own.
+        let State {
+            sessions,
+            directory,
+            ..
+        } = &mut *self.0;
+        for (id, s) in sessions.drain() {
+            directory.remove(&id);
             s.slot.actor.kill();
         }
         let pending = self.counter.take(Instant::now()).unwrap_or(0);
@@ -413,11 +442,16 @@ impl Gateway {
         self.sweeping = true;
         let weak = actor_ref.downgrade();
         let every = self.config.sweep_every;
+        let (starts, start) = (self.starts.clone(), self.start);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                // A later start (after a crash) sweeps with a ticker of its own.
+                if !starts.is_latest(start) {
+                    break;
+                }
                 let Some(me) = weak.upgrade() else { break };
                 if me.tell(Sweep).await.is_err() {
                     break;

@@ -30,8 +30,9 @@
 //! - A server that is not ready offers nothing: its items are withdrawn when it stops serving
 //!   and listed again when it is ready, and clients are told each time.
 //! - Sessions never own processes: every session shares the fleet's servers.
-//! - A session ends by DELETE, by idling past its TTL, or by never finishing `initialize`;
-//!   ending it cancels its requests in flight.
+//! - A session ends by DELETE, by idling past its TTL, by never finishing `initialize`, or with
+//!   the gateway (the fleet's shutdown, or a crash: the supervisor starts a gateway without
+//!   sessions); ending it cancels its requests in flight.
 
 mod catalog;
 mod config;
@@ -44,7 +45,7 @@ mod session;
 pub use catalog::{Catalog, ListKind, Route, ServerLists, template_match};
 pub use config::GatewayConfig;
 pub use dispatch::ServerDirectory;
-pub use gateway::{Gateway, GatewayArgs, event_sink};
+pub use gateway::{Gateway, GatewayArgs, Starts, event_sink};
 pub use port::{GatewayPort, SessionDirectory};
 pub use session::Session;
 

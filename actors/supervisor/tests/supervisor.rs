@@ -143,9 +143,12 @@ struct Fleet {
 }
 
 async fn start() -> Fleet {
+    start_with(SupervisorConfig::default()).await
+}
+
+async fn start_with(config: SupervisorConfig) -> Fleet {
     let (tx, events) = mpsc::unbounded_channel();
     let (sm_tx, mut sm_rx) = mpsc::unbounded_channel();
-    let config = SupervisorConfig::default();
     let wiring_config = config.clone();
     let supervisor = Supervisor::spawn(SupervisorArgs {
         config,
@@ -292,4 +295,51 @@ async fn shutdown_stops_in_order_then_stops_the_supervisor() {
         .await
         .expect("the supervisor stops");
     assert!(!fleet.supervisor.is_alive());
+}
+
+/// Past its restart limit a service is left down and the supervisor gives up: it stops (and the
+/// other services with it, which runtime's tests show with the real ones; `mcp-fleet run` then
+/// exits 1).
+#[tokio::test]
+async fn a_service_failing_past_its_restart_limit_stops_the_supervisor() {
+    let fleet = start_with(SupervisorConfig {
+        service_restart_limit: 1,
+        ..SupervisorConfig::default()
+    })
+    .await;
+    fleet.server_manager.tell(Panic).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fleet
+        .supervisor
+        .ask(GetFleetStatus)
+        .await
+        .ok()
+        .and_then(|s| {
+            s.services
+                .iter()
+                .find(|s| s.kind == ServiceKind::ServerManager)
+                .map(|s| s.restarts)
+        })
+        != Some(1)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no restart was counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        fleet.supervisor.is_alive(),
+        "one restart is within the limit"
+    );
+    fleet.server_manager.tell(Panic).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), fleet.supervisor.wait_for_shutdown())
+        .await
+        .expect("the supervisor gives up and stops");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        fleet.server_manager.wait_for_shutdown(),
+    )
+    .await
+    .expect("the failed service stays down");
 }
