@@ -650,13 +650,17 @@ async fn run(args: RunArgs) -> ExitCode {
     progress.abort();
     reloads.abort_all();
     if signalled == GAVE_UP {
+        // A service that failed past its restart limit, or the supervisor itself.
+        let reason = fleet.supervisor.wait_for_shutdown_result().await;
         tracing::error!(
-            "a service failed more often than its restart limit allows; the supervisor stopped, and every server with it: exiting with code 1"
+            ?reason,
+            "the supervisor stopped, and every service with it: stopping every server and exiting with code 1"
         );
-        // The server manager's stop stops every server: wait for it, so none is left behind.
-        let stopped = fleet.server_manager.wait_for_shutdown_result();
+        // The manager's stop stops its servers' actors, whose stops kill their process groups:
+        // wait for those, so that none is left behind.
+        let stopped = fleet.manager_memory.servers_stopped();
         if tokio::time::timeout(GAVE_UP_WAIT, stopped).await.is_err() {
-            tracing::error!("the server manager did not stop in time");
+            tracing::error!("the servers did not stop in time");
         }
         let _ = stop_http.send(());
         let _ = server.await;

@@ -54,6 +54,10 @@ pub struct Fleet {
     /// Measured start-up of each actor: spawn until its `on_start` finished. The supervisor's
     /// excludes the time it spent waiting for its children.
     pub startup: Vec<(&'static str, Duration)>,
+    /// What every start of the server manager shares: once the manager stopped for good,
+    /// [`ManagerMemory::servers_stopped`](fleet_server_manager::ManagerMemory::servers_stopped)
+    /// says when its servers are gone.
+    pub manager_memory: fleet_server_manager::ManagerMemory,
 }
 
 struct Refs {
@@ -75,6 +79,8 @@ impl Fleet {
         // The manager keeps each server's actor here; the gateway calls them directly.
         let directory = fleet_server_manager::ServerDirectory::default();
         let directory_for_manager = directory.clone();
+        let manager_memory = fleet_server_manager::ManagerMemory::default();
+        let memory_for_manager = manager_memory.clone();
         let directory_for_gateway = directory;
         let supervisor = Supervisor::spawn(SupervisorArgs {
             config: options.supervisor.clone(),
@@ -94,7 +100,7 @@ impl Fleet {
                         metrics: Some(metrics.clone().recipient()),
                         directory: Some(directory_for_manager),
                         // The same one for every incarnation: the factory clones these.
-                        memory: fleet_server_manager::ManagerMemory::default(),
+                        memory: memory_for_manager,
                     };
                     let (server_manager, sm_took) = supervise_service::<ServerManager>(
                         &sup,
@@ -202,6 +208,7 @@ impl Fleet {
             gateway_port: GatewayPort::new(refs.gateway.clone(), sessions),
             gateway: refs.gateway,
             startup,
+            manager_memory,
         }
     }
 }

@@ -139,6 +139,21 @@ impl ManagerMemory {
         }
     }
 
+    /// Waits until the actor of every server this memory holds has stopped: each actor's stop
+    /// kills its process group and waits (up to 2 s) for the exit. For a caller that outlives
+    /// the manager: the manager's own `ActorRef` cannot tell it, once kameo restarted the
+    /// manager, when the latest start's `on_stop` (which stops the servers) is over.
+    pub async fn servers_stopped(&self) {
+        let actors: Vec<ActorRef<ServerActor>> = self
+            .lock()
+            .servers
+            .values()
+            .map(|s| s.actor.clone())
+            .collect();
+        let stops = actors.iter().map(|actor| actor.wait_for_shutdown_result());
+        futures::future::join_all(stops).await;
+    }
+
     /// No server should run again (the fleet is shutting down); those being removed still go.
     pub(crate) fn stop_all(&self) {
         for server in self.lock().servers.values_mut() {

@@ -333,13 +333,17 @@ async fn a_service_failing_past_its_restart_limit_stops_the_supervisor() {
         "one restart is within the limit"
     );
     fleet.server_manager.tell(Panic).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), fleet.supervisor.wait_for_shutdown())
-        .await
-        .expect("the supervisor gives up and stops");
-    tokio::time::timeout(
+    let reason = tokio::time::timeout(
         Duration::from_secs(5),
-        fleet.server_manager.wait_for_shutdown(),
+        fleet.supervisor.wait_for_shutdown_result(),
     )
     .await
-    .expect("the failed service stays down");
+    .expect("the supervisor gives up and stops");
+    // Because the service died for good, of its panic.
+    assert!(
+        matches!(&reason, Ok(ActorStopReason::LinkDied { id, reason })
+            if *id == fleet.server_manager.id()
+                && matches!(**reason, ActorStopReason::Panicked(_))),
+        "{reason:?}"
+    );
 }
