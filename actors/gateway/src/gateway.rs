@@ -75,7 +75,8 @@ pub struct GatewayArgs {
 /// How many times a gateway has started, shared by its starts: each start takes the next number,
 /// and what it leaves running (its event sink, its sweep ticker) stops once a later start has
 /// begun. kameo may run a restarted gateway's `on_start` before the crashed start's `on_stop`,
-/// so nothing may rely on that order.
+/// so nothing may rely on that order. One per gateway: two gateways given the same count would
+/// each end the other's subscription.
 #[derive(Clone, Default)]
 pub struct Starts(Arc<AtomicU64>);
 
