@@ -725,8 +725,7 @@ async fn messaging(args: &BenchArgs, tables: &mut Vec<Table>) -> anyhow::Result<
         a.kill();
         a.wait_for_shutdown().await;
     }
-    let _ = fleet.gateway.stop_gracefully().await;
-    fleet.gateway.wait_for_shutdown().await;
+    // The supervisor's shutdown stops the gateway first.
     fleet
         .supervisor
         .ask(Shutdown)
@@ -891,7 +890,6 @@ fn spawn_gateway(shared: &Shared, max_sessions: usize) -> (ActorRef<Gateway>, Ev
             directory: None,
             sessions: Default::default(),
             events: None,
-            starts: Default::default(),
         },
         mailbox::unbounded(),
     );

@@ -574,11 +574,9 @@ async fn measure(args: &Args, fleet: &Fleet) -> anyhow::Result<bool> {
     Ok(children_ok)
 }
 
-/// Stops the gateway (its sessions), then the supervisor (the server manager stops the server),
-/// and checks that no child process is left.
+/// Shuts the fleet down (the gateway and its sessions first, then the server manager, which
+/// stops the server), and checks that no child process is left.
 async fn shutdown(fleet: Fleet) -> anyhow::Result<()> {
-    let _ = fleet.gateway.stop_gracefully().await;
-    fleet.gateway.wait_for_shutdown().await;
     let report = fleet
         .supervisor
         .ask(Shutdown)

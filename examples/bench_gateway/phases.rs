@@ -148,7 +148,7 @@ impl InProcess {
     }
 
     pub async fn stop(self) {
-        let _ = self.fleet.gateway.stop_gracefully().await;
+        // The supervisor's shutdown stops the gateway first.
         let _ = tokio::time::timeout(Duration::from_secs(15), self.fleet.supervisor.ask(Shutdown))
             .await;
     }

@@ -439,9 +439,6 @@ async fn reload(reloader: std::sync::Arc<reload::Reloader>, path: PathBuf) {
 /// The environment variable holding the bearer token clients of `/mcp` must send, if set.
 const TOKEN_VAR: &str = "MCP_FLEET_TOKEN";
 
-/// What `run` reports in place of a signal when the supervisor stopped by itself.
-const GAVE_UP: &str = "none: the supervisor gave up";
-
 /// How long `run` waits for the servers to stop once the supervisor gave up (each server's
 /// stop ends with SIGKILL well before).
 const GAVE_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -614,10 +611,10 @@ async fn run(args: RunArgs) -> ExitCode {
     // limit allows: every server stops with it, and mcp-fleet exits 1, for whatever started it
     // (systemd, a container runtime) to start it again.
     let supervisor = fleet.supervisor.clone();
-    let gave_up = async move { supervisor.wait_for_shutdown().await };
+    let gave_up = async move { supervisor.wait_for_shutdown_result().await };
     tokio::pin!(gave_up);
     let launch = fleet.supervisor.ask(LaunchFleet { specs });
-    let signalled = tokio::select! {
+    let end = tokio::select! {
         report = launch => {
             match report {
                 Ok(report) => {
@@ -633,39 +630,42 @@ async fn run(args: RunArgs) -> ExitCode {
             // A SIGHUP that came during the launch is kept by the stream and handled now.
             loop {
                 tokio::select! {
-                    _ = sigint.recv() => break "SIGINT",
-                    _ = sigterm.recv() => break "SIGTERM",
+                    _ = sigint.recv() => break Ok("SIGINT"),
+                    _ = sigterm.recv() => break Ok("SIGTERM"),
                     _ = sighup.recv() => {
                         reloads.spawn(reload(reloader.clone(), config_path.clone()));
                     }
                     Some(_) = reloads.join_next() => {}
-                    () = &mut gave_up => break GAVE_UP,
+                    reason = &mut gave_up => break Err(reason),
                 }
             }
         }
-        _ = sigint.recv() => "SIGINT",
-        _ = sigterm.recv() => "SIGTERM",
-        () = &mut gave_up => GAVE_UP,
+        _ = sigint.recv() => Ok("SIGINT"),
+        _ = sigterm.recv() => Ok("SIGTERM"),
+        reason = &mut gave_up => Err(reason),
     };
     progress.abort();
     reloads.abort_all();
-    if signalled == GAVE_UP {
-        // A service that failed past its restart limit, or the supervisor itself.
-        let reason = fleet.supervisor.wait_for_shutdown_result().await;
-        tracing::error!(
-            ?reason,
-            "the supervisor stopped, and every service with it: stopping every server and exiting with code 1"
-        );
-        // The manager's stop stops its servers' actors, whose stops kill their process groups:
-        // wait for those, so that none is left behind.
-        let stopped = fleet.manager_memory.servers_stopped();
-        if tokio::time::timeout(GAVE_UP_WAIT, stopped).await.is_err() {
-            tracing::error!("the servers did not stop in time");
+    // A signal to stop, or the supervisor's stop: a service that failed past its restart limit,
+    // or the supervisor itself.
+    let signalled = match end {
+        Ok(signal) => signal,
+        Err(reason) => {
+            tracing::error!(
+                ?reason,
+                "the supervisor stopped, and every service with it: stopping every server and exiting with code 1"
+            );
+            // The manager's stop stops its servers' actors, whose stops kill their process
+            // groups: wait for those, so that none is left behind.
+            let stopped = fleet.manager_memory.servers_stopped();
+            if tokio::time::timeout(GAVE_UP_WAIT, stopped).await.is_err() {
+                tracing::error!("the servers did not stop in time");
+            }
+            let _ = stop_http.send(());
+            let _ = server.await;
+            return ExitCode::from(1);
         }
-        let _ = stop_http.send(());
-        let _ = server.await;
-        return ExitCode::from(1);
-    }
+    };
     tracing::info!(signal = signalled, "shutting down");
     // The supervisor ends the gateway's sessions first: their streams close, so the HTTP server
     // can drain.

@@ -133,8 +133,6 @@ impl Fleet {
                         directory: Some(directory_for_gateway),
                         sessions: gateway_sessions,
                         events: Some(server_manager.clone().recipient()),
-                        // One count for every start: the factory clones it.
-                        starts: Default::default(),
                     };
                     // Unbounded, as its event sink needs (see `GatewayArgs::events`).
                     let (gateway, gw_took) = supervise_service::<Gateway>(

@@ -68,28 +68,6 @@ pub struct GatewayArgs {
     /// subscription holds the gateway's `ActorRef` and the gateway the manager's: such a gateway
     /// must be stopped, not merely dropped (the supervisor stops it at a shutdown).
     pub events: Option<Recipient<SubscribeServerEvents>>,
-    /// The count of the gateway's starts, the same for all of them (the factory clones it).
-    pub starts: Starts,
-}
-
-/// How many times a gateway has started, shared by its starts: each start takes the next number,
-/// and what it leaves running (its event sink, its sweep ticker) stops once a later start has
-/// begun. kameo may run a restarted gateway's `on_start` before the crashed start's `on_stop`,
-/// so nothing may rely on that order. One per gateway: two gateways given the same count would
-/// each end the other's subscription.
-#[derive(Clone, Default)]
-pub struct Starts(Arc<AtomicU64>);
-
-impl Starts {
-    /// A new start's number.
-    fn begin(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    /// Whether `start` is the latest start.
-    fn is_latest(&self, start: u64) -> bool {
-        self.0.load(Ordering::Acquire) == start
-    }
 }
 
 /// The actor kind under which sessions' handled messages are reported.
@@ -164,8 +142,7 @@ pub struct Gateway(Box<State>);
 
 /// What the gateway keeps.
 pub struct State {
-    starts: Starts,
-    /// This start's number.
+    /// This start's number ([`SessionDirectory`] counts the starts).
     start: u64,
     config: Arc<GatewayConfig>,
     dispatcher: Dispatcher,
@@ -226,9 +203,9 @@ pub fn event_sink(gateway: &ActorRef<Gateway>) -> EventSink {
 /// before must not deliver twice. It holds the `ActorRef` the start got, which the next event
 /// after it (or after the gateway stopped) releases: a weak ref of the one a restarted actor
 /// gets would not outlive `on_start`.
-fn start_sink(gateway: ActorRef<Gateway>, starts: Starts, start: u64) -> EventSink {
+fn start_sink(gateway: ActorRef<Gateway>, starts: SessionDirectory, start: u64) -> EventSink {
     EventSink::new(move |event| {
-        if !starts.is_latest(start) {
+        if !starts.is_latest_start(start) {
             return Delivery::Gone;
         }
         deliver(&gateway, event)
@@ -256,16 +233,15 @@ impl Actor for Gateway {
         let config = args.config;
         // A gateway started again with the same directory: its sessions ended with the last.
         args.sessions.clear();
-        let start = args.starts.begin();
+        let start = args.sessions.begin_start();
         if let Some(events) = args.events {
             // The manager sends every server's state first: the catalog is built anew from it.
-            let sink = start_sink(me, args.starts.clone(), start);
+            let sink = start_sink(me, args.sessions.clone(), start);
             if let Err(e) = events.tell(SubscribeServerEvents { sink }).await {
                 tracing::error!(error = %e, "the gateway could not subscribe to server events; it will list no server");
             }
         }
         Ok(Gateway(Box::new(State {
-            starts: args.starts,
             start,
             directory: args.sessions,
             dispatcher: Dispatcher {
@@ -443,14 +419,14 @@ impl Gateway {
         self.sweeping = true;
         let weak = actor_ref.downgrade();
         let every = self.config.sweep_every;
-        let (starts, start) = (self.starts.clone(), self.start);
+        let (starts, start) = (self.directory.clone(), self.start);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 // A later start (after a crash) sweeps with a ticker of its own.
-                if !starts.is_latest(start) {
+                if !starts.is_latest_start(start) {
                     break;
                 }
                 let Some(me) = weak.upgrade() else { break };

@@ -16,7 +16,8 @@
 //! Messages handled: see `fleet_protocol::messages::gateway` (the closed set) and
 //! `ServerEvent`s from the server manager. Sends: `CallServer` to a server's lane or actor
 //! (from the manager's `ServerDirectory`, when given one) or to the server manager, `GetServerStatus` to the
-//! server manager; `RecordMetric` to the metrics collector, if one is given (sessions created
+//! server manager, and `SubscribeServerEvents` to it at each start when given its recipient;
+//! `RecordMetric` to the metrics collector, if one is given (sessions created
 //! and ended, and the messages the gateway and its sessions handled). Each request is served in
 //! a `debug` tracing span `mcp_request` with its session, method, id, server and route (lane,
 //! actor or manager). The HTTP
@@ -45,7 +46,7 @@ mod session;
 pub use catalog::{Catalog, ListKind, Route, ServerLists, template_match};
 pub use config::GatewayConfig;
 pub use dispatch::ServerDirectory;
-pub use gateway::{Gateway, GatewayArgs, Starts, event_sink};
+pub use gateway::{Gateway, GatewayArgs, event_sink};
 pub use port::{GatewayPort, SessionDirectory};
 pub use session::Session;
 

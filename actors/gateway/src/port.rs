@@ -55,12 +55,19 @@ impl SessionSlot {
 }
 
 /// The open sessions by id: the gateway's, shared with its [`GatewayPort`]s. Cheap to clone.
+/// One per gateway, shared by all its starts (a supervised gateway's factory clones it): it
+/// also counts the starts.
 #[derive(Clone)]
 pub struct SessionDirectory(Arc<Shared>);
 
 struct Shared {
     epoch: Instant,
     sessions: RwLock<HashMap<Arc<str>, Arc<SessionSlot>>>,
+    /// How many times the gateway has started. Each start takes the next number, and what it
+    /// leaves running (its event sink, its sweep ticker) stops once a later start has begun:
+    /// kameo may run a restarted gateway's `on_start` before the crashed start's `on_stop`, so
+    /// nothing may rely on that order.
+    starts: AtomicU64,
 }
 
 impl Default for SessionDirectory {
@@ -68,6 +75,7 @@ impl Default for SessionDirectory {
         SessionDirectory(Arc::new(Shared {
             epoch: Instant::now(),
             sessions: RwLock::new(HashMap::new()),
+            starts: AtomicU64::new(0),
         }))
     }
 }
@@ -105,6 +113,16 @@ impl SessionDirectory {
 
     fn now(&self) -> u64 {
         u64::try_from(self.0.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A new start of the gateway: its number.
+    pub(crate) fn begin_start(&self) -> u64 {
+        self.0.starts.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether `start` is the gateway's latest start.
+    pub(crate) fn is_latest_start(&self, start: u64) -> bool {
+        self.0.starts.load(Ordering::Acquire) == start
     }
 
     /// A new session's slot, seen now, and listed.

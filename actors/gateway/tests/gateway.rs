@@ -180,7 +180,6 @@ fn setup_with_directory(config: GatewayConfig, directory: Option<ServerDirectory
             directory,
             sessions: sessions.clone(),
             events: None,
-            starts: Default::default(),
         },
         mailbox::unbounded(),
     );

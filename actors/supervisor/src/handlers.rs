@@ -80,19 +80,18 @@ impl Message<GetFleetStatus> for Supervisor {
                     ServiceKind::MetricsCollector => self.services.metrics.get.is_alive(),
                     ServiceKind::Gateway => self.services.gateway.as_ref()?.stats.is_alive(),
                 };
-                Some((kind, alive))
-            })
-            .map(|(kind, alive)| ServiceStatus {
-                kind,
-                alive,
-                restarts: self.restarts.get(&kind).copied().unwrap_or(0),
-                startup: self
-                    .services
-                    .startup
-                    .iter()
-                    .find(|(k, _)| *k == kind)
-                    .map(|(_, d)| *d)
-                    .unwrap_or_default(),
+                Some(ServiceStatus {
+                    kind,
+                    alive,
+                    restarts: self.restarts.get(&kind).copied().unwrap_or(0),
+                    startup: self
+                        .services
+                        .startup
+                        .iter()
+                        .find(|(k, _)| *k == kind)
+                        .map(|(_, d)| *d)
+                        .unwrap_or_default(),
+                })
             })
             .collect();
         let supervisor_startup = self.own_startup;
