@@ -1,4 +1,4 @@
-//! The four real actors composed by runtime, driving real reference-server processes: a fleet
+//! The real actors composed by runtime, driving real reference-server processes: a fleet
 //! launch with one bad command, health probes, a hung server killed and replaced, exact
 //! metrics, and the ordered shutdown that leaves no process.
 
