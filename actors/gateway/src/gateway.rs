@@ -414,7 +414,8 @@ impl Gateway {
     }
 
     /// Starts the ticker that sends `Sweep` every `sweep_every`; it holds a weak ref, so it
-    /// never keeps the gateway alive.
+    /// never keeps the gateway alive. It ends when its `Sweep` cannot be told (the gateway
+    /// stopped) or once a later start of the gateway has begun (which runs a ticker of its own).
     fn start_sweeping(&mut self, actor_ref: &ActorRef<Self>) {
         self.sweeping = true;
         let weak = actor_ref.downgrade();
