@@ -272,12 +272,45 @@ impl std::error::Error for ConfigErrors {}
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct McpServersFile {
-    mcp_servers: Option<serde_json::Map<String, serde_json::Value>>,
-    servers: Option<serde_json::Map<String, serde_json::Value>>,
+    mcp_servers: Option<Entries>,
+    servers: Option<Entries>,
     /// VS Code's prompted inputs; accepted so the file loads, but `${input:..}` is refused.
     #[serde(default)]
     #[allow(dead_code)]
     inputs: serde_json::Value,
+}
+
+/// The entries of `mcpServers` (or `servers`) in file order. A name given twice is an error:
+/// JSON parsers keep the last, which would run one server and silently drop the other.
+struct Entries(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of servers by name")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries, A::Error> {
+                let mut entries = serde_json::Map::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let value = map.next_value()?;
+                    if entries.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the server name `{name}` is given twice"
+                        )));
+                    }
+                    entries.insert(name, value);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// Replaces every `${env:NAME}` in `value` with `lookup(NAME)`. A name `lookup` does not know,
@@ -348,10 +381,20 @@ pub fn parse_mcp_servers_json_with_env(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<FleetConfig, ConfigErrors> {
+    if !text.trim_start().starts_with('{') {
+        let (line, column) = line_column(text, text.len() - text.trim_start().len());
+        return Err(ConfigErrors(vec![ConfigError {
+            source: source.to_string(),
+            line,
+            column,
+            key: String::new(),
+            message: "the file must be a JSON object: `{\"mcpServers\": {..}}`".into(),
+        }]));
+    }
     let file: McpServersFile = deserialize_at(source, text, "")?;
     let (top, entries) = match (file.mcp_servers, file.servers) {
-        (Some(m), None) => ("mcpServers", m),
-        (None, Some(s)) => ("servers", s),
+        (Some(Entries(m)), None) => ("mcpServers", m),
+        (None, Some(Entries(s))) => ("servers", s),
         (Some(_), Some(_)) => {
             return Err(ConfigErrors(vec![ConfigError {
                 source: source.to_string(),
@@ -435,6 +478,21 @@ fn entry_transport(
         return Ok(None);
     }
     substitute_entry(&mut entry, lookup)?;
+    if entry.url.is_some() && entry.command.is_none() {
+        // Read but not used, they would be dropped in silence.
+        for (field, given) in [
+            ("args", !entry.args.is_empty()),
+            ("env", !entry.env.is_empty()),
+            ("cwd", entry.cwd.is_some()),
+        ] {
+            if given {
+                return fail(
+                    &format!(".{field}"),
+                    format!("`{field}` is for a local server (`command`), not for `url`"),
+                );
+            }
+        }
+    }
     let transport = match (entry.command, entry.url, entry.kind.as_deref()) {
         (Some(_), None, _) if !entry.headers.is_empty() => {
             return fail(
@@ -446,6 +504,19 @@ fn entry_transport(
             if command.trim().is_empty() {
                 return fail(".command", "`command` must not be empty".into());
             }
+            if let Some(key) = entry
+                .env
+                .keys()
+                .find(|k| k.is_empty() || k.contains(['=', '\0']))
+            {
+                return fail(
+                    &format!(".env.{key}"),
+                    format!(
+                        "`{key}` cannot be an environment variable's name: it must not be \
+                         empty or hold `=` or a NUL"
+                    ),
+                );
+            }
             Transport::Stdio {
                 command,
                 args: entry.args,
@@ -454,12 +525,18 @@ fn entry_transport(
             }
         }
         (None, Some(url), None | Some("http" | "streamable-http" | "streamableHttp")) => {
-            match url.split_once("://") {
-                Some(("http" | "https", rest)) if !rest.is_empty() => {}
-                _ => {
+            match url::Url::parse(&url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                Ok(_) => {
                     return fail(
                         ".url",
                         format!("`url` must be an http:// or https:// address, not \"{url}\""),
+                    );
+                }
+                Err(e) => {
+                    return fail(
+                        ".url",
+                        format!("`url` \"{url}\" is not a valid address: {e}"),
                     );
                 }
             }
@@ -473,6 +550,13 @@ fn entry_transport(
                 ".type",
                 "the HTTP+SSE transport (`type` \"sse\", MCP 2024-11-05) is not supported; \
                  use the server's Streamable HTTP endpoint with `type` \"http\""
+                    .into(),
+            );
+        }
+        (None, Some(_), Some("stdio")) => {
+            return fail(
+                ".type",
+                "`type` \"stdio\" does not fit an entry with `url` (use \"http\", or `command`)"
                     .into(),
             );
         }
@@ -577,20 +661,35 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// Line and column (1-based) of the first `"key"` followed by a colon, or (1, 1).
-fn locate_key(text: &str, key: &str) -> (usize, usize) {
-    let needle = format!("\"{key}\"");
-    let mut from = 0;
-    while let Some(pos) = text[from..].find(&needle) {
-        let at = from + pos;
-        let after = text[at + needle.len()..].trim_start();
-        if after.starts_with(':') {
-            let before = &text[..at];
-            let line = before.matches('\n').count() + 1;
-            let column = at - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-            return (line, column);
+/// Line and column (1-based) of the server `name` as a key of `mcpServers` (or `servers`),
+/// that is a key two objects deep, or (1, 1). Keys are compared decoded, so an escaped name is
+/// found too, and a field of another entry that happens to share the name is not.
+pub fn locate_key(text: &str, name: &str) -> (usize, usize) {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                let end = (i + 1).min(bytes.len());
+                let is_key = text[end..].trim_start().starts_with(':');
+                if depth == 2
+                    && is_key
+                    && serde_json::from_str::<String>(&text[start..end]).is_ok_and(|k| k == name)
+                {
+                    return line_column(text, start);
+                }
+            }
+            _ => {}
         }
-        from = at + needle.len();
+        i += 1;
     }
     (1, 1)
 }
@@ -600,7 +699,7 @@ fn locate_key(text: &str, key: &str) -> (usize, usize) {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FleetFile {
     /// Where to serve HTTP (`listen = "127.0.0.1:7700"`).
-    pub listen: Option<String>,
+    pub listen: Option<std::net::SocketAddr>,
     /// The bearer token clients and the CLI must send (`token = "${env:MCP_FLEET_TOKEN}"`).
     pub token: Option<String>,
     /// How long a stopping server gets after stdin is closed, and again after SIGTERM.
@@ -710,6 +809,22 @@ impl RestartToml {
         if let Some(s) = self.stable_after_secs {
             p.stable_after = Duration::from_secs(s);
         }
+        for (field, ms) in [
+            (".backoff_base_ms", self.backoff_base_ms),
+            (".backoff_cap_ms", self.backoff_cap_ms),
+        ] {
+            if ms.is_some_and(|ms| ms / 1000 > MAX_SECS) {
+                return Err((field.into(), too_long(&field[1..])));
+            }
+        }
+        for (field, secs) in [
+            (".window_secs", self.window_secs),
+            (".stable_after_secs", self.stable_after_secs),
+        ] {
+            if secs.is_some_and(|s| s > MAX_SECS) {
+                return Err((field.into(), too_long(&field[1..])));
+            }
+        }
         if p.backoff_cap < p.backoff_base {
             return Err((
                 ".backoff_cap_ms".into(),
@@ -718,6 +833,14 @@ impl RestartToml {
         }
         Ok(p)
     }
+}
+
+/// The longest time a setting may give, a year: longer means "never" in practice, and the
+/// actors add these times to clocks, where a far larger one would overflow.
+pub const MAX_SECS: u64 = 365 * 24 * 60 * 60;
+
+fn too_long(name: &str) -> String {
+    format!("`{name}` must be at most {MAX_SECS} seconds (a year)")
 }
 
 /// Line and column (1-based) of byte `at` in `text`.
@@ -793,28 +916,59 @@ pub fn parse_fleet_toml(
     })?;
     let mut errors = Vec::new();
     // A zero here would fail every probe or call at once, or end every session at once.
-    for (key, value) in [
-        ("session_ttl_secs", file.session_ttl_secs),
-        ("request_timeout_secs", file.request_timeout_secs),
-        ("health.interval_secs", file.health.interval_secs),
-        ("health.timeout_secs", file.health.timeout_secs),
+    for (key, value, zero_allowed) in [
+        ("stop_grace_secs", file.stop_grace_secs, true),
+        ("session_ttl_secs", file.session_ttl_secs, false),
+        ("request_timeout_secs", file.request_timeout_secs, false),
+        ("health.interval_secs", file.health.interval_secs, false),
+        ("health.timeout_secs", file.health.timeout_secs, false),
+        (
+            "health.failure_threshold",
+            file.health.failure_threshold.map(u64::from),
+            false,
+        ),
     ] {
-        if value == Some(0) {
-            let name = key.rsplit('.').next().unwrap_or(key);
-            let (line, column) = locate_toml_key(text, name);
-            errors.push(error(
-                line,
-                column,
-                key.into(),
-                format!("`{name}` must be at least 1"),
-            ));
-        }
+        let name = key.rsplit('.').next().unwrap_or(key);
+        let message = match value {
+            Some(0) if !zero_allowed => format!("`{name}` must be at least 1"),
+            Some(secs) if name.ends_with("_secs") && secs > MAX_SECS => too_long(name),
+            _ => continue,
+        };
+        let (line, column) = locate_toml_key(text, name);
+        errors.push(error(line, column, key.into(), message));
     }
     let restart = match file.restart.over(&RestartPolicy::default()) {
         Ok(p) => p,
         Err((field, message)) => {
-            errors.push(error(1, 1, format!("restart{field}"), message));
+            // The field's own line within `[restart]`, else the table's header.
+            let after = text.find("[restart]").unwrap_or(0);
+            let (line, column) = match locate_toml_key(&text[after..], &field[1..]) {
+                (1, 1) => line_column(text, after),
+                (l, c) => (line_column(text, after).0 + l - 1, c),
+            };
+            errors.push(error(line, column, format!("restart{field}"), message));
             RestartPolicy::default()
+        }
+    };
+    let listen = match file
+        .listen
+        .as_deref()
+        .map(str::parse::<std::net::SocketAddr>)
+    {
+        None => None,
+        Some(Ok(addr)) => Some(addr),
+        Some(Err(e)) => {
+            let (line, column) = locate_toml_key(text, "listen");
+            errors.push(error(
+                line,
+                column,
+                "listen".into(),
+                format!(
+                    "\"{}\" is not an address like 127.0.0.1:7700: {e}",
+                    file.listen.as_deref().unwrap_or_default()
+                ),
+            ));
+            None
         }
     };
     let token = match file.token.as_deref().map(|t| substitute_env(t, lookup)) {
@@ -867,6 +1021,17 @@ pub fn parse_fleet_toml(
                     );
                     continue;
                 }
+                Ok(h) if h.timeout_secs.is_some_and(|s| s > MAX_SECS) => {
+                    problem(".health.timeout_secs", too_long("timeout_secs"));
+                    continue;
+                }
+                Ok(h) if h.failure_threshold == Some(0) => {
+                    problem(
+                        ".health.failure_threshold",
+                        "`failure_threshold` must be at least 1".into(),
+                    );
+                    continue;
+                }
                 Ok(h) => h,
                 Err(e) => {
                     problem(".health", e.message().to_owned());
@@ -882,6 +1047,10 @@ pub fn parse_fleet_toml(
                         ".request_timeout_secs",
                         "`request_timeout_secs` must be at least 1".into(),
                     );
+                    continue;
+                }
+                Ok(t) if t > MAX_SECS => {
+                    problem(".request_timeout_secs", too_long("request_timeout_secs"));
                     continue;
                 }
                 Ok(t) => Some(t),
@@ -934,7 +1103,7 @@ pub fn parse_fleet_toml(
         return Err(ConfigErrors(errors));
     }
     Ok(FleetFile {
-        listen: file.listen,
+        listen,
         token,
         stop_grace: file.stop_grace_secs.map(Duration::from_secs),
         servers_file: file.servers_file,
@@ -1090,7 +1259,7 @@ command = "x"
 disabled = true
 "#;
         let f = parse_fleet_toml("fleet.toml", text, &|n| (n == "GH").then(|| "t".into())).unwrap();
-        assert_eq!(f.listen.as_deref(), Some("127.0.0.1:7800"));
+        assert_eq!(f.listen, Some(([127, 0, 0, 1], 7800).into()));
         assert_eq!(f.servers_file, Some(PathBuf::from("claude.json")));
         assert_eq!(f.session_ttl, Some(Duration::from_secs(600)));
         assert_eq!(f.health_interval, Some(Duration::from_secs(5)));
@@ -1252,5 +1421,128 @@ headers = { Authorization = "Bearer ${env:TOK}" }
         assert_eq!(errs.0.len(), 3, "{errs}");
         assert_eq!(errs.0[1].key, "mcpServers.b.command");
         assert_eq!(errs.0[2].key, "mcpServers.c.args");
+    }
+
+    /// The first error of a JSON document that must fail.
+    fn json_error(text: &str) -> ConfigError {
+        parse_mcp_servers_json("c.json", text)
+            .unwrap_err()
+            .0
+            .remove(0)
+    }
+
+    #[test]
+    fn a_server_name_given_twice_is_refused() {
+        let e = json_error(
+            r#"{"mcpServers": {"a": {"command": "x"}, "a": {"command": "y", "args": ["1"]}}}"#,
+        );
+        assert_eq!(e.key, "mcpServers", "{e}");
+        assert!(e.message.contains("`a` is given twice"), "{e}");
+        // VS Code's `servers` too.
+        let e = json_error(r#"{"servers": {"b": {"command": "x"}, "b": {"command": "x"}}}"#);
+        assert!(e.message.contains("`b` is given twice"), "{e}");
+    }
+
+    #[test]
+    fn fields_a_remote_server_would_ignore_are_refused() {
+        for (field, value) in [
+            ("args", r#"["x"]"#),
+            ("env", r#"{"A": "b"}"#),
+            ("cwd", r#""/tmp""#),
+        ] {
+            let e = json_error(&format!(
+                r#"{{"mcpServers": {{"r": {{"url": "http://127.0.0.1:1/mcp", "{field}": {value}}}}}}}"#
+            ));
+            assert_eq!(e.key, format!("mcpServers.r.{field}"), "{e}");
+            assert!(e.message.contains("not for `url`"), "{e}");
+        }
+        let e = json_error(r#"{"mcpServers": {"r": {"url": "http://h/mcp", "type": "stdio"}}}"#);
+        assert_eq!(e.key, "mcpServers.r.type", "{e}");
+        assert!(
+            e.message.contains("does not fit an entry with `url`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn urls_are_read_as_the_http_client_reads_them() {
+        let ok = parse_mcp_servers_json(
+            "c.json",
+            r#"{"mcpServers": {"r": {"url": "HTTP://h:1/mcp"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.servers.len(), 1);
+        for bad in ["http:// spaces", "ftp://h/mcp", "http://", "h/mcp"] {
+            let e = json_error(&format!(r#"{{"mcpServers": {{"r": {{"url": "{bad}"}}}}}}"#));
+            assert_eq!(e.key, "mcpServers.r.url", "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn environment_names_that_cannot_be_set_are_refused() {
+        for name in ["", "A=B", "A\\u0000"] {
+            let e = json_error(&format!(
+                r#"{{"mcpServers": {{"s": {{"command": "x", "env": {{"{name}": "v"}}}}}}}}"#
+            ));
+            assert!(e.key.starts_with("mcpServers.s.env."), "{name}: {e}");
+            assert!(e.message.contains("environment variable's name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_says_so() {
+        for text in ["[]", "  \"x\"", ""] {
+            let e = json_error(text);
+            assert!(e.message.contains("must be a JSON object"), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_entry_error_points_at_its_own_name() {
+        // `env` is a field of `a` before it is the name of the broken entry.
+        let text = "{\n  \"mcpServers\": {\n    \"a\": {\"command\": \"x\", \"env\": {}},\n    \"env\": {\"args\": []}\n  }\n}";
+        let e = json_error(text);
+        assert_eq!(
+            (e.key.as_str(), e.line, e.column),
+            ("mcpServers.env", 4, 5),
+            "{e}"
+        );
+        // An escaped name is found by its decoded text.
+        let text = "{\"mcpServers\": {\n\"caf\\u00e9\": {}}}";
+        let e = json_error(text);
+        assert_eq!((e.line, e.column), (2, 1), "{e}");
+    }
+
+    #[test]
+    fn times_past_a_year_and_a_zero_failure_threshold_are_refused() {
+        let text = "stop_grace_secs = 99999999999\n[health]\ninterval_secs = 18446744073709551615\n\
+                    failure_threshold = 0\n[restart]\njitter = 0.5\nwindow_secs = 99999999999\n\
+                    [servers.f]\ncommand = \"x\"\nrequest_timeout_secs = 99999999999\n";
+        let errors = parse_fleet_toml("f.toml", text, &|_| None).unwrap_err().0;
+        let found: Vec<(&str, usize)> = errors.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            found,
+            [
+                ("stop_grace_secs", 1),
+                ("health.interval_secs", 3),
+                ("health.failure_threshold", 4),
+                ("restart.window_secs", 7),
+                ("servers.f.request_timeout_secs", 8),
+            ],
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].message.contains("at most 31536000 seconds"),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[2].message.contains("at least 1"), "{}", errors[2]);
+        // A server's own threshold, once the fleet's errors are gone.
+        let text = "[servers.f]\ncommand = \"x\"\nhealth = { failure_threshold = 0 }\n";
+        let e = &parse_fleet_toml("f.toml", text, &|_| None).unwrap_err().0[0];
+        assert_eq!(e.key, "servers.f.health.failure_threshold", "{e}");
+        // The longest allowed is taken.
+        let text = format!("[health]\ninterval_secs = {MAX_SECS}\n");
+        assert!(parse_fleet_toml("f.toml", &text, &|_| None).is_ok());
     }
 }

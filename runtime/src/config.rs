@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use fleet_protocol::config::{
-    ConfigError, ConfigErrors, FleetConfig, FleetFile, parse_fleet_toml,
+    ConfigError, ConfigErrors, FleetConfig, FleetFile, locate_key, parse_fleet_toml,
     parse_mcp_servers_json_with_env,
 };
 
@@ -49,7 +49,10 @@ pub fn load(path: &Path) -> Result<FleetConfig, ConfigErrors> {
 pub fn load_all(path: &Path) -> Result<Loaded, ConfigErrors> {
     let source = path.display().to_string();
     let text = read(path)?;
-    if path.extension().is_none_or(|e| e != "toml") {
+    if path
+        .extension()
+        .is_none_or(|e| !e.eq_ignore_ascii_case("toml"))
+    {
         return Ok(Loaded {
             servers: parse_mcp_servers_json_with_env(&source, &text, &env)?,
             options: None,
@@ -59,33 +62,39 @@ pub fn load_all(path: &Path) -> Result<Loaded, ConfigErrors> {
     let mut servers = std::mem::take(&mut file.servers);
     if let Some(json) = &file.servers_file {
         let json = path.parent().unwrap_or(Path::new(".")).join(json);
-        let more =
-            parse_mcp_servers_json_with_env(&json.display().to_string(), &read(&json)?, &env)?;
-        let mut errors = Vec::new();
+        let json_source = json.display().to_string();
+        let json_text = read(&json)?;
+        let more = parse_mcp_servers_json_with_env(&json_source, &json_text, &env)?;
+        // A name in both files is an error, enabled or not: the two entries cannot both hold.
+        let taken = |name: &str| {
+            servers.servers.iter().any(|s| s.name == name)
+                || servers.disabled.iter().any(|d| d == name)
+        };
+        let errors: Vec<ConfigError> = more
+            .servers
+            .iter()
+            .map(|s| &s.name)
+            .chain(&more.disabled)
+            .filter(|name| taken(name))
+            .map(|name| {
+                let (line, column) = locate_key(&json_text, name);
+                ConfigError {
+                    source: json_source.clone(),
+                    line,
+                    column,
+                    key: String::new(),
+                    message: format!("`{name}` is also a server of {source}: names must be unique"),
+                }
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
         for mut spec in more.servers {
-            let taken = servers.servers.iter().any(|s| s.name == spec.name)
-                || servers.disabled.contains(&spec.name);
-            if taken {
-                errors.push(ConfigError {
-                    source: source.clone(),
-                    line: 0,
-                    column: 0,
-                    key: format!("servers.{}", spec.name),
-                    message: format!(
-                        "`{}` is also a server of {}: names must be unique",
-                        spec.name,
-                        json.display()
-                    ),
-                });
-                continue;
-            }
             spec.restart = file.restart.clone();
             servers.servers.push(spec);
         }
         servers.disabled.extend(more.disabled);
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
     }
     Ok(Loaded {
         servers,

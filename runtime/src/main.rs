@@ -99,7 +99,9 @@ struct Remote {
 
 #[derive(Subcommand)]
 enum ServersAction {
-    /// Add a server (kept across restarts): `servers add NAME COMMAND [ARGS]...`.
+    /// Add a server (kept across restarts): `servers add [--env K=V]... [--cwd DIR] NAME
+    /// COMMAND [ARGS]...`. Options go before NAME: every word after COMMAND is the server's own
+    /// argument, `--env` or `--url` included (as `npx -y` needs its own flags).
     Add {
         name: String,
         command: String,
@@ -108,7 +110,7 @@ enum ServersAction {
         /// An environment variable for the server, `KEY=VALUE` (repeat for more).
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
-        /// The server's working directory.
+        /// The server's working directory; a relative one is taken from where this command runs.
         #[arg(long)]
         cwd: Option<PathBuf>,
     },
@@ -222,6 +224,8 @@ async fn servers(c: cli::Client, action: ServersAction) -> Result<(), cli::CliEr
             let mut body =
                 serde_json::json!({"name": name, "command": command, "args": args, "env": vars});
             if let Some(cwd) = cwd {
+                // The fleet resolves a path from its own directory, not from this one.
+                let cwd = std::path::absolute(&cwd).unwrap_or(cwd);
                 body["cwd"] = serde_json::Value::String(cwd.display().to_string());
             }
             (
@@ -367,9 +371,45 @@ async fn tools(c: cli::Client) -> Result<(), cli::CliError> {
     Ok(())
 }
 
-/// `mcp-fleet check`: the servers the file would run, or every problem in it.
+/// Where `run` listens when neither `--listen` nor the file says.
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7700);
+
+/// The bearer token `run` requires: the environment's wins over the file's `token`. The admin
+/// API can start and stop processes, so listening beyond loopback without a token is an error.
+fn token_for(listen: SocketAddr, file_token: Option<String>) -> Result<Option<String>, String> {
+    let token = std::env::var(TOKEN_VAR)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or(file_token);
+    if !listen.ip().is_loopback() && token.is_none() {
+        return Err(format!(
+            "listening on {listen}, beyond loopback, needs a bearer token: set {TOKEN_VAR} or `token` in mcp-fleet.toml"
+        ));
+    }
+    Ok(token)
+}
+
+/// `mcp-fleet check`: the servers the file would run, or every problem in it, `run`'s checks
+/// of the fleet options included.
 fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+    let loaded = config::load_all(path).and_then(|loaded| {
+        let options = loaded.options.clone().unwrap_or_default();
+        let listen = options.listen.unwrap_or(DEFAULT_LISTEN);
+        match token_for(listen, options.token) {
+            Ok(_) => Ok(loaded.servers),
+            Err(message) => Err(fleet_protocol::config::ConfigErrors(vec![
+                fleet_protocol::config::ConfigError {
+                    source: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    key: "listen".into(),
+                    message,
+                },
+            ])),
+        }
+    });
+    match loaded {
         Ok(c) => {
             println!(
                 "{}: valid; {} server(s) to run, {} disabled",
@@ -463,20 +503,7 @@ async fn run(args: RunArgs) -> ExitCode {
     };
     let config = loaded.servers;
     let file = loaded.options.unwrap_or_default();
-    let listen = match (args.listen, &file.listen) {
-        (Some(l), _) => l,
-        (None, Some(text)) => match text.parse::<SocketAddr>() {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "{}:0:0: `listen`: \"{text}\" is not an address like 127.0.0.1:7700: {e}",
-                    config_path.display()
-                );
-                return ExitCode::from(2);
-            }
-        },
-        (None, None) => SocketAddr::from(([127, 0, 0, 1], 7700)),
-    };
+    let listen = args.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
     let state_path = match (args.state, &file.state) {
         (Some(s), _) => s,
         (None, Some(s)) => config_path
@@ -498,18 +525,13 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The admin API can start and stop processes: beyond loopback it needs a token. The
-    // environment's wins over the file's `token`.
-    let token = std::env::var(TOKEN_VAR)
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or(file.token.clone());
-    if !listen.ip().is_loopback() && token.is_none() {
-        eprintln!(
-            "mcp-fleet: listening on {listen}, beyond loopback, needs a bearer token: set {TOKEN_VAR} or `token` in mcp-fleet.toml"
-        );
-        return ExitCode::from(2);
-    }
+    let token = match token_for(listen, file.token.clone()) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("mcp-fleet: {e}");
+            return ExitCode::from(2);
+        }
+    };
     fleet_runtime::system::raise_fd_limit();
     let prometheus = match telemetry::install_prometheus() {
         Ok(h) => h,

@@ -800,6 +800,44 @@ async fn the_cli_operates_a_running_fleet_through_its_api() {
         code == 0 && out.lines().any(|l| l.starts_with("b ")),
         "{out}"
     );
+    // A relative --cwd is this command's, not the fleet's: `sub` exists only beside the CLI.
+    let here = std::env::temp_dir().join(format!("mcp-fleet-cli-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(here.join("sub")).unwrap();
+    let out = common::mcp_fleet(["servers", "--url", &url])
+        .args(["add", "--cwd", "sub", "in-sub", &bin_s])
+        .current_dir(&here)
+        .env_remove("MCP_FLEET_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, out) = fleet_cli(&url, &["servers", "remove", "in-sub"]).await;
+    assert_eq!(code, 0, "{out}");
+    // A working directory that is missing is named as such, not as a missing command.
+    let (code, out) = fleet_cli(
+        &url,
+        &[
+            "servers",
+            "add",
+            "--cwd",
+            "/nonexistent-dir",
+            "no-dir",
+            &bin_s,
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("working directory `/nonexistent-dir` is not a directory"),
+        "{out}"
+    );
+    let (code, out) = fleet_cli(&url, &["servers", "remove", "no-dir"]).await;
+    assert_eq!(code, 0, "{out}");
+    std::fs::remove_dir_all(&here).unwrap();
     // A server that is added but cannot start is a failure.
     let (code, out) = fleet_cli(&url, &["servers", "add", "broken", "/nonexistent/bin"]).await;
     assert_eq!(code, 1, "{out}");
@@ -976,6 +1014,43 @@ restart = {{ mode = "never" }}
     assert!(
         err.contains(&format!(
             "{}:4:1: `health.interval`: unknown field `interval`",
+            toml.display()
+        )),
+        "{err}"
+    );
+
+    // What `run` would refuse, `check` refuses too: an address beyond loopback with no token,
+    // and an address that is none.
+    for (listen, expected) in [
+        ("0.0.0.0:7700", "beyond loopback, needs a bearer token"),
+        ("nonsense", "1:1: `listen`: \"nonsense\" is not an address"),
+    ] {
+        std::fs::write(&toml, format!("listen = \"{listen}\"\n")).unwrap();
+        let out = common::check_config(&toml, &[("MCP_FLEET_TOKEN", None)]).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{listen}: {err}");
+        assert!(err.contains(expected), "{listen}: {err}");
+    }
+
+    // A name in both files is an error, a disabled entry of the JSON file's included; the error
+    // points at the JSON file's entry.
+    std::fs::write(
+        dir.join("claude.json"),
+        "{\"mcpServers\": {\n  \"once\": {\"command\": \"z\", \"disabled\": true}}}",
+    )
+    .unwrap();
+    std::fs::write(
+        &toml,
+        "servers_file = \"claude.json\"\n[servers.once]\ncommand = \"x\"\n",
+    )
+    .unwrap();
+    let out = common::check_config(&toml, &[]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:2:3: `once` is also a server of {}",
+            dir.join("claude.json").display(),
             toml.display()
         )),
         "{err}"

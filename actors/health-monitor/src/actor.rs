@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
+use fleet_protocol::config::MAX_SECS;
 use fleet_protocol::counter::MessageCounter;
 use fleet_protocol::messages::health::{HealthChanged, ProbeResult, ServerHealth};
 use fleet_protocol::messages::metrics::{MetricEvent, RecordMetric};
@@ -406,7 +407,8 @@ impl HealthMonitor {
 /// Tells the actor [`Tick`] every `interval`, the first one interval from now. It ends when the
 /// actor is gone, and is aborted when the actor state is dropped.
 fn spawn_ticker(myself: WeakActorRef<HealthMonitor>, interval: Duration) -> AbortOnDrop {
-    let every = interval.max(MIN_INTERVAL);
+    // At most `MAX_SECS`: a longer interval would overflow the clock the first tick is set on.
+    let every = interval.clamp(MIN_INTERVAL, Duration::from_secs(MAX_SECS));
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);

@@ -362,6 +362,13 @@ impl ServerActor {
         };
         let mut child = match process::spawn_child(command, args, env, cwd, &child_env) {
             Ok(c) => c,
+            // The OS says "No such file" for a missing working directory too: say which.
+            Err(e) if cwd.is_some_and(|d| !d.is_dir()) => {
+                let dir = cwd.map(|d| d.display().to_string()).unwrap_or_default();
+                return self.launch_failed(format!(
+                    "could not run `{command}`: its working directory `{dir}` is not a directory ({e})"
+                ));
+            }
             Err(e) => {
                 return self.launch_failed(format!("could not run `{command}`: {e}"));
             }
