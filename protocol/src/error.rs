@@ -53,6 +53,8 @@ pub enum FleetError {
     },
     #[error("the call of `{method}` on server `{server}` was cancelled")]
     Cancelled { server: String, method: String },
+    #[error("mcp-fleet serves at most {max} sessions; try again once some have ended")]
+    TooManySessions { max: usize },
     #[error("no session `{id}` (it ended or never existed); initialize a new one")]
     UnknownSession { id: String },
     #[error("this request needs an `Mcp-Session-Id` header: initialize first")]

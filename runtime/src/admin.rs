@@ -81,9 +81,12 @@ pub fn router(
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             |State(state): State<AdminState>, request: Request, next: Next| async move {
-                match check_guards(&state, request.headers()) {
-                    Ok(()) => next.run(request).await,
-                    Err(refused) => refused.render(error),
+                if let Err(refused) = check_guards(&state, request.headers()) {
+                    return refused.render(error);
+                }
+                match whole_body(request, state.guard.body_timeout).await {
+                    Ok(request) => next.run(request).await,
+                    Err(response) => response,
                 }
             },
         ));
@@ -94,6 +97,7 @@ pub fn router(
         )
         .route("/readyz", get(readyz))
         .merge(api)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +105,30 @@ pub fn router(
             )
         })
         .with_state(state)
+}
+
+/// The largest admin request body: axum's default limit for `Json`, which would refuse more.
+const ADMIN_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The request with its body read in full within `timeout`: a client that stalls mid-body gets
+/// a 408 instead of holding its connection for ever; one whose body is too large, a 413.
+async fn whole_body(request: Request, timeout: std::time::Duration) -> Result<Request, Response> {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, ADMIN_BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(e)) if crate::mcp_http::over_limit(&e) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {ADMIN_BODY_LIMIT} bytes"),
+        )),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("the body could not be read: {e}"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {}s", timeout.as_secs_f64()),
+        )),
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -149,24 +149,78 @@ impl Drop for ResponseTally {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves. Connections are `TCP_NODELAY`:
-/// an SSE event (progress, a server's notification) is sent when written, not held back by
-/// Nagle's algorithm until the client acknowledges the one before (up to its delayed-ACK
-/// timeout, 40 ms on Linux).
+/// How long a client may take to send a request's headers, counted from when the connection
+/// is ready for a request: a new connection, or a kept-alive one after its last response. A
+/// client that sends nothing (or half a request) for this long is disconnected, so idle or
+/// stalled connections cannot pile up until the process runs out of file descriptors.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the open connections
+/// finish their requests. HTTP/1.1 by hyper, as `axum::serve` does, plus the header timeout
+/// above. Connections are `TCP_NODELAY`: an SSE event (progress, a server's notification) is
+/// sent when written, not held back by Nagle's algorithm until the client acknowledges the one
+/// before (up to its delayed-ACK timeout, 40 ms on Linux).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|stream| {
+    serve_with(listener, router, shutdown, HEADER_READ_TIMEOUT).await
+}
+
+/// [`serve`] with another header timeout.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
         }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "an HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// An accept that failed: a connection reset before it was accepted is nothing; anything else
+/// (out of file descriptors, say) is logged, and accepting pauses a second for it to pass,
+/// as `axum::serve` does.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "could not accept an HTTP connection; trying again in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 #[cfg(test)]
@@ -266,6 +320,56 @@ mod tests {
             .unwrap();
         add_counts(&event, &mut last);
         assert_eq!(last, BTreeMap::from([(("/mcp", 200), 1)]));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_finish_its_headers_is_disconnected() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let router = Router::new().route("/mcp", get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let timeout = Duration::from_millis(300);
+        let server = tokio::spawn(super::serve_with(
+            listener,
+            router,
+            async {
+                let _ = stopped.await;
+            },
+            timeout,
+        ));
+        // Half a request, nothing at all, and a request answered then left idle.
+        let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        for (what, mut stream) in [("half", half), ("silent", silent), ("idle", idle)] {
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+                .await
+                .unwrap_or_else(|_| panic!("the {what} connection is still open"))
+                .unwrap_or_default();
+            let got = String::from_utf8_lossy(&got);
+            // The idle one got its answer first; the others get nothing or a 408.
+            match what {
+                "idle" => assert!(got.starts_with("HTTP/1.1 200"), "{got}"),
+                _ => assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}"),
+            }
+        }
+        // The listener still serves.
+        let answer = reqwest::get(format!("http://{addr}/mcp")).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the listener stops")
+            .unwrap()
+            .unwrap();
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct McpHttpConfig {
     pub bearer_token: Option<String>,
     /// Messages buffered for an SSE response before progress is dropped.
     pub stream_buffer: usize,
+    /// How long a request body may take to arrive once its headers have (408 after that), so
+    /// that a client that stalls mid-body does not hold its connection for ever.
+    pub body_timeout: Duration,
 }
 
 impl Default for McpHttpConfig {
@@ -63,6 +66,7 @@ impl Default for McpHttpConfig {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
             bearer_token: None,
             stream_buffer: 64,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -269,6 +273,14 @@ fn fleet_error_for(id: &Option<RequestId>, e: FleetError) -> Response {
         | FleetError::UnsupportedVersion { .. }
         | FleetError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
         FleetError::ActorUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        // Full: sessions that are never used end within a minute, idle ones with their TTL.
+        FleetError::TooManySessions { .. } => {
+            let mut r =
+                rpc_error_response(StatusCode::SERVICE_UNAVAILABLE, id.clone(), e.to_jsonrpc());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            return r;
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     rpc_error_response(status, id.clone(), e.to_jsonrpc())
@@ -314,7 +326,17 @@ fn check_modern(
         // which only a 2025-era client sends, is told every version, so that it finds its own.
         let e = match fleet_gateway::dispatch::check_version(Some(header_version)) {
             Err(every) if method == mcp::methods::INITIALIZE => every,
-            _ => FleetError::UnsupportedVersion {
+            // A version we speak, but the body's `_meta` asks for 2026-07-28: they disagree.
+            Ok(_) => {
+                return bad(
+                    error_codes::HEADER_MISMATCH,
+                    format!(
+                        "`MCP-Protocol-Version: {header_version}` does not match _meta's {}",
+                        mcp::MODERN_VERSION
+                    ),
+                );
+            }
+            Err(_) => FleetError::UnsupportedVersion {
                 version: header_version.to_owned(),
                 supported: vec![mcp::MODERN_VERSION.to_owned()],
             },
@@ -371,7 +393,10 @@ fn check_modern(
         (Some((_, Ok(h))), Some(b)) if h == b => Ok(()),
         (Some((_, Ok(h))), b) => bad(
             error_codes::HEADER_MISMATCH,
-            format!("`Mcp-Name: {h}` does not match the body's {key} {b:?}"),
+            match b {
+                Some(b) => format!("`Mcp-Name: {h}` does not match the body's {key} `{b}`"),
+                None => format!("`Mcp-Name: {h}` names a {key} the body does not give"),
+            },
         ),
         (Some((raw, Err(why))), _) => bad(
             error_codes::HEADER_MISMATCH,
@@ -415,15 +440,31 @@ async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> R
         );
     }
     let limit = state.config.max_body_bytes;
-    let body: Bytes = match axum::body::to_bytes(body, limit).await {
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            error_codes::INVALID_REQUEST,
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
+    // Refused before it is sent, rather than waited for and then refused.
+    let declared = header_str(headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|l| l.trim().parse::<u64>().ok());
+    if declared.is_some_and(|l| l > limit as u64) {
+        return too_large();
+    }
+    let timeout = state.config.body_timeout;
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        return error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            error_codes::INVALID_REQUEST,
+            format!("the body did not arrive within {}s", timeout.as_secs_f64()),
+        );
+    };
+    let body: Bytes = match read {
         Ok(b) => b,
-        Err(e) if over_limit(&e) => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                error_codes::INVALID_REQUEST,
-                format!("the body is larger than {limit} bytes"),
-            );
-        }
+        Err(e) if over_limit(&e) => return too_large(),
         Err(e) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -658,7 +699,7 @@ enum First {
 }
 
 /// Whether reading a body failed for its size, rather than for a malformed or cut-off body.
-fn over_limit(e: &axum::Error) -> bool {
+pub(crate) fn over_limit(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {

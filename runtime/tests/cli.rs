@@ -432,6 +432,11 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.unwrap();
     assert_eq!(body["error"], "no server named `nope`");
+    // A route that does not exist is a JSON error too, as the CLI prints it.
+    let no_route = get("/api/nope").send().await.unwrap();
+    assert_eq!(no_route.status(), 404);
+    let body: serde_json::Value = no_route.json().await.unwrap();
+    assert_eq!(body["error"], "no such route");
 
     // The guards: a token, and a Host that is ours.
     let no_token = http

@@ -49,8 +49,9 @@ async fn start(specs: Vec<ServerSpec>, gateway: GatewayConfig, http: McpHttpConf
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let router = mcp_http::router(fleet.gateway_port.clone(), http);
+    // mcp-fleet's own listener, its timeouts included.
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = fleet_runtime::http::serve(listener, router, std::future::pending()).await;
     });
     let gw = fleet.gateway.clone();
     wait_for(
@@ -748,6 +749,91 @@ async fn bad_input_gets_clear_http_errors_and_leaks_nothing() {
     gw.stop().await;
 }
 
+/// What a raw HTTP request on its own connection gets, once the server closes it or 10 s pass.
+async fn raw_exchange(url: &str, request: &str) -> String {
+    let addr = url.trim_start_matches("http://").trim_end_matches("/mcp");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // The answer comes first; the connection may stay open after it.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_full_session_table_a_stalled_body_and_a_declared_huge_body_are_told_at_once() {
+    let gw = start(
+        vec![reference("ref", &[])],
+        GatewayConfig {
+            max_sessions: 2,
+            ..quick_sessions()
+        },
+        McpHttpConfig {
+            body_timeout: Duration::from_millis(300),
+            ..McpHttpConfig::default()
+        },
+    )
+    .await;
+    let open = [gw.open().await, gw.open().await];
+    // The table is full: 503 with Retry-After, not a 200 carrying an internal error.
+    let r = gw
+        .post(
+            None,
+            json!({"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "30");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], 7, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2 sessions"),
+        "{v}"
+    );
+    let addr = gw
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp");
+    let head = |length: usize| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: {addr}\r\naccept: {ACCEPT}\r\n\
+             content-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        )
+    };
+    // A body declared over the limit is refused before it is sent.
+    let answer = raw_exchange(&gw.url, &head(100_000_000)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A body that stops halfway gets a 408 once the body timeout has passed.
+    let answer = raw_exchange(&gw.url, &format!("{}{{\"jsonrpc\"", head(100))).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 0.3s"), "{answer}");
+    // The sessions open before are served still.
+    for s in &open {
+        let r = gw.call(s, "ping", json!({})).await;
+        assert_eq!(r["result"], json!({}));
+    }
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_bearer_token_is_required_when_configured() {
     let gw = start(
@@ -1329,8 +1415,31 @@ async fn stateless_requests_need_no_session_and_their_headers_must_agree() {
         (v["error"]["code"].clone(), v["id"].clone()),
         (json!(-32020), json!(3))
     );
+    assert_eq!(
+        v["error"]["message"],
+        "`Mcp-Name: ref__add` does not match the body's name `ref__echo`"
+    );
     let r = modern("tools/call", call.clone()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A version the gateway speaks, but not the one the body's `_meta` asks for: they disagree
+    // (-32020); it is not an unsupported version (-32022).
+    let r = gw
+        .http
+        .post(&gw.url)
+        .header("accept", ACCEPT)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-method", "tools/list")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": meta}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32020, "{v}");
     // A name may come in base64 (as one that is not plain ASCII must): compared decoded.
     let r = modern("tools/call", call.clone())
         .header("mcp-name", "=?base64?cmVmX19lY2hv?=")

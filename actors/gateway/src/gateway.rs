@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fleet_protocol::counter::MessageCounter;
-use fleet_protocol::jsonrpc::{
-    ErrorObject, Message, Notification, Request, RequestId, Response, error_codes,
-};
+use fleet_protocol::jsonrpc::{Message, Notification, Request, RequestId, Response, error_codes};
 use fleet_protocol::mcp::{self, methods};
 use fleet_protocol::messages::gateway::{
     ClientMessage, ClientMessageReply, ClientReply, CloseSession, CloseSessionReply, GatewayStats,
@@ -359,19 +357,9 @@ impl Gateway {
                 sessions = self.sessions.len(),
                 "session limit reached; initialize refused"
             );
-            return respond(
-                Response::error(
-                    Some(request.id),
-                    ErrorObject::new(
-                        error_codes::INTERNAL_ERROR,
-                        format!(
-                            "mcp-fleet serves at most {} sessions",
-                            self.config.max_sessions
-                        ),
-                    ),
-                ),
-                None,
-            );
+            return Err(FleetError::TooManySessions {
+                max: self.config.max_sessions,
+            });
         }
         let requested = request
             .params
