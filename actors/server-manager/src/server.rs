@@ -444,9 +444,21 @@ impl ServerActor {
         let actor = actor_ref.clone();
         let codec = JsonRpcCodec::new(self.config.max_message_bytes);
         let table = self.table.clone();
+        let mut exited = exit_rx.clone();
         tokio::spawn(async move {
             let mut frames = FramedRead::new(stdout, codec);
-            while let Some(item) = frames.next().await {
+            loop {
+                let Some(item) = frames.next().await else {
+                    // Its stdout is closed: no answer can come any more. A process that is
+                    // exiting closes it first; one that lives on without it is told about.
+                    if process::wait_exit(&mut exited, STDOUT_CLOSED_GRACE)
+                        .await
+                        .is_none()
+                    {
+                        let _ = actor.tell(StdoutClosed { generation }).await;
+                    }
+                    break;
+                };
                 match item {
                     Ok(item) => {
                         let item = match item {
@@ -1173,6 +1185,27 @@ pub struct StdoutItem {
     pub(crate) item: DecodedLine,
 }
 
+/// The child closed its stdout and was still running `STDOUT_CLOSED_GRACE` later (internal).
+pub struct StdoutClosed {
+    generation: u64,
+}
+
+impl Message<StdoutClosed> for ServerActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: StdoutClosed, _: &mut Context<Self, ()>) {
+        if msg.generation != self.generation || self.stopping {
+            return;
+        }
+        let Some(r) = &self.running else { return };
+        // Every call would wait for its timeout, and probes of a server that is not probed
+        // never notice: end it, and the restart policy replaces it as after a crash.
+        tracing::warn!(server = %self.spec.name, "server closed its stdout but kept running; killing it, as no answer can come");
+        self.kill_reason = Some("it closed its stdout but kept running".into());
+        r.handle.kill();
+    }
+}
+
 /// The child exited, or a remote link ended (internal).
 pub struct Exited {
     pub(crate) generation: u64,
@@ -1260,6 +1293,10 @@ const KILLED_EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Queued stdin lines are joined into one write up to about this size.
 const STDIN_BATCH_BYTES: usize = 64 * 1024;
+
+/// How long a child that closed its stdout has to exit before it is taken for one that lives on
+/// without it (and killed): an exiting process closes its stdout a moment before it is gone.
+const STDOUT_CLOSED_GRACE: Duration = Duration::from_secs(1);
 
 /// How long stderr lines are counted before the count goes to metrics.
 const STDERR_REPORT_EVERY: Duration = Duration::from_millis(500);

@@ -265,6 +265,52 @@ async fn a_request_during_a_restart_waits_a_bounded_time() {
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// A server that closes its stdout and lives on can answer nothing more: the call in flight
+/// fails at once rather than at its timeout, even with no health probe to notice, and the
+/// process is replaced as after a crash.
+#[tokio::test]
+async fn a_server_that_closes_its_stdout_but_lives_on_is_replaced() {
+    let manager = spawn_manager(config());
+    let spec = common::python_server(
+        "mute",
+        r#"import os, time
+if m["method"] == "initialize":
+    out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "mute", "version": "1"}}
+elif m["method"] == "tools/list":
+    out["result"] = {"tools": [{"name": "mute", "inputSchema": {"type": "object"}}]}
+elif m["method"] == "tools/call":
+    os.close(1)
+    time.sleep(100)
+else:
+    out["error"] = {"code": -32601, "message": "no"}"#,
+    )
+    .with_restart(quick_restarts(3));
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    let first = status(&manager, "mute").await.pid.unwrap();
+    let call = CallServer::new(
+        "mute",
+        "tools/call",
+        Some(json!({"name": "mute", "arguments": {}})),
+    );
+    let asked = std::time::Instant::now();
+    let err = manager.ask(call).await.unwrap_err();
+    // The request timeout is 10 s; the grace before the kill is 1 s.
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(format!("{err:?}").contains("mute"), "{err:?}");
+    common::wait_group_gone(first).await;
+    let back = wait_for(Duration::from_secs(20), "mute ready again", || async {
+        let s = status(&manager, "mute").await;
+        (s.state == ServerState::Ready && s.restarts == 1).then_some(s)
+    })
+    .await;
+    assert_ne!(back.pid, Some(first));
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 #[tokio::test]
 async fn children_get_a_minimal_tagged_environment() {
     let mut cfg = config();
