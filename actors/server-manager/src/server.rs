@@ -32,7 +32,7 @@ use kameo::message::{BoxMessage, Context, Message};
 use kameo::reply::{BoxReplySender, DelegatedReply, ReplyError, ReplySender};
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -482,16 +482,20 @@ impl ServerActor {
         let metrics = self.metrics.clone();
         let stderr_name = name.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr_pipe).split(b'\n');
+            let mut lines =
+                stderr::CappedLines::new(BufReader::new(stderr_pipe), stderr::MAX_LINE_BYTES);
             // Lines are counted in batches: at most one metric event per interval, sent once the
             // interval has passed even if the server has gone quiet since.
             let mut unreported = 0u64;
             let mut due = tokio::time::Instant::now();
             loop {
                 tokio::select! {
-                    next = lines.next_segment() => {
-                        let Ok(Some(raw)) = next else { break };
-                        let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                    next = lines.next_line() => {
+                        let Ok(Some((raw, cut))) = next else { break };
+                        let mut line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                        if cut > 0 {
+                            line.push_str(&format!(" [{cut} more bytes of this line cut]"));
+                        }
                         tracing::info!(target: "mcp_fleet::server_stderr", server = %stderr_name, "{line}");
                         stderr::lock(&ring).push(line);
                         if unreported == 0 {

@@ -5,6 +5,62 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use fleet_protocol::messages::server::ServerLogs;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// The longest stderr line kept; the rest of a longer one is cut. A child that writes without
+/// a newline would otherwise grow our memory without bound, and our log with it.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// Lines of a child's stderr, each at most `max` bytes: the rest of a longer line is skipped,
+/// and counted.
+pub struct CappedLines<R> {
+    reader: R,
+    max: usize,
+    line: Vec<u8>,
+    cut: usize,
+}
+
+impl<R: AsyncBufRead + Unpin> CappedLines<R> {
+    pub fn new(reader: R, max: usize) -> Self {
+        CappedLines {
+            reader,
+            max,
+            line: Vec::new(),
+            cut: 0,
+        }
+    }
+
+    /// The next line without its newline, and how many of its bytes were cut; `None` at the
+    /// end. Cancel-safe: a line read in part is kept for the next call.
+    pub async fn next_line(&mut self) -> std::io::Result<Option<(Vec<u8>, usize)>> {
+        loop {
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                if self.line.is_empty() && self.cut == 0 {
+                    return Ok(None);
+                }
+                return Ok(Some(self.take()));
+            }
+            let newline = buf.iter().position(|b| *b == b'\n');
+            let chunk = &buf[..newline.unwrap_or(buf.len())];
+            let keep = chunk.len().min(self.max.saturating_sub(self.line.len()));
+            self.line.extend_from_slice(&chunk[..keep]);
+            self.cut += chunk.len() - keep;
+            let used = newline.map_or(buf.len(), |i| i + 1);
+            self.reader.consume(used);
+            if newline.is_some() {
+                return Ok(Some(self.take()));
+            }
+        }
+    }
+
+    fn take(&mut self) -> (Vec<u8>, usize) {
+        (
+            std::mem::take(&mut self.line),
+            std::mem::take(&mut self.cut),
+        )
+    }
+}
 
 /// The newest lines a server wrote to stderr, at most `max_bytes` of them.
 #[derive(Debug)]
@@ -79,6 +135,59 @@ pub fn lock(ring: &SharedStderr) -> std::sync::MutexGuard<'_, StderrRing> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every line of `input` as `CappedLines` reads it, through a buffer of `buffer` bytes.
+    fn read_all(input: &[u8], max: usize, buffer: usize) -> Vec<(Vec<u8>, usize)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let reader = tokio::io::BufReader::with_capacity(buffer, input);
+            let mut lines = CappedLines::new(reader, max);
+            let mut out = Vec::new();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                out.push(line);
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn a_long_line_is_cut_and_the_cut_counted() {
+        let mut input = b"short\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend(b"\nlast, with no newline");
+        let lines = read_all(&input, 10, 7);
+        assert_eq!(
+            lines,
+            [
+                (b"short".to_vec(), 0),
+                (b"xxxxxxxxxx".to_vec(), 90),
+                (b"last, with".to_vec(), 11)
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        /// The lines are the input's lines, each cut to `max` bytes with the rest counted,
+        /// whatever the reader's buffer size.
+        #[test]
+        fn lines_are_the_inputs_cut_to_max(
+            input in proptest::collection::vec(proptest::sample::select(vec![b'a', b'b', b'\n']), 0..300),
+            max in 0usize..20,
+            buffer in 1usize..16,
+        ) {
+            let mut want: Vec<(Vec<u8>, usize)> = input
+                .split(|b| *b == b'\n')
+                .map(|l| (l[..l.len().min(max)].to_vec(), l.len().saturating_sub(max)))
+                .collect();
+            // A final newline ends the last line; it does not start another.
+            if want.last().is_some_and(|(l, cut)| l.is_empty() && *cut == 0) {
+                want.pop();
+            }
+            proptest::prop_assert_eq!(read_all(&input, max, buffer), want);
+        }
+    }
 
     #[test]
     fn keeps_the_newest_lines_within_the_byte_bound() {
