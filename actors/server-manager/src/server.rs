@@ -143,10 +143,10 @@ pub struct ServerActor {
     /// How many times in a row that listen ended without being acknowledged: the backoff of
     /// asking again.
     listen_ends: u32,
-    /// Tool listings started after a change (numbered from 1) and the latest one applied: a
-    /// listing that finishes after a later one is stale.
-    tool_listings: u64,
-    tool_listing_applied: u64,
+    /// Whether a listing of the tools after a change is under way, and whether another change
+    /// came meanwhile: one listing at a time, however many changes a server announces.
+    listing_tools: bool,
+    list_tools_again: bool,
     handled: Arc<AtomicU64>,
 }
 
@@ -188,8 +188,8 @@ impl Actor for ServerActor {
             declared_tools: Arc::default(),
             listen: None,
             listen_ends: 0,
-            tool_listings: 0,
-            tool_listing_applied: 0,
+            listing_tools: false,
+            list_tools_again: false,
             handled: args.handled,
         };
         // The first state is set, not changed into: say it, so its series exist from the start.
@@ -340,6 +340,9 @@ impl ServerActor {
         self.stopping = false;
         self.listen = None;
         self.listen_ends = 0;
+        // A listing of the last process ends unheard (its generation is past).
+        self.listing_tools = false;
+        self.list_tools_again = false;
         self.launch_started = Instant::now();
         let generation = self.generation;
         let name = self.spec.name.clone();
@@ -973,36 +976,39 @@ impl ServerActor {
                 notification: Box::new(n.clone()),
             });
         }
-        if n.method == methods::TOOLS_LIST_CHANGED
-            && let Some(era) = self.era()
-        {
-            // List again off the actor's path; the answer comes back as a message.
-            let wire = ActorWire {
-                actor: actor_ref.clone(),
-                exit: None,
-            };
-            let actor = actor_ref.clone();
-            let generation = self.generation;
-            self.tool_listings += 1;
-            let listing = self.tool_listings;
-            let timeout = self.config.request_timeout_of(&self.spec);
-            let server = self.spec.name.clone();
-            tokio::spawn(async move {
-                match handshake::list_tools(&wire, era, timeout).await {
-                    Ok(tools) => {
-                        let refreshed = ToolsRefreshed {
-                            generation,
-                            listing,
-                            tools,
-                        };
-                        let _ = actor.tell(refreshed).await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%server, %error, "could not list the tools again after a change")
-                    }
-                }
-            });
+        if n.method == methods::TOOLS_LIST_CHANGED {
+            self.list_tools(actor_ref);
         }
+    }
+
+    /// Lists the tools again, off the actor's path; the answer comes back as `ToolsRefreshed`.
+    /// While a listing is under way, a change only asks for one more after it: a server that
+    /// announces changes faster than it answers gets one request at a time, not one per change.
+    fn list_tools(&mut self, actor_ref: &ActorRef<Self>) {
+        if self.listing_tools {
+            self.list_tools_again = true;
+            return;
+        }
+        let Some(era) = self.era() else { return };
+        self.listing_tools = true;
+        let wire = ActorWire {
+            actor: actor_ref.clone(),
+            exit: None,
+        };
+        let actor = actor_ref.clone();
+        let generation = self.generation;
+        let timeout = self.config.request_timeout_of(&self.spec);
+        let server = self.spec.name.clone();
+        tokio::spawn(async move {
+            let tools = match handshake::list_tools(&wire, era, timeout).await {
+                Ok(tools) => Some(tools),
+                Err(error) => {
+                    tracing::warn!(%server, %error, "could not list the tools again after a change");
+                    None
+                }
+            };
+            let _ = actor.tell(ToolsRefreshed { generation, tools }).await;
+        });
     }
 
     fn reply_when_ready(&mut self, tx: Option<ReplySender<LaunchServerReply>>) {
@@ -1264,12 +1270,10 @@ pub struct WireNotify {
     params: Option<Value>,
 }
 
-/// The tools after a `list_changed` (internal).
+/// The tools after a `list_changed`, or `None` if listing them failed (internal).
 pub struct ToolsRefreshed {
     generation: u64,
-    /// Which listing this is (`tool_listings` when it started).
-    listing: u64,
-    tools: Vec<Value>,
+    tools: Option<Vec<Value>>,
 }
 
 /// What an answer from the server answers (see [`ServerActor::answered`]).
@@ -1490,20 +1494,24 @@ impl Message<WireNotify> for ServerActor {
 impl Message<ToolsRefreshed> for ServerActor {
     type Reply = ();
 
-    async fn handle(&mut self, msg: ToolsRefreshed, _: &mut Context<Self, ()>) {
-        if msg.generation != self.generation || msg.listing < self.tool_listing_applied {
+    async fn handle(&mut self, msg: ToolsRefreshed, ctx: &mut Context<Self, ()>) {
+        if msg.generation != self.generation {
             return;
         }
-        self.tool_listing_applied = msg.listing;
+        self.listing_tools = false;
+        if std::mem::take(&mut self.list_tools_again) {
+            self.list_tools(ctx.actor_ref());
+        }
+        let Some(tools) = msg.tools else { return };
         if let Some(h) = &self.status.handshake {
             // A list read again only to be sure (see `SUBSCRIPTIONS_ACKNOWLEDGED`) may not have
             // changed: nothing to announce then.
-            if *h.tools == *msg.tools {
+            if *h.tools == *tools {
                 return;
             }
             let mut h = (**h).clone();
-            self.set_declared_tools(&msg.tools);
-            h.tools = Arc::from(msg.tools);
+            self.set_declared_tools(&tools);
+            h.tools = Arc::from(tools);
             tracing::info!(server = %self.spec.name, tools = h.tools.len(), "tool list changed");
             self.status.handshake = Some(Arc::new(h));
             self.push_status();

@@ -129,3 +129,69 @@ async fn a_legacy_server_is_not_asked_to_listen_and_its_changes_come_unasked() {
         .unwrap();
     wait_extra_tool(&manager, "old").await;
 }
+
+/// A server that announces tool changes faster than it answers is asked for its tools one
+/// listing at a time, not once per change, and the list it ends with is the one applied.
+#[tokio::test]
+async fn a_burst_of_tool_changes_gets_one_listing_at_a_time() {
+    let manager = spawn_manager(config());
+    // `burst` sends 2,000 `tools/list_changed` at once; each `tools/list` takes 50 ms and is
+    // counted; the count is in the tools' description.
+    let spec = common::python_server(
+        "b",
+        r#"import time
+lists = globals().setdefault("lists", [0])
+if m["method"] == "initialize":
+    out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {"listChanged": True}}, "serverInfo": {"name": "b", "version": "1"}}
+elif m["method"] == "tools/list":
+    lists[0] += 1
+    time.sleep(0.05)
+    out["result"] = {"tools": [{"name": "burst", "description": str(lists[0]), "inputSchema": {"type": "object"}}]}
+elif m["method"] == "tools/call":
+    note = json.dumps({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+    sys.stdout.write((note + "\n") * 2000)
+    out["result"] = {"content": []}
+else:
+    out["error"] = {"code": -32601, "message": "no"}"#,
+    );
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    let call = CallServer::new(
+        "b",
+        "tools/call",
+        Some(serde_json::json!({"name": "burst", "arguments": {}})),
+    );
+    manager.ask(call).await.unwrap();
+    let description = |status: fleet_protocol::ServerStatus| {
+        status.handshake.expect("ready").tools[0]["description"]
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    // The handshake's listing is the first. Each change that comes while a listing runs asks
+    // for one more after it, so the burst makes two: the count settles at 3 (it would climb
+    // towards 2,001, 50 ms a listing, with one listing per change).
+    let deadline = std::time::Instant::now() + LIMIT;
+    let mut seen = Vec::new();
+    let settled = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not settled: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = manager
+            .ask(GetServerStatus { name: "b".into() })
+            .await
+            .unwrap();
+        seen.push(description(status));
+        if let [.., a, b, c] = seen[..]
+            && a > 1
+            && a == b
+            && b == c
+        {
+            break c;
+        }
+    };
+    assert!(settled <= 3, "{settled} listings: {seen:?}");
+    manager.ask(StopServer { name: "b".into() }).await.unwrap();
+}
