@@ -154,6 +154,8 @@ pub struct State {
     counter: MessageCounter,
     /// Messages every server actor handled since the last report; they add, the manager reports.
     pub(crate) server_messages: Arc<AtomicU64>,
+    /// Set by `StopAllServers`: see `ServerActorArgs::stopping_all`.
+    pub(crate) stopping_all: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) directory: Option<ServerDirectory>,
     pub(crate) memory: ManagerMemory,
 }
@@ -197,6 +199,7 @@ impl Actor for ServerManager {
             events,
             counter: MessageCounter::new(Instant::now(), every),
             server_messages: Arc::new(AtomicU64::new(0)),
+            stopping_all: Arc::default(),
             directory: args.directory.inspect(|d| {
                 // Entries of a manager before are stale: its actors are gone.
                 directory_write(d).clear();

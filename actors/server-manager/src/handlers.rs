@@ -4,6 +4,7 @@
 //! waits on a child.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use fleet_protocol::codec::JsonRpcCodec;
 use fleet_protocol::messages::health::HealthChanged;
@@ -134,6 +135,7 @@ impl ServerManager {
             handled: self.server_messages.clone(),
             table,
             start,
+            stopping_all: self.stopping_all.clone(),
         };
         let actor = ServerActor::spawn_link(me, args).await;
         self.memory.launched(spec, actor.clone(), start);
@@ -372,11 +374,14 @@ impl Message<StopAllServers> for ServerManager {
     ) -> Self::Reply {
         self.count();
         self.memory.stop_all();
+        self.stopping_all.store(true, Ordering::Relaxed);
         let actors: Vec<_> = self
             .servers
             .iter()
             .map(|(name, e)| (name.clone(), e.actor.clone()))
             .collect();
+        let instance = self.config.instance_id.clone();
+        let stopping_all = self.stopping_all.clone();
         ctx.spawn(async move {
             let stops = actors.into_iter().map(|(name, actor)| async move {
                 match actor.ask(StopProcess).await {
@@ -387,11 +392,15 @@ impl Message<StopAllServers> for ServerManager {
                     }
                 }
             });
-            futures::future::join_all(stops)
+            let stopped = futures::future::join_all(stops)
                 .await
                 .into_iter()
                 .flatten()
-                .collect()
+                .collect();
+            end_left_behind(instance).await;
+            // Servers launched after this (the fleet goes on) search on their own again.
+            stopping_all.store(false, Ordering::Relaxed);
+            stopped
         })
     }
 }
@@ -427,5 +436,18 @@ impl Message<SubscribeServerEvents> for ServerManager {
             }
         }
         subs.push(msg.sink);
+    }
+}
+
+/// Once every server has stopped: ends what they left outside their process groups, in one
+/// sweep of the instance's processes rather than one per server. Not when the manager stops
+/// for a restart: its next start may have launched processes of the same instance already;
+/// each server's exit watcher searches by its own launch then.
+pub(crate) async fn end_left_behind(instance: String) {
+    let ended = tokio::task::spawn_blocking(move || crate::process::end_instance(&instance))
+        .await
+        .unwrap_or_default();
+    for p in ended {
+        tracing::warn!(pid = p.pid, command = %p.command, "ended a process a server left outside its process group");
     }
 }

@@ -49,11 +49,16 @@ pub const INSTANCE_VAR: &str = "MCP_FLEET_INSTANCE";
 /// The variable that tells a child's manager pid, so a sweep can tell a live fleet's child from
 /// an orphan.
 pub const MANAGER_PID_VAR: &str = "MCP_FLEET_MANAGER_PID";
+/// The variable that tags a child with its launch (a random id per process started): what the
+/// server's own processes share once some have left its process group.
+pub const LAUNCH_VAR: &str = "MCP_FLEET_LAUNCH";
 
 /// How a child is started, beyond its spec.
 pub struct ChildEnv<'a> {
     pub instance_id: &'a str,
     pub inherit: &'a [String],
+    /// A fresh [`new_launch_id`] for each process.
+    pub launch_id: &'a str,
 }
 
 /// Spawns a stdio server: stdin, stdout and stderr piped, in a new process group (so a stop
@@ -80,7 +85,8 @@ pub fn spawn_child(
     }
     cmd.envs(env)
         .env(INSTANCE_VAR, child_env.instance_id)
-        .env(MANAGER_PID_VAR, std::process::id().to_string());
+        .env(MANAGER_PID_VAR, std::process::id().to_string())
+        .env(LAUNCH_VAR, child_env.launch_id);
     die_with_parent(&mut cmd);
     cmd.args(args)
         .stdin(Stdio::piped())
@@ -118,6 +124,11 @@ pub fn new_instance_id() -> String {
     format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
+/// A fresh launch id (64 bits, hex), for [`LAUNCH_VAR`].
+pub fn new_launch_id() -> String {
+    format!("{:016x}", random_u64())
+}
+
 /// A random number from std's randomly keyed hasher.
 pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -144,14 +155,21 @@ pub struct Orphan {
     pub command: String,
 }
 
-/// Finds every process tagged by another fleet instance whose manager is gone, and kills it
-/// with its process group. Processes of a live fleet (its manager pid still runs) are left
-/// alone. Returns what it ended, for the caller to report.
-pub fn sweep_orphans(own_instance: &str) -> Vec<Orphan> {
+/// The fleet's tags in a process's environment.
+#[derive(Default)]
+struct Tags {
+    instance: Option<String>,
+    manager: Option<u32>,
+    launch: Option<String>,
+}
+
+/// Every process that carries a fleet's tags (unreadable ones are not ours: skipped), with its
+/// tags. Reads `/proc`; on a system without it, none.
+fn tagged_processes() -> Vec<(u32, Tags)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut ended = Vec::new();
+    let mut found = Vec::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -163,49 +181,107 @@ pub fn sweep_orphans(own_instance: &str) -> Vec<Orphan> {
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        let mut instance = None;
-        let mut manager = None;
+        let mut tags = Tags::default();
         for var in environ.split(|b| *b == 0) {
-            let var = String::from_utf8_lossy(var);
-            if let Some(v) = var
-                .strip_prefix(INSTANCE_VAR)
-                .and_then(|r| r.strip_prefix('='))
-            {
-                instance = Some(v.to_string());
-            } else if let Some(v) = var
-                .strip_prefix(MANAGER_PID_VAR)
-                .and_then(|r| r.strip_prefix('='))
-            {
-                manager = v.parse::<u32>().ok();
+            let Some((name, value)) = std::str::from_utf8(var)
+                .ok()
+                .and_then(|v| v.split_once('='))
+            else {
+                continue;
+            };
+            match name {
+                INSTANCE_VAR => tags.instance = Some(value.to_owned()),
+                MANAGER_PID_VAR => tags.manager = value.parse().ok(),
+                LAUNCH_VAR => tags.launch = Some(value.to_owned()),
+                _ => {}
             }
         }
-        let Some(instance) = instance else { continue };
-        if instance == own_instance || manager.is_some_and(process_running) {
+        if tags.instance.is_some() {
+            found.push((pid, tags));
+        }
+    }
+    found
+}
+
+/// SIGKILL to `pid` and to its process group if it leads another than ours: wrapper trees share
+/// the group of the server they wrap.
+fn kill_with_group(pid: u32) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let _ = nix::sys::signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
+    if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(raw)))
+        && pgid.as_raw() > 1
+        && pgid != nix::unistd::getpgrp()
+    {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+}
+
+fn command_of(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Finds every process tagged by another fleet instance whose manager is gone, and kills it
+/// with its process group. Processes of a live fleet (its manager pid still runs) are left
+/// alone. Returns what it ended, for the caller to report.
+pub fn sweep_orphans(own_instance: &str) -> Vec<Orphan> {
+    let mut ended = Vec::new();
+    for (pid, tags) in tagged_processes() {
+        let Some(instance) = tags.instance else {
+            continue;
+        };
+        if instance == own_instance || tags.manager.is_some_and(process_running) {
             continue;
         }
-        let command = std::fs::read(entry.path().join("cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .trim()
-                    .to_string()
-            })
-            .unwrap_or_default();
-        if let Ok(raw) = i32::try_from(pid) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
-            // Its group too: wrapper trees share the group of the server they wrap.
-            if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(raw)))
-                && pgid.as_raw() > 1
-                && pgid != nix::unistd::getpgrp()
-            {
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
-        }
+        let command = command_of(pid);
+        kill_with_group(pid);
         ended.push(Orphan {
             pid,
             instance,
             command,
         });
+    }
+    ended
+}
+
+/// Kills every process of this fleet instance still running, with its process group: what the
+/// servers left outside their process groups (`setsid`, a daemon), once every server has
+/// stopped. Returns what it ended.
+pub fn end_instance(own_instance: &str) -> Vec<Orphan> {
+    end_where(|tags| tags.instance.as_deref() == Some(own_instance))
+}
+
+/// Kills every process of one launch still running, with its process group: what a server's
+/// process left outside its group, once the group is gone. Returns what it ended.
+pub fn end_launch(launch_id: &str) -> Vec<Orphan> {
+    end_where(|tags| tags.launch.as_deref() == Some(launch_id))
+}
+
+fn end_where(ours: impl Fn(&Tags) -> bool) -> Vec<Orphan> {
+    let mut ended = Vec::new();
+    for (pid, tags) in tagged_processes() {
+        // Not ourselves, were we started by a fleet too (pid reuse aside, never tagged ours).
+        if pid == std::process::id() || !ours(&tags) || !process_running(pid) {
+            continue;
+        }
+        let command = command_of(pid);
+        kill_with_group(pid);
+        ended.push(Orphan {
+            pid,
+            instance: tags.instance.unwrap_or_default(),
+            command,
+        });
+    }
+    // SIGKILL takes a moment: the caller may say they are gone once this returns.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while ended.iter().any(|o| process_running(o.pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
     ended
 }

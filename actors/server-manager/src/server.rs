@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -53,6 +53,9 @@ pub struct LiveCounters {
 }
 
 pub struct ServerActorArgs {
+    /// Set by the manager while it stops every server: their exits skip the search for what
+    /// they left outside their process groups, which the manager does once for all.
+    pub(crate) stopping_all: Arc<AtomicBool>,
     pub spec: ServerSpec,
     pub config: Arc<ServerManagerConfig>,
     pub metrics: Option<Recipient<RecordMetric>>,
@@ -148,6 +151,7 @@ pub struct ServerActor {
     listing_tools: bool,
     list_tools_again: bool,
     handled: Arc<AtomicU64>,
+    stopping_all: Arc<AtomicBool>,
 }
 
 impl Actor for ServerActor {
@@ -191,6 +195,7 @@ impl Actor for ServerActor {
             listing_tools: false,
             list_tools_again: false,
             handled: args.handled,
+            stopping_all: args.stopping_all,
         };
         // The first state is set, not changed into: say it, so its series exist from the start.
         actor.metric(MetricEvent::StateChanged {
@@ -359,9 +364,11 @@ impl ServerActor {
             }
         };
         self.set_state(ServerState::Starting);
+        let launch_id = process::new_launch_id();
         let child_env = process::ChildEnv {
             instance_id: &self.config.instance_id,
             inherit: &self.config.inherit_env,
+            launch_id: &launch_id,
         };
         let mut child = match process::spawn_child(command, args, env, cwd, &child_env) {
             Ok(c) => c,
@@ -392,6 +399,8 @@ impl ServerActor {
         // Exit watcher: owns the child handle, publishes the exit.
         let (exit_tx, exit_rx) = watch::channel(None);
         let actor = actor_ref.clone();
+        let stopping_all = self.stopping_all.clone();
+        let server = name.clone();
         tokio::spawn(async move {
             let exit = match child.wait().await {
                 Ok(status) => process::exit_info(status),
@@ -404,6 +413,17 @@ impl ServerActor {
             // The leader is gone, however it ended: what it left in its group (helpers of a
             // server that crashed, a daemon it started) goes too, so that nothing outlives it.
             process::signal_group(pid, Signal::SIGKILL);
+            // And what left the group (`setsid`): found by its launch tag, before the exit is
+            // told, so that a stopped server has left nothing. When every server stops, one
+            // sweep of the instance does it for all (`StopAllServers`).
+            if !stopping_all.load(Ordering::Relaxed) {
+                let ended = tokio::task::spawn_blocking(move || process::end_launch(&launch_id))
+                    .await
+                    .unwrap_or_default();
+                for p in ended {
+                    tracing::warn!(%server, pid = p.pid, command = %p.command, "ended a process the server left outside its process group");
+                }
+            }
             let _ = exit_tx.send(Some(exit.clone()));
             let _ = actor.tell(Exited { generation, exit }).await;
         });

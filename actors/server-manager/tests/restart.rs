@@ -370,3 +370,70 @@ async fn the_sweep_ends_orphans_of_a_dead_fleet_and_spares_live_ones() {
     live.kill().unwrap();
     live.wait().unwrap();
 }
+
+/// The pids written to `file`, one a line.
+fn pids_in(file: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// A process a server starts in a session of its own (`setsid`) is out of its process group,
+/// where the group kill cannot reach it. It ends with the server all the same: when the server
+/// crashes (found by its launch tag) and when every server stops (by the instance's tag).
+#[tokio::test]
+async fn what_a_server_starts_outside_its_process_group_ends_with_it() {
+    let manager = spawn_manager(config());
+    let dir = std::env::temp_dir().join(format!("fleet-setsid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pids = dir.join("escaped");
+    let script = format!(
+        "setsid sleep 300 & echo $! >> '{pids}'; exec '{bin}' --name escape",
+        pids = pids.display(),
+        bin = mcp_reference_server::binary_path().display(),
+    );
+    let spec = fleet_protocol::ServerSpec::stdio("escape", "sh", ["-c".to_string(), script])
+        .with_restart(quick_restarts(3));
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    let leader = status(&manager, "escape").await.pid.unwrap();
+    let first = wait_for(Duration::from_secs(5), "the first escaped pid", || async {
+        pids_in(&pids).first().copied()
+    })
+    .await;
+    assert!(fleet_server_manager::process_running(first));
+    let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(first as i32))).unwrap();
+    assert_ne!(group.as_raw() as u32, leader, "it left the server's group");
+
+    // A crash: the leader is killed from outside.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(leader as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(20), "escape ready again", || async {
+        let s = status(&manager, "escape").await;
+        (s.state == ServerState::Ready && s.restarts == 1).then_some(())
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(5),
+        "the first escaped process gone",
+        || async { (!fleet_server_manager::process_running(first)).then_some(()) },
+    )
+    .await;
+
+    // Every server stopped: the second launch's escaped process goes too.
+    let second = wait_for(Duration::from_secs(5), "the second escaped pid", || async {
+        pids_in(&pids).get(1).copied()
+    })
+    .await;
+    assert!(fleet_server_manager::process_running(second));
+    manager.ask(StopAllServers).await.unwrap();
+    assert!(
+        !fleet_server_manager::process_running(second),
+        "gone once StopAllServers has answered"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
