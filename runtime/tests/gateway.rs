@@ -484,6 +484,31 @@ async fn progress_streams_and_a_client_that_goes_away_cancels_upstream() {
         },
     )
     .await;
+    // The same id again while the first is in flight: refused, and the first stays the one a
+    // cancellation of that id reaches.
+    let again = gw
+        .post(
+            Some(&s),
+            json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
+            "params": {"name": "ref__sleep", "arguments": {"ms": 10}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    let v: Value = again.json().await.unwrap();
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!("c1"), json!(-32600)),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still in flight"),
+        "{v}"
+    );
     let r = gw
         .post(Some(&s), json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "c1"}}))
         .send()

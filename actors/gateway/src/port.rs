@@ -230,7 +230,7 @@ impl GatewayPort {
                         let prepared = slot
                             .core
                             .prepare(request, msg.progress, msg.cancel)
-                            .ok_or_else(unknown)?;
+                            .map_err(SendError::HandlerError)?;
                         return prepared.run().await.map_err(SendError::HandlerError);
                     }
                     message => ClientMessage { message, ..msg },

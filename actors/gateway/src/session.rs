@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use fleet_protocol::FleetError;
 use fleet_protocol::jsonrpc::{Message, Notification, Request, RequestId, Response};
 use fleet_protocol::mcp::methods;
 use fleet_protocol::messages::gateway::{
@@ -140,20 +141,36 @@ impl SessionCore {
     }
 
     /// A request for a server, registered in flight so the client can cancel it, to be run by
-    /// the caller; `None` once the session has ended.
+    /// the caller. Refused once the session has ended (`UnknownSession`), and when a request
+    /// of the session with the same id is still in flight (`InvalidRequest`): MCP forbids
+    /// reusing an id in a session, and the second would take the first's entry, so that a
+    /// cancellation reached the wrong one and the first counted as done.
     pub(crate) fn prepare(
         self: &Arc<Self>,
         request: Request,
         progress: Option<mpsc::Sender<Notification>>,
         cancel: CancellationToken,
-    ) -> Option<Prepared> {
+    ) -> Result<Prepared, FleetError> {
         let id = request.id.clone();
         {
             let mut in_flight = self.lock();
             if in_flight.ended {
-                return None;
+                return Err(FleetError::UnknownSession {
+                    id: self.id.to_string(),
+                });
             }
-            in_flight.requests.insert(id.clone(), cancel.clone());
+            match in_flight.requests.entry(id.clone()) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    return Err(FleetError::InvalidRequest {
+                        reason: format!(
+                            "request id {id} is still in flight in this session; ids must not be reused"
+                        ),
+                    });
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(cancel.clone());
+                }
+            }
         }
         let call = Call {
             request,
@@ -162,7 +179,7 @@ impl SessionCore {
             progress,
             cancel,
         };
-        Some(Prepared {
+        Ok(Prepared {
             dispatcher: self.dispatcher.clone(),
             call,
             session: Some(self.id.clone()),
@@ -309,11 +326,8 @@ impl Session {
                     }));
                 }
                 match self.core.prepare(request, msg.progress, msg.cancel) {
-                    Some(prepared) => Served::Later(prepared),
-                    // Cannot happen while the actor runs; answered as the port would.
-                    None => Served::Now(Err(fleet_protocol::FleetError::UnknownSession {
-                        id: self.core.id.to_string(),
-                    })),
+                    Ok(prepared) => Served::Later(prepared),
+                    Err(e) => Served::Now(Err(e)),
                 }
             }
             Message::Notification(n) => {
