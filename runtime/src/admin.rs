@@ -135,12 +135,21 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// A failed ask as an HTTP error: an unknown server is 404, the rest 500 or 503.
+/// A failed ask as an HTTP error: an unknown server is 404; a server that would not start or
+/// answer (a restart that failed) is 502, the fault of what the fleet runs rather than of the
+/// fleet; the rest 500 or 503.
 fn ask_error<M>(e: SendError<M, FleetError>) -> Response {
     match e {
         SendError::HandlerError(FleetError::UnknownServer { name }) => {
             error(StatusCode::NOT_FOUND, format!("no server named `{name}`"))
         }
+        SendError::HandlerError(
+            e @ (FleetError::Spawn { .. }
+            | FleetError::Handshake { .. }
+            | FleetError::ServerExited { .. }
+            | FleetError::NotReady { .. }
+            | FleetError::Timeout { .. }),
+        ) => error(StatusCode::BAD_GATEWAY, e.to_string()),
         SendError::HandlerError(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         other => error(
             StatusCode::SERVICE_UNAVAILABLE,

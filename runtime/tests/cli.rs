@@ -437,6 +437,19 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
     assert_eq!(no_route.status(), 404);
     let body: serde_json::Value = no_route.json().await.unwrap();
     assert_eq!(body["error"], "no such route");
+    // A restart of a server that cannot start: the server's fault, told as 502 with why.
+    let failed = http
+        .post(format!("{base}/api/servers/broken/restart"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 502);
+    let body: serde_json::Value = failed.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("/no/such/server"),
+        "{body}"
+    );
 
     // The guards: a token, and a Host that is ours.
     let no_token = http

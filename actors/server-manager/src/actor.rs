@@ -156,6 +156,12 @@ pub struct State {
     pub(crate) server_messages: Arc<AtomicU64>,
     /// Set by `StopAllServers`: see `ServerActorArgs::stopping_all`.
     pub(crate) stopping_all: Arc<std::sync::atomic::AtomicBool>,
+    /// The callers of each restart under way: a restart asked for meanwhile joins it, rather
+    /// than stopping the process the first one just started.
+    pub(crate) restarting: BTreeMap<
+        String,
+        Vec<kameo::reply::ReplySender<fleet_protocol::messages::server::RestartServerReply>>,
+    >,
     pub(crate) directory: Option<ServerDirectory>,
     pub(crate) memory: ManagerMemory,
 }
@@ -200,6 +206,7 @@ impl Actor for ServerManager {
             counter: MessageCounter::new(Instant::now(), every),
             server_messages: Arc::new(AtomicU64::new(0)),
             stopping_all: Arc::default(),
+            restarting: BTreeMap::new(),
             directory: args.directory.inspect(|d| {
                 // Entries of a manager before are stale: its actors are gone.
                 directory_write(d).clear();

@@ -280,22 +280,53 @@ impl Message<RestartServer> for ServerManager {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         self.count();
-        match self.server_actor(&msg.name) {
-            Err(e) => ctx.reply(Err(e)),
-            Ok(actor) => {
-                self.memory.want(&msg.name, Wanted::Run);
-                ctx.spawn(async move {
-                    let label = actor_label(&msg.name);
-                    actor
-                        .ask(StopProcess)
-                        .await
-                        .map_err(|e| send_error(e, &label))?;
-                    actor
-                        .ask(StartAgain)
-                        .await
-                        .map_err(|e| send_error(e, &label))
+        let actor = match self.server_actor(&msg.name) {
+            Err(e) => return ctx.reply(Err(e)),
+            Ok(actor) => actor,
+        };
+        let (delegated, reply) = ctx.reply_sender();
+        // One restart of a server at a time: a second, asked while the first runs, would stop
+        // the process the first has just started, and each would see the other's exit.
+        if let Some(waiting) = self.restarting.get_mut(&msg.name) {
+            waiting.extend(reply);
+            return delegated;
+        }
+        self.restarting
+            .insert(msg.name.clone(), reply.into_iter().collect());
+        self.memory.want(&msg.name, Wanted::Run);
+        let me = ctx.actor_ref().clone();
+        tokio::spawn(async move {
+            let label = actor_label(&msg.name);
+            let result = match actor.ask(StopProcess).await {
+                Err(e) => Err(send_error(e, &label)),
+                Ok(_) => actor
+                    .ask(StartAgain)
+                    .await
+                    .map_err(|e| send_error(e, &label)),
+            };
+            let _ = me
+                .tell(RestartDone {
+                    name: msg.name,
+                    result,
                 })
-            }
+                .await;
+        });
+        delegated
+    }
+}
+
+/// A restart ended: its callers, the first and those who joined, get its result (internal).
+pub struct RestartDone {
+    name: String,
+    result: RestartServerReply,
+}
+
+impl Message<RestartDone> for ServerManager {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: RestartDone, _: &mut Context<Self, ()>) {
+        for caller in self.restarting.remove(&msg.name).unwrap_or_default() {
+            caller.send(msg.result.clone());
         }
     }
 }

@@ -437,3 +437,56 @@ async fn what_a_server_starts_outside_its_process_group_ends_with_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A restart asked for while another is under way (an impatient operator, two scripts) joins
+/// it: both get the server's status once it is ready, neither an error about the other's stop.
+#[tokio::test]
+async fn a_restart_asked_during_another_joins_it() {
+    let manager = spawn_manager(config());
+    manager
+        .ask(LaunchServer {
+            spec: reference("busy", &["--slow-start-ms", "1000"]),
+        })
+        .await
+        .unwrap();
+    let first = status(&manager, "busy").await.pid.unwrap();
+    let one = tokio::spawn({
+        let manager = manager.clone();
+        async move {
+            manager
+                .ask(RestartServer {
+                    name: "busy".into(),
+                })
+                .await
+        }
+    });
+    // The first restart has stopped the process and started the next, which takes a second to
+    // be ready: the second restart comes in that second.
+    wait_for(
+        Duration::from_secs(10),
+        "the next process started",
+        || async {
+            let s = status(&manager, "busy").await;
+            s.pid.filter(|pid| *pid != first).map(|_| ())
+        },
+    )
+    .await;
+    let two = manager
+        .ask(RestartServer {
+            name: "busy".into(),
+        })
+        .await;
+    let one = one.await.unwrap();
+    for answer in [&one, &two] {
+        let s = answer
+            .as_ref()
+            .expect("both restarts answer with the status");
+        assert_eq!(s.state, ServerState::Ready, "{s:?}");
+    }
+    assert_eq!(
+        status(&manager, "busy").await.restarts,
+        1,
+        "one restart for the two"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
