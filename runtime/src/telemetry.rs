@@ -19,7 +19,14 @@ pub enum LogFormat {
 /// only when stderr is a terminal, so files and journals get plain text.
 pub fn init_logging(default: &str, format: LogFormat) {
     use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A filter that does not parse is said, once logging works, rather than dropped silently.
+    let (filter, refused) = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(text) => match EnvFilter::try_new(&text) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new(default), Some((text, e))),
+        },
+        Err(_) => (EnvFilter::new(default), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -29,6 +36,12 @@ pub fn init_logging(default: &str, format: LogFormat) {
             .try_init(),
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };
+    if let Some((text, e)) = refused {
+        tracing::warn!(
+            "{}={text:?} is not a valid log filter ({e}); logging at `{default}` instead",
+            EnvFilter::DEFAULT_ENV
+        );
+    }
 }
 
 /// Installs the process-wide Prometheus recorder behind the `metrics` facade, with histogram

@@ -109,12 +109,19 @@ async fn a_bad_config_names_file_line_and_key_and_exits_2() {
     assert_eq!(open.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&open.stderr).contains("needs a bearer token"));
 
+    // A RUST_LOG that is no filter is said, not ignored in silence.
     let missing = common::mcp_fleet(["run", "--config", "/no/such/config.json"])
+        .env("RUST_LOG", "nonsense[")
         .output()
         .await
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the file"));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("cannot read the file"), "{err}");
+    assert!(
+        err.contains(r#"RUST_LOG="nonsense[" is not a valid log filter"#),
+        "{err}"
+    );
 }
 
 #[tokio::test]
