@@ -561,6 +561,16 @@ async fn a_dead_servers_tools_are_withdrawn_and_come_back_when_it_is_ready() {
     assert!(told(&first));
     let names = gw.tool_names(&s).await;
     assert!(names.iter().all(|n| n.starts_with("ref__")), "{names:?}");
+    // Not listed while it restarts, but a call of its tool is not "unknown": it waits for the
+    // server (`restart_wait`) and is served once it is back.
+    let r = gw
+        .call(
+            &s,
+            "tools/call",
+            json!({"name": "flaky__echo", "arguments": {"message": "waited"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "waited", "{r}");
     sse_until_ref(&mut body, "list_changed after the restart", told).await;
     let names = gw.tool_names(&s).await;
     assert!(names.contains(&"flaky__echo".to_string()), "{names:?}");

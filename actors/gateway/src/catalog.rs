@@ -120,6 +120,11 @@ pub struct Catalog {
     /// URI templates and their servers, in server-name order.
     templates: Vec<(String, Arc<str>)>,
     servers: Vec<String>,
+    /// The tools and prompts of servers on their way back (restarting, starting again): not
+    /// listed, but a call of one still goes to its server, which waits a while for it to be
+    /// ready, instead of being told the name is unknown.
+    withdrawn_tools: HashMap<String, Route>,
+    withdrawn_prompts: HashMap<String, Route>,
 }
 
 impl Catalog {
@@ -139,6 +144,31 @@ impl Catalog {
             }
         }
         cat
+    }
+
+    /// Adds the tools and prompts of a server that is not serving now but is expected back, as
+    /// routes only (see `withdrawn_tools`). A name a served item has is not taken.
+    pub fn add_withdrawn(&mut self, server: &str, lists: &ServerLists, separator: &str) {
+        let owner: Arc<str> = Arc::from(server);
+        for (kind, served, withdrawn) in [
+            (ListKind::Tools, &self.tools, &mut self.withdrawn_tools),
+            (
+                ListKind::Prompts,
+                &self.prompts,
+                &mut self.withdrawn_prompts,
+            ),
+        ] {
+            let names = lists.lists.get(&kind).into_iter().flatten();
+            for name in names.filter_map(|item| item.get("name")?.as_str()) {
+                let exposed = naming::expose(&owner, separator, name);
+                if !served.contains_key(&exposed) {
+                    withdrawn.entry(exposed).or_insert_with(|| Route {
+                        server: owner.clone(),
+                        name: name.to_owned(),
+                    });
+                }
+            }
+        }
     }
 
     fn add(&mut self, kind: ListKind, owner: &Arc<str>, separator: &str, item: &Value) {
@@ -210,6 +240,16 @@ impl Catalog {
 
     pub fn prompt(&self, exposed: &str) -> Option<&Route> {
         self.prompts.get(exposed)
+    }
+
+    /// A tool of a server on its way back (see `withdrawn_tools`).
+    pub fn withdrawn_tool(&self, exposed: &str) -> Option<&Route> {
+        self.withdrawn_tools.get(exposed)
+    }
+
+    /// A prompt of a server on its way back.
+    pub fn withdrawn_prompt(&self, exposed: &str) -> Option<&Route> {
+        self.withdrawn_prompts.get(exposed)
     }
 
     /// The server of a resource URI: a listed resource, else the server of the template that

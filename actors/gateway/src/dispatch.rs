@@ -474,10 +474,13 @@ fn route(
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| invalid(format!("`name` must name a {what}")))?;
+            // A server on its way back keeps its names: the call waits for it there.
             let route = if request.method == methods::TOOLS_CALL {
-                catalog.tool(name)
+                catalog.tool(name).or_else(|| catalog.withdrawn_tool(name))
             } else {
-                catalog.prompt(name)
+                catalog
+                    .prompt(name)
+                    .or_else(|| catalog.withdrawn_prompt(name))
             }
             .ok_or_else(|| invalid(format!("unknown {what} `{name}`")))?;
             let server = route.server.clone();

@@ -124,6 +124,21 @@ struct ServerEntry {
     /// Bumped on every change, so a late listing of an older state is discarded.
     generation: u64,
     lists: Option<ServerLists>,
+    /// The lists it had before it stopped serving, while it is on its way back (`returning`):
+    /// its tools and prompts stay callable (`Catalog::add_withdrawn`).
+    withdrawn: Option<ServerLists>,
+}
+
+/// Whether a server that is not serving is on its way back: a call of its tool may wait for it
+/// (the server manager's `restart_wait`), where one to a stopped or failed server may not.
+fn returning(state: &ServerState) -> bool {
+    matches!(
+        state,
+        ServerState::Starting
+            | ServerState::Initializing
+            | ServerState::Restarting
+            | ServerState::Unhealthy
+    )
 }
 
 /// The catalog before any server is ready: one for every gateway (a catalog is never changed
@@ -463,7 +478,12 @@ impl Gateway {
             .iter()
             .filter(|(_, s)| s.serving)
             .filter_map(|(name, s)| Some((name.as_str(), s.lists.as_ref()?)));
-        let catalog = Catalog::build(lists, &self.config.separator);
+        let mut catalog = Catalog::build(lists, &self.config.separator);
+        for (name, entry) in &self.lists.servers {
+            if let Some(withdrawn) = entry.withdrawn.as_ref().filter(|_| entry.lists.is_none()) {
+                catalog.add_withdrawn(name, withdrawn, &self.config.separator);
+            }
+        }
         let changed = catalog.changed_kinds(&self.catalog.borrow());
         let servers = catalog.servers().len();
         self.catalog.send_replace(Arc::new(catalog));
@@ -895,6 +915,7 @@ impl KameoMessage<ListsFetched> for Gateway {
         match msg.lists {
             Ok(lists) => {
                 entry.lists = Some(lists);
+                entry.withdrawn = None;
                 self.rebuild_soon(ctx.actor_ref());
             }
             Err(error) => {
@@ -933,8 +954,11 @@ impl KameoMessage<ServerEvent> for Gateway {
                 } else if !serving && was {
                     // Withdrawn at once; listed again when it is ready.
                     entry.generation += 1;
-                    entry.lists = None;
+                    entry.withdrawn = entry.lists.take().filter(|_| returning(&state));
                     tracing::info!(server = %server, %state, "server's items withdrawn");
+                    self.rebuild();
+                } else if !serving && !returning(&state) && entry.withdrawn.take().is_some() {
+                    // It will not be back soon (stopped, failed): its names go too.
                     self.rebuild();
                 }
             }
