@@ -16,8 +16,13 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Why one line was not a message. The line has been consumed; the next one decodes normally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// A line over the limit. `answers` is the request it answers, when its first bytes show
+    /// an answer and its id: that request can be failed at once instead of at its timeout.
     #[error("line longer than the limit of {limit} bytes; discarded")]
-    TooLong { limit: usize },
+    TooLong {
+        limit: usize,
+        answers: Option<RequestId>,
+    },
     #[error("line is not valid UTF-8")]
     InvalidUtf8,
     #[error("line is not JSON: {reason}")]
@@ -48,13 +53,20 @@ impl JsonRpcCodec {
         }
     }
 
-    fn item(&self, decoded: Result<Option<String>, LinesCodecError>) -> Option<DecodedLine> {
+    /// `src` is the buffer just decoded from: on an over-long line it still begins with the
+    /// line (`LinesCodec` discards it on the next call).
+    fn item(
+        &self,
+        decoded: Result<Option<String>, LinesCodecError>,
+        src: &[u8],
+    ) -> Option<DecodedLine> {
         match decoded {
             Ok(Some(line)) => Some(parse_line(&line)),
             Ok(None) => None,
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
-                Some(Err(FrameError::TooLong { limit: self.max }))
-            }
+            Err(LinesCodecError::MaxLineLengthExceeded) => Some(Err(FrameError::TooLong {
+                limit: self.max,
+                answers: answered_id(&src[..src.len().min(ANSWER_PREFIX)]),
+            })),
             // LinesCodec does no I/O of its own: its only I/O-typed error is invalid UTF-8.
             Err(LinesCodecError::Io(_)) => Some(Err(FrameError::InvalidUtf8)),
         }
@@ -165,7 +177,7 @@ impl Decoder for JsonRpcCodec {
             if matches!(&decoded, Ok(Some(l)) if l.trim().is_empty()) {
                 continue;
             }
-            return Ok(self.item(decoded));
+            return Ok(self.item(decoded, src));
         }
     }
 
@@ -175,9 +187,72 @@ impl Decoder for JsonRpcCodec {
             if matches!(&decoded, Ok(Some(l)) if l.trim().is_empty()) {
                 continue;
             }
-            return Ok(self.item(decoded));
+            return Ok(self.item(decoded, src));
         }
     }
+}
+
+/// How much of an over-long line is searched for the id it answers.
+const ANSWER_PREFIX: usize = 64 * 1024;
+
+/// The id of the answer `text` begins, if its first members show one: an `id` at the top level,
+/// complete, before a `result` or `error` member (an answer) and with no `method` before that
+/// (a request of the server's, whose ids are not ours). SDKs write `id` before `result`.
+pub fn answered_id(text: &[u8]) -> Option<RequestId> {
+    let mut at = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    if text[at] != b'{' {
+        return None;
+    }
+    at += 1;
+    let mut depth = 1usize;
+    let mut id = None;
+    while at < text.len() {
+        match text[at] {
+            b'"' => {
+                let start = at;
+                at += 1;
+                while at < text.len() && text[at] != b'"' {
+                    at += if text[at] == b'\\' { 2 } else { 1 };
+                }
+                let end = (at + 1).min(text.len());
+                let rest = &text[end..];
+                let colon = rest.iter().position(|b| !b.is_ascii_whitespace());
+                if depth == 1 && colon.is_some_and(|c| rest[c] == b':') {
+                    let value = &rest[colon.unwrap_or(0) + 1..];
+                    match &text[start..end] {
+                        b"\"id\"" => id = leading_scalar(value).and_then(RequestId::from_json),
+                        b"\"result\"" | b"\"error\"" => return id,
+                        b"\"method\"" => return None,
+                        _ => {}
+                    }
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
+/// The number or string `text` begins with (after blanks), if it is complete there.
+fn leading_scalar(text: &[u8]) -> Option<serde_json::Value> {
+    let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    let text = &text[start..];
+    let len = if text.first() == Some(&b'"') {
+        let mut at = 1;
+        while at < text.len() && text[at] != b'"' {
+            at += if text[at] == b'\\' { 2 } else { 1 };
+        }
+        (at < text.len()).then_some(at + 1)?
+    } else {
+        let len = text
+            .iter()
+            .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))?;
+        (len > 0).then_some(len)?
+    };
+    serde_json::from_slice(&text[..len]).ok()
 }
 
 /// Why a message could not be encoded.
@@ -249,6 +324,49 @@ mod tests {
     }
 
     #[test]
+    fn an_over_long_answer_names_the_request_it_answers() {
+        let id = |text: &str| answered_id(text.as_bytes());
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":5,"result":{"x":"#),
+            RequestId::from_json(5.into())
+        );
+        assert_eq!(
+            id(r#" { "id" : "a\"b" , "error":"#),
+            RequestId::from_json("a\"b".into())
+        );
+        // A request of the server's: its id is not ours.
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":"#),
+            None
+        );
+        // An id inside the result, one cut short, or a result before the id: unknown.
+        assert_eq!(id(r#"{"result":{"id":3,"#), None);
+        assert_eq!(id(r#"{"jsonrpc":"2.0","id":12"#), None);
+        assert_eq!(id(r#"{"jsonrpc":"2.0","id":5"#), None);
+        assert_eq!(id(r#"[{"id":1,"result":"#), None);
+        // Through the codec: the line's first bytes are read before it is discarded.
+        let mut codec = JsonRpcCodec::new(64);
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":9,"result":"{}"}}"#,
+            "x".repeat(100)
+        );
+        let mut buf =
+            BytesMut::from(format!("{line}\n{{\"jsonrpc\":\"2.0\",\"method\":\"n\"}}\n").as_str());
+        let mut out = Vec::new();
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            out.push(item);
+        }
+        assert_eq!(
+            out[0],
+            Err(FrameError::TooLong {
+                limit: 64,
+                answers: RequestId::from_json(9.into())
+            })
+        );
+        assert!(matches!(out[1], Ok(Message::Notification(_))), "{out:?}");
+    }
+
+    #[test]
     fn an_invalid_answer_names_the_request_it_answers() {
         let line = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32603}}"#;
         match parse_json(line) {
@@ -315,10 +433,22 @@ mod tests {
         input.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"m\"}\n");
         let mut codec_big = JsonRpcCodec::new(64);
         let out = decode_all(&mut codec, &input);
-        assert_eq!(out[0], Err(FrameError::TooLong { limit: 16 }));
+        assert_eq!(
+            out[0],
+            Err(FrameError::TooLong {
+                limit: 16,
+                answers: None
+            })
+        );
         // The valid message after it is over this tiny limit too; with room it decodes.
         let out_big = decode_all(&mut codec_big, &input);
-        assert_eq!(out_big[0], Err(FrameError::TooLong { limit: 64 }));
+        assert_eq!(
+            out_big[0],
+            Err(FrameError::TooLong {
+                limit: 64,
+                answers: None
+            })
+        );
         assert!(matches!(out_big[1], Ok(Message::Notification(_))));
     }
 }

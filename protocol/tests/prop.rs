@@ -3,7 +3,7 @@
 //! config's `${env:NAME}` substitution.
 
 use bytes::BytesMut;
-use fleet_protocol::codec::{FrameError, JsonRpcCodec, replace_lone_surrogates};
+use fleet_protocol::codec::{FrameError, JsonRpcCodec, answered_id, replace_lone_surrogates};
 use fleet_protocol::config::substitute_env;
 use fleet_protocol::jsonrpc::{
     ErrorObject, InvalidMessage, Message, Notification, Outcome, Request, RequestId, Response,
@@ -553,5 +553,25 @@ proptest! {
         // An id read from a value (a cancellation's `requestId`) keeps its text too.
         let id: Value = serde_json::from_str(&sent).unwrap();
         prop_assert_eq!(RequestId::from_json(id).unwrap().to_string(), expected);
+    }
+}
+
+proptest! {
+    /// The id an over-long answer names is read from its first bytes without a panic on any
+    /// bytes, and an answer written as SDKs write it (`id` before `result`) is found from any
+    /// prefix that reaches its `result`.
+    #[test]
+    fn an_answers_id_is_read_from_its_first_bytes(
+        junk in prop::collection::vec(any::<u8>(), 0..200),
+        id in request_id(),
+        result in json_value(),
+        cut in 0usize..64,
+    ) {
+        let _ = answered_id(&junk);
+        let id_text = serde_json::to_string(&id).unwrap();
+        let head = format!(r#"{{"jsonrpc":"2.0","id":{id_text},"result":"#);
+        let text = format!("{head}{result}}}");
+        let prefix = &text.as_bytes()[..(head.len() + cut).min(text.len())];
+        prop_assert_eq!(answered_id(prefix), Some(id));
     }
 }

@@ -413,6 +413,7 @@ async fn read_stream(
         let item = if data.len() > shared.max_message_bytes {
             Err(FrameError::TooLong {
                 limit: shared.max_message_bytes,
+                answers: fleet_protocol::codec::answered_id(data.as_bytes()),
             })
         } else {
             parse_line(&data)

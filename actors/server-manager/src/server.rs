@@ -810,8 +810,19 @@ impl ServerActor {
                     server: self.spec.name.clone(),
                 });
                 self.push_status();
-                if let FrameError::BadAnswer { id, problem } = &error {
-                    self.on_bad_answer(actor_ref, id, &problem.to_string());
+                match &error {
+                    FrameError::BadAnswer { id, problem } => {
+                        self.on_bad_answer(actor_ref, id, &problem.to_string());
+                    }
+                    FrameError::TooLong {
+                        limit,
+                        answers: Some(id),
+                    } => {
+                        let reason =
+                            format!("the answer is larger than the limit of {limit} bytes");
+                        self.on_bad_answer(actor_ref, id, &reason);
+                    }
+                    _ => {}
                 }
             }
         }

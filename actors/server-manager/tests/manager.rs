@@ -347,6 +347,43 @@ else:
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// An answer over the message limit cannot be read, but its first bytes name the request: that
+/// call fails at once, saying why, rather than at its timeout as if nothing had come.
+#[tokio::test]
+async fn an_answer_over_the_limit_fails_its_call_at_once() {
+    let manager = spawn_manager(fleet_server_manager::ServerManagerConfig {
+        max_message_bytes: 4096,
+        ..config()
+    });
+    let spec = common::python_server(
+        "big",
+        r#"if m["method"] == "initialize":
+    out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "big", "version": "1"}}
+elif m["method"] == "tools/list":
+    out["result"] = {"tools": [{"name": "big", "inputSchema": {"type": "object"}}]}
+elif m["method"] == "tools/call":
+    out["result"] = {"content": [{"type": "text", "text": "x" * 10000}]}
+else:
+    out["error"] = {"code": -32601, "message": "no"}"#,
+    );
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    let call = CallServer::new("big", "tools/call", Some(json!({"name": "big"})));
+    let asked = std::time::Instant::now();
+    let err = manager.ask(call).await.unwrap_err();
+    // The request timeout of these tests is 10 s.
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let text = format!("{err}");
+    assert!(
+        text.contains("larger than the limit of 4096 bytes"),
+        "{text}"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_missing_command_fails_that_server_only() {
     let manager = spawn_manager(config());
