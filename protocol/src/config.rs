@@ -474,6 +474,16 @@ fn entry_transport(
     if name == "." || name == ".." {
         return fail("", format!("`{name}` cannot be a server name"));
     }
+    // A name is a metric label too, where the exporter reads `\\` and `\"` as escapes (two
+    // servers would share one series) and a control character breaks parsers.
+    if name.contains(['\\', '"']) || name.chars().any(char::is_control) {
+        return fail(
+            "",
+            format!(
+                "a server name must not hold a backslash, a double quote or a control character: {name:?}"
+            ),
+        );
+    }
     if entry.disabled {
         return Ok(None);
     }
@@ -1487,6 +1497,27 @@ headers = { Authorization = "Bearer ${env:TOK}" }
             assert!(e.key.starts_with("mcpServers.s.env."), "{name}: {e}");
             assert!(e.message.contains("environment variable's name"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_name_that_would_break_its_metric_label_is_refused() {
+        for name in [r"s\\y", r#"s\"y"#, r"s\ny", r"s\u0007"] {
+            let e = json_error(&format!(
+                r#"{{"mcpServers": {{"{name}": {{"command": "x"}}}}}}"#
+            ));
+            assert!(
+                e.message.contains("must not hold a backslash"),
+                "{name}: {e}"
+            );
+        }
+        let fine = r#"{"mcpServers": {"my server.v2-ünï": {"command": "x"}}}"#;
+        assert_eq!(
+            parse_mcp_servers_json("c.json", fine)
+                .unwrap()
+                .servers
+                .len(),
+            1
+        );
     }
 
     #[test]
