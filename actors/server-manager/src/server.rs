@@ -897,7 +897,17 @@ impl ServerActor {
                 ),
             )
         };
-        let _ = self.write(&RpcMessage::Response(answer));
+        // An answer is never dropped for a full queue (the server would wait for it for ever,
+        // a `ping` of its own say): it waits for room, off the actor's path.
+        if let Err(FleetError::Overloaded { .. }) =
+            self.write(&RpcMessage::Response(answer.clone()))
+            && let Some(stdin) = self.running.as_ref().and_then(|r| r.stdin.clone())
+            && let Ok(line) = self.codec.encode_line(&RpcMessage::Response(answer))
+        {
+            tokio::spawn(async move {
+                let _ = stdin.send(line).await;
+            });
+        }
     }
 
     /// Progress goes to the request it belongs to, with the caller's token restored.

@@ -384,6 +384,44 @@ else:
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// The answers to a server's own requests (here its pings) are not dropped when its input
+/// queue is full: they wait for room, since the server may wait for them for ever.
+#[tokio::test]
+async fn a_servers_pings_are_all_answered_even_when_its_input_is_full() {
+    let manager = spawn_manager(fleet_server_manager::ServerManagerConfig {
+        stdin_queue: 4,
+        ..config()
+    });
+    // `block` sends 3,000 pings without reading (their answers fill the pipe, then the queue),
+    // then reads until every ping is answered, and answers the call.
+    let spec = common::python_server(
+        "pinger",
+        r#"import time
+if m["method"] == "initialize":
+    out["result"] = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "pinger", "version": "1"}}
+elif m["method"] == "tools/list":
+    out["result"] = {"tools": [{"name": "block", "inputSchema": {"type": "object"}}]}
+elif m["method"] == "tools/call":
+    pings = {"p%d" % i for i in range(3000)}
+    sys.stdout.write("".join(json.dumps({"jsonrpc": "2.0", "id": p, "method": "ping"}) + "\n" for p in pings))
+    sys.stdout.flush()
+    time.sleep(1)
+    while pings:
+        pings.discard(json.loads(sys.stdin.readline()).get("id"))
+    out["result"] = {"content": [{"type": "text", "text": "all answered"}]}
+else:
+    out["error"] = {"code": -32601, "message": "no"}"#,
+    );
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    let call = CallServer::new("pinger", "tools/call", Some(json!({"name": "block"})));
+    let answer = tokio::time::timeout(Duration::from_secs(8), manager.ask(call))
+        .await
+        .expect("every ping answered, so the call is")
+        .unwrap();
+    assert_eq!(answer.result["content"][0]["text"], "all answered");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_missing_command_fails_that_server_only() {
     let manager = spawn_manager(config());
