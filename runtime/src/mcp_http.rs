@@ -498,6 +498,20 @@ async fn post(state: McpState, headers: &HeaderMap, body: axum::body::Body) -> R
     };
     let session = header_str(headers, SESSION_HEADER).map(str::to_owned);
     let protocol_version = header_str(headers, VERSION_HEADER).map(|v| v.trim().to_owned());
+    // The eras do not mix: 2026-07-28 has no sessions, and a session's requests would be
+    // served as 2025 ones (no `resultType`, `ping` allowed) while the client expects 2026's.
+    if session.is_some() && protocol_version.as_deref() == Some(mcp::MODERN_VERSION) {
+        return error_for(
+            &message.request_id().cloned(),
+            StatusCode::BAD_REQUEST,
+            error_codes::INVALID_REQUEST,
+            format!(
+                "a {} request has no session: drop `Mcp-Session-Id`, or send the version the \
+                 session was initialized with",
+                mcp::MODERN_VERSION
+            ),
+        );
+    }
     // A version header of no 2025 revision means the stateless wire (or an unsupported one).
     let modern = session.is_none()
         && (protocol_version

@@ -1530,6 +1530,27 @@ async fn stateless_requests_need_no_session_and_their_headers_must_agree() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], -32020);
+    // The eras do not mix: a 2026-07-28 request with a session is refused, not served as a
+    // 2025 one.
+    let r = modern("tools/list", json!({"_meta": meta}))
+        .header("mcp-session-id", "0123456789abcdef0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!(3), json!(-32600)),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no session"),
+        "{v}"
+    );
     // 2025-only methods do not exist here.
     let r = modern("ping", json!({"_meta": meta})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
