@@ -423,12 +423,13 @@ impl Message<StopAllServers> for ServerManager {
                     }
                 }
             });
-            let stopped = futures::future::join_all(stops)
+            let stopped: Vec<fleet_protocol::messages::server::StoppedServer> = futures::future::join_all(stops)
                 .await
                 .into_iter()
                 .flatten()
                 .collect();
-            end_left_behind(instance).await;
+            let groups = stopped.iter().filter_map(|s| s.pid).collect();
+            end_left_behind(instance, groups).await;
             // Servers launched after this (the fleet goes on) search on their own again.
             stopping_all.store(false, Ordering::Relaxed);
             stopped
@@ -474,11 +475,18 @@ impl Message<SubscribeServerEvents> for ServerManager {
 /// sweep of the instance's processes rather than one per server. Not when the manager stops
 /// for a restart: its next start may have launched processes of the same instance already;
 /// each server's exit watcher searches by its own launch then.
-pub(crate) async fn end_left_behind(instance: String) {
-    let ended = tokio::task::spawn_blocking(move || crate::process::end_instance(&instance))
-        .await
-        .unwrap_or_default();
-    for p in ended {
-        tracing::warn!(pid = p.pid, command = %p.command, "ended a process a server left outside its process group");
+pub(crate) async fn end_left_behind(instance: String, groups: Vec<u32>) {
+    let sweep =
+        tokio::task::spawn_blocking(move || crate::process::end_instance(&instance, &groups));
+    match tokio::time::timeout(crate::server::SWEEP_LIMIT, sweep).await {
+        Ok(Ok(ended)) => {
+            for p in ended {
+                tracing::warn!(pid = p.pid, command = %p.command, "ended a process a server left outside its process group");
+            }
+        }
+        Ok(Err(_)) => {}
+        Err(_) => tracing::warn!(
+            "the search for processes the servers left outside their groups did not end in time"
+        ),
     }
 }

@@ -54,7 +54,8 @@ pub use actor::{
 };
 pub use memory::ManagerMemory;
 pub use process::{
-    BASE_ENV, INSTANCE_VAR, Orphan, new_instance_id, process_running, sweep_orphans,
+    BASE_ENV, INSTANCE_VAR, LAUNCH_VAR, Orphan, end_launch, new_instance_id, process_running,
+    sweep_orphans,
 };
 
 /// The actor name used in metrics and logs.

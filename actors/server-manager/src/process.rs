@@ -252,22 +252,32 @@ pub fn sweep_orphans(own_instance: &str) -> Vec<Orphan> {
 
 /// Kills every process of this fleet instance still running, with its process group: what the
 /// servers left outside their process groups (`setsid`, a daemon), once every server has
-/// stopped. Returns what it ended.
-pub fn end_instance(own_instance: &str) -> Vec<Orphan> {
-    end_where(|tags| tags.instance.as_deref() == Some(own_instance))
+/// stopped. `killed_groups` are the servers' own groups, already sent SIGKILL: their members
+/// are on their way out, not left behind. Returns what it ended.
+pub fn end_instance(own_instance: &str, killed_groups: &[u32]) -> Vec<Orphan> {
+    end_where(
+        |tags| tags.instance.as_deref() == Some(own_instance),
+        killed_groups,
+    )
 }
 
 /// Kills every process of one launch still running, with its process group: what a server's
-/// process left outside its group, once the group is gone. Returns what it ended.
-pub fn end_launch(launch_id: &str) -> Vec<Orphan> {
-    end_where(|tags| tags.launch.as_deref() == Some(launch_id))
+/// process left outside its group (`group`, already sent SIGKILL). Returns what it ended.
+pub fn end_launch(launch_id: &str, group: u32) -> Vec<Orphan> {
+    end_where(|tags| tags.launch.as_deref() == Some(launch_id), &[group])
 }
 
-fn end_where(ours: impl Fn(&Tags) -> bool) -> Vec<Orphan> {
+fn end_where(ours: impl Fn(&Tags) -> bool, killed_groups: &[u32]) -> Vec<Orphan> {
     let mut ended = Vec::new();
     for (pid, tags) in tagged_processes() {
         // Not ourselves, were we started by a fleet too (pid reuse aside, never tagged ours).
         if pid == std::process::id() || !ours(&tags) || !process_running(pid) {
+            continue;
+        }
+        let group = i32::try_from(pid)
+            .ok()
+            .and_then(|raw| nix::unistd::getpgid(Some(Pid::from_raw(raw))).ok());
+        if group.is_some_and(|g| killed_groups.contains(&(g.as_raw() as u32))) {
             continue;
         }
         let command = command_of(pid);

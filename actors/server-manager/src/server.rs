@@ -416,12 +416,21 @@ impl ServerActor {
             // And what left the group (`setsid`): found by its launch tag, before the exit is
             // told, so that a stopped server has left nothing. When every server stops, one
             // sweep of the instance does it for all (`StopAllServers`).
+            // The walk of /proc is bounded: reading a hung process's environment can block, and
+            // the exit must be told all the same.
             if !stopping_all.load(Ordering::Relaxed) {
-                let ended = tokio::task::spawn_blocking(move || process::end_launch(&launch_id))
-                    .await
-                    .unwrap_or_default();
-                for p in ended {
-                    tracing::warn!(%server, pid = p.pid, command = %p.command, "ended a process the server left outside its process group");
+                let sweep =
+                    tokio::task::spawn_blocking(move || process::end_launch(&launch_id, pid));
+                match tokio::time::timeout(SWEEP_LIMIT, sweep).await {
+                    Ok(Ok(ended)) => {
+                        for p in ended {
+                            tracing::warn!(%server, pid = p.pid, command = %p.command, "ended a process the server left outside its process group");
+                        }
+                    }
+                    Ok(Err(_)) => {}
+                    Err(_) => {
+                        tracing::warn!(%server, "the search for processes the server left outside its group did not end in time")
+                    }
                 }
             }
             let _ = exit_tx.send(Some(exit.clone()));
@@ -1249,6 +1258,13 @@ impl Message<StdoutClosed> for ServerActor {
             return;
         }
         let Some(r) = &self.running else { return };
+        // Already reaped (its exit is on its way, after the search for what it left behind):
+        // it exited, and is not to be taken for one that lived on.
+        if let Handle::Process { pid } = r.handle
+            && !process::process_running(pid)
+        {
+            return;
+        }
         // Every call would wait for its timeout, and probes of a server that is not probed
         // never notice: end it, and the restart policy replaces it as after a crash.
         tracing::warn!(server = %self.spec.name, "server closed its stdout but kept running; killing it, as no answer can come");
@@ -1342,6 +1358,10 @@ const KILLED_EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Queued stdin lines are joined into one write up to about this size.
 const STDIN_BATCH_BYTES: usize = 64 * 1024;
+
+/// How long the search for what a server left outside its process group may take before its
+/// exit is told anyway.
+pub(crate) const SWEEP_LIMIT: Duration = Duration::from_secs(3);
 
 /// How long a child that closed its stdout has to exit before it is taken for one that lives on
 /// without it (and killed): an exiting process closes its stdout a moment before it is gone.

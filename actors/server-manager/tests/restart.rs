@@ -403,8 +403,17 @@ async fn what_a_server_starts_outside_its_process_group_ends_with_it() {
     })
     .await;
     assert!(fleet_server_manager::process_running(first));
-    let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(first as i32))).unwrap();
-    assert_ne!(group.as_raw() as u32, leader, "it left the server's group");
+    // `setsid` runs in the background child a moment after its pid is written.
+    wait_for(
+        Duration::from_secs(5),
+        "it to leave the server's group",
+        || async {
+            let group =
+                nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(first as i32))).ok()?;
+            (group.as_raw() as u32 != leader).then_some(())
+        },
+    )
+    .await;
 
     // A crash: the leader is killed from outside.
     nix::sys::signal::kill(
@@ -489,4 +498,32 @@ async fn a_restart_asked_during_another_joins_it() {
         "one restart for the two"
     );
     manager.ask(StopAllServers).await.unwrap();
+}
+
+/// The search by launch tag ends what left the server's group, not what is in it: those were
+/// sent SIGKILL with the group and are on their way out (reporting them would be noise).
+#[test]
+fn the_launch_search_spares_the_killed_group_and_ends_the_rest() {
+    use std::os::unix::process::CommandExt as _;
+    let tagged = |launch: &str| {
+        std::process::Command::new("sleep")
+            .arg("60")
+            .env(INSTANCE_VAR, "launch-test")
+            // A live manager: the orphan sweep of the test beside this one spares them.
+            .env("MCP_FLEET_MANAGER_PID", std::process::id().to_string())
+            .env(fleet_server_manager::LAUNCH_VAR, launch)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let launch = format!("launch-{}", std::process::id());
+    let mut in_group = tagged(&launch);
+    let mut escaped = tagged(&launch);
+    let ended = fleet_server_manager::end_launch(&launch, in_group.id());
+    let ended: Vec<u32> = ended.iter().map(|o| o.pid).collect();
+    assert_eq!(ended, [escaped.id()]);
+    assert!(escaped.wait().unwrap().code().is_none(), "killed");
+    assert!(fleet_server_manager::process_running(in_group.id()));
+    in_group.kill().unwrap();
+    in_group.wait().unwrap();
 }
