@@ -156,12 +156,15 @@ pub struct State {
     pub(crate) server_messages: Arc<AtomicU64>,
     /// Set by `StopAllServers`: see `ServerActorArgs::stopping_all`.
     pub(crate) stopping_all: Arc<std::sync::atomic::AtomicBool>,
-    /// The callers of each restart under way: a restart asked for meanwhile joins it, rather
-    /// than stopping the process the first one just started.
-    pub(crate) restarting: BTreeMap<
-        String,
+    /// The callers of each restart under way, by its number. A restart asked for meanwhile
+    /// joins the server's (`joinable`) rather than stopping the process the first has just
+    /// started; a stop or removal since makes it unjoinable (a later restart starts anew).
+    pub(crate) restarts: HashMap<
+        u64,
         Vec<kameo::reply::ReplySender<fleet_protocol::messages::server::RestartServerReply>>,
     >,
+    pub(crate) joinable: BTreeMap<String, u64>,
+    pub(crate) next_restart: u64,
     pub(crate) directory: Option<ServerDirectory>,
     pub(crate) memory: ManagerMemory,
 }
@@ -206,7 +209,9 @@ impl Actor for ServerManager {
             counter: MessageCounter::new(Instant::now(), every),
             server_messages: Arc::new(AtomicU64::new(0)),
             stopping_all: Arc::default(),
-            restarting: BTreeMap::new(),
+            restarts: HashMap::new(),
+            joinable: BTreeMap::new(),
+            next_restart: 0,
             directory: args.directory.inspect(|d| {
                 // Entries of a manager before are stale: its actors are gone.
                 directory_write(d).clear();

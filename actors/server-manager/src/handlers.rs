@@ -201,6 +201,8 @@ impl Message<StopServer> for ServerManager {
             Err(e) => ctx.reply(Err(e)),
             Ok(actor) => {
                 self.memory.want(&msg.name, Wanted::Stop);
+                // A restart asked for after this stop starts anew, not joins one before it.
+                self.joinable.remove(&msg.name);
                 ctx.spawn(async move {
                     actor
                         .ask(StopProcess)
@@ -225,6 +227,7 @@ impl Message<RemoveServer> for ServerManager {
             Err(e) => ctx.reply(Err(e)),
             Ok(actor) => {
                 self.memory.want(&msg.name, Wanted::Remove);
+                self.joinable.remove(&msg.name);
                 let manager = ctx.actor_ref().clone();
                 ctx.spawn(async move {
                     let stopped = actor
@@ -287,12 +290,15 @@ impl Message<RestartServer> for ServerManager {
         let (delegated, reply) = ctx.reply_sender();
         // One restart of a server at a time: a second, asked while the first runs, would stop
         // the process the first has just started, and each would see the other's exit.
-        if let Some(waiting) = self.restarting.get_mut(&msg.name) {
+        let joined = self.joinable.get(&msg.name).copied();
+        if let Some(waiting) = joined.and_then(|number| self.restarts.get_mut(&number)) {
             waiting.extend(reply);
             return delegated;
         }
-        self.restarting
-            .insert(msg.name.clone(), reply.into_iter().collect());
+        let number = self.next_restart;
+        self.next_restart += 1;
+        self.joinable.insert(msg.name.clone(), number);
+        self.restarts.insert(number, reply.into_iter().collect());
         self.memory.want(&msg.name, Wanted::Run);
         let me = ctx.actor_ref().clone();
         tokio::spawn(async move {
@@ -307,6 +313,7 @@ impl Message<RestartServer> for ServerManager {
             let _ = me
                 .tell(RestartDone {
                     name: msg.name,
+                    number,
                     result,
                 })
                 .await;
@@ -318,6 +325,7 @@ impl Message<RestartServer> for ServerManager {
 /// A restart ended: its callers, the first and those who joined, get its result (internal).
 pub struct RestartDone {
     name: String,
+    number: u64,
     result: RestartServerReply,
 }
 
@@ -325,7 +333,10 @@ impl Message<RestartDone> for ServerManager {
     type Reply = ();
 
     async fn handle(&mut self, msg: RestartDone, _: &mut Context<Self, ()>) {
-        for caller in self.restarting.remove(&msg.name).unwrap_or_default() {
+        if self.joinable.get(&msg.name) == Some(&msg.number) {
+            self.joinable.remove(&msg.name);
+        }
+        for caller in self.restarts.remove(&msg.number).unwrap_or_default() {
             caller.send(msg.result.clone());
         }
     }
@@ -406,6 +417,7 @@ impl Message<StopAllServers> for ServerManager {
         self.count();
         self.memory.stop_all();
         self.stopping_all.store(true, Ordering::Relaxed);
+        self.joinable.clear();
         let actors: Vec<_> = self
             .servers
             .iter()

@@ -152,6 +152,8 @@ pub struct ServerActor {
     list_tools_again: bool,
     handled: Arc<AtomicU64>,
     stopping_all: Arc<AtomicBool>,
+    /// Answers to the server's own requests waiting for room in its input queue.
+    answers_waiting: Arc<AtomicUsize>,
 }
 
 impl Actor for ServerActor {
@@ -196,6 +198,7 @@ impl Actor for ServerActor {
             list_tools_again: false,
             handled: args.handled,
             stopping_all: args.stopping_all,
+            answers_waiting: Arc::default(),
         };
         // The first state is set, not changed into: say it, so its series exist from the start.
         actor.metric(MetricEvent::StateChanged {
@@ -908,13 +911,22 @@ impl ServerActor {
         };
         // An answer is never dropped for a full queue (the server would wait for it for ever,
         // a `ping` of its own say): it waits for room, off the actor's path.
+        // At most `ANSWERS_WAITING_MAX` wait so (a few MiB): a server that keeps asking
+        // without reading loses answers beyond that, rather than growing our memory for ever.
         if let Err(FleetError::Overloaded { .. }) =
             self.write(&RpcMessage::Response(answer.clone()))
             && let Some(stdin) = self.running.as_ref().and_then(|r| r.stdin.clone())
             && let Ok(line) = self.codec.encode_line(&RpcMessage::Response(answer))
         {
+            let waiting = self.answers_waiting.clone();
+            if waiting.fetch_add(1, Ordering::Relaxed) >= ANSWERS_WAITING_MAX {
+                waiting.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(server = %self.spec.name, "server asks faster than it reads its input; an answer to it was dropped");
+                return;
+            }
             tokio::spawn(async move {
                 let _ = stdin.send(line).await;
+                waiting.fetch_sub(1, Ordering::Relaxed);
             });
         }
     }
@@ -1359,6 +1371,9 @@ const KILLED_EXIT_WAIT: Duration = Duration::from_secs(2);
 /// Queued stdin lines are joined into one write up to about this size.
 const STDIN_BATCH_BYTES: usize = 64 * 1024;
 
+/// How many answers to a server's own requests may wait for room in its input queue.
+const ANSWERS_WAITING_MAX: usize = 4096;
+
 /// How long the search for what a server left outside its process group may take before its
 /// exit is told anyway.
 pub(crate) const SWEEP_LIMIT: Duration = Duration::from_secs(3);
@@ -1615,6 +1630,14 @@ impl Message<StartAgain> for ServerActor {
     type Reply = DelegatedReply<LaunchServerReply>;
 
     async fn handle(&mut self, _: StartAgain, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        // A restart whose start comes after the fleet began to stop every server: no process
+        // may start once `StopAllServers` has stopped them.
+        if self.stopping_all.load(Ordering::Relaxed) {
+            return ctx.reply(Err(FleetError::NotReady {
+                server: self.spec.name.clone(),
+                state: "stopping: the fleet stops every server".into(),
+            }));
+        }
         // Someone asked: a fresh start, with the restart history forgotten.
         self.tracker.reset();
         self.status.next_restart_at = None;

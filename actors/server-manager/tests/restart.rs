@@ -447,6 +447,55 @@ async fn what_a_server_starts_outside_its_process_group_ends_with_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A stop makes the restart under way unjoinable: a restart asked for after it starts anew
+/// and ends with the server ready, instead of getting the stopped restart's failure.
+#[tokio::test]
+async fn a_restart_after_a_stop_does_not_join_the_one_before_it() {
+    let manager = spawn_manager(config());
+    manager
+        .ask(LaunchServer {
+            spec: reference("again", &["--slow-start-ms", "1000"]),
+        })
+        .await
+        .unwrap();
+    let first = status(&manager, "again").await.pid.unwrap();
+    let one = tokio::spawn({
+        let manager = manager.clone();
+        async move {
+            manager
+                .ask(RestartServer {
+                    name: "again".into(),
+                })
+                .await
+        }
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "the next process started",
+        || async {
+            let s = status(&manager, "again").await;
+            s.pid.filter(|pid| *pid != first).map(|_| ())
+        },
+    )
+    .await;
+    // In this order in the manager's mailbox: the stop, then another restart.
+    manager
+        .tell(fleet_protocol::messages::server::StopServer {
+            name: "again".into(),
+        })
+        .await
+        .unwrap();
+    let three = manager
+        .ask(RestartServer {
+            name: "again".into(),
+        })
+        .await;
+    assert!(one.await.unwrap().is_err(), "the first restart was stopped");
+    let three = three.expect("the restart after the stop starts anew");
+    assert_eq!(three.state, ServerState::Ready, "{three:?}");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 /// A restart asked for while another is under way (an impatient operator, two scripts) joins
 /// it: both get the server's status once it is ready, neither an error about the other's stop.
 #[tokio::test]
