@@ -152,8 +152,11 @@ impl Drop for ResponseTally {
 /// How long a client may take to send a request's headers, counted from when the connection
 /// is ready for a request: a new connection, or a kept-alive one after its last response. A
 /// client that sends nothing (or half a request) for this long is disconnected, so idle or
-/// stalled connections cannot pile up until the process runs out of file descriptors.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// stalled connections cannot pile up until the process runs out of file descriptors. Longer
+/// than the idle timeout of the proxies and client pools that commonly sit in front (60 to
+/// 90 s), so that they, not we, close an idle connection: a request sent just as we closed
+/// one would be lost to them.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the open connections
 /// finish their requests. HTTP/1.1 by hyper, as `axum::serve` does, plus the header timeout

@@ -120,9 +120,9 @@ pub struct Catalog {
     /// URI templates and their servers, in server-name order.
     templates: Vec<(String, Arc<str>)>,
     servers: Vec<String>,
-    /// The tools and prompts of servers on their way back (restarting, starting again): not
-    /// listed, but a call of one still goes to its server, which waits a while for it to be
-    /// ready, instead of being told the name is unknown.
+    /// The tools and prompts of servers that are not serving now (restarting, stopped): not
+    /// listed, but a call of one still goes to its server, which waits a while for it if it is
+    /// on its way back, or says its state, instead of the name being unknown.
     withdrawn_tools: HashMap<String, Route>,
     withdrawn_prompts: HashMap<String, Route>,
 }
@@ -146,8 +146,8 @@ impl Catalog {
         cat
     }
 
-    /// Adds the tools and prompts of a server that is not serving now but is expected back, as
-    /// routes only (see `withdrawn_tools`). A name a served item has is not taken.
+    /// Adds the tools and prompts of a server that is not serving now, as routes only (see
+    /// `withdrawn_tools`). A name a served item has is not taken.
     pub fn add_withdrawn(&mut self, server: &str, lists: &ServerLists, separator: &str) {
         let owner: Arc<str> = Arc::from(server);
         for (kind, served, withdrawn) in [
@@ -242,12 +242,12 @@ impl Catalog {
         self.prompts.get(exposed)
     }
 
-    /// A tool of a server on its way back (see `withdrawn_tools`).
+    /// A tool of a server that is not serving now (see `withdrawn_tools`).
     pub fn withdrawn_tool(&self, exposed: &str) -> Option<&Route> {
         self.withdrawn_tools.get(exposed)
     }
 
-    /// A prompt of a server on its way back.
+    /// A prompt of a server that is not serving now.
     pub fn withdrawn_prompt(&self, exposed: &str) -> Option<&Route> {
         self.withdrawn_prompts.get(exposed)
     }

@@ -474,7 +474,8 @@ fn route(
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| invalid(format!("`name` must name a {what}")))?;
-            // A server on its way back keeps its names: the call waits for it there.
+            // A server not serving now keeps its names: the call waits for it there, or is told
+            // its state.
             let route = if request.method == methods::TOOLS_CALL {
                 catalog.tool(name).or_else(|| catalog.withdrawn_tool(name))
             } else {

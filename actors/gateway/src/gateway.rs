@@ -124,21 +124,10 @@ struct ServerEntry {
     /// Bumped on every change, so a late listing of an older state is discarded.
     generation: u64,
     lists: Option<ServerLists>,
-    /// The lists it had before it stopped serving, while it is on its way back (`returning`):
-    /// its tools and prompts stay callable (`Catalog::add_withdrawn`).
+    /// The lists it had before it stopped serving: its tools and prompts stay routed
+    /// (`Catalog::add_withdrawn`), so a call by name reaches it, to wait for it (starting,
+    /// restarting) or to be told its state, rather than be told the name is unknown.
     withdrawn: Option<ServerLists>,
-}
-
-/// Whether a server that is not serving is on its way back: a call of its tool may wait for it
-/// (the server manager's `restart_wait`), where one to a stopped or failed server may not.
-fn returning(state: &ServerState) -> bool {
-    matches!(
-        state,
-        ServerState::Starting
-            | ServerState::Initializing
-            | ServerState::Restarting
-            | ServerState::Unhealthy
-    )
 }
 
 /// The catalog before any server is ready: one for every gateway (a catalog is never changed
@@ -954,11 +943,9 @@ impl KameoMessage<ServerEvent> for Gateway {
                 } else if !serving && was {
                     // Withdrawn at once; listed again when it is ready.
                     entry.generation += 1;
-                    entry.withdrawn = entry.lists.take().filter(|_| returning(&state));
+                    // What it had, or, down again before its lists came, what it had before.
+                    entry.withdrawn = entry.lists.take().or(entry.withdrawn.take());
                     tracing::info!(server = %server, %state, "server's items withdrawn");
-                    self.rebuild();
-                } else if !serving && !returning(&state) && entry.withdrawn.take().is_some() {
-                    // It will not be back soon (stopped, failed): its names go too.
                     self.rebuild();
                 }
             }

@@ -197,7 +197,10 @@ impl SessionCore {
 
     /// The client cancelled request `id`.
     fn cancel(&self, id: &RequestId) {
-        let token = self.lock().requests.remove(id);
+        // The entry stays until the request has ended (its `InFlightEntry` takes it out): the
+        // id is not free for another request before that, and the other's entry is never
+        // the one taken out.
+        let token = self.lock().requests.get(id).cloned();
         if let Some(token) = token {
             tracing::debug!(session = %self.id, "client cancelled a request");
             token.cancel();

@@ -324,15 +324,17 @@ async fn the_catalog_follows_server_events_and_sessions_are_told() {
         .request(&session, "tools/call", json!({"name": "a__add"}))
         .await;
     assert_eq!(r["content"][0]["text"], "a:add", "{r}");
-    // A server that stopped or failed will not be back soon: its names are unknown.
+    // So does one to a server that stopped: it says why it cannot serve.
     s.server("a", &["echo", "add"], ServerState::Stopped);
-    eventually("a's names gone", async || {
-        s.request(&session, "tools/call", json!({"name": "a__add"}))
-            .await
-            .get("error")
-            == Some(&json!(-32602))
-    })
-    .await;
+    let r = s
+        .request(&session, "tools/call", json!({"name": "a__add"}))
+        .await;
+    assert_eq!(r["content"][0]["text"], "a:add", "{r}");
+    // A name no server ever offered is unknown.
+    let r = s
+        .request(&session, "tools/call", json!({"name": "a__nope"}))
+        .await;
+    assert_eq!(r["error"], -32602);
     // Ready again: back.
     s.server("a", &["echo"], ServerState::Ready);
     eventually("a back", async || {
