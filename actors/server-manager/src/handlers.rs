@@ -174,8 +174,10 @@ impl Message<LaunchServer> for ServerManager {
             if !existing.status().state.is_terminal() {
                 return ctx.reply(Err(FleetError::DuplicateServer { name }));
             }
-            // A stopped or failed server of that name is replaced by the new launch.
+            // A stopped or failed server of that name is replaced by the new launch; a restart
+            // of the old one is not the new one's to join.
             existing.actor.kill();
+            self.joinable.remove(&name);
         }
         let me = ctx.actor_ref().clone();
         let actor = self.launch(msg.spec, true, &me).await;

@@ -152,8 +152,10 @@ pub struct ServerActor {
     list_tools_again: bool,
     handled: Arc<AtomicU64>,
     stopping_all: Arc<AtomicBool>,
-    /// Answers to the server's own requests waiting for room in its input queue.
+    /// Answers to the server's own requests waiting for room in its input queue: their bytes
+    /// and their count.
     answers_waiting: Arc<AtomicUsize>,
+    answer_count: Arc<AtomicUsize>,
 }
 
 impl Actor for ServerActor {
@@ -199,6 +201,7 @@ impl Actor for ServerActor {
             handled: args.handled,
             stopping_all: args.stopping_all,
             answers_waiting: Arc::default(),
+            answer_count: Arc::default(),
         };
         // The first state is set, not changed into: say it, so its series exist from the start.
         actor.metric(MetricEvent::StateChanged {
@@ -911,22 +914,31 @@ impl ServerActor {
         };
         // An answer is never dropped for a full queue (the server would wait for it for ever,
         // a `ping` of its own say): it waits for room, off the actor's path.
-        // At most `ANSWERS_WAITING_MAX` wait so (a few MiB): a server that keeps asking
-        // without reading loses answers beyond that, rather than growing our memory for ever.
+        // At most `ANSWERS_WAITING_MAX` answers and `ANSWER_BYTES_WAITING_MAX` bytes wait so
+        // (an answer repeats the request's id and method, which the server chooses): a server
+        // that keeps asking without reading loses answers beyond that, rather than growing
+        // our memory for ever.
         if let Err(FleetError::Overloaded { .. }) =
             self.write(&RpcMessage::Response(answer.clone()))
             && let Some(stdin) = self.running.as_ref().and_then(|r| r.stdin.clone())
             && let Ok(line) = self.codec.encode_line(&RpcMessage::Response(answer))
         {
             let waiting = self.answers_waiting.clone();
-            if waiting.fetch_add(1, Ordering::Relaxed) >= ANSWERS_WAITING_MAX {
-                waiting.fetch_sub(1, Ordering::Relaxed);
+            let size = line.len();
+            let before = waiting.fetch_add(size, Ordering::Relaxed);
+            let count = self.answer_count.clone();
+            if count.fetch_add(1, Ordering::Relaxed) >= ANSWERS_WAITING_MAX
+                || before + size > ANSWER_BYTES_WAITING_MAX
+            {
+                waiting.fetch_sub(size, Ordering::Relaxed);
+                count.fetch_sub(1, Ordering::Relaxed);
                 tracing::warn!(server = %self.spec.name, "server asks faster than it reads its input; an answer to it was dropped");
                 return;
             }
             tokio::spawn(async move {
                 let _ = stdin.send(line).await;
-                waiting.fetch_sub(1, Ordering::Relaxed);
+                waiting.fetch_sub(size, Ordering::Relaxed);
+                count.fetch_sub(1, Ordering::Relaxed);
             });
         }
     }
@@ -1373,6 +1385,8 @@ const STDIN_BATCH_BYTES: usize = 64 * 1024;
 
 /// How many answers to a server's own requests may wait for room in its input queue.
 const ANSWERS_WAITING_MAX: usize = 4096;
+/// How many bytes of such answers may wait.
+const ANSWER_BYTES_WAITING_MAX: usize = 4 * 1024 * 1024;
 
 /// How long the search for what a server left outside its process group may take before its
 /// exit is told anyway.
