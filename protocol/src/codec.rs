@@ -199,39 +199,18 @@ const ANSWER_PREFIX: usize = 64 * 1024;
 /// complete, before a `result` or `error` member (an answer) and with no `method` before that
 /// (a request of the server's, whose ids are not ours). SDKs write `id` before `result`.
 pub fn answered_id(text: &[u8]) -> Option<RequestId> {
-    let mut at = text.iter().position(|b| !b.is_ascii_whitespace())?;
-    if text[at] != b'{' {
+    let first = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    if text[first] != b'{' {
         return None;
     }
-    at += 1;
-    let mut depth = 1usize;
     let mut id = None;
-    while at < text.len() {
-        match text[at] {
-            b'"' => {
-                let start = at;
-                at += 1;
-                while at < text.len() && text[at] != b'"' {
-                    at += if text[at] == b'\\' { 2 } else { 1 };
-                }
-                let end = (at + 1).min(text.len());
-                let rest = &text[end..];
-                let colon = rest.iter().position(|b| !b.is_ascii_whitespace());
-                if depth == 1 && colon.is_some_and(|c| rest[c] == b':') {
-                    let value = &rest[colon.unwrap_or(0) + 1..];
-                    match &text[start..end] {
-                        b"\"id\"" => id = leading_scalar(value).and_then(RequestId::from_json),
-                        b"\"result\"" | b"\"error\"" => return id,
-                        b"\"method\"" => return None,
-                        _ => {}
-                    }
-                }
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
+    for key in crate::json_keys::keys(text).filter(|k| k.depth == 1) {
+        match &text[key.start..key.end] {
+            b"\"id\"" => id = leading_scalar(&text[key.value..]).and_then(RequestId::from_json),
+            b"\"result\"" | b"\"error\"" => return id,
+            b"\"method\"" => return None,
             _ => {}
         }
-        at += 1;
     }
     None
 }

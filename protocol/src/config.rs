@@ -675,33 +675,12 @@ fn strip_position(message: &str) -> String {
 /// that is a key two objects deep, or (1, 1). Keys are compared decoded, so an escaped name is
 /// found too, and a field of another entry that happens to share the name is not.
 pub fn locate_key(text: &str, name: &str) -> (usize, usize) {
-    let bytes = text.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b'"' => {
-                let start = i;
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                let end = (i + 1).min(bytes.len());
-                let is_key = text[end..].trim_start().starts_with(':');
-                if depth == 2
-                    && is_key
-                    && serde_json::from_str::<String>(&text[start..end]).is_ok_and(|k| k == name)
-                {
-                    return line_column(text, start);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    (1, 1)
+    crate::json_keys::keys(text.as_bytes())
+        .find(|k| {
+            k.depth == 2
+                && serde_json::from_str::<String>(&text[k.start..k.end]).is_ok_and(|k| k == name)
+        })
+        .map_or((1, 1), |k| line_column(text, k.start))
 }
 
 /// The fleet options of `mcp-fleet.toml`, beside its servers. Every field is optional: the

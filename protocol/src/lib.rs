@@ -17,6 +17,7 @@ pub mod codec;
 pub mod config;
 pub mod counter;
 pub mod error;
+mod json_keys;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod messages;
