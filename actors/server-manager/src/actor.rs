@@ -165,6 +165,9 @@ pub struct State {
     >,
     pub(crate) joinable: BTreeMap<String, u64>,
     pub(crate) next_restart: u64,
+    /// How many stops (`StopServer`, `RemoveServer`, `StopAllServers`) were asked for: each
+    /// stop carries its number to the server, and a restart the number before it.
+    pub(crate) stops: u64,
     pub(crate) directory: Option<ServerDirectory>,
     pub(crate) memory: ManagerMemory,
 }
@@ -212,6 +215,7 @@ impl Actor for ServerManager {
             restarts: HashMap::new(),
             joinable: BTreeMap::new(),
             next_restart: 0,
+            stops: 0,
             directory: args.directory.inspect(|d| {
                 // Entries of a manager before are stale: its actors are gone.
                 directory_write(d).clear();
@@ -273,6 +277,12 @@ impl ServerManager {
         if let Some(n) = self.counter.record(Instant::now()) {
             self.send_count(n);
         }
+    }
+
+    /// The number of a stop asked for now (see `stops`).
+    pub(crate) fn next_stop(&mut self) -> u64 {
+        self.stops += 1;
+        self.stops
     }
 
     /// Reports whatever count is pending (on stop).

@@ -205,9 +205,10 @@ impl Message<StopServer> for ServerManager {
                 self.memory.want(&msg.name, Wanted::Stop);
                 // A restart asked for after this stop starts anew, not joins one before it.
                 self.joinable.remove(&msg.name);
+                let stop = Some(self.next_stop());
                 ctx.spawn(async move {
                     actor
-                        .ask(StopProcess)
+                        .ask(StopProcess { stop })
                         .await
                         .map_err(|e| send_error(e, &actor_label(&msg.name)))
                 })
@@ -230,10 +231,11 @@ impl Message<RemoveServer> for ServerManager {
             Ok(actor) => {
                 self.memory.want(&msg.name, Wanted::Remove);
                 self.joinable.remove(&msg.name);
+                let stop = Some(self.next_stop());
                 let manager = ctx.actor_ref().clone();
                 ctx.spawn(async move {
                     let stopped = actor
-                        .ask(StopProcess)
+                        .ask(StopProcess { stop })
                         .await
                         .map_err(|e| send_error(e, &actor_label(&msg.name)))?;
                     let _ = manager
@@ -302,13 +304,16 @@ impl Message<RestartServer> for ServerManager {
         self.joinable.insert(msg.name.clone(), number);
         self.restarts.insert(number, reply.into_iter().collect());
         self.memory.want(&msg.name, Wanted::Run);
+        // A stop asked for after this restart (it reaches the server while this restart's own
+        // stop runs) wins over the start that ends the restart.
+        let after = self.stops;
         let me = ctx.actor_ref().clone();
         tokio::spawn(async move {
             let label = actor_label(&msg.name);
-            let result = match actor.ask(StopProcess).await {
+            let result = match actor.ask(StopProcess { stop: None }).await {
                 Err(e) => Err(send_error(e, &label)),
                 Ok(_) => actor
-                    .ask(StartAgain)
+                    .ask(StartAgain { after })
                     .await
                     .map_err(|e| send_error(e, &label)),
             };
@@ -420,6 +425,7 @@ impl Message<StopAllServers> for ServerManager {
         self.memory.stop_all();
         self.stopping_all.store(true, Ordering::Relaxed);
         self.joinable.clear();
+        let stop = Some(self.next_stop());
         let actors: Vec<_> = self
             .servers
             .iter()
@@ -429,7 +435,7 @@ impl Message<StopAllServers> for ServerManager {
         let stopping_all = self.stopping_all.clone();
         ctx.spawn(async move {
             let stops = actors.into_iter().map(|(name, actor)| async move {
-                match actor.ask(StopProcess).await {
+                match actor.ask(StopProcess { stop }).await {
                     Ok(stopped) => Some(stopped),
                     Err(e) => {
                         tracing::warn!(server = %name, error = %send_error(e, &actor_label(&name)), "stop failed");

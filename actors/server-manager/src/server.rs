@@ -152,6 +152,8 @@ pub struct ServerActor {
     list_tools_again: bool,
     handled: Arc<AtomicU64>,
     stopping_all: Arc<AtomicBool>,
+    /// The highest stop number of a `StopProcess` handled (see [`StartAgain`]).
+    last_stop: u64,
     /// Answers to the server's own requests waiting for room in its input queue: their bytes
     /// and their count.
     answers_waiting: Arc<AtomicUsize>,
@@ -200,6 +202,7 @@ impl Actor for ServerActor {
             list_tools_again: false,
             handled: args.handled,
             stopping_all: args.stopping_all,
+            last_stop: 0,
             answers_waiting: Arc::default(),
             answer_count: Arc::default(),
         };
@@ -1369,8 +1372,12 @@ pub struct ListenAgain {
     generation: u64,
 }
 
-/// Start the process again after a stop (internal, used by restart).
-pub struct StartAgain;
+/// Start the process again after a stop (internal, used by restart). `after` is the manager's
+/// stop number when the restart was asked: a stop asked for since then (it reaches this actor
+/// while the restart's own stop runs) wins, and the process stays stopped.
+pub struct StartAgain {
+    pub(crate) after: u64,
+}
 
 /// A restart's backoff has passed (internal).
 pub struct RestartDue {
@@ -1643,7 +1650,17 @@ pub struct LaunchWait;
 impl Message<StartAgain> for ServerActor {
     type Reply = DelegatedReply<LaunchServerReply>;
 
-    async fn handle(&mut self, _: StartAgain, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+    async fn handle(
+        &mut self,
+        msg: StartAgain,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if self.last_stop > msg.after {
+            return ctx.reply(Err(FleetError::NotReady {
+                server: self.spec.name.clone(),
+                state: "stopped: a stop was asked for after this restart".into(),
+            }));
+        }
         // A restart whose start comes after the fleet began to stop every server: no process
         // may start once `StopAllServers` has stopped them.
         if self.stopping_all.load(Ordering::Relaxed) {
@@ -1855,9 +1872,12 @@ impl Message<StopProcess> for ServerActor {
 
     async fn handle(
         &mut self,
-        _: StopProcess,
+        msg: StopProcess,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        if let Some(number) = msg.stop {
+            self.last_stop = self.last_stop.max(number);
+        }
         let name = self.spec.name.clone();
         let pid = self.status.pid;
         let mut published = self.published.subscribe();
@@ -1895,8 +1915,12 @@ impl Message<StopProcess> for ServerActor {
     }
 }
 
-/// Stop the process (internal; the manager forwards `StopServer` and restarts here).
-pub struct StopProcess;
+/// Stop the process (internal; the manager forwards `StopServer` and restarts here). `stop` is
+/// the manager's number for a stop asked for (a stop, a removal, every server stopping), which
+/// a restart asked for before it must not undo; a restart's own stop has none.
+pub struct StopProcess {
+    pub(crate) stop: Option<u64>,
+}
 
 impl Message<HealthChanged> for ServerActor {
     type Reply = ();

@@ -30,6 +30,16 @@ async fn status(manager: &ActorRef<ServerManager>, name: &str) -> ServerStatus {
         .unwrap()
 }
 
+/// Asks for a restart in a task of its own, to be awaited later.
+fn restart_in_background(
+    manager: &ActorRef<ServerManager>,
+    name: &str,
+) -> tokio::task::JoinHandle<Result<ServerStatus, kameo::error::SendError<RestartServer, FleetError>>>
+{
+    let (manager, name) = (manager.clone(), name.to_string());
+    tokio::spawn(async move { manager.ask(RestartServer { name }).await })
+}
+
 #[tokio::test]
 async fn a_server_that_crashes_three_times_comes_back_each_time_with_growing_delays() {
     let manager = spawn_manager(config());
@@ -459,16 +469,7 @@ async fn a_restart_after_a_stop_does_not_join_the_one_before_it() {
         .await
         .unwrap();
     let first = status(&manager, "again").await.pid.unwrap();
-    let one = tokio::spawn({
-        let manager = manager.clone();
-        async move {
-            manager
-                .ask(RestartServer {
-                    name: "again".into(),
-                })
-                .await
-        }
-    });
+    let one = restart_in_background(&manager, "again");
     wait_for(
         Duration::from_secs(10),
         "the next process started",
@@ -496,6 +497,40 @@ async fn a_restart_after_a_stop_does_not_join_the_one_before_it() {
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// A stop asked for while a restart stops the process (an operator changes their mind) wins:
+/// the restart does not start the server again once its own stop is done.
+#[tokio::test]
+async fn a_stop_asked_during_a_restart_is_not_undone_by_its_start() {
+    let manager = spawn_manager(config());
+    // The shell outlives the server's stdin closing and ignores SIGTERM (as does its `sleep`):
+    // each stop takes the whole grace and ends with the group's SIGKILL.
+    let script = format!(
+        "trap '' TERM; '{bin}' --name stubborn; sleep 30",
+        bin = mcp_reference_server::binary_path().display(),
+    );
+    let spec = fleet_protocol::ServerSpec::stdio("stubborn", "sh", ["-c".to_string(), script]);
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    let restart = restart_in_background(&manager, "stubborn");
+    wait_for(Duration::from_secs(5), "the restart's stop", || async {
+        (status(&manager, "stubborn").await.state == ServerState::Stopping).then_some(())
+    })
+    .await;
+    let stopped = manager
+        .ask(fleet_protocol::messages::server::StopServer {
+            name: "stubborn".into(),
+        })
+        .await;
+    assert!(stopped.is_ok(), "{stopped:?}");
+    let restarted = restart.await.unwrap();
+    assert!(
+        matches!(&restarted, Err(kameo::error::SendError::HandlerError(FleetError::NotReady { state, .. })) if state.contains("stop")),
+        "the restart gives way to the stop: {restarted:?}"
+    );
+    let s = status(&manager, "stubborn").await;
+    assert_eq!((&s.state, s.pid), (&ServerState::Stopped, None), "{s:?}");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 /// A restart asked for while another is under way (an impatient operator, two scripts) joins
 /// it: both get the server's status once it is ready, neither an error about the other's stop.
 #[tokio::test]
@@ -508,16 +543,7 @@ async fn a_restart_asked_during_another_joins_it() {
         .await
         .unwrap();
     let first = status(&manager, "busy").await.pid.unwrap();
-    let one = tokio::spawn({
-        let manager = manager.clone();
-        async move {
-            manager
-                .ask(RestartServer {
-                    name: "busy".into(),
-                })
-                .await
-        }
-    });
+    let one = restart_in_background(&manager, "busy");
     // The first restart has stopped the process and started the next, which takes a second to
     // be ready: the second restart comes in that second.
     wait_for(
