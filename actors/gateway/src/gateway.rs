@@ -978,6 +978,13 @@ impl KameoMessage<ServerEvent> for Gateway {
                     }
                 }
             }
+            ServerEvent::Removed { server } => {
+                // Its routes go: a call of its tools is now of an unknown name.
+                if self.lists.servers.remove(&server).is_some() {
+                    tracing::info!(server = %server, "server removed; its items go");
+                    self.rebuild();
+                }
+            }
         }
     }
 }

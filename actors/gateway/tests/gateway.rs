@@ -343,6 +343,30 @@ async fn the_catalog_follows_server_events_and_sessions_are_told() {
     .await;
 }
 
+/// A removed server's tools are unknown names at once, not routes to a server that is gone.
+#[tokio::test]
+async fn a_removed_servers_tools_are_unknown() {
+    let s = setup(GatewayConfig::default());
+    let session = s.open().await;
+    s.server("a", &["echo"], ServerState::Ready);
+    s.server("b", &["echo"], ServerState::Ready);
+    eventually("both listed", async || {
+        s.tool_names(&session).await.len() == 2
+    })
+    .await;
+    s.server("a", &["echo"], ServerState::Stopped);
+    let delivered = s.events.send(ServerEvent::Removed { server: "a".into() });
+    assert_eq!(delivered, Delivery::Delivered);
+    eventually("a's tool unknown", async || {
+        let r = s
+            .request(&session, "tools/call", json!({"name": "a__echo"}))
+            .await;
+        r["error"] == -32602
+    })
+    .await;
+    assert_eq!(s.tool_names(&session).await, ["b__echo"]);
+}
+
 /// A request's top-level members that JSON-RPC does not define go to its server with it, and
 /// the server's come back with its answer, a result or an error. The gateway's own answers
 /// (lists) have none.

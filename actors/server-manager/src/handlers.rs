@@ -274,6 +274,8 @@ impl Message<Forget> for ServerManager {
                 directory_write(d).remove(&msg.name);
             }
             entry.actor.kill();
+            self.events
+                .publish(ServerEvent::Removed { server: msg.name });
         }
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use common::{config, reference, spawn_manager};
 use fleet_protocol::ServerState;
 use fleet_protocol::messages::server::{
-    CallServer, EventSink, LaunchServer, ServerEvent, StopServer, SubscribeServerEvents,
+    CallServer, EventSink, LaunchServer, RemoveServer, ServerEvent, StopServer,
+    SubscribeServerEvents,
 };
 use fleet_protocol::{FleetError, messages::server::GetServerLogs};
 use serde_json::json;
@@ -82,6 +83,23 @@ async fn subscribers_get_the_current_states_then_every_change() {
     next_event(&mut rx, "late stopped", |e| {
         state_is(e, "late", ServerState::Stopped)
     })
+    .await;
+    // A removal is told once the server is gone, after its last state.
+    manager
+        .ask(RemoveServer {
+            name: "early".into(),
+        })
+        .await
+        .unwrap();
+    next_event(&mut rx, "early stopped", |e| {
+        state_is(e, "early", ServerState::Stopped)
+    })
+    .await;
+    next_event(
+        &mut rx,
+        "early removed",
+        |e| matches!(e, ServerEvent::Removed { server } if server == "early"),
+    )
     .await;
 }
 

@@ -272,6 +272,9 @@ pub enum ServerEvent {
         server: String,
         notification: Box<Notification>,
     },
+    /// The server was removed (`RemoveServer`): it is stopped and the manager no longer has
+    /// it. What subscribers kept about it can go.
+    Removed { server: String },
 }
 
 /// How a stop went.
