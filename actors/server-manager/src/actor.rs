@@ -40,7 +40,8 @@ pub struct ServerManagerConfig {
     /// How often the handled-message count is reported to metrics.
     pub report_every: Duration,
     /// How long a request to a server that is starting or restarting waits for it to be ready
-    /// before it fails; zero fails at once.
+    /// before it fails; zero fails at once. A request that comes while a `RestartServer` stops
+    /// the process is held until the restart starts the next one, and then waits as well.
     pub restart_wait: Duration,
     /// This fleet's identity, given to every child as `MCP_FLEET_INSTANCE` so that a later
     /// start can find and end children an earlier, killed instance left behind.

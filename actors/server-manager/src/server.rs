@@ -154,6 +154,10 @@ pub struct ServerActor {
     stopping_all: Arc<AtomicBool>,
     /// The highest stop number of a `StopProcess` handled (see [`StartAgain`]).
     last_stop: u64,
+    /// A `RestartServer` is stopping the process: calls that come meanwhile are held in
+    /// `held` (up to `HELD_CALLS_MAX`) until its `StartAgain`, or a stop asked for, ends it.
+    restart_stopping: bool,
+    held: Vec<(CallServer, Option<ReplySender<CallServerReply>>)>,
     /// Answers to the server's own requests waiting for room in its input queue: their bytes
     /// and their count.
     answers_waiting: Arc<AtomicUsize>,
@@ -203,6 +207,8 @@ impl Actor for ServerActor {
             handled: args.handled,
             stopping_all: args.stopping_all,
             last_stop: 0,
+            restart_stopping: false,
+            held: Vec::new(),
             answers_waiting: Arc::default(),
             answer_count: Arc::default(),
         };
@@ -1406,6 +1412,10 @@ const STDOUT_CLOSED_GRACE: Duration = Duration::from_secs(1);
 /// How long stderr lines are counted before the count goes to metrics.
 const STDERR_REPORT_EVERY: Duration = Duration::from_millis(500);
 
+/// How many calls may wait for a restart's stop to end (see `ServerActor::held`); more fail at
+/// once with the server's state.
+const HELD_CALLS_MAX: usize = 1024;
+
 /// How many exits a status keeps.
 const RECENT_EXITS: usize = 5;
 
@@ -1655,7 +1665,9 @@ impl Message<StartAgain> for ServerActor {
         msg: StartAgain,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        self.restart_stopping = false;
         if self.last_stop > msg.after {
+            self.release_held(ctx.actor_ref());
             return ctx.reply(Err(FleetError::NotReady {
                 server: self.spec.name.clone(),
                 state: "stopped: a stop was asked for after this restart".into(),
@@ -1664,6 +1676,7 @@ impl Message<StartAgain> for ServerActor {
         // A restart whose start comes after the fleet began to stop every server: no process
         // may start once `StopAllServers` has stopped them.
         if self.stopping_all.load(Ordering::Relaxed) {
+            self.release_held(ctx.actor_ref());
             return ctx.reply(Err(FleetError::NotReady {
                 server: self.spec.name.clone(),
                 state: "stopping: the fleet stops every server".into(),
@@ -1677,6 +1690,8 @@ impl Message<StartAgain> for ServerActor {
             let actor_ref = ctx.actor_ref().clone();
             self.start_process(&actor_ref, false);
         }
+        // Calls held while the restart stopped the process now wait for the new one.
+        self.release_held(ctx.actor_ref());
         let (delegated, tx) = ctx.reply_sender();
         self.reply_when_ready(tx);
         delegated
@@ -1745,6 +1760,10 @@ impl ServerActor {
             ServerState::Starting | ServerState::Initializing | ServerState::Restarting
         );
         let wait = self.config.restart_wait;
+        if self.restart_stopping && !wait.is_zero() && self.held.len() < HELD_CALLS_MAX {
+            self.held.push((msg, reply));
+            return;
+        }
         if !starting || wait.is_zero() {
             return self.call_now(msg, reply);
         }
@@ -1770,6 +1789,14 @@ impl ServerActor {
                 reply.send(answer);
             }
         });
+    }
+
+    /// Hands the calls held during a restart's stop to `call_server` again: they wait for the
+    /// process the restart started, or fail with the state if none was.
+    fn release_held(&mut self, me: &ActorRef<Self>) {
+        for (msg, reply) in std::mem::take(&mut self.held) {
+            self.call_server(msg, reply, me);
+        }
     }
 
     /// Sends the call if the server serves; otherwise answers at once with why not. The
@@ -1875,8 +1902,14 @@ impl Message<StopProcess> for ServerActor {
         msg: StopProcess,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        if let Some(number) = msg.stop {
-            self.last_stop = self.last_stop.max(number);
+        match msg.stop {
+            Some(number) => {
+                self.last_stop = self.last_stop.max(number);
+                // No restart follows: the calls it held fail with the state.
+                self.restart_stopping = false;
+                self.release_held(ctx.actor_ref());
+            }
+            None => self.restart_stopping = true,
         }
         let name = self.spec.name.clone();
         let pid = self.status.pid;

@@ -11,7 +11,7 @@ use fleet_protocol::messages::server::{
     CallServer, GetServerStatus, LaunchServer, RestartServer, StopAllServers,
 };
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
-use fleet_server_manager::{INSTANCE_VAR, ServerManager, sweep_orphans};
+use fleet_server_manager::{INSTANCE_VAR, ServerManager, ServerManagerConfig, sweep_orphans};
 use kameo::actor::ActorRef;
 use serde_json::json;
 
@@ -497,19 +497,55 @@ async fn a_restart_after_a_stop_does_not_join_the_one_before_it() {
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// A server whose every stop takes the whole grace: the shell outlives its stdin closing and
+/// ignores SIGTERM (as does its `sleep`), so the group's SIGKILL ends it.
+fn stubborn(name: &str) -> fleet_protocol::ServerSpec {
+    let script = format!(
+        "trap '' TERM; '{bin}' --name {name}; sleep 30",
+        bin = mcp_reference_server::binary_path().display(),
+    );
+    fleet_protocol::ServerSpec::stdio(name, "sh", ["-c".to_string(), script])
+}
+
+/// A call that comes while a restart stops the process waits for the process the restart
+/// starts, as one during the start does, instead of failing because the server is stopping.
+#[tokio::test]
+async fn a_call_during_a_restarts_stop_waits_for_the_new_process() {
+    let manager = spawn_manager(ServerManagerConfig {
+        restart_wait: Duration::from_secs(10),
+        ..config()
+    });
+    let first = manager
+        .ask(LaunchServer {
+            spec: stubborn("patient"),
+        })
+        .await
+        .unwrap()
+        .pid;
+    let restart = restart_in_background(&manager, "patient");
+    wait_for(Duration::from_secs(5), "the restart's stop", || async {
+        (status(&manager, "patient").await.state == ServerState::Stopping).then_some(())
+    })
+    .await;
+    let answer = manager.ask(echo("patient", "held")).await;
+    let answer = answer.expect("the call waits for the restarted server");
+    assert_eq!(answer.result["content"][0]["text"], "held");
+    let restarted = restart.await.unwrap().unwrap();
+    assert_ne!(restarted.pid, first, "{restarted:?}");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 /// A stop asked for while a restart stops the process (an operator changes their mind) wins:
 /// the restart does not start the server again once its own stop is done.
 #[tokio::test]
 async fn a_stop_asked_during_a_restart_is_not_undone_by_its_start() {
     let manager = spawn_manager(config());
-    // The shell outlives the server's stdin closing and ignores SIGTERM (as does its `sleep`):
-    // each stop takes the whole grace and ends with the group's SIGKILL.
-    let script = format!(
-        "trap '' TERM; '{bin}' --name stubborn; sleep 30",
-        bin = mcp_reference_server::binary_path().display(),
-    );
-    let spec = fleet_protocol::ServerSpec::stdio("stubborn", "sh", ["-c".to_string(), script]);
-    manager.ask(LaunchServer { spec }).await.unwrap();
+    manager
+        .ask(LaunchServer {
+            spec: stubborn("stubborn"),
+        })
+        .await
+        .unwrap();
     let restart = restart_in_background(&manager, "stubborn");
     wait_for(Duration::from_secs(5), "the restart's stop", || async {
         (status(&manager, "stubborn").await.state == ServerState::Stopping).then_some(())
