@@ -91,7 +91,23 @@ pub fn parse_line(line: &str) -> DecodedLine {
 /// a message, the rare case, is read again as a `Value` to tell text that is not JSON
 /// ([`FrameError::NotJson`]) from JSON that is not JSON-RPC ([`FrameError::NotJsonRpc`]).
 pub fn parse_json(text: &[u8]) -> DecodedLine {
-    serde_json::from_slice::<Message>(text).or_else(|_| {
+    let parsed = serde_json::from_slice::<Message>(text);
+    if let Ok(message) = &parsed
+        && holds_number_token(text)
+    {
+        let answers = match message {
+            Message::Response(r) => r.id.clone(),
+            _ => None,
+        };
+        return Err(match answers {
+            Some(id) => FrameError::BadAnswer {
+                id,
+                problem: InvalidMessage::ReservedMember,
+            },
+            None => FrameError::NotJsonRpc(InvalidMessage::ReservedMember),
+        });
+    }
+    parsed.or_else(|_| {
         let value: serde_json::Value = match serde_json::from_slice(text) {
             Ok(v) => v,
             Err(e) => {
@@ -115,6 +131,13 @@ pub fn parse_json(text: &[u8]) -> DecodedLine {
             None => FrameError::NotJsonRpc(problem),
         })
     })
+}
+
+/// Whether `text` has a member named as serde_json's number token: read as a number, it would
+/// not pass through as it came. Text with no `$` and no escape (nearly all) is not scanned.
+fn holds_number_token(text: &[u8]) -> bool {
+    (text.contains(&b'$') || text.contains(&b'\\'))
+        && crate::json_keys::has_key(text, crate::jsonrpc::NUMBER_TOKEN)
 }
 
 /// `text` with each `\uXXXX` escape of a lone UTF-16 surrogate (one not in a high-low pair)
@@ -358,6 +381,35 @@ mod tests {
         // Without an id, or with a method, it answers nothing.
         let no_id = br#"{"jsonrpc":"2.0","error":{"code":-32603}}"#;
         assert!(matches!(parse_json(no_id), Err(FrameError::NotJsonRpc(_))));
+    }
+
+    /// serde_json (with `arbitrary_precision`) would read an object named by its number token
+    /// as a number: a message holding one is refused rather than passed on changed.
+    #[test]
+    fn a_member_named_as_serde_jsons_number_token_is_refused() {
+        let reserved = Err(FrameError::NotJsonRpc(InvalidMessage::ReservedMember));
+        let plain = br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"x":{"$serde_json::private::Number":"12"}}}"#;
+        assert_eq!(parse_json(plain), reserved);
+        let escaped = br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"x":{"\u0024serde_json::private::Number":"12"}}}"#;
+        assert_eq!(parse_json(escaped), reserved);
+        let answer =
+            br#"{"jsonrpc":"2.0","id":7,"result":{"n":{"$serde_json::private::Number":"1"}}}"#;
+        assert_eq!(
+            parse_json(answer),
+            Err(FrameError::BadAnswer {
+                id: RequestId::from(7),
+                problem: InvalidMessage::ReservedMember
+            })
+        );
+        // As a string value, or a key near it, it is text like any other and passes.
+        let text = br#"{"jsonrpc":"2.0","method":"m","params":{"$serde_json::private::Numbers":"$serde_json::private::Number","a\nb":1}}"#;
+        let Ok(Message::Notification(n)) = parse_json(text) else {
+            panic!("{:?}", parse_json(text))
+        };
+        assert_eq!(
+            n.params.unwrap()["$serde_json::private::Numbers"],
+            "$serde_json::private::Number"
+        );
     }
 
     fn decode_all(codec: &mut JsonRpcCodec, bytes: &[u8]) -> Vec<DecodedLine> {

@@ -1,6 +1,6 @@
 //! The keys of a JSON text, found by a scan rather than a parse, for text that may be cut
 //! short (the first bytes of an over-long line) or whose positions are wanted (a config error's
-//! line). Used by `codec::answered_id` and `config::locate_key`.
+//! line). Used by `codec::answered_id`, `codec::parse_json` (`has_key`) and `config::locate_key`.
 
 /// One object key in the text.
 pub(crate) struct Key {
@@ -12,6 +12,20 @@ pub(crate) struct Key {
     pub end: usize,
     /// Byte offset just past its colon, where its value begins.
     pub value: usize,
+}
+
+/// Whether any object of `text`, at any depth, has a member named `name` (escapes in the key
+/// read as JSON reads them: `"\u0024a"` is `$a`).
+pub(crate) fn has_key(text: &[u8], name: &str) -> bool {
+    keys(text).any(|k| {
+        let quoted = &text[k.start..k.end];
+        let inner = &quoted[1..quoted.len().saturating_sub(1).max(1)];
+        if inner.contains(&b'\\') {
+            serde_json::from_slice::<String>(quoted).is_ok_and(|key| key == name)
+        } else {
+            inner == name.as_bytes()
+        }
+    })
 }
 
 /// Every key of `text`, in order. A string followed by a colon is a key; strings are skipped

@@ -183,6 +183,10 @@ pub enum InvalidMessage {
     ResultAndError,
     #[error("the object is neither a request, a notification nor a response")]
     Unclassified,
+    /// serde_json with `arbitrary_precision` reads an object of this one member as a number:
+    /// such a message cannot pass through as it came, so it is refused.
+    #[error("the member name `{NUMBER_TOKEN}` is reserved (it would be read as a number)")]
+    ReservedMember,
 }
 
 impl Request {
@@ -389,7 +393,7 @@ fn serialize_extra<M: serde::ser::SerializeMap>(
 
 /// The name under which serde_json (with `arbitrary_precision`, which keeps a number's text as
 /// it came) hands a number to a visitor: as a map with this one member.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+pub(crate) const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// A top-level member's name: one the fleet reads, or another.
 enum Key {
