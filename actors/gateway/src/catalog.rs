@@ -3,10 +3,16 @@
 //!
 //! - Tools and prompts are addressed by name: each is offered as `server<sep>name` (see
 //!   [`crate::naming`]); the object is otherwise exactly the server's.
-//! - Resources and resource templates are addressed by URI, which is left as it is: a URI
-//!   listed by two servers goes to the first by server name, and the clash is logged.
+//! - Resources and resource templates are addressed by URI, which is left as it is: a URI (or
+//!   a URI template) listed by two servers goes to the first by server name, and the clash is
+//!   logged. A URI no list names goes to the one server whose listed URIs share its scheme and
+//!   authority, or else to the one server that offers resources at all (a tool's resource link
+//!   need not be listed).
 //! - Servers are merged in name order, so the catalog does not depend on which server answered
-//!   first.
+//!   first. Servers not serving now (restarting, stopped) take part with the lists they had:
+//!   their items are not listed, but their names and URIs still route to them (to wait there,
+//!   or be told the server's state), and every server's exposed names stay the same whichever
+//!   servers are up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -120,58 +126,55 @@ pub struct Catalog {
     /// URI templates and their servers, in server-name order.
     templates: Vec<(String, Arc<str>)>,
     servers: Vec<String>,
-    /// The tools and prompts of servers that are not serving now (restarting, stopped): not
-    /// listed, but a call of one still goes to its server, which waits a while for it if it is
-    /// on its way back, or says its state, instead of the name being unknown.
+    /// The items of servers that are not serving now (restarting, stopped): not listed, but a
+    /// request for one still goes to its server, which waits a while for it if it is on its
+    /// way back, or says its state, instead of the name or URI being unknown.
     withdrawn_tools: HashMap<String, Route>,
     withdrawn_prompts: HashMap<String, Route>,
+    withdrawn_resources: HashMap<String, Arc<str>>,
+    withdrawn_templates: Vec<(String, Arc<str>)>,
+    /// The scheme and authority (`scheme://host`) of each serving server's listed resources,
+    /// once per server: where a URI no list names may go.
+    origins: Vec<(String, Arc<str>)>,
+    /// The serving servers that offer resources or templates.
+    resource_servers: Vec<Arc<str>>,
 }
 
 impl Catalog {
-    /// Merges the lists of `servers` (name and lists, in name order) under `separator`.
+    /// Merges the lists of `servers` (name, lists, and whether it serves now; in name order)
+    /// under `separator`. Only serving servers' items are listed; the others' route (see
+    /// `withdrawn_tools`).
     pub fn build<'a>(
-        servers: impl IntoIterator<Item = (&'a str, &'a ServerLists)>,
+        servers: impl IntoIterator<Item = (&'a str, &'a ServerLists, bool)>,
         separator: &str,
     ) -> Catalog {
         let mut cat = Catalog::default();
-        for (server, lists) in servers {
+        for (server, lists, serving) in servers {
             let owner: Arc<str> = Arc::from(server);
-            cat.servers.push(server.to_owned());
+            if serving {
+                cat.servers.push(server.to_owned());
+                let offers = |k| lists.lists.get(&k).is_some_and(|l| !l.is_empty());
+                if offers(ListKind::Resources) || offers(ListKind::ResourceTemplates) {
+                    cat.resource_servers.push(owner.clone());
+                }
+            }
             for (kind, items) in &lists.lists {
                 for item in items {
-                    cat.add(*kind, &owner, separator, item);
+                    cat.add(*kind, &owner, separator, item, serving);
                 }
             }
         }
         cat
     }
 
-    /// Adds the tools and prompts of a server that is not serving now, as routes only (see
-    /// `withdrawn_tools`). A name a served item has is not taken.
-    pub fn add_withdrawn(&mut self, server: &str, lists: &ServerLists, separator: &str) {
-        let owner: Arc<str> = Arc::from(server);
-        for (kind, served, withdrawn) in [
-            (ListKind::Tools, &self.tools, &mut self.withdrawn_tools),
-            (
-                ListKind::Prompts,
-                &self.prompts,
-                &mut self.withdrawn_prompts,
-            ),
-        ] {
-            let names = lists.lists.get(&kind).into_iter().flatten();
-            for name in names.filter_map(|item| item.get("name")?.as_str()) {
-                let exposed = naming::expose(&owner, separator, name);
-                if !served.contains_key(&exposed) {
-                    withdrawn.entry(exposed).or_insert_with(|| Route {
-                        server: owner.clone(),
-                        name: name.to_owned(),
-                    });
-                }
-            }
-        }
-    }
-
-    fn add(&mut self, kind: ListKind, owner: &Arc<str>, separator: &str, item: &Value) {
+    fn add(
+        &mut self,
+        kind: ListKind,
+        owner: &Arc<str>,
+        separator: &str,
+        item: &Value,
+        serving: bool,
+    ) {
         let Some(obj) = item.as_object() else {
             tracing::warn!(server = %owner, list = kind.key(), "an item that is not an object; skipped");
             return;
@@ -183,35 +186,58 @@ impl Catalog {
                     return;
                 };
                 let mut exposed = naming::expose(owner, separator, name);
-                let routes = if kind == ListKind::Tools {
-                    &mut self.tools
+                let (served, withdrawn) = if kind == ListKind::Tools {
+                    (&mut self.tools, &mut self.withdrawn_tools)
                 } else {
-                    &mut self.prompts
+                    (&mut self.prompts, &mut self.withdrawn_prompts)
                 };
-                if routes.contains_key(&exposed) {
+                // Names are given over every server, serving or not, so that a server going
+                // down never hands its names to another.
+                let taken = |n: &String| served.contains_key(n) || withdrawn.contains_key(n);
+                if taken(&exposed) {
                     // Servers are merged in name order, so which one keeps the name, and the
                     // other's name, are the same on every build.
                     let other = naming::distinct(&exposed, &format!("{owner}\0{name}"));
-                    tracing::warn!(server = %owner, name = %exposed, offered_as = %other, "two items would get the same name; the second is offered under a name of its own");
-                    if routes.contains_key(&other) {
+                    if serving {
+                        tracing::warn!(server = %owner, name = %exposed, offered_as = %other, "two items would get the same name; the second is offered under a name of its own");
+                    }
+                    if taken(&other) {
                         return;
                     }
                     exposed = other;
                 }
-                routes.insert(
-                    exposed.clone(),
-                    Route {
-                        server: owner.clone(),
-                        name: name.to_owned(),
-                    },
-                );
+                let route = Route {
+                    server: owner.clone(),
+                    name: name.to_owned(),
+                };
+                if !serving {
+                    withdrawn.insert(exposed, route);
+                    return;
+                }
+                served.insert(exposed.clone(), route);
                 self.items
                     .entry(kind)
                     .or_default()
                     .push(renamed(obj, exposed));
             }
+            ListKind::Resources if !serving => {
+                if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
+                    self.withdrawn_resources
+                        .entry(uri.to_owned())
+                        .or_insert_with(|| owner.clone());
+                }
+            }
+            ListKind::ResourceTemplates if !serving => {
+                if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {
+                    self.withdrawn_templates.push((t.to_owned(), owner.clone()));
+                }
+            }
             ListKind::Resources => {
                 if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
+                    let origin = origin(uri).to_owned();
+                    if !self.origins.iter().any(|(o, s)| *o == origin && s == owner) {
+                        self.origins.push((origin, owner.clone()));
+                    }
                     if let Some(first) = self.resources.get(uri) {
                         tracing::warn!(server = %owner, %uri, first = %first, "a resource URI offered by two servers; the first keeps it");
                         return;
@@ -222,6 +248,10 @@ impl Catalog {
             }
             ListKind::ResourceTemplates => {
                 if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {
+                    if let Some((_, first)) = self.templates.iter().find(|(u, _)| u == t) {
+                        tracing::warn!(server = %owner, template = %t, first = %first, "a URI template offered by two servers; the first keeps it");
+                        return;
+                    }
                     self.templates.push((t.to_owned(), owner.clone()));
                 }
                 self.items.entry(kind).or_default().push(item.clone());
@@ -254,21 +284,25 @@ impl Catalog {
 
     /// The server of a resource URI: a listed resource, else the server of the template that
     /// matches it with the most literal text (the most specific; the first server by name on a
-    /// tie).
+    /// tie); else the same among servers not serving now; else the one serving server whose
+    /// listed URIs have the URI's scheme and authority; else the one serving server that
+    /// offers resources.
     pub fn resource_server(&self, uri: &str) -> Option<&Arc<str>> {
-        self.resources.get(uri).or_else(|| {
-            self.templates
-                .iter()
-                .filter_map(|(t, s)| template_match(t, uri).map(|literal| (literal, s)))
-                .fold(
-                    None,
-                    |best: Option<(usize, &Arc<str>)>, (literal, s)| match best {
-                        Some((b, _)) if b >= literal => best,
-                        _ => Some((literal, s)),
-                    },
+        self.resources
+            .get(uri)
+            .or_else(|| best_template(&self.templates, uri))
+            .or_else(|| self.withdrawn_resources.get(uri))
+            .or_else(|| best_template(&self.withdrawn_templates, uri))
+            .or_else(|| {
+                let origin = origin(uri);
+                sole(
+                    self.origins
+                        .iter()
+                        .filter(|(o, _)| o == origin)
+                        .map(|(_, s)| s),
                 )
-                .map(|(_, s)| s)
-        })
+            })
+            .or_else(|| sole(self.resource_servers.iter()))
     }
 
     /// The servers whose items are offered.
@@ -282,6 +316,41 @@ impl Catalog {
             .into_iter()
             .filter(|k| self.list(*k) != other.list(*k))
             .collect()
+    }
+}
+
+/// The server of the template that matches `uri` with the most literal text (the first on a
+/// tie).
+fn best_template<'a>(templates: &'a [(String, Arc<str>)], uri: &str) -> Option<&'a Arc<str>> {
+    templates
+        .iter()
+        .filter_map(|(t, s)| template_match(t, uri).map(|literal| (literal, s)))
+        .fold(
+            None,
+            |best: Option<(usize, &Arc<str>)>, (literal, s)| match best {
+                Some((b, _)) if b >= literal => best,
+                _ => Some((literal, s)),
+            },
+        )
+        .map(|(_, s)| s)
+}
+
+/// The server, if `servers` names exactly one (any number of times).
+fn sole<'a>(mut servers: impl Iterator<Item = &'a Arc<str>>) -> Option<&'a Arc<str>> {
+    let first = servers.next()?;
+    servers.all(|s| s == first).then_some(first)
+}
+
+/// A URI's scheme and authority: `demo://resource` of `demo://resource/static/1`, `file://` of
+/// `file:///a`; the scheme (`urn:`) of one without `//`.
+fn origin(uri: &str) -> &str {
+    match uri.find("://") {
+        Some(at) => {
+            let rest = &uri[at + 3..];
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            &uri[..at + 3 + end]
+        }
+        None => uri.find(':').map_or(uri, |at| &uri[..=at]),
     }
 }
 
@@ -331,7 +400,7 @@ mod tests {
     use super::*;
 
     fn build(servers: &BTreeMap<String, ServerLists>) -> Catalog {
-        Catalog::build(servers.iter().map(|(k, v)| (k.as_str(), v)), "__")
+        Catalog::build(servers.iter().map(|(k, v)| (k.as_str(), v, true)), "__")
     }
 
     fn lists(tools: &[&str], resources: &[&str]) -> ServerLists {
@@ -462,6 +531,88 @@ mod tests {
         assert_eq!(&**cat.resource_server("test://static/1").unwrap(), "b");
         assert_eq!(&**cat.resource_server("test://dynamic/1").unwrap(), "a");
         assert!(cat.resource_server("other://1").is_none());
+    }
+
+    fn names(cat: &Catalog) -> Vec<String> {
+        cat.list(ListKind::Tools)
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// `x.y` and `x_y` expose the same name: which one keeps it must not depend on which is up,
+    /// or a call meant for one would reach the other.
+    #[test]
+    fn a_server_going_down_hands_its_names_to_no_other() {
+        let (dotted, plain) = (lists(&["echo"], &[]), lists(&["echo"], &[]));
+        let both_up = Catalog::build([("x.y", &dotted, true), ("x_y", &plain, true)], "__");
+        let up = names(&both_up);
+        assert_eq!(up[0], "x_y__echo");
+        assert_eq!(&*both_up.tool("x_y__echo").unwrap().server, "x.y");
+        let one_down = Catalog::build([("x.y", &dotted, false), ("x_y", &plain, true)], "__");
+        assert_eq!(names(&one_down), [up[1].clone()], "x_y keeps its own name");
+        assert_eq!(&*one_down.tool(&up[1]).unwrap().server, "x_y");
+        assert!(one_down.tool("x_y__echo").is_none());
+        let r = one_down.withdrawn_tool("x_y__echo").unwrap();
+        assert_eq!(&*r.server, "x.y", "still routed to the server that is down");
+    }
+
+    #[test]
+    fn a_uri_template_offered_twice_is_listed_once_and_routes_to_the_first() {
+        let template = |server: &str| {
+            let mut l = ServerLists::default();
+            l.lists.insert(
+                ListKind::ResourceTemplates,
+                vec![json!({"uriTemplate": "shared://tmpl/{id}", "name": server})],
+            );
+            l
+        };
+        let (a, b) = (template("a"), template("b"));
+        let cat = Catalog::build([("a", &a, true), ("b", &b, true)], "__");
+        assert_eq!(cat.list(ListKind::ResourceTemplates).len(), 1);
+        assert_eq!(cat.list(ListKind::ResourceTemplates)[0]["name"], "a");
+        assert_eq!(&**cat.resource_server("shared://tmpl/5").unwrap(), "a");
+    }
+
+    #[test]
+    fn the_resources_of_a_server_not_serving_still_route_to_it() {
+        let mut down = lists(&[], &["fake://down/r0"]);
+        down.lists.insert(
+            ListKind::ResourceTemplates,
+            vec![json!({"uriTemplate": "fake://down/t/{id}"})],
+        );
+        let up = lists(&[], &["other://up/r0"]);
+        let cat = Catalog::build([("down", &down, false), ("up", &up, true)], "__");
+        assert_eq!(cat.list(ListKind::Resources).len(), 1, "not listed");
+        assert!(cat.list(ListKind::ResourceTemplates).is_empty());
+        assert_eq!(&**cat.resource_server("fake://down/r0").unwrap(), "down");
+        assert_eq!(&**cat.resource_server("fake://down/t/1").unwrap(), "down");
+    }
+
+    /// A resource a server can read need not be listed (a tool's resource link, say): it goes
+    /// to the one server whose listed URIs share its scheme and authority, else to the one
+    /// server offering resources; with no such one server it is unknown.
+    #[test]
+    fn a_uri_no_list_names_goes_to_the_one_server_it_can_be_of() {
+        let (a, b) = (
+            lists(&[], &["demo://resource/static/1"]),
+            lists(&[], &["fake://b/r0"]),
+        );
+        let cat = Catalog::build([("a", &a, true), ("b", &b, true)], "__");
+        assert_eq!(
+            &**cat
+                .resource_server("demo://resource/session/y.txt")
+                .unwrap(),
+            "a"
+        );
+        assert_eq!(&**cat.resource_server("fake://b/hidden/1").unwrap(), "b");
+        assert!(cat.resource_server("fake://c/1").is_none(), "two could");
+        let tools_only = lists(&["echo"], &[]);
+        let one = Catalog::build([("a", &a, true), ("t", &tools_only, true)], "__");
+        assert_eq!(&**one.resource_server("other://x").unwrap(), "a");
+        assert_eq!(origin("file:///a/b"), "file://");
+        assert_eq!(origin("urn:isbn:1"), "urn:");
+        assert_eq!(origin("demo://host?q=1"), "demo://host");
     }
 
     #[test]

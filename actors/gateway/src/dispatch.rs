@@ -515,6 +515,7 @@ fn route(
                     let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
                     let route = catalog
                         .prompt(name)
+                        .or_else(|| catalog.withdrawn_prompt(name))
                         .ok_or_else(|| invalid(format!("unknown prompt `{name}`")))?;
                     let server = route.server.clone();
                     reference.insert("name".into(), Value::String(route.name.clone()));
@@ -532,4 +533,31 @@ fn route(
         }
     };
     Ok((server, Value::Object(params)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::ServerLists;
+
+    /// A completion of a prompt of a server that is not serving goes to it, as `prompts/get`
+    /// does, to wait there or be told its state, rather than the prompt being unknown.
+    #[test]
+    fn a_completion_of_a_prompt_of_a_server_not_serving_goes_to_it() {
+        let mut lists = ServerLists::default();
+        lists
+            .lists
+            .insert(ListKind::Prompts, vec![json!({"name": "p0"})]);
+        let catalog = Catalog::build([("gamma", &lists, false)], "__");
+        let mut request = Request::new(
+            1,
+            methods::COMPLETE,
+            Some(json!({"ref": {"type": "ref/prompt", "name": "gamma__p0"},
+                "argument": {"name": "a", "value": ""}})),
+        );
+        let Ok((server, params)) = route(&mut request, &catalog, false) else {
+            panic!("not routed");
+        };
+        assert_eq!((&*server, &params["ref"]["name"]), ("gamma", &json!("p0")));
+    }
 }

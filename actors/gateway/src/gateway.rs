@@ -124,8 +124,8 @@ struct ServerEntry {
     /// Bumped on every change, so a late listing of an older state is discarded.
     generation: u64,
     lists: Option<ServerLists>,
-    /// The lists it had before it stopped serving: its tools and prompts stay routed
-    /// (`Catalog::add_withdrawn`), so a call by name reaches it, to wait for it (starting,
+    /// The lists it had before it stopped serving: its items stay routed (`Catalog::build`
+    /// with `serving` false), so a request by name or URI reaches it, to wait for it (starting,
     /// restarting) or to be told its state, rather than be told the name is unknown.
     withdrawn: Option<ServerLists>,
 }
@@ -461,18 +461,16 @@ impl Gateway {
         let started = Instant::now();
         self.lists.rebuild_dirty = false;
         self.lists.rebuild_pending = false;
-        let lists = self
-            .lists
-            .servers
-            .iter()
-            .filter(|(_, s)| s.serving)
-            .filter_map(|(name, s)| Some((name.as_str(), s.lists.as_ref()?)));
-        let mut catalog = Catalog::build(lists, &self.config.separator);
-        for (name, entry) in &self.lists.servers {
-            if let Some(withdrawn) = entry.withdrawn.as_ref().filter(|_| entry.lists.is_none()) {
-                catalog.add_withdrawn(name, withdrawn, &self.config.separator);
+        // A serving server with its lists offers them; one not serving (or serving again,
+        // before its lists came) routes with the lists it had.
+        let lists = self.lists.servers.iter().filter_map(|(name, s)| {
+            match (s.serving, &s.lists, &s.withdrawn) {
+                (true, Some(lists), _) => Some((name.as_str(), lists, true)),
+                (_, None, Some(had)) => Some((name.as_str(), had, false)),
+                _ => None,
             }
-        }
+        });
+        let catalog = Catalog::build(lists, &self.config.separator);
         let changed = catalog.changed_kinds(&self.catalog.borrow());
         let servers = catalog.servers().len();
         self.catalog.send_replace(Arc::new(catalog));
@@ -524,6 +522,9 @@ impl Gateway {
 
 /// The server's tools (from its status) and every page of the other lists its capabilities
 /// declare; a list that cannot be read is empty. Fails only when the status cannot be read.
+/// How many pages of one list are read from a server (its tools are read by the manager).
+const LIST_PAGES_MAX: usize = 100;
+
 async fn fetch_lists(
     servers: &ReplyRecipient<CallServer, CallAnswer, FleetError>,
     status: &ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
@@ -556,7 +557,7 @@ async fn fetch_lists(
         let mut items = Vec::new();
         let mut cursor: Option<Value> = None;
         // A server that pages forever is cut off after this many pages.
-        for _ in 0..100 {
+        for page_number in 0..LIST_PAGES_MAX {
             let params = match &cursor {
                 Some(c) => json!({ "cursor": c }),
                 None => json!({}),
@@ -585,6 +586,15 @@ async fn fetch_lists(
             cursor = page.get("nextCursor").filter(|c| !c.is_null()).cloned();
             if cursor.is_none() {
                 break;
+            }
+            if page_number + 1 == LIST_PAGES_MAX {
+                tracing::warn!(
+                    server,
+                    method = kind.method(),
+                    pages = LIST_PAGES_MAX,
+                    items = items.len(),
+                    "the server's list goes on past the page limit; the items after it are not offered"
+                );
             }
         }
         lists.lists.insert(kind, items);
