@@ -6,8 +6,7 @@
 //! - Resources and resource templates are addressed by URI, which is left as it is: a URI (or
 //!   a URI template) listed by two servers goes to the first by server name, and the clash is
 //!   logged. A URI no list names goes to the one server whose listed URIs share its scheme and
-//!   authority, or else to the one server that offers resources at all (a tool's resource link
-//!   need not be listed).
+//!   authority (a tool's resource link need not be listed).
 //! - Servers are merged in name order, so the catalog does not depend on which server answered
 //!   first. Servers not serving now (restarting, stopped) take part with the lists they had:
 //!   their items are not listed, but their names and URIs still route to them (to wait there,
@@ -136,8 +135,6 @@ pub struct Catalog {
     /// The scheme and authority (`scheme://host`) of each serving server's listed resources,
     /// once per server: where a URI no list names may go.
     origins: Vec<(String, Arc<str>)>,
-    /// The serving servers that offer resources or templates.
-    resource_servers: Vec<Arc<str>>,
 }
 
 impl Catalog {
@@ -153,10 +150,6 @@ impl Catalog {
             let owner: Arc<str> = Arc::from(server);
             if serving {
                 cat.servers.push(server.to_owned());
-                let offers = |k| lists.lists.get(&k).is_some_and(|l| !l.is_empty());
-                if offers(ListKind::Resources) || offers(ListKind::ResourceTemplates) {
-                    cat.resource_servers.push(owner.clone());
-                }
             }
             for (kind, items) in &lists.lists {
                 for item in items {
@@ -285,8 +278,8 @@ impl Catalog {
     /// The server of a resource URI: a listed resource, else the server of the template that
     /// matches it with the most literal text (the most specific; the first server by name on a
     /// tie); else the same among servers not serving now; else the one serving server whose
-    /// listed URIs have the URI's scheme and authority; else the one serving server that
-    /// offers resources.
+    /// listed URIs have the URI's scheme and authority. A URI of no known origin is not
+    /// found: the gateway says so in the era's words (SEP-2164), not a guessed server.
     pub fn resource_server(&self, uri: &str) -> Option<&Arc<str>> {
         self.resources
             .get(uri)
@@ -302,7 +295,6 @@ impl Catalog {
                         .map(|(_, s)| s),
                 )
             })
-            .or_else(|| sole(self.resource_servers.iter()))
     }
 
     /// The servers whose items are offered.
@@ -590,8 +582,8 @@ mod tests {
     }
 
     /// A resource a server can read need not be listed (a tool's resource link, say): it goes
-    /// to the one server whose listed URIs share its scheme and authority, else to the one
-    /// server offering resources; with no such one server it is unknown.
+    /// to the one server whose listed URIs share its scheme and authority; with no such one
+    /// server it is unknown.
     #[test]
     fn a_uri_no_list_names_goes_to_the_one_server_it_can_be_of() {
         let (a, b) = (
@@ -606,10 +598,16 @@ mod tests {
             "a"
         );
         assert_eq!(&**cat.resource_server("fake://b/hidden/1").unwrap(), "b");
-        assert!(cat.resource_server("fake://c/1").is_none(), "two could");
-        let tools_only = lists(&["echo"], &[]);
-        let one = Catalog::build([("a", &a, true), ("t", &tools_only, true)], "__");
-        assert_eq!(&**one.resource_server("other://x").unwrap(), "a");
+        assert!(
+            cat.resource_server("fake://c/1").is_none(),
+            "no listed URI is of it"
+        );
+        let also_b = lists(&[], &["fake://b/r1", "demo://resource/static/2"]);
+        let two = Catalog::build([("a", &a, true), ("b", &also_b, true)], "__");
+        assert!(
+            two.resource_server("demo://resource/x").is_none(),
+            "two could"
+        );
         assert_eq!(origin("file:///a/b"), "file://");
         assert_eq!(origin("urn:isbn:1"), "urn:");
         assert_eq!(origin("demo://host?q=1"), "demo://host");
