@@ -8,7 +8,7 @@
 //! | `GET /api/servers/{name}` | one server's status; 404 if there is none |
 //! | `GET /api/servers/{name}/logs?lines=N&after=T` | the newest N (default 200) lines of its stderr ring, only those after the first T; with `total` (the next `after`), `missed` and `log_id` |
 //! | `POST /api/servers/{name}/restart` | stops it and starts it again; its status once ready |
-//! | `POST /api/servers/{name}/start` | the same (a stopped server starts; a running one restarts) |
+//! | `POST /api/servers/{name}/start` | starts a stopped or failed server; a running one is left as it is |
 //! | `POST /api/servers/{name}/stop` | stops it (it stays listed, `stopped`); how it ended |
 //! | `GET /api/health` | the health monitor's view of each server: probes, failures, last latency |
 //! | `POST /api/servers` | adds a server: `{"name": .., "command": .., "args": [..], "env": {..}, "cwd": ..}` (an `mcpServers` entry and its name); kept in the state file, so it is back after a restart; 201 with its status once launched, 409 if the name exists, 400 naming every problem |
@@ -74,7 +74,7 @@ pub fn router(
         .route("/api/servers/{name}", get(one).delete(remove))
         .route("/api/servers/{name}/logs", get(logs))
         .route("/api/servers/{name}/restart", post(restart))
-        .route("/api/servers/{name}/start", post(restart))
+        .route("/api/servers/{name}/start", post(start))
         .route("/api/servers/{name}/stop", post(stop))
         .route("/api/health", get(health_report))
         .route("/api/reload", post(reload))
@@ -238,6 +238,20 @@ async fn logs(
 async fn restart(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
     match state.manager.ask(RestartServer { name }).await {
         Ok(status) => Json(status).into_response(),
+        Err(e) => ask_error(e),
+    }
+}
+
+/// Starts a stopped or failed server; one that runs (or is on its way up or down) is left as
+/// it is, and its status is the answer: a start must not end the calls it is serving.
+async fn start(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match state
+        .manager
+        .ask(GetServerStatus { name: name.clone() })
+        .await
+    {
+        Ok(status) if !status.state.is_terminal() => Json(status).into_response(),
+        Ok(_) => restart(State(state), Path(name)).await,
         Err(e) => ask_error(e),
     }
 }

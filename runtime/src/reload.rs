@@ -16,7 +16,7 @@ use kameo::error::SendError;
 use crate::state::RuntimeChanges;
 use fleet_protocol::messages::server::{LaunchServer, RemoveServer, StopServer};
 use fleet_server_manager::ServerManager;
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all};
 use kameo::actor::ActorRef;
 
 /// What a reload did, server by server; a failure names the server and says why.
@@ -77,6 +77,7 @@ impl Reloader {
         restart: RestartPolicy,
         changes: RuntimeChanges,
     ) -> Self {
+        let changes = changes.with_restart(&restart);
         let running = changes.apply(&file);
         let (enabled, _) = tokio::sync::watch::channel(names(&running));
         Reloader {
@@ -108,9 +109,22 @@ impl Reloader {
         let mut inner = self.inner.lock().await;
         let loaded = crate::config::load_all(&self.path)?;
         let config = loaded.servers;
-        let next = inner.changes.apply(&config.servers);
+        let restart = loaded.options.unwrap_or_default().restart;
+        // Servers added at runtime take the file's `[restart]` as it is now, as its own do.
+        let changes = inner.changes.clone().with_restart(&restart);
+        let next = changes.apply(&config.servers);
         let diff = ConfigDiff::between(&inner.running, &next);
-        let report = apply(&self.manager, &diff).await;
+        // The stops and removals are done, and the launches sent, under the lock; the launches
+        // are waited for without it, so that an addition or a removal (of a server whose
+        // launch hangs, say) need not wait for them.
+        let launches = apply(&self.manager, &diff).await;
+        inner.file = config.servers;
+        inner.running = next;
+        inner.changes = changes;
+        inner.restart = restart;
+        self.enabled.send_replace(names(&inner.running));
+        drop(inner);
+        let report = launches.finish().await;
         tracing::info!(
             started = ?report.started,
             restarted = ?report.restarted,
@@ -122,10 +136,6 @@ impl Reloader {
         for (server, error) in &report.failed {
             tracing::error!(%server, %error, "reload: server did not start or stop");
         }
-        inner.file = config.servers;
-        inner.running = next;
-        inner.restart = loaded.options.unwrap_or_default().restart;
-        self.enabled.send_replace(names(&inner.running));
         Ok(report)
     }
 
@@ -144,17 +154,21 @@ impl Reloader {
         changes.add(spec.clone());
         self.commit(&mut inner, changes)?;
         tracing::info!(server = %spec.name, command = %spec.command_line(), "server added");
-        Ok(self
-            .manager
-            .ask(LaunchServer { spec })
-            .await
-            .map_err(|e| match e {
+        let unavailable = |reason: String| FleetError::ActorUnavailable {
+            actor: "server-manager".into(),
+            reason,
+        };
+        // Sent under the lock (a removal after it finds the server), waited for without it (a
+        // removal of a server whose launch hangs need not wait for it).
+        let pending = self.manager.ask(LaunchServer { spec }).enqueue().await;
+        drop(inner);
+        Ok(match pending {
+            Err(e) => Err(unavailable(e.to_string())),
+            Ok(pending) => pending.await.map_err(|e| match e {
                 SendError::HandlerError(e) => e,
-                other => FleetError::ActorUnavailable {
-                    actor: "server-manager".into(),
-                    reason: other.to_string(),
-                },
-            }))
+                other => unavailable(other.to_string()),
+            }),
+        })
     }
 
     /// Saves `changes` to the state file, then makes them the ones in force; a failed save
@@ -191,9 +205,38 @@ impl Reloader {
     }
 }
 
+/// The launches of a reload, sent and not yet answered, and its report so far.
+pub struct Launches {
+    report: ReloadReport,
+    begin: Instant,
+    /// Each launched server, whether it was changed (else added), and its launch's answer.
+    pending: Vec<(String, bool, BoxFuture<'static, Result<(), String>>)>,
+}
+
+impl Launches {
+    /// Waits for every launch (all at once) and completes the report.
+    pub async fn finish(mut self) -> ReloadReport {
+        let (names, launches): (Vec<_>, Vec<_>) = self
+            .pending
+            .into_iter()
+            .map(|(name, changed, launch)| ((name, changed), launch))
+            .unzip();
+        for ((name, changed), result) in names.into_iter().zip(join_all(launches).await) {
+            match result {
+                Err(e) => self.report.failed.push((name, e)),
+                Ok(()) if changed => self.report.restarted.push(name),
+                Ok(()) => self.report.started.push(name),
+            }
+        }
+        self.report.took = self.begin.elapsed();
+        self.report
+    }
+}
+
 /// Applies `diff`: removes the removed servers and stops the changed ones (all at once), then
-/// launches the changed and added ones (all at once).
-pub async fn apply(manager: &ActorRef<ServerManager>, diff: &ConfigDiff) -> ReloadReport {
+/// sends the launches of the changed and added ones, to be waited for with
+/// [`Launches::finish`].
+pub async fn apply(manager: &ActorRef<ServerManager>, diff: &ConfigDiff) -> Launches {
     let begin = Instant::now();
     let mut report = ReloadReport::default();
     let removals = join_all(diff.removed.iter().map(|name| {
@@ -233,25 +276,32 @@ pub async fn apply(manager: &ActorRef<ServerManager>, diff: &ConfigDiff) -> Relo
             report.stopped.push(name.clone());
         }
     }
-    let to_launch: Vec<_> = diff.changed.iter().chain(&diff.added).collect();
-    let launches = join_all(to_launch.iter().map(|spec| {
-        manager
-            .ask(LaunchServer {
-                spec: (*spec).clone(),
-            })
-            .into_future()
-    }))
-    .await;
-    for (spec, result) in to_launch.iter().zip(launches) {
-        match result {
-            Err(e) => report.failed.push((spec.name.clone(), e.to_string())),
-            Ok(_) if diff.changed.iter().any(|c| c.name == spec.name) => {
-                report.restarted.push(spec.name.clone())
+    let mut pending = Vec::new();
+    let launches = diff
+        .changed
+        .iter()
+        .map(|spec| (spec, true))
+        .chain(diff.added.iter().map(|spec| (spec, false)));
+    for (spec, changed) in launches {
+        let sent = manager
+            .ask(LaunchServer { spec: spec.clone() })
+            .enqueue()
+            .await;
+        let launch: BoxFuture<'static, Result<(), String>> = match sent {
+            Ok(answer) => {
+                Box::pin(async move { answer.await.map(drop).map_err(|e| e.to_string()) })
             }
-            Ok(_) => report.started.push(spec.name.clone()),
-        }
+            Err(e) => {
+                let e = e.to_string();
+                Box::pin(async move { Err(e) })
+            }
+        };
+        pending.push((spec.name.clone(), changed, launch));
     }
     report.unchanged = diff.unchanged.clone();
-    report.took = begin.elapsed();
-    report
+    Launches {
+        report,
+        begin,
+        pending,
+    }
 }

@@ -32,6 +32,15 @@ impl RuntimeChanges {
             .collect()
     }
 
+    /// Gives every server added at runtime `policy`: they have the config's `[restart]`, as
+    /// it is now (the state file keeps the one they were added with).
+    pub fn with_restart(mut self, policy: &fleet_protocol::RestartPolicy) -> RuntimeChanges {
+        for spec in &mut self.added {
+            spec.restart = policy.clone();
+        }
+        self
+    }
+
     /// Records a server added at runtime (replacing an earlier removal of that name).
     pub fn add(&mut self, spec: ServerSpec) {
         self.removed.retain(|n| *n != spec.name);

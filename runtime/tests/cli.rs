@@ -685,6 +685,69 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
     let _ = std::fs::remove_file(&state);
 }
 
+/// An addition waits for its server's launch without holding up other changes: a server whose
+/// handshake hangs can be removed at once, not after the handshake's timeout.
+#[tokio::test]
+async fn a_server_whose_launch_hangs_can_be_removed_meanwhile() {
+    let _shared = SWEEPS.read().await;
+    let bin = mcp_reference_server::binary_path();
+    let config = write_config(r#"{ "mcpServers": {} }"#);
+    let state = config.0.with_extension("hang-state.json");
+    let (mut child, port) = common::spawn_fleet_with(
+        &config.0,
+        Stdio::null(),
+        &[],
+        &["--state", &state.display().to_string()],
+        &[],
+    );
+    common::wait_ready(port, Duration::from_secs(30)).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let add = tokio::spawn({
+        let (http, base) = (http.clone(), base.clone());
+        let body = json!({"name": "hang", "command": bin, "args": ["--hang-after-requests", "0"]});
+        async move {
+            http.post(format!("{base}/api/servers"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "the hanging server listed",
+        || async {
+            let one = http
+                .get(format!("{base}/api/servers/hang"))
+                .send()
+                .await
+                .ok()?;
+            (one.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let removed = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.delete(format!("{base}/api/servers/hang")).send(),
+    )
+    .await
+    .expect("removed without waiting for the hanging launch")
+    .unwrap();
+    assert_eq!(removed.status(), 200);
+    let added = tokio::time::timeout(Duration::from_secs(10), add)
+        .await
+        .expect("the addition answers once its server is removed")
+        .unwrap();
+    assert_eq!(added, 201, "added, did not start");
+    let status = sigterm(&mut child, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM");
+    assert!(status.success());
+    let _ = std::fs::remove_file(&state);
+}
+
 /// `mcp-fleet COMMAND --url URL ARGS...`: exit code and stdout (stderr appended on failure).
 async fn fleet_cli(url: &str, args: &[&str]) -> (i32, String) {
     let out = common::mcp_fleet([args[0]])
@@ -756,6 +819,11 @@ async fn the_cli_operates_a_running_fleet_through_its_api() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("started b: ready"), "{out}");
     assert_eq!(pids_with(&b_name).len(), 1);
+    // Started again while it runs: left as it is, not restarted.
+    let running = pids_with(&b_name);
+    let (code, out) = fleet_cli(&url, &["servers", "start", "b"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(pids_with(&b_name), running, "the same process: {out}");
 
     // `a` logs each request it gets (the handshake's and the tool listing's at least).
     let (code, out) = fleet_cli(&url, &["logs", "a", "-n", "2"]).await;
@@ -1022,6 +1090,27 @@ restart = {{ mode = "never" }}
         serde_json::from_slice(&std::fs::read(dir.join("run.state.json")).unwrap()).unwrap();
     let restart = &state["added"][0]["restart"];
     assert_eq!(restart["backoff_base"]["nanos"], 100_000_000, "{state}");
+    // The TOML's `[restart]` changes: a reload gives it to the added server too, which restarts
+    // with it like the servers of the files.
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("backoff_base_ms = 100", "backoff_base_ms = 200"),
+    )
+    .unwrap();
+    let report: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/reload"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let restarted = report["restarted"].as_array().unwrap();
+    assert!(
+        restarted.contains(&json!("added")) && restarted.contains(&json!("json")),
+        "{report}"
+    );
     let status = sigterm(&mut child, Duration::from_secs(15))
         .await
         .expect("mcp-fleet exits after SIGTERM");

@@ -1933,7 +1933,11 @@ impl Message<StopProcess> for ServerActor {
                 })
             }),
             None => {
-                if !self.status.state.is_terminal() {
+                // A stop asked for of a server that failed leaves it stopped, as asked: its
+                // state (and the metrics' `failed`) no longer says it needs attention.
+                if !self.status.state.is_terminal()
+                    || (msg.stop.is_some() && self.status.state != ServerState::Stopped)
+                {
                     self.set_state(ServerState::Stopped);
                 }
                 ctx.reply(Ok(StoppedServer {

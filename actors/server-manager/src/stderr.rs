@@ -81,7 +81,8 @@ impl StderrRing {
             bytes: 0,
             max_bytes,
             total: 0,
-            id: crate::process::random_u64(),
+            // 53 bits: JSON readers that hold numbers as doubles (JavaScript, jq) read it exactly.
+            id: crate::process::random_u64() & ((1 << 53) - 1),
         }
     }
 
@@ -227,6 +228,11 @@ mod tests {
         assert_eq!((future.lines.len(), future.total, future.missed), (0, 5, 0));
         // Another ring is another log.
         assert_ne!(StderrRing::new(18).since(None, 1).log_id, future.log_id);
+        // A double holds it exactly (JavaScript, jq).
+        for _ in 0..64 {
+            let id = StderrRing::new(18).since(None, 1).log_id;
+            assert_eq!(id as f64 as u64, id);
+        }
     }
 
     #[test]

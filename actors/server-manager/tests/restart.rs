@@ -123,6 +123,14 @@ async fn a_server_that_always_crashes_at_start_reaches_crash_loop_while_others_s
     // ...while the other server serves throughout.
     let r = manager.ask(echo("steady", "fine")).await.unwrap();
     assert_eq!(r.result["content"][0]["text"], "fine");
+    // Stopped on request, it is `Stopped`: no longer a failure that needs attention.
+    manager
+        .ask(fleet_protocol::messages::server::StopServer {
+            name: "doomed".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(status(&manager, "doomed").await.state, ServerState::Stopped);
     manager.ask(StopAllServers).await.unwrap();
 }
 

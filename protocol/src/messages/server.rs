@@ -187,7 +187,8 @@ pub struct ServerLogs {
     /// stderr since its actor was launched): the cursor (`after`) of the next ask.
     pub total: u64,
     /// Names this log. Another one means the log began anew (the server was launched again,
-    /// its manager or the fleet restarted): a cursor of the old one means nothing in it.
+    /// its manager or the fleet restarted): a cursor of the old one means nothing in it. At
+    /// most 2^53 - 1, so that JSON readers holding numbers as doubles read it exactly.
     pub log_id: u64,
     /// Lines after the cursor that are not in `lines`: dropped from the ring buffer (it keeps
     /// the newest bytes) or beyond `max_lines`.
