@@ -17,7 +17,7 @@
 //! - The link ends when the actor drops its sender (a stop: the session is DELETEd), or when
 //!   killed (`kill`; a health verdict). The end is published like a process exit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -104,8 +104,11 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Strin
 /// Starts a link. Fails only on a configuration the HTTP client refuses.
 pub fn connect(args: LinkArgs) -> Result<RemoteLink, String> {
     let extra = header_map(&args.headers)?;
+    // Redirects are not followed: the configured headers (a token) must reach only the
+    // configured origin, and reqwest's policy sends some of them on across origins.
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("could not build the HTTP client: {e}"))?;
     let shared = Arc::new(Shared {
@@ -166,7 +169,13 @@ async fn run(
     exit_tx: watch::Sender<Option<ExitInfo>>,
     kill: CancellationToken,
 ) {
-    let mut tasks = JoinSet::new();
+    let (ordered, in_order) = mpsc::channel(ORDERED_QUEUE);
+    let mut link = Link {
+        tasks: JoinSet::new(),
+        requests: HashMap::new(),
+        ordered,
+    };
+    link.tasks.spawn(post_in_order(shared.clone(), in_order));
     let exit = loop {
         tokio::select! {
             () = kill.cancelled() => break exit_info(None, Some(KILLED)),
@@ -176,9 +185,11 @@ async fn run(
                 break exit_info(Some(LOST), None);
             }
             // Reap finished request tasks as they end.
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = link.tasks.join_next(), if !link.tasks.is_empty() => {
+                link.requests.retain(|_, task| !task.is_finished());
+            }
             line = outgoing.recv() => match line {
-                Some(line) => send(&shared, line, &mut tasks).await,
+                Some(line) => send(&shared, line, &mut link).await,
                 None => {
                     // A stop: end the session politely, bounded, unless killed meanwhile.
                     tokio::select! {
@@ -190,7 +201,7 @@ async fn run(
             },
         }
     };
-    tasks.abort_all();
+    link.tasks.abort_all();
     let _ = exit_tx.send(Some(exit.clone()));
     let _ = shared
         .actor
@@ -249,8 +260,22 @@ fn post_headers(shared: &Shared, message: &Value) -> HeaderMap {
     h
 }
 
-/// Sends one line: a request on a task of its own, anything else in order.
-async fn send(shared: &Arc<Shared>, line: Bytes, tasks: &mut JoinSet<()>) {
+/// What the link's loop holds: the tasks of requests under way (by wire id, to end the one
+/// whose request is abandoned) and the queue of what is posted in order.
+struct Link {
+    tasks: JoinSet<()>,
+    /// The task of each request under way, by its wire id's JSON text.
+    requests: HashMap<String, tokio::task::AbortHandle>,
+    ordered: mpsc::Sender<(reqwest::Request, Option<String>)>,
+}
+
+/// How many notifications and responses may wait for the ones before them to be posted.
+const ORDERED_QUEUE: usize = 1024;
+
+/// Sends one line: a request on a task of its own, `initialized` at once (the requests after
+/// it must not come before it), anything else through the ordered queue, so that a server slow
+/// to take a notification holds up neither the requests nor the loop (which must see a kill).
+async fn send(shared: &Arc<Shared>, line: Bytes, link: &mut Link) {
     // The actor encoded it; it is valid JSON.
     let Ok(message) = serde_json::from_slice::<Value>(&line) else {
         return;
@@ -279,36 +304,68 @@ async fn send(shared: &Arc<Shared>, line: Bytes, tasks: &mut JoinSet<()>) {
     match (message.get("id").cloned(), method) {
         (Some(id), Some(method)) => {
             let shared = shared.clone();
-            tasks.spawn(async move { request(&shared, post, id, &method).await });
+            let key = id.to_string();
+            let task = link
+                .tasks
+                .spawn(async move { request(&shared, post, id, &method).await });
+            link.requests.insert(key, task);
+        }
+        (_, Some(method)) if method == methods::INITIALIZED => {
+            if post_one(shared, post, &method).await {
+                link.tasks.spawn(listen(shared.clone()));
+            }
         }
         (_, method) => {
-            let result = tokio::time::timeout(SHORT_TIMEOUT, shared.client.execute(post)).await;
-            match result {
-                Ok(Ok(resp)) if resp.status().is_success() => {
-                    if method.as_deref() == Some(methods::INITIALIZED) {
-                        tasks.spawn(listen(shared.clone()));
-                    }
+            if method.as_deref() == Some(methods::CANCELLED) {
+                // The actor gave up the request (a timeout, the client's cancel): its POST
+                // ends here, its connection closed. In the 2026-07-28 era that close is the
+                // cancellation; a 2025-11-25 session (it negotiated a version) is told too.
+                let id = message.pointer("/params/requestId").map(Value::to_string);
+                if let Some(task) = id.and_then(|id| link.requests.remove(&id)) {
+                    task.abort();
                 }
-                Ok(Ok(resp)) => {
-                    let status = resp.status();
-                    if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
-                        lose(shared, "the server ended the session (HTTP 404)".into());
-                    } else {
-                        tracing::warn!(server = %shared.server, ?method, %status, "remote server refused a notification or response");
-                    }
+                if lock(&shared.version).is_none() {
+                    return;
                 }
-                Ok(Err(e)) if e.is_connect() => {
-                    lose(shared, format!("cannot reach {}: {e}", shared.url))
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(server = %shared.server, ?method, error = %e, "posting to the remote server failed")
-                }
-                Err(_) => {
-                    tracing::warn!(server = %shared.server, ?method, "the remote server took over {SHORT_TIMEOUT:?} to accept a message")
-                }
+            }
+            if link.ordered.try_send((post, method)).is_err() {
+                tracing::warn!(server = %shared.server, "the remote server takes notifications slower than they come; one was dropped");
             }
         }
     }
+}
+
+/// Posts what the ordered queue holds, one after the other.
+async fn post_in_order(
+    shared: Arc<Shared>,
+    mut queue: mpsc::Receiver<(reqwest::Request, Option<String>)>,
+) {
+    while let Some((post, method)) = queue.recv().await {
+        post_one(&shared, post, method.as_deref().unwrap_or("a response")).await;
+    }
+}
+
+/// Posts a notification or a response, bounded; whether the server took it.
+async fn post_one(shared: &Shared, post: reqwest::Request, method: &str) -> bool {
+    match tokio::time::timeout(SHORT_TIMEOUT, shared.client.execute(post)).await {
+        Ok(Ok(resp)) if resp.status().is_success() => return true,
+        Ok(Ok(resp)) => {
+            let status = resp.status();
+            if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
+                lose(shared, "the server ended the session (HTTP 404)".into());
+            } else {
+                tracing::warn!(server = %shared.server, method, %status, "remote server refused a notification or response");
+            }
+        }
+        Ok(Err(e)) if e.is_connect() => lose(shared, format!("cannot reach {}: {e}", shared.url)),
+        Ok(Err(e)) => {
+            tracing::warn!(server = %shared.server, method, error = %e, "posting to the remote server failed")
+        }
+        Err(_) => {
+            tracing::warn!(server = %shared.server, method, "the remote server took over {SHORT_TIMEOUT:?} to accept a message")
+        }
+    }
+    false
 }
 
 /// One request's POST and its answer.
@@ -334,6 +391,18 @@ async fn request(shared: &Shared, post: reqwest::Request, id: Value, method: &st
     }
     if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
         lose(shared, "the server ended the session (HTTP 404)".into());
+        return;
+    }
+    if status.is_redirection() {
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("nowhere said");
+        let message = format!(
+            "the remote server answered HTTP {status}, a redirect to {to}: mcp-fleet does not follow redirects (its headers are for the configured URL only); set `url` to where it points"
+        );
+        deliver(shared, error_answer(&id, message)).await;
         return;
     }
     let is_sse = resp
@@ -398,12 +467,26 @@ async fn read_stream(
     until: Option<&Value>,
     method: &str,
 ) {
-    let mut events = SseStream::from_bytes_stream(resp.bytes_stream());
+    let max = shared.max_message_bytes;
+    let mut event_bytes = EventBytes::new(max);
+    // An event is refused once it is over the limit, before the rest of it is buffered.
+    let body = resp.bytes_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        if event_bytes.over(&chunk) {
+            return Err(std::io::Error::other(format!(
+                "an event of the remote server's stream is over {max} bytes"
+            )));
+        }
+        Ok(chunk)
+    });
+    let mut events = SseStream::from_bytes_stream(body);
+    let mut ended = "the remote server's event stream ended without an answer".to_string();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
                 tracing::debug!(server = %shared.server, error = %e, "remote event stream ended");
+                ended = format!("the remote server's event stream failed: {e}");
                 break;
             }
         };
@@ -422,6 +505,13 @@ async fn read_stream(
             (Ok(Message::Response(r)), Some(id)) => answers(r, id),
             _ => false,
         };
+        // A stream carries the answer to its own request only (and a GET stream none): an
+        // answer to another id would be taken for that request's, which may be another
+        // client's.
+        if !done && answers_another(&item, until) {
+            tracing::warn!(server = %shared.server, "the remote server's event stream carried an answer to another request; dropped");
+            continue;
+        }
         if done {
             note_version(shared, method, &item);
         }
@@ -430,8 +520,65 @@ async fn read_stream(
         }
     }
     if let Some(id) = until {
-        let message = "the remote server's event stream ended without an answer".to_string();
-        deliver(shared, error_answer(id, message)).await;
+        deliver(shared, error_answer(id, ended)).await;
+    }
+}
+
+/// Whether `item` answers a request other than `own` (any, on a stream of no request).
+fn answers_another(item: &DecodedLine, own: Option<&Value>) -> bool {
+    let id = match item {
+        Ok(Message::Response(r)) => r.id.as_ref(),
+        Err(FrameError::BadAnswer { id, .. }) => Some(id),
+        Err(FrameError::TooLong { answers, .. }) => answers.as_ref(),
+        _ => None,
+    };
+    let Some(id) = id.and_then(|i| serde_json::to_value(i).ok()) else {
+        return false;
+    };
+    own != Some(&id)
+}
+
+/// The bytes of the server-sent event being read (since the last blank line), so that one
+/// over the limit is refused before it is all buffered. The limit leaves room for the
+/// `data: ` prefixes and line ends of an event holding a message of `max` bytes.
+struct EventBytes {
+    limit: usize,
+    since_blank: usize,
+    at_line_start: bool,
+    after_cr: bool,
+}
+
+impl EventBytes {
+    fn new(max: usize) -> Self {
+        EventBytes {
+            limit: max.saturating_add(64 * 1024),
+            since_blank: 0,
+            at_line_start: true,
+            after_cr: false,
+        }
+    }
+
+    /// Counts `chunk`; whether the event being read is over the limit.
+    fn over(&mut self, chunk: &[u8]) -> bool {
+        for &b in chunk {
+            match b {
+                // A line ends with CR, LF or CRLF (counted once).
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\r' | b'\n' => {
+                    self.after_cr = b == b'\r';
+                    if self.at_line_start {
+                        self.since_blank = 0;
+                    }
+                    self.at_line_start = true;
+                }
+                _ => {
+                    self.after_cr = false;
+                    self.at_line_start = false;
+                    self.since_blank += 1;
+                }
+            }
+        }
+        self.since_blank > self.limit
     }
 }
 

@@ -1,0 +1,149 @@
+"""A remote MCP server (Streamable HTTP, 2025-11-25 sessions) that misbehaves on request, for
+the server manager's remote-link tests. Prints its port, then serves 127.0.0.1 until killed.
+
+tools/call by name: `echo`; `slow` (answers after 2 s); `redirect` (307 to /elsewhere);
+`hijack` (an SSE stream carrying an answer to the `slow` call under way, then its own);
+`huge` (an SSE event that never ends); `stall` (answers nothing, and notes when its connection
+closes). A `notifications/cancelled` takes 3 s to be accepted. GET /seen: what happened, as
+JSON."""
+import json
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+seen = []
+slow_ids = []
+lock = threading.Lock()
+
+
+def note(what):
+    with lock:
+        seen.append(what)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def answer(self, id, result, headers=()):
+        body = json.dumps({"jsonrpc": "2.0", "id": id, "result": result}).encode()
+        self.reply(200, body, [("Content-Type", "application/json"), *headers])
+
+    def text(self, id, text):
+        self.answer(id, {"content": [{"type": "text", "text": text}]})
+
+    def sse_start(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def sse(self, message):
+        self.wfile.write(b"data: " + json.dumps(message).encode() + b"\n\n")
+        self.wfile.flush()
+
+    def do_GET(self):
+        if self.path == "/seen":
+            with lock:
+                body = json.dumps(seen).encode()
+            self.reply(200, body, [("Content-Type", "application/json")])
+        elif self.path == "/elsewhere":
+            note("followed the redirect")
+            self.reply(200, b"{}", [("Content-Type", "application/json")])
+        else:
+            self.reply(405)
+
+    def do_DELETE(self):
+        self.reply(200)
+
+    def do_POST(self):
+        if self.path == "/elsewhere":
+            note("followed the redirect")
+            self.reply(500)
+            return
+        m = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        method, id = m.get("method"), m.get("id")
+        if id is None:
+            if method == "notifications/cancelled":
+                note("cancelled")
+                time.sleep(3)  # slow to take it: the link must not wait for it
+            self.reply(202)
+            return
+        if method == "initialize":
+            self.answer(id, {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                             "serverInfo": {"name": "upstream", "version": "1"}},
+                        [("Mcp-Session-Id", "s1")])
+        elif method == "tools/list":
+            self.answer(id, {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in
+                                       ["echo", "slow", "redirect", "hijack", "huge", "stall"]]})
+        elif method == "tools/call":
+            self.call(id, m["params"]["name"])
+        elif method == "ping":
+            self.answer(id, {})
+        else:
+            body = json.dumps({"jsonrpc": "2.0", "id": id,
+                               "error": {"code": -32601, "message": "no " + method}}).encode()
+            self.reply(200, body, [("Content-Type", "application/json")])
+
+    def call(self, id, name):
+        if name == "slow":
+            with lock:
+                slow_ids.append(id)
+            time.sleep(2)
+            self.text(id, "slow")
+        elif name == "redirect":
+            port = self.server.server_address[1]
+            self.reply(307, b"", [("Location", f"http://127.0.0.1:{port}/elsewhere")])
+        elif name == "hijack":
+            with lock:
+                other = slow_ids[-1] if slow_ids else None
+            self.sse_start()
+            self.sse({"jsonrpc": "2.0", "id": other,
+                      "result": {"content": [{"type": "text", "text": "HIJACK"}]}})
+            self.sse({"jsonrpc": "2.0", "id": id,
+                      "result": {"content": [{"type": "text", "text": "hijack"}]}})
+        elif name == "huge":
+            self.sse_start()
+            try:
+                self.wfile.write(b'data: {"jsonrpc": "2.0", "id": ' + json.dumps(id).encode()
+                                 + b', "result": {"x": "')
+                for _ in range(4096):  # 256 MiB at most, in 64 KiB pieces, with no line end
+                    self.wfile.write(b"x" * 65536)
+                note("huge sent whole")
+            except OSError:
+                note("huge cut off")
+        elif name == "stall":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            for _ in range(600):  # 60 s at most
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                        note("stall closed")
+                        return
+                except BlockingIOError:
+                    pass
+                time.sleep(0.1)
+        else:
+            self.text(id, name)
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(server.server_address[1], flush=True)
+server.serve_forever()

@@ -1,0 +1,180 @@
+//! Remote (`url`) servers that misbehave, served by a Python Streamable HTTP server
+//! (`tests/remote/upstream.py`, 2025-11-25 sessions): a redirect, an answer to another request
+//! on a call's event stream, an event that never ends, a call that is never answered and a
+//! notification slow to be taken.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, spawn_manager, wait_for};
+use fleet_protocol::ServerSpec;
+use fleet_protocol::messages::server::{CallServer, LaunchServer, StopAllServers};
+use fleet_server_manager::{ServerManager, ServerManagerConfig};
+use kameo::actor::ActorRef;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The upstream, killed when dropped.
+struct Upstream {
+    _child: tokio::process::Child,
+    port: u16,
+}
+
+impl Upstream {
+    async fn start() -> Upstream {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/remote/upstream.py");
+        let mut child = tokio::process::Command::new("python3")
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line))
+            .await
+            .expect("the upstream says its port")
+            .unwrap();
+        let port = line.trim().parse().expect("a port");
+        Upstream {
+            _child: child,
+            port,
+        }
+    }
+
+    fn spec(&self) -> ServerSpec {
+        let mut spec = ServerSpec::http("up", format!("http://127.0.0.1:{}/mcp", self.port));
+        if let fleet_protocol::Transport::Http { headers, .. } = &mut spec.transport {
+            headers.insert("Authorization".into(), "Bearer s3cret".into());
+        }
+        spec
+    }
+
+    /// What happened at the upstream so far.
+    async fn seen(&self) -> Vec<String> {
+        reqwest::get(format!("http://127.0.0.1:{}/seen", self.port))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+async fn linked(config: ServerManagerConfig) -> (Upstream, ActorRef<ServerManager>) {
+    let upstream = Upstream::start().await;
+    let manager = spawn_manager(config);
+    manager
+        .ask(LaunchServer {
+            spec: upstream.spec(),
+        })
+        .await
+        .expect("the upstream is ready");
+    (upstream, manager)
+}
+
+fn call(tool: &str) -> CallServer {
+    CallServer::new(
+        "up",
+        "tools/call",
+        Some(json!({"name": tool, "arguments": {}})),
+    )
+}
+
+fn text(answer: &Value) -> &str {
+    answer["content"][0]["text"].as_str().unwrap_or_default()
+}
+
+/// A redirect is an error naming where it points, not followed: the configured headers (a
+/// token) go to the configured URL only.
+#[tokio::test]
+async fn a_redirect_is_refused_not_followed() {
+    let (upstream, manager) = linked(config()).await;
+    let err = manager.ask(call("redirect")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("307") && err.contains("/elsewhere") && err.contains("redirect"),
+        "{err}"
+    );
+    assert!(upstream.seen().await.is_empty(), "nothing followed it");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+/// An answer to another request on a call's event stream is dropped: that request (another
+/// client's, maybe) gets its own answer.
+#[tokio::test]
+async fn an_answer_to_another_request_on_a_stream_is_dropped() {
+    let (_upstream, manager) = linked(config()).await;
+    let slow = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.ask(call("slow")).await }
+    });
+    wait_for(
+        Duration::from_secs(5),
+        "the slow call under way",
+        || async {
+            let s = manager
+                .ask(fleet_protocol::messages::server::GetServerStatus { name: "up".into() })
+                .await
+                .ok()?;
+            (s.in_flight == 1).then_some(())
+        },
+    )
+    .await;
+    let hijack = manager.ask(call("hijack")).await.unwrap();
+    assert_eq!(text(&hijack.result), "hijack");
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(
+        text(&slow.result),
+        "slow",
+        "its own answer, not the other stream's"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+/// An event that goes on past the message limit is cut off there, not buffered whole.
+#[tokio::test]
+async fn an_endless_event_is_cut_off_at_the_message_limit() {
+    let (upstream, manager) = linked(ServerManagerConfig {
+        max_message_bytes: 1024 * 1024,
+        ..config()
+    })
+    .await;
+    let err = manager.ask(call("huge")).await.unwrap_err().to_string();
+    assert!(err.contains("over"), "{err}");
+    wait_for(Duration::from_secs(10), "the upstream cut off", || async {
+        upstream
+            .seen()
+            .await
+            .contains(&"huge cut off".to_string())
+            .then_some(())
+    })
+    .await;
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+/// A call given up (its timeout) ends its POST: the connection closes, and the 2025-11-25
+/// session is told with `notifications/cancelled`, which the server is slow to take: the calls
+/// after it do not wait for that.
+#[tokio::test]
+async fn a_call_given_up_closes_its_connection() {
+    let (upstream, manager) = linked(config()).await;
+    let mut stall = call("stall");
+    stall.timeout = Some(Duration::from_millis(500));
+    let err = manager.ask(stall).await.unwrap_err().to_string();
+    assert!(err.contains("within 500ms"), "{err}");
+    let mut echo = call("echo");
+    echo.timeout = Some(Duration::from_secs(2));
+    let echoed = manager
+        .ask(echo)
+        .await
+        .expect("not held up by the cancellation");
+    assert_eq!(text(&echoed.result), "echo");
+    wait_for(Duration::from_secs(10), "the connection closed", || async {
+        let seen = upstream.seen().await;
+        (seen.contains(&"stall closed".to_string()) && seen.contains(&"cancelled".to_string()))
+            .then_some(())
+    })
+    .await;
+    manager.ask(StopAllServers).await.unwrap();
+}
