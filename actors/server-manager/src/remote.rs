@@ -86,6 +86,13 @@ struct Shared {
     /// Cancelled when the link is lost; the reason is kept.
     lost: CancellationToken,
     lost_reason: Mutex<Option<String>>,
+    /// The session's `initialize` and `notifications/initialized`, as the actor sent them: a
+    /// session the server ended (404) is started again with them, inside the link.
+    handshake: Mutex<(Option<Bytes>, Option<Bytes>)>,
+    /// One renewal of the session at a time.
+    renewing: tokio::sync::Mutex<()>,
+    /// Told when a renewed session wants its GET stream opened again.
+    relisten: tokio::sync::Notify,
 }
 
 /// Checks configured headers: names and values must be valid HTTP.
@@ -123,6 +130,9 @@ pub fn connect(args: LinkArgs) -> Result<RemoteLink, String> {
         version: Mutex::new(None),
         lost: CancellationToken::new(),
         lost_reason: Mutex::new(None),
+        handshake: Mutex::new((None, None)),
+        renewing: tokio::sync::Mutex::new(()),
+        relisten: tokio::sync::Notify::new(),
     });
     let (tx, rx) = mpsc::channel(args.queue);
     let (exit_tx, exit_rx) = watch::channel(None);
@@ -183,6 +193,9 @@ async fn run(
                 let reason = lock(&shared.lost_reason).clone().unwrap_or_default();
                 tracing::warn!(server = %shared.server, url = %shared.url, %reason, "remote server lost");
                 break exit_info(Some(LOST), None);
+            }
+            () = shared.relisten.notified() => {
+                link.tasks.spawn(listen(shared.clone()));
             }
             // Reap finished request tasks as they end.
             Some(_) = link.tasks.join_next(), if !link.tasks.is_empty() => {
@@ -266,7 +279,27 @@ struct Link {
     tasks: JoinSet<()>,
     /// The task of each request under way, by its wire id's JSON text.
     requests: HashMap<String, tokio::task::AbortHandle>,
-    ordered: mpsc::Sender<(reqwest::Request, Option<String>)>,
+    ordered: mpsc::Sender<(Outgoing, Option<String>)>,
+}
+
+/// One message to POST: its line as the actor wrote it, and the line read.
+#[derive(Clone)]
+struct Outgoing {
+    line: Bytes,
+    message: Value,
+}
+
+impl Outgoing {
+    /// The POST of it, with the session as it is now.
+    fn post(&self, shared: &Shared) -> Result<reqwest::Request, String> {
+        shared
+            .client
+            .post(&shared.url)
+            .headers(post_headers(shared, &self.message))
+            .body(self.line.clone())
+            .build()
+            .map_err(|e| format!("could not build a request to {}: {e}", shared.url))
+    }
 }
 
 /// How many notifications and responses may wait for the ones before them to be posted.
@@ -280,38 +313,27 @@ async fn send(shared: &Arc<Shared>, line: Bytes, link: &mut Link) {
     let Ok(message) = serde_json::from_slice::<Value>(&line) else {
         return;
     };
-    let headers = post_headers(shared, &message);
-    let post = shared
-        .client
-        .post(&shared.url)
-        .headers(headers)
-        .body(line)
-        .build();
-    let post = match post {
-        Ok(p) => p,
-        Err(e) => {
-            lose(
-                shared,
-                format!("could not build a request to {}: {e}", shared.url),
-            );
-            return;
-        }
-    };
     let method = message
         .get("method")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    match (message.get("id").cloned(), method) {
+    match method.as_deref() {
+        Some(methods::INITIALIZE) => lock(&shared.handshake).0 = Some(line.clone()),
+        Some(methods::INITIALIZED) => lock(&shared.handshake).1 = Some(line.clone()),
+        _ => {}
+    }
+    let out = Outgoing { line, message };
+    match (out.message.get("id").cloned(), method) {
         (Some(id), Some(method)) => {
             let shared = shared.clone();
             let key = id.to_string();
             let task = link
                 .tasks
-                .spawn(async move { request(&shared, post, id, &method).await });
+                .spawn(async move { request(&shared, out, id, &method).await });
             link.requests.insert(key, task);
         }
         (_, Some(method)) if method == methods::INITIALIZED => {
-            if post_one(shared, post, &method).await {
+            if post_one(shared, out, &method).await {
                 link.tasks.spawn(listen(shared.clone()));
             }
         }
@@ -320,7 +342,10 @@ async fn send(shared: &Arc<Shared>, line: Bytes, link: &mut Link) {
                 // The actor gave up the request (a timeout, the client's cancel): its POST
                 // ends here, its connection closed. In the 2026-07-28 era that close is the
                 // cancellation; a 2025-11-25 session (it negotiated a version) is told too.
-                let id = message.pointer("/params/requestId").map(Value::to_string);
+                let id = out
+                    .message
+                    .pointer("/params/requestId")
+                    .map(Value::to_string);
                 if let Some(task) = id.and_then(|id| link.requests.remove(&id)) {
                     task.abort();
                 }
@@ -328,7 +353,7 @@ async fn send(shared: &Arc<Shared>, line: Bytes, link: &mut Link) {
                     return;
                 }
             }
-            if link.ordered.try_send((post, method)).is_err() {
+            if link.ordered.try_send((out, method)).is_err() {
                 tracing::warn!(server = %shared.server, "the remote server takes notifications slower than they come; one was dropped");
             }
         }
@@ -336,29 +361,105 @@ async fn send(shared: &Arc<Shared>, line: Bytes, link: &mut Link) {
 }
 
 /// Posts what the ordered queue holds, one after the other.
-async fn post_in_order(
-    shared: Arc<Shared>,
-    mut queue: mpsc::Receiver<(reqwest::Request, Option<String>)>,
-) {
-    while let Some((post, method)) = queue.recv().await {
-        post_one(&shared, post, method.as_deref().unwrap_or("a response")).await;
+async fn post_in_order(shared: Arc<Shared>, mut queue: mpsc::Receiver<(Outgoing, Option<String>)>) {
+    while let Some((out, method)) = queue.recv().await {
+        post_one(&shared, out, method.as_deref().unwrap_or("a response")).await;
     }
 }
 
+/// The server answered 404 to session `stale`: it ended the session. A new one is started
+/// with the session's own `initialize` and `notifications/initialized` (the spec's "MUST start
+/// a new session"), once for every request that met the 404; whether there is one now. Its
+/// `initialize` answer is the first one's again, and dropped.
+async fn renew(shared: &Shared, stale: &HeaderValue) -> bool {
+    let _one = shared.renewing.lock().await;
+    let current = lock(&shared.session).clone();
+    if current.as_ref() != Some(stale) {
+        // Renewed meanwhile (or lost).
+        return current.is_some();
+    }
+    let (Some(initialize), Some(initialized)) = lock(&shared.handshake).clone() else {
+        return false;
+    };
+    *lock(&shared.session) = None;
+    tracing::info!(server = %shared.server, "the remote server ended the session (HTTP 404); starting a new one");
+    let started = async {
+        let out = Outgoing {
+            message: serde_json::from_slice(&initialize).ok()?,
+            line: initialize,
+        };
+        let resp = shared.client.execute(out.post(shared).ok()?).await.ok()?;
+        let session = resp.headers().get(headers::SESSION).cloned();
+        if !resp.status().is_success() {
+            return None;
+        }
+        *lock(&shared.session) = Some(session?);
+        let out = Outgoing {
+            message: serde_json::from_slice(&initialized).ok()?,
+            line: initialized,
+        };
+        let resp = shared.client.execute(out.post(shared).ok()?).await.ok()?;
+        resp.status().is_success().then_some(())
+    };
+    let renewed = tokio::time::timeout(SHORT_TIMEOUT, started)
+        .await
+        .ok()
+        .flatten();
+    if renewed.is_some() {
+        shared.relisten.notify_one();
+    }
+    renewed.is_some()
+}
+
+/// Why a POST got no response to read.
+enum Unsent {
+    /// The link is lost: the server cannot be reached, or ended the session and a new one could
+    /// not be started.
+    Lost(String),
+    /// This POST failed (the link may serve others).
+    Failed(String),
+}
+
+/// Sends `out` and, if the server ended the session (404), sends it again once in a new one.
+async fn execute(shared: &Shared, out: &Outgoing) -> Result<reqwest::Response, Unsent> {
+    for attempt in 0..2 {
+        let stale = lock(&shared.session).clone();
+        let post = out.post(shared).map_err(Unsent::Lost)?;
+        let resp = match shared.client.execute(post).await {
+            Ok(resp) => resp,
+            Err(e) if e.is_connect() => {
+                return Err(Unsent::Lost(format!("cannot reach {}: {e}", shared.url)));
+            }
+            Err(e) => return Err(Unsent::Failed(e.to_string())),
+        };
+        match stale {
+            Some(stale) if resp.status() == StatusCode::NOT_FOUND => {
+                if attempt == 0 && renew(shared, &stale).await {
+                    continue;
+                }
+                return Err(Unsent::Lost(
+                    "the server ended the session (HTTP 404), and a new one could not be started"
+                        .into(),
+                ));
+            }
+            _ => return Ok(resp),
+        }
+    }
+    Err(Unsent::Lost(
+        "the server ended the new session too (HTTP 404)".into(),
+    ))
+}
+
 /// Posts a notification or a response, bounded; whether the server took it.
-async fn post_one(shared: &Shared, post: reqwest::Request, method: &str) -> bool {
-    match tokio::time::timeout(SHORT_TIMEOUT, shared.client.execute(post)).await {
+async fn post_one(shared: &Shared, out: Outgoing, method: &str) -> bool {
+    match tokio::time::timeout(SHORT_TIMEOUT, execute(shared, &out)).await {
         Ok(Ok(resp)) if resp.status().is_success() => return true,
         Ok(Ok(resp)) => {
             let status = resp.status();
-            if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
-                lose(shared, "the server ended the session (HTTP 404)".into());
-            } else {
-                tracing::warn!(server = %shared.server, method, %status, "remote server refused a notification or response");
-            }
+            tracing::warn!(server = %shared.server, method, %status, "remote server refused a notification or response");
         }
-        Ok(Err(e)) if e.is_connect() => lose(shared, format!("cannot reach {}: {e}", shared.url)),
-        Ok(Err(e)) => {
+        Ok(Err(Unsent::Lost(reason))) => lose(shared, reason),
+        Ok(Err(Unsent::Failed(e))) => {
             tracing::warn!(server = %shared.server, method, error = %e, "posting to the remote server failed")
         }
         Err(_) => {
@@ -369,14 +470,14 @@ async fn post_one(shared: &Shared, post: reqwest::Request, method: &str) -> bool
 }
 
 /// One request's POST and its answer.
-async fn request(shared: &Shared, post: reqwest::Request, id: Value, method: &str) {
-    let resp = match shared.client.execute(post).await {
+async fn request(shared: &Shared, out: Outgoing, id: Value, method: &str) {
+    let resp = match execute(shared, &out).await {
         Ok(r) => r,
-        Err(e) if e.is_connect() => {
-            lose(shared, format!("cannot reach {}: {e}", shared.url));
+        Err(Unsent::Lost(reason)) => {
+            lose(shared, reason);
             return;
         }
-        Err(e) => {
+        Err(Unsent::Failed(e)) => {
             let message = format!("the request to the remote server failed: {e}");
             deliver(shared, error_answer(&id, message)).await;
             return;
@@ -388,10 +489,6 @@ async fn request(shared: &Shared, post: reqwest::Request, id: Value, method: &st
         && let Some(s) = resp.headers().get(headers::SESSION)
     {
         *lock(&shared.session) = Some(s.clone());
-    }
-    if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
-        lose(shared, "the server ended the session (HTTP 404)".into());
-        return;
     }
     if status.is_redirection() {
         let to = resp

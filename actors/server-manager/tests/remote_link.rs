@@ -1,7 +1,7 @@
 //! Remote (`url`) servers that misbehave, served by a Python Streamable HTTP server
 //! (`tests/remote/upstream.py`, 2025-11-25 sessions): a redirect, an answer to another request
-//! on a call's event stream, an event that never ends, a call that is never answered and a
-//! notification slow to be taken.
+//! on a call's event stream, an event that never ends, a call that is never answered, a
+//! notification slow to be taken and a session that expires.
 
 mod common;
 
@@ -86,6 +86,38 @@ fn text(answer: &Value) -> &str {
     answer["content"][0]["text"].as_str().unwrap_or_default()
 }
 
+/// A session the server ended (404) is started again inside the link, and the call that met
+/// the 404 sent again in it: the call is answered, and the server did not exit.
+#[tokio::test]
+async fn a_session_the_server_ended_is_started_again_and_the_call_answered() {
+    let (upstream, manager) = linked(config()).await;
+    assert_eq!(
+        text(&manager.ask(call("echo")).await.unwrap().result),
+        "echo"
+    );
+    reqwest::get(format!("http://127.0.0.1:{}/expire", upstream.port))
+        .await
+        .unwrap();
+    let again = manager
+        .ask(call("again"))
+        .await
+        .expect("answered in a new session");
+    assert_eq!(text(&again.result), "again");
+    let seen = upstream.seen().await;
+    let initialized = seen.iter().filter(|s| *s == "initialize").count();
+    assert_eq!(initialized, 2, "{seen:?}");
+    let status = manager
+        .ask(fleet_protocol::messages::server::GetServerStatus { name: "up".into() })
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.restarts, &status.last_exit),
+        (0, &None),
+        "{status:?}"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 /// A redirect is an error naming where it points, not followed: the configured headers (a
 /// token) go to the configured URL only.
 #[tokio::test]
@@ -96,7 +128,11 @@ async fn a_redirect_is_refused_not_followed() {
         err.contains("307") && err.contains("/elsewhere") && err.contains("redirect"),
         "{err}"
     );
-    assert!(upstream.seen().await.is_empty(), "nothing followed it");
+    let seen = upstream.seen().await;
+    assert!(
+        !seen.contains(&"followed the redirect".to_string()),
+        "{seen:?}"
+    );
     manager.ask(StopAllServers).await.unwrap();
 }
 

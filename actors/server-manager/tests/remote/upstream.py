@@ -4,8 +4,8 @@ the server manager's remote-link tests. Prints its port, then serves 127.0.0.1 u
 tools/call by name: `echo`; `slow` (answers after 2 s); `redirect` (307 to /elsewhere);
 `hijack` (an SSE stream carrying an answer to the `slow` call under way, then its own);
 `huge` (an SSE event that never ends); `stall` (answers nothing, and notes when its connection
-closes). A `notifications/cancelled` takes 3 s to be accepted. GET /seen: what happened, as
-JSON."""
+closes). A `notifications/cancelled` takes 3 s to be accepted. GET /expire ends the session:
+a request of it gets 404 until a new `initialize`. GET /seen: what happened, as JSON."""
 import json
 import socket
 import sys
@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 seen = []
 slow_ids = []
+sessions = {"current": None, "made": 0}
 lock = threading.Lock()
 
 
@@ -63,6 +64,10 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/elsewhere":
             note("followed the redirect")
             self.reply(200, b"{}", [("Content-Type", "application/json")])
+        elif self.path == "/expire":
+            with lock:
+                sessions["current"] = None
+            self.reply(200, b"{}", [("Content-Type", "application/json")])
         else:
             self.reply(405)
 
@@ -76,6 +81,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         m = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         method, id = m.get("method"), m.get("id")
+        with lock:
+            current = sessions["current"]
+        if method != "initialize" and method != "server/discover" \
+                and self.headers.get("Mcp-Session-Id") != current:
+            note("404")
+            self.reply(404)
+            return
         if id is None:
             if method == "notifications/cancelled":
                 note("cancelled")
@@ -83,9 +95,14 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(202)
             return
         if method == "initialize":
+            with lock:
+                sessions["made"] += 1
+                sessions["current"] = f"s{sessions['made']}"
+                session = sessions["current"]
+            note("initialize")
             self.answer(id, {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
                              "serverInfo": {"name": "upstream", "version": "1"}},
-                        [("Mcp-Session-Id", "s1")])
+                        [("Mcp-Session-Id", session)])
         elif method == "tools/list":
             self.answer(id, {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in
                                        ["echo", "slow", "redirect", "hijack", "huge", "stall"]]})
