@@ -648,6 +648,7 @@ async fn run(args: RunArgs) -> ExitCode {
                 }
                 Err(e) => tracing::error!(error = ?e, "fleet launch failed"),
             }
+            reloader.launched();
             progress.abort();
             // A SIGHUP that came during the launch is kept by the stream and handled now.
             loop {

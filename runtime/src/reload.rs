@@ -38,6 +38,9 @@ pub struct Reloader {
     manager: ActorRef<ServerManager>,
     inner: tokio::sync::Mutex<InForce>,
     enabled: tokio::sync::watch::Sender<Vec<String>>,
+    /// True until the fleet's first launch has ended (`launched`): a reload waits for it, so
+    /// that it does not stop what the launch is starting.
+    launching: tokio::sync::watch::Sender<bool>,
 }
 
 struct InForce {
@@ -91,7 +94,13 @@ impl Reloader {
                 restart,
             }),
             enabled,
+            launching: tokio::sync::watch::Sender::new(true),
         }
+    }
+
+    /// The fleet's first launch has ended: reloads may run.
+    pub fn launched(&self) {
+        self.launching.send_replace(false);
     }
 
     /// The servers to run now.
@@ -106,6 +115,11 @@ impl Reloader {
 
     /// Reads the file again and applies what changed. A file with errors changes nothing.
     pub async fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
+        let mut launching = self.launching.subscribe();
+        if *launching.borrow() {
+            tracing::info!("reload asked for during the launch; it runs once the launch has ended");
+            let _ = launching.wait_for(|l| !l).await;
+        }
         let mut inner = self.inner.lock().await;
         let loaded = crate::config::load_all(&self.path)?;
         let config = loaded.servers;

@@ -685,6 +685,59 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
     let _ = std::fs::remove_file(&state);
 }
 
+/// A reload asked for through the API while the fleet launches waits for the launch: it does
+/// not stop a server the launch is starting (which the launch would report as failed).
+#[tokio::test]
+async fn a_reload_during_the_launch_runs_after_it() {
+    let _shared = SWEEPS.read().await;
+    let bin = mcp_reference_server::binary_path();
+    let entry = |extra: &str| {
+        format!(
+            r#"{{ "mcpServers": {{ "slow": {{ "command": "{}", "args": ["--slow-start-ms", "1500"{extra}] }} }} }}"#,
+            bin.display()
+        )
+    };
+    let config = write_config(&entry(""));
+    let log = config.0.with_extension("launch.log");
+    let (mut child, port) = common::spawn_fleet_with(
+        &config.0,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+        &[],
+        &[],
+        &[],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for(Duration::from_secs(10), "the API up", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    std::fs::write(&config.0, entry(r#", "--name", "changed""#)).unwrap();
+    let report: serde_json::Value = http
+        .post(format!("{base}/api/reload"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["restarted"], json!(["slow"]), "{report}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("fleet launched") && !text.contains("did not start"),
+        "{text}"
+    );
+    let status = sigterm(&mut child, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM");
+    assert!(status.success());
+    let _ = std::fs::remove_file(&log);
+}
+
 /// An addition waits for its server's launch without holding up other changes: a server whose
 /// handshake hangs can be removed at once, not after the handshake's timeout.
 #[tokio::test]
