@@ -219,12 +219,15 @@ impl Reloader {
     }
 }
 
+/// A launch's answer, to come: `Err` with why it did not start.
+type LaunchAnswer = BoxFuture<'static, Result<(), String>>;
+
 /// The launches of a reload, sent and not yet answered, and its report so far.
 pub struct Launches {
     report: ReloadReport,
     begin: Instant,
     /// Each launched server, whether it was changed (else added), and its launch's answer.
-    pending: Vec<(String, bool, BoxFuture<'static, Result<(), String>>)>,
+    pending: Vec<(String, bool, LaunchAnswer)>,
 }
 
 impl Launches {
@@ -301,7 +304,7 @@ pub async fn apply(manager: &ActorRef<ServerManager>, diff: &ConfigDiff) -> Laun
             .ask(LaunchServer { spec: spec.clone() })
             .enqueue()
             .await;
-        let launch: BoxFuture<'static, Result<(), String>> = match sent {
+        let launch: LaunchAnswer = match sent {
             Ok(answer) => {
                 Box::pin(async move { answer.await.map(drop).map_err(|e| e.to_string()) })
             }
