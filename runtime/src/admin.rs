@@ -42,7 +42,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::mcp_http::{McpHttpConfig, Refused, check_auth, check_origin};
-use crate::reload::{ChangeError, Reloader};
+use crate::reload::{ChangeError, ReloadError, Reloader};
 
 #[derive(Clone)]
 struct AdminState {
@@ -259,7 +259,11 @@ async fn start(State(state): State<AdminState>, Path(name): Path<String>) -> Res
 async fn reload(State(state): State<AdminState>) -> Response {
     match state.reloader.reload().await {
         Ok(report) => Json(report).into_response(),
-        Err(errors) => (
+        Err(ReloadError::Stopping) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mcp-fleet is stopping; nothing was reloaded",
+        ),
+        Err(ReloadError::Config(errors)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({
                 "error": "the config has errors; nothing was changed",

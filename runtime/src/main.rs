@@ -469,10 +469,14 @@ async fn launch_progress(
 async fn reload(reloader: std::sync::Arc<reload::Reloader>, path: PathBuf) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     // The reloader logs what it did; a refused file is logged here.
-    if let Err(errors) = reloader.reload().await {
-        for e in &errors.0 {
-            tracing::error!(error = %e, "reload refused; the running servers are kept");
+    match reloader.reload().await {
+        Ok(_) => {}
+        Err(reload::ReloadError::Config(errors)) => {
+            for e in &errors.0 {
+                tracing::error!(error = %e, "reload refused; the running servers are kept");
+            }
         }
+        Err(reload::ReloadError::Stopping) => tracing::info!("not reloaded: mcp-fleet stops"),
     }
 }
 
@@ -667,6 +671,9 @@ async fn run(args: RunArgs) -> ExitCode {
         _ = sigterm.recv() => Ok("SIGTERM"),
         reason = &mut gave_up => Err(reason),
     };
+    // A reload waiting for the launch, or asked for from now on, is refused: it must not start
+    // servers or hold up the HTTP server's drain.
+    reloader.stopping();
     progress.abort();
     reloads.abort_all();
     // A signal to stop, or the supervisor's stop: a service that failed past its restart limit,

@@ -38,9 +38,27 @@ pub struct Reloader {
     manager: ActorRef<ServerManager>,
     inner: tokio::sync::Mutex<InForce>,
     enabled: tokio::sync::watch::Sender<Vec<String>>,
-    /// True until the fleet's first launch has ended (`launched`): a reload waits for it, so
-    /// that it does not stop what the launch is starting.
-    launching: tokio::sync::watch::Sender<bool>,
+    /// Where the fleet is: a reload waits for the first launch to end (`launched`), so that it
+    /// does not stop what the launch is starting, and is refused once mcp-fleet stops
+    /// (`stopping`), so that it neither starts servers nor holds up the shutdown.
+    phase: tokio::sync::watch::Sender<Phase>,
+}
+
+/// See `Reloader::phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Launching,
+    Running,
+    Stopping,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// The file has errors.
+    Config(ConfigErrors),
+    /// mcp-fleet is stopping.
+    Stopping,
 }
 
 struct InForce {
@@ -94,13 +112,24 @@ impl Reloader {
                 restart,
             }),
             enabled,
-            launching: tokio::sync::watch::Sender::new(true),
+            phase: tokio::sync::watch::Sender::new(Phase::Launching),
         }
     }
 
     /// The fleet's first launch has ended: reloads may run.
     pub fn launched(&self) {
-        self.launching.send_replace(false);
+        self.phase.send_if_modified(|p| {
+            let was = *p == Phase::Launching;
+            if was {
+                *p = Phase::Running;
+            }
+            was
+        });
+    }
+
+    /// mcp-fleet stops: a reload waiting or asked for from now on is refused.
+    pub fn stopping(&self) {
+        self.phase.send_replace(Phase::Stopping);
     }
 
     /// The servers to run now.
@@ -114,14 +143,17 @@ impl Reloader {
     }
 
     /// Reads the file again and applies what changed. A file with errors changes nothing.
-    pub async fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
-        let mut launching = self.launching.subscribe();
-        if *launching.borrow() {
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let mut phase = self.phase.subscribe();
+        if *phase.borrow() == Phase::Launching {
             tracing::info!("reload asked for during the launch; it runs once the launch has ended");
-            let _ = launching.wait_for(|l| !l).await;
+        }
+        let phase = phase.wait_for(|p| *p != Phase::Launching).await.map(|p| *p);
+        if !matches!(phase, Ok(Phase::Running)) {
+            return Err(ReloadError::Stopping);
         }
         let mut inner = self.inner.lock().await;
-        let loaded = crate::config::load_all(&self.path)?;
+        let loaded = crate::config::load_all(&self.path).map_err(ReloadError::Config)?;
         let config = loaded.servers;
         let restart = loaded.options.unwrap_or_default().restart;
         // Servers added at runtime take the file's `[restart]` as it is now, as its own do.

@@ -728,13 +728,67 @@ async fn a_reload_during_the_launch_runs_after_it() {
     assert_eq!(report["restarted"], json!(["slow"]), "{report}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("fleet launched") && !text.contains("did not start"),
+        text.contains("reload asked for during the launch")
+            && text.contains("fleet launched")
+            && !text.contains("did not start"),
         "{text}"
     );
     let status = sigterm(&mut child, Duration::from_secs(15))
         .await
         .expect("mcp-fleet exits after SIGTERM");
     assert!(status.success());
+    let _ = std::fs::remove_file(&log);
+}
+
+/// A reload waiting for the launch does not hold up a SIGTERM: it is refused (503), and
+/// mcp-fleet stops as it would without it.
+#[tokio::test]
+async fn a_reload_waiting_for_the_launch_does_not_hold_up_the_shutdown() {
+    let _shared = SWEEPS.read().await;
+    let bin = mcp_reference_server::binary_path();
+    let config = write_config(&format!(
+        r#"{{ "mcpServers": {{ "slow": {{ "command": "{}", "args": ["--slow-start-ms", "8000"] }} }} }}"#,
+        bin.display()
+    ));
+    let log = config.0.with_extension("stop.log");
+    let (mut child, port) = common::spawn_fleet_with(
+        &config.0,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+        &[],
+        &[],
+        &[],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for(Duration::from_secs(10), "the API up", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    let reload = tokio::spawn({
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.post(format!("{base}/api/reload"))
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    wait_for(Duration::from_secs(10), "the reload waiting", || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("reload asked for during the launch")
+            .then_some(())
+    })
+    .await;
+    let status = sigterm(&mut child, Duration::from_secs(15))
+        .await
+        .expect("mcp-fleet exits after SIGTERM, the reload waiting or not");
+    assert!(status.success());
+    let answer = reload.await.unwrap();
+    assert_eq!(answer.ok(), Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
     let _ = std::fs::remove_file(&log);
 }
 

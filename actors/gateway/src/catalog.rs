@@ -10,8 +10,9 @@
 //! - Servers are merged in name order, so the catalog does not depend on which server answered
 //!   first. Servers not serving now (restarting, stopped) take part with the lists they had:
 //!   their items are not listed, but their names and URIs still route to them (to wait there,
-//!   or be told the server's state), and every server's exposed names stay the same whichever
-//!   servers are up.
+//!   or be told the server's state), so a server's exposed names do not change when another
+//!   goes down. (A server that has never been ready has no lists yet and takes no names: the
+//!   first time it is ready, it may take a name a server of the same exposed prefix had.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -132,8 +133,8 @@ pub struct Catalog {
     withdrawn_prompts: HashMap<String, Route>,
     withdrawn_resources: HashMap<String, Arc<str>>,
     withdrawn_templates: Vec<(String, Arc<str>)>,
-    /// The scheme and authority (`scheme://host`) of each serving server's listed resources,
-    /// once per server: where a URI no list names may go.
+    /// The scheme and authority (`scheme://host`) of each server's listed resources (serving
+    /// or not), once per server: where a URI no list names may go.
     origins: Vec<(String, Arc<str>)>,
 }
 
@@ -215,6 +216,7 @@ impl Catalog {
             }
             ListKind::Resources if !serving => {
                 if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
+                    self.add_origin(uri, owner);
                     self.withdrawn_resources
                         .entry(uri.to_owned())
                         .or_insert_with(|| owner.clone());
@@ -227,10 +229,7 @@ impl Catalog {
             }
             ListKind::Resources => {
                 if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
-                    let origin = origin(uri).to_owned();
-                    if !self.origins.iter().any(|(o, s)| *o == origin && s == owner) {
-                        self.origins.push((origin, owner.clone()));
-                    }
+                    self.add_origin(uri, owner);
                     if let Some(first) = self.resources.get(uri) {
                         tracing::warn!(server = %owner, %uri, first = %first, "a resource URI offered by two servers; the first keeps it");
                         return;
@@ -249,6 +248,14 @@ impl Catalog {
                 }
                 self.items.entry(kind).or_default().push(item.clone());
             }
+        }
+    }
+
+    /// Notes that `owner` lists a URI of `uri`'s origin.
+    fn add_origin(&mut self, uri: &str, owner: &Arc<str>) {
+        let origin = origin(uri);
+        if !self.origins.iter().any(|(o, s)| o == origin && s == owner) {
+            self.origins.push((origin.to_owned(), owner.clone()));
         }
     }
 
@@ -275,16 +282,17 @@ impl Catalog {
         self.withdrawn_prompts.get(exposed)
     }
 
-    /// The server of a resource URI: a listed resource, else the server of the template that
-    /// matches it with the most literal text (the most specific; the first server by name on a
-    /// tie); else the same among servers not serving now; else the one serving server whose
-    /// listed URIs have the URI's scheme and authority. A URI of no known origin is not
+    /// The server of a resource URI: a listed resource (of a serving server, else of one not
+    /// serving now), else the server of the template that matches it with the most literal
+    /// text (the most specific; the first server by name on a tie; serving servers' templates
+    /// first), else the one server whose listed URIs have the URI's scheme and authority.
+    /// Whether a server is up does not move a URI another server lists exactly. A URI of no known origin is not
     /// found: the gateway says so in the era's words (SEP-2164), not a guessed server.
     pub fn resource_server(&self, uri: &str) -> Option<&Arc<str>> {
         self.resources
             .get(uri)
-            .or_else(|| best_template(&self.templates, uri))
             .or_else(|| self.withdrawn_resources.get(uri))
+            .or_else(|| best_template(&self.templates, uri))
             .or_else(|| best_template(&self.withdrawn_templates, uri))
             .or_else(|| {
                 let origin = origin(uri);
@@ -579,6 +587,16 @@ mod tests {
         assert!(cat.list(ListKind::ResourceTemplates).is_empty());
         assert_eq!(&**cat.resource_server("fake://down/r0").unwrap(), "down");
         assert_eq!(&**cat.resource_server("fake://down/t/1").unwrap(), "down");
+        // A serving server's template that could expand to a URI the server that is down lists
+        // exactly does not take it: that URI is the other server's, up or not.
+        let mut wide = lists(&[], &["fake://wide/r0"]);
+        wide.lists.insert(
+            ListKind::ResourceTemplates,
+            vec![json!({"uriTemplate": "fake://{+path}"})],
+        );
+        let cat = Catalog::build([("down", &down, false), ("wide", &wide, true)], "__");
+        assert_eq!(&**cat.resource_server("fake://down/r0").unwrap(), "down");
+        assert_eq!(&**cat.resource_server("fake://down/other").unwrap(), "wide");
     }
 
     /// A resource a server can read need not be listed (a tool's resource link, say): it goes

@@ -520,10 +520,11 @@ impl Gateway {
     }
 }
 
-/// The server's tools (from its status) and every page of the other lists its capabilities
-/// declare; a list that cannot be read is empty. Fails only when the status cannot be read.
 /// How many pages of one list are read from a server (its tools are read by the manager).
 const LIST_PAGES_MAX: usize = 100;
+
+/// The server's tools (from its status) and every page of the other lists its capabilities
+/// declare; a list that cannot be read is empty. Fails only when the status cannot be read.
 
 async fn fetch_lists(
     servers: &ReplyRecipient<CallServer, CallAnswer, FleetError>,

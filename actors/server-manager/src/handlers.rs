@@ -100,6 +100,33 @@ where
     reply.send(Err(send_error(e, label)));
 }
 
+/// Sends a stop asked for (number `stop`) to a server's actor now, in the manager's order, so
+/// that a restart asked for after it finds it ahead of its own stop there; the reply is to come.
+/// (A full mailbox, rare, sends it from the task that waits, which keeps no order.)
+fn stop_in_order(
+    actor: &ActorRef<ServerActor>,
+    stop: u64,
+    name: &str,
+) -> futures::future::BoxFuture<
+    'static,
+    Result<fleet_protocol::messages::server::StoppedServer, FleetError>,
+> {
+    let label = actor_label(name);
+    let stop = Some(stop);
+    match actor.ask(StopProcess { stop }).try_enqueue() {
+        Ok(pending) => Box::pin(async move { pending.await.map_err(|e| send_error(e, &label)) }),
+        Err(_) => {
+            let actor = actor.clone();
+            Box::pin(async move {
+                actor
+                    .ask(StopProcess { stop })
+                    .await
+                    .map_err(|e| send_error(e, &label))
+            })
+        }
+    }
+}
+
 fn actor_label(name: &str) -> String {
     format!("server `{name}`")
 }
@@ -205,13 +232,8 @@ impl Message<StopServer> for ServerManager {
                 self.memory.want(&msg.name, Wanted::Stop);
                 // A restart asked for after this stop starts anew, not joins one before it.
                 self.joinable.remove(&msg.name);
-                let stop = Some(self.next_stop());
-                ctx.spawn(async move {
-                    actor
-                        .ask(StopProcess { stop })
-                        .await
-                        .map_err(|e| send_error(e, &actor_label(&msg.name)))
-                })
+                let stopped = stop_in_order(&actor, self.next_stop(), &msg.name);
+                ctx.spawn(stopped)
             }
         }
     }
@@ -231,13 +253,10 @@ impl Message<RemoveServer> for ServerManager {
             Ok(actor) => {
                 self.memory.want(&msg.name, Wanted::Remove);
                 self.joinable.remove(&msg.name);
-                let stop = Some(self.next_stop());
+                let stopped = stop_in_order(&actor, self.next_stop(), &msg.name);
                 let manager = ctx.actor_ref().clone();
                 ctx.spawn(async move {
-                    let stopped = actor
-                        .ask(StopProcess { stop })
-                        .await
-                        .map_err(|e| send_error(e, &actor_label(&msg.name)))?;
+                    let stopped = stopped.await?;
                     let _ = manager
                         .tell(Forget {
                             name: msg.name,
@@ -427,7 +446,6 @@ impl Message<StopAllServers> for ServerManager {
         self.memory.stop_all();
         self.stopping_all.store(true, Ordering::Relaxed);
         self.joinable.clear();
-        let stop = Some(self.next_stop());
         let actors: Vec<_> = self
             .servers
             .iter()
@@ -435,21 +453,26 @@ impl Message<StopAllServers> for ServerManager {
             .collect();
         let instance = self.config.instance_id.clone();
         let stopping_all = self.stopping_all.clone();
-        ctx.spawn(async move {
-            let stops = actors.into_iter().map(|(name, actor)| async move {
-                match actor.ask(StopProcess { stop }).await {
-                    Ok(stopped) => Some(stopped),
-                    Err(e) => {
-                        tracing::warn!(server = %name, error = %send_error(e, &actor_label(&name)), "stop failed");
-                        None
-                    }
+        let stop = self.next_stop();
+        let stops: Vec<_> = actors
+            .into_iter()
+            .map(|(name, actor)| {
+                let stopped = stop_in_order(&actor, stop, &name);
+                async move {
+                    stopped
+                        .await
+                        .inspect_err(|e| tracing::warn!(server = %name, error = %e, "stop failed"))
+                        .ok()
                 }
-            });
-            let stopped: Vec<fleet_protocol::messages::server::StoppedServer> = futures::future::join_all(stops)
-                .await
-                .into_iter()
-                .flatten()
-                .collect();
+            })
+            .collect();
+        ctx.spawn(async move {
+            let stopped: Vec<fleet_protocol::messages::server::StoppedServer> =
+                futures::future::join_all(stops)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
             let groups = stopped.iter().filter_map(|s| s.pid).collect();
             end_left_behind(instance, groups).await;
             // Servers launched after this (the fleet goes on) search on their own again.

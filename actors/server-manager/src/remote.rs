@@ -3,17 +3,22 @@
 //! handshake, ids, progress, timeouts and health probes work unchanged.
 //!
 //! - Each request is its own POST, answered with JSON or an SSE stream (read until the answer to
-//!   that request arrives); requests run concurrently. Notifications and responses are POSTed in
-//!   order, each waited for, so `notifications/initialized` is in before the next request.
+//!   that request arrives; answers to other requests on it are dropped, and an event past the
+//!   largest message ends it); requests run concurrently, each on a task kept by its wire id,
+//!   which the actor's `notifications/cancelled` aborts. `notifications/initialized` is POSTed
+//!   and waited for before the next request; other notifications and responses are POSTed in
+//!   order by a task of their own. Redirects are not followed.
 //! - A 2025-era session id (from the `initialize` answer) and the negotiated version go on every
 //!   later POST; a 2026-era request gets `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` from
 //!   its own body. After `notifications/initialized` a GET stream carries what the server sends
 //!   unasked (a 405 means it has none). A 2026-era server's list changes come on the SSE answer
 //!   of the actor's `subscriptions/listen`, a POST like any other whose stream stays open; when it
 //!   closes, the actor gets an error answer for it.
-//! - A request the server refuses (a 4xx/5xx that is not a JSON-RPC answer) gets a JSON-RPC
-//!   error naming the HTTP status. A server that cannot be reached, or that ended the session
-//!   (404), ends the link: to the actor that is an exit, and the restart policy reconnects.
+//! - A request the server refuses (a 4xx/5xx that is not a JSON-RPC answer, a redirect) gets a
+//!   JSON-RPC error naming the HTTP status. A session the server ended (404) is started again in
+//!   the link (`renew`) and the POST sent once more. A server that cannot be reached, or whose
+//!   new session fails too, ends the link: to the actor that is an exit, and the restart policy
+//!   reconnects.
 //! - The link ends when the actor drops its sender (a stop: the session is DELETEd), or when
 //!   killed (`kill`; a health verdict). The end is published like a process exit.
 
@@ -369,46 +374,61 @@ async fn post_in_order(shared: Arc<Shared>, mut queue: mpsc::Receiver<(Outgoing,
 
 /// The server answered 404 to session `stale`: it ended the session. A new one is started
 /// with the session's own `initialize` and `notifications/initialized` (the spec's "MUST start
-/// a new session"), once for every request that met the 404; whether there is one now. Its
-/// `initialize` answer is the first one's again, and dropped.
-async fn renew(shared: &Shared, stale: &HeaderValue) -> bool {
+/// a new session"), once for every request that met the 404; whether there is one now. It runs
+/// as a task of its own, so that a caller given up meanwhile (a cancelled call) cannot leave it
+/// half done; the old session stays the one requests carry until the new one is in.
+async fn renew(shared: &Arc<Shared>, stale: &HeaderValue) -> bool {
+    tokio::spawn(renew_session(shared.clone(), stale.clone()))
+        .await
+        .unwrap_or(false)
+}
+
+async fn renew_session(shared: Arc<Shared>, stale: HeaderValue) -> bool {
     let _one = shared.renewing.lock().await;
     let current = lock(&shared.session).clone();
-    if current.as_ref() != Some(stale) {
+    if current.as_ref() != Some(&stale) {
         // Renewed meanwhile (or lost).
         return current.is_some();
     }
     let (Some(initialize), Some(initialized)) = lock(&shared.handshake).clone() else {
         return false;
     };
-    *lock(&shared.session) = None;
     tracing::info!(server = %shared.server, "the remote server ended the session (HTTP 404); starting a new one");
     let started = async {
         let out = Outgoing {
             message: serde_json::from_slice(&initialize).ok()?,
             line: initialize,
         };
-        let resp = shared.client.execute(out.post(shared).ok()?).await.ok()?;
+        let mut post = out.post(&shared).ok()?;
+        post.headers_mut().remove(headers::SESSION);
+        let resp = shared.client.execute(post).await.ok()?;
         let session = resp.headers().get(headers::SESSION).cloned();
         if !resp.status().is_success() {
             return None;
         }
+        // Its answer is the first `initialize`'s again: dropped.
         *lock(&shared.session) = Some(session?);
         let out = Outgoing {
             message: serde_json::from_slice(&initialized).ok()?,
             line: initialized,
         };
-        let resp = shared.client.execute(out.post(shared).ok()?).await.ok()?;
+        let resp = shared.client.execute(out.post(&shared).ok()?).await.ok()?;
         resp.status().is_success().then_some(())
     };
     let renewed = tokio::time::timeout(SHORT_TIMEOUT, started)
         .await
         .ok()
-        .flatten();
-    if renewed.is_some() {
+        .flatten()
+        .is_some();
+    if renewed {
         shared.relisten.notify_one();
+    } else {
+        lose(
+            &shared,
+            "the server ended the session (HTTP 404), and a new one could not be started".into(),
+        );
     }
-    renewed.is_some()
+    renewed
 }
 
 /// Why a POST got no response to read.
@@ -421,7 +441,12 @@ enum Unsent {
 }
 
 /// Sends `out` and, if the server ended the session (404), sends it again once in a new one.
-async fn execute(shared: &Shared, out: &Outgoing) -> Result<reqwest::Response, Unsent> {
+async fn execute(shared: &Arc<Shared>, out: &Outgoing) -> Result<reqwest::Response, Unsent> {
+    // The session's own handshake is not sent again after a renewal, which sends it itself.
+    let renewable = !matches!(
+        out.message.get("method").and_then(Value::as_str),
+        Some(methods::INITIALIZE | methods::INITIALIZED)
+    );
     for attempt in 0..2 {
         let stale = lock(&shared.session).clone();
         let post = out.post(shared).map_err(Unsent::Lost)?;
@@ -434,7 +459,7 @@ async fn execute(shared: &Shared, out: &Outgoing) -> Result<reqwest::Response, U
         };
         match stale {
             Some(stale) if resp.status() == StatusCode::NOT_FOUND => {
-                if attempt == 0 && renew(shared, &stale).await {
+                if attempt == 0 && renewable && renew(shared, &stale).await {
                     continue;
                 }
                 return Err(Unsent::Lost(
@@ -451,7 +476,7 @@ async fn execute(shared: &Shared, out: &Outgoing) -> Result<reqwest::Response, U
 }
 
 /// Posts a notification or a response, bounded; whether the server took it.
-async fn post_one(shared: &Shared, out: Outgoing, method: &str) -> bool {
+async fn post_one(shared: &Arc<Shared>, out: Outgoing, method: &str) -> bool {
     match tokio::time::timeout(SHORT_TIMEOUT, execute(shared, &out)).await {
         Ok(Ok(resp)) if resp.status().is_success() => return true,
         Ok(Ok(resp)) => {
@@ -470,7 +495,7 @@ async fn post_one(shared: &Shared, out: Outgoing, method: &str) -> bool {
 }
 
 /// One request's POST and its answer.
-async fn request(shared: &Shared, out: Outgoing, id: Value, method: &str) {
+async fn request(shared: &Arc<Shared>, out: Outgoing, id: Value, method: &str) {
     let resp = match execute(shared, &out).await {
         Ok(r) => r,
         Err(Unsent::Lost(reason)) => {
