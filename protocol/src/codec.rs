@@ -136,7 +136,7 @@ pub fn parse_json(text: &[u8]) -> DecodedLine {
 /// Whether `text` has a member named as serde_json's number token: read as a number, it would
 /// not pass through as it came. Text with no `$` and no escape (nearly all) is not scanned.
 fn holds_number_token(text: &[u8]) -> bool {
-    (text.contains(&b'$') || text.contains(&b'\\'))
+    memchr::memchr2(b'$', b'\\', text).is_some()
         && crate::json_keys::has_key(text, crate::jsonrpc::NUMBER_TOKEN)
 }
 
