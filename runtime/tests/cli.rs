@@ -685,6 +685,24 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
     let _ = std::fs::remove_file(&state);
 }
 
+/// `mcp-fleet run` of `config`, its log written to `log`, once its HTTP server answers (its
+/// launch may still run): the child and its base URL.
+async fn fleet_logging_to(
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> (tokio::process::Child, String) {
+    let stderr = Stdio::from(std::fs::File::create(log).unwrap());
+    let (child, port) = common::spawn_fleet_with(config, stderr, &[], &[], &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for(Duration::from_secs(10), "the API up", || async {
+        let up = http.get(format!("{base}/healthz")).send().await;
+        up.ok().map(drop)
+    })
+    .await;
+    (child, base)
+}
+
 /// A reload asked for through the API while the fleet launches waits for the launch: it does
 /// not stop a server the launch is starting (which the launch would report as failed).
 #[tokio::test]
@@ -699,23 +717,8 @@ async fn a_reload_during_the_launch_runs_after_it() {
     };
     let config = write_config(&entry(""));
     let log = config.0.with_extension("launch.log");
-    let (mut child, port) = common::spawn_fleet_with(
-        &config.0,
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-        &[],
-        &[],
-        &[],
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base) = fleet_logging_to(&config.0, &log).await;
     let http = reqwest::Client::new();
-    wait_for(Duration::from_secs(10), "the API up", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .map(drop)
-    })
-    .await;
     std::fs::write(&config.0, entry(r#", "--name", "changed""#)).unwrap();
     let report: serde_json::Value = http
         .post(format!("{base}/api/reload"))
@@ -751,23 +754,8 @@ async fn a_reload_waiting_for_the_launch_does_not_hold_up_the_shutdown() {
         bin.display()
     ));
     let log = config.0.with_extension("stop.log");
-    let (mut child, port) = common::spawn_fleet_with(
-        &config.0,
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-        &[],
-        &[],
-        &[],
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base) = fleet_logging_to(&config.0, &log).await;
     let http = reqwest::Client::new();
-    wait_for(Duration::from_secs(10), "the API up", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .map(drop)
-    })
-    .await;
     let reload = tokio::spawn({
         let (http, base) = (http.clone(), base.clone());
         async move {
