@@ -525,7 +525,6 @@ const LIST_PAGES_MAX: usize = 100;
 
 /// The server's tools (from its status) and every page of the other lists its capabilities
 /// declare; a list that cannot be read is empty. Fails only when the status cannot be read.
-
 async fn fetch_lists(
     servers: &ReplyRecipient<CallServer, CallAnswer, FleetError>,
     status: &ReplyRecipient<GetServerStatus, ServerStatus, FleetError>,
