@@ -100,10 +100,13 @@ where
     reply.send(Err(send_error(e, label)));
 }
 
-/// Sends a stop asked for (number `stop`) to a server's actor now, in the manager's order, so
-/// that a restart asked for after it finds it ahead of its own stop there; the reply is to come.
-/// (A full mailbox, rare, sends it from the task that waits, which keeps no order.)
-fn stop_in_order(
+/// Asks a server's actor for a stop asked for (number `stop`); the reply is to come. The ask
+/// is sent from the task that waits for it, not from the manager's handler: kameo 0.22's
+/// `try_enqueue` panics on a full mailbox (it takes the message back as the wrong type), and a
+/// server flooding its stdout keeps its actor's mailbox full, where waiting for room in the
+/// handler would stall the manager. So a `RestartServer` asked for right after this stop may
+/// reach the server first (and be stopped by it): the manager's order is not kept.
+fn stop_process(
     actor: &ActorRef<ServerActor>,
     stop: u64,
     name: &str,
@@ -111,20 +114,13 @@ fn stop_in_order(
     'static,
     Result<fleet_protocol::messages::server::StoppedServer, FleetError>,
 > {
-    let label = actor_label(name);
-    let stop = Some(stop);
-    match actor.ask(StopProcess { stop }).try_enqueue() {
-        Ok(pending) => Box::pin(async move { pending.await.map_err(|e| send_error(e, &label)) }),
-        Err(_) => {
-            let actor = actor.clone();
-            Box::pin(async move {
-                actor
-                    .ask(StopProcess { stop })
-                    .await
-                    .map_err(|e| send_error(e, &label))
-            })
-        }
-    }
+    let (actor, label) = (actor.clone(), actor_label(name));
+    Box::pin(async move {
+        actor
+            .ask(StopProcess { stop: Some(stop) })
+            .await
+            .map_err(|e| send_error(e, &label))
+    })
 }
 
 fn actor_label(name: &str) -> String {
@@ -232,7 +228,7 @@ impl Message<StopServer> for ServerManager {
                 self.memory.want(&msg.name, Wanted::Stop);
                 // A restart asked for after this stop starts anew, not joins one before it.
                 self.joinable.remove(&msg.name);
-                let stopped = stop_in_order(&actor, self.next_stop(), &msg.name);
+                let stopped = stop_process(&actor, self.next_stop(), &msg.name);
                 ctx.spawn(stopped)
             }
         }
@@ -253,7 +249,7 @@ impl Message<RemoveServer> for ServerManager {
             Ok(actor) => {
                 self.memory.want(&msg.name, Wanted::Remove);
                 self.joinable.remove(&msg.name);
-                let stopped = stop_in_order(&actor, self.next_stop(), &msg.name);
+                let stopped = stop_process(&actor, self.next_stop(), &msg.name);
                 let manager = ctx.actor_ref().clone();
                 ctx.spawn(async move {
                     let stopped = stopped.await?;
@@ -457,7 +453,7 @@ impl Message<StopAllServers> for ServerManager {
         let stops: Vec<_> = actors
             .into_iter()
             .map(|(name, actor)| {
-                let stopped = stop_in_order(&actor, stop, &name);
+                let stopped = stop_process(&actor, stop, &name);
                 async move {
                     stopped
                         .await
