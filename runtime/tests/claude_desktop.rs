@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{McpSession, pids_with, sigterm, spawn_fleet, wait_for, write_config};
+use common::{McpSession, pids_with, spawn_fleet, wait_for, write_config};
 use serde_json::json;
 
 #[tokio::test]
@@ -59,10 +59,7 @@ async fn the_documented_filesystem_and_memory_servers_run_through_npx() {
         "{listed}"
     );
 
-    let status = sigterm(&mut child, Duration::from_secs(30))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success(), "{status:?}");
+    common::stop_cleanly(&mut child, Duration::from_secs(30)).await;
     wait_for(
         Duration::from_secs(10),
         "no filesystem server left",

@@ -49,10 +49,7 @@ async fn runs_a_config_serves_metrics_and_stops_on_sigterm() {
     assert!(!metrics.contains("server=\"off\""));
     assert_eq!(pids_with(&marker).len(), 2, "two server processes run");
 
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success(), "{status:?}");
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
     let mut stderr = String::new();
     child
         .stderr
@@ -372,10 +369,7 @@ async fn sighup_restarts_only_the_server_whose_entry_changed_and_sessions_go_on(
     })
     .await;
 
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success(), "{status:?}");
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
     wait_for(Duration::from_secs(5), "no server left", || async {
         pids_with(&marker).is_empty().then_some(())
     })
@@ -558,10 +552,7 @@ async fn the_admin_api_reports_restarts_and_guards_itself() {
         .unwrap();
     assert!(logs["lines"].as_array().unwrap().len() <= 5, "{logs}");
 
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success(), "{status:?}");
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
 }
 
 #[tokio::test]
@@ -685,6 +676,16 @@ async fn servers_added_and_removed_through_the_api_survive_a_sigkill() {
     let _ = std::fs::remove_file(&state);
 }
 
+/// `POST /api/reload` of the fleet at `base`: its report.
+async fn reload_through_the_api(base: &str) -> serde_json::Value {
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/api/reload"))
+        .send()
+        .await
+        .unwrap();
+    answer.json().await.unwrap()
+}
+
 /// `mcp-fleet run` of `config`, its log written to `log`, once its HTTP server answers (its
 /// launch may still run): the child and its base URL.
 async fn fleet_logging_to(
@@ -718,16 +719,8 @@ async fn a_reload_during_the_launch_runs_after_it() {
     let config = write_config(&entry(""));
     let log = config.0.with_extension("launch.log");
     let (mut child, base) = fleet_logging_to(&config.0, &log).await;
-    let http = reqwest::Client::new();
     std::fs::write(&config.0, entry(r#", "--name", "changed""#)).unwrap();
-    let report: serde_json::Value = http
-        .post(format!("{base}/api/reload"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = reload_through_the_api(&base).await;
     assert_eq!(report["restarted"], json!(["slow"]), "{report}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -736,10 +729,7 @@ async fn a_reload_during_the_launch_runs_after_it() {
             && !text.contains("did not start"),
         "{text}"
     );
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success());
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
     let _ = std::fs::remove_file(&log);
 }
 
@@ -771,10 +761,7 @@ async fn a_reload_waiting_for_the_launch_does_not_hold_up_the_shutdown() {
             .then_some(())
     })
     .await;
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM, the reload waiting or not");
-    assert!(status.success());
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
     let answer = reload.await.unwrap();
     assert_eq!(answer.ok(), Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
     let _ = std::fs::remove_file(&log);
@@ -836,10 +823,7 @@ async fn a_server_whose_launch_hangs_can_be_removed_meanwhile() {
         .expect("the addition answers once its server is removed")
         .unwrap();
     assert_eq!(added, 201, "added, did not start");
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success());
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
     let _ = std::fs::remove_file(&state);
 }
 
@@ -1035,10 +1019,7 @@ async fn the_cli_operates_a_running_fleet_through_its_api() {
     let (code, out) = fleet_cli(&url, &["servers", "remove", "b"]).await;
     assert_eq!((code, out.trim()), (0, "removed b"));
 
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success());
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
     let (code, out) = fleet_cli(&url, &["status"]).await;
     assert_eq!(code, 1, "nothing listens any more: {out}");
     assert!(out.contains("cannot reach mcp-fleet"), "{out}");
@@ -1077,10 +1058,7 @@ async fn a_long_launch_reports_its_progress() {
         .then_some(())
     })
     .await;
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success());
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
     let log = log.await.unwrap();
     // At 2 s, the quick server is ready and the slow one still starting.
     let progress = log
@@ -1193,23 +1171,13 @@ restart = {{ mode = "never" }}
         text.replace("backoff_base_ms = 100", "backoff_base_ms = 200"),
     )
     .unwrap();
-    let report: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/reload"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = reload_through_the_api(&format!("http://127.0.0.1:{port}")).await;
     let restarted = report["restarted"].as_array().unwrap();
     assert!(
         restarted.contains(&json!("added")) && restarted.contains(&json!("json")),
         "{report}"
     );
-    let status = sigterm(&mut child, Duration::from_secs(15))
-        .await
-        .expect("mcp-fleet exits after SIGTERM");
-    assert!(status.success());
+    common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
 
     // An error in the TOML: file, line and key, exit 2.
     std::fs::write(

@@ -278,6 +278,15 @@ impl McpSession {
     }
 }
 
+/// Sends SIGTERM to `child`, which must exit with code 0 within `limit` (mcp-fleet's clean
+/// shutdown).
+pub async fn stop_cleanly(child: &mut tokio::process::Child, limit: Duration) {
+    let status = sigterm(child, limit)
+        .await
+        .unwrap_or_else(|| panic!("mcp-fleet did not exit within {limit:?} of SIGTERM"));
+    assert!(status.success(), "{status:?}");
+}
+
 /// Sends SIGTERM to `child` and waits up to `limit` for it to exit; `None` if it did not.
 pub async fn sigterm(
     child: &mut tokio::process::Child,
