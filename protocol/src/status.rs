@@ -109,6 +109,11 @@ pub struct ExitInfo {
     /// The signal number, if a signal ended it.
     pub signal: Option<i32>,
     pub at: SystemTime,
+    /// Why it ended, when mcp-fleet knows more than the code or signal tell: it killed the
+    /// process (failed health checks, a failed handshake, stdout closed) or lost a remote
+    /// server's link (and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl ExitInfo {
@@ -121,9 +126,13 @@ impl ExitInfo {
 impl fmt::Display for ExitInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.code, self.signal) {
-            (Some(code), _) => write!(f, "exit code {code}"),
-            (None, Some(sig)) => write!(f, "killed by signal {sig} ({})", signal_name(sig)),
-            (None, None) => f.write_str("exit status unknown"),
+            (Some(code), _) => write!(f, "exit code {code}")?,
+            (None, Some(sig)) => write!(f, "killed by signal {sig} ({})", signal_name(sig))?,
+            (None, None) => f.write_str("exit status unknown")?,
+        }
+        match &self.reason {
+            Some(reason) => write!(f, ": {reason}"),
+            None => Ok(()),
         }
     }
 }

@@ -274,6 +274,10 @@ pub fn status_table(servers: &Value, health: &Value, now: SystemTime) -> String 
             (None, Some(sig)) => Some(format!("signal {sig}")),
             _ => None,
         };
+        let last_exit = match (last_exit, s["last_exit"]["reason"].as_str()) {
+            (Some(exit), Some(reason)) => Some(format!("{exit}: {reason}")),
+            (exit, reason) => exit.or(reason.map(str::to_owned)),
+        };
         let next = system_time(&s["next_restart_at"]).map(|t| {
             t.duration_since(now)
                 .map(short)
@@ -349,7 +353,10 @@ mod tests {
              "last_exit": {"code": null, "signal": 9, "at": {"secs_since_epoch": 8_999, "nanos_since_epoch": 0}},
              "handshake": {"tools": [{}, {}, {}]}},
             {"name": "broken", "state": "failed", "reason": "could not run `x`", "pid": null, "restarts": 0,
-             "next_restart_at": null}
+             "next_restart_at": null},
+            {"name": "far", "state": "restarting", "pid": null, "restarts": 2,
+             "last_exit": {"code": 1, "signal": null, "at": {"secs_since_epoch": 8_999, "nanos_since_epoch": 0},
+                           "reason": "link lost: cannot reach http://127.0.0.1:9/mcp"}}
         ]);
         let health = json!([{"server": "a", "last_latency": {"secs": 0, "nanos": 1_500_000}}]);
         let table = status_table(&servers, &health, now);
@@ -365,6 +372,10 @@ mod tests {
             "{table}"
         );
         assert!(lines[2].contains("failed: could not run `x`"), "{table}");
-        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[3].contains("code 1: link lost: cannot reach http://127.0.0.1:9/mcp"),
+            "{table}"
+        );
+        assert_eq!(lines.len(), 4);
     }
 }

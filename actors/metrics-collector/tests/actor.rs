@@ -66,6 +66,7 @@ fn exit(server: &str, expected: bool) -> MetricEvent {
             code: Some(if expected { 0 } else { 1 }),
             signal: None,
             at: SystemTime::UNIX_EPOCH,
+            reason: None,
         },
         reason: if expected {
             ExitReason::Stopped

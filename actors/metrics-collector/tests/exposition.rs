@@ -117,6 +117,7 @@ async fn events_reach_the_prometheus_exposition() {
                 code: None,
                 signal: Some(9),
                 at: SystemTime::UNIX_EPOCH,
+                reason: None,
             },
             reason: ExitReason::Signaled,
         },

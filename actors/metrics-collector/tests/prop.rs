@@ -85,6 +85,7 @@ fn event() -> impl Strategy<Value = MetricEvent> {
                         code,
                         signal: None,
                         at: SystemTime::UNIX_EPOCH,
+                        reason: None,
                     },
                     reason,
                 }

@@ -105,7 +105,9 @@ where
 /// `try_enqueue` panics on a full mailbox (it takes the message back as the wrong type), and a
 /// server flooding its stdout keeps its actor's mailbox full, where waiting for room in the
 /// handler would stall the manager. So a `RestartServer` asked for right after this stop may
-/// reach the server first (and be stopped by it): the manager's order is not kept.
+/// reach the server first. The numbers keep the manager's order all the same: that restart's
+/// `StartAgain` carries this stop's number, and the server answers a stop numbered at most that
+/// with `StopMethod::Superseded`, leaving the restarted process running.
 fn stop_process(
     actor: &ActorRef<ServerActor>,
     stop: u64,

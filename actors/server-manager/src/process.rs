@@ -311,6 +311,7 @@ pub fn exit_info(status: ExitStatus) -> ExitInfo {
         code: status.code(),
         signal: status.signal(),
         at: SystemTime::now(),
+        reason: None,
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! - Each request is its own POST, answered with JSON or an SSE stream (read until the answer to
 //!   that request arrives; answers to other requests on it are dropped, and an event past the
-//!   largest message ends it); requests run concurrently, each on a task kept by its wire id,
-//!   which the actor's `notifications/cancelled` aborts. `notifications/initialized` is POSTed
+//!   largest message ends it; one the server closes after an event id is resumed with a GET
+//!   carrying `Last-Event-ID`, after the server's `retry`); requests run concurrently, each on
+//!   a task kept by its wire id, which the actor's `notifications/cancelled` aborts. `notifications/initialized` is POSTed
 //!   and waited for before the next request; other notifications and responses are POSTed in
 //!   order by a task of their own. Redirects are not followed.
 //! - A 2025-era session id (from the `initialize` answer) and the negotiated version go on every
@@ -51,6 +52,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SHORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a refusal's body an error message quotes.
 const QUOTE_BYTES: usize = 300;
+
+/// How long to wait before resuming a stream the server closed, unless it said (`retry`).
+const RESUME_WAIT: Duration = Duration::from_secs(1);
+/// The shortest wait before a resumption, whatever `retry` says: a server asking for none, and
+/// closing each stream at once, is polled ten times a second, not in a tight loop.
+const RESUME_WAIT_MIN: Duration = Duration::from_millis(100);
 
 /// The exit code a link ends with when the remote cannot be reached or ended the session.
 const LOST: i32 = 1;
@@ -170,11 +177,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn exit_info(code: Option<i32>, signal: Option<i32>) -> ExitInfo {
+fn exit_info(code: Option<i32>, signal: Option<i32>, reason: Option<String>) -> ExitInfo {
     ExitInfo {
         code,
         signal,
         at: SystemTime::now(),
+        reason,
     }
 }
 
@@ -193,11 +201,11 @@ async fn run(
     link.tasks.spawn(post_in_order(shared.clone(), in_order));
     let exit = loop {
         tokio::select! {
-            () = kill.cancelled() => break exit_info(None, Some(KILLED)),
+            () = kill.cancelled() => break exit_info(None, Some(KILLED), None),
             () = shared.lost.cancelled() => {
                 let reason = lock(&shared.lost_reason).clone().unwrap_or_default();
                 tracing::warn!(server = %shared.server, url = %shared.url, %reason, "remote server lost");
-                break exit_info(Some(LOST), None);
+                break exit_info(Some(LOST), None, Some(format!("link lost: {reason}")));
             }
             () = shared.relisten.notified() => {
                 link.tasks.spawn(listen(shared.clone()));
@@ -214,7 +222,7 @@ async fn run(
                         () = end_session(&shared) => {}
                         () = kill.cancelled() => {}
                     }
-                    break exit_info(Some(0), None);
+                    break exit_info(Some(0), None, None);
                 }
             },
         }
@@ -583,18 +591,92 @@ async fn read_body(resp: reqwest::Response, max: usize) -> Result<Vec<u8>, Strin
 }
 
 /// Reads an SSE stream, delivering each message; with `until`, stops after the answer to it.
+/// A stream of a 2025-era server that ends (the server closed it, SEP-1699 polling, or the
+/// connection broke) after an event with an id is resumed with a GET carrying `Last-Event-ID`,
+/// after the wait the server asked for (`retry`, at least [`RESUME_WAIT_MIN`]), as long as the
+/// server takes the GET, and within the session it was opened in. A request's own timeout
+/// bounds its stream; a listen stream lives as long as the link. An event over the size limit
+/// or one that does not parse ends the stream for good.
 async fn read_stream(
+    shared: &Shared,
+    mut resp: reqwest::Response,
+    until: Option<&Value>,
+    method: &str,
+) {
+    let mut resume = Resume {
+        last_id: None,
+        wait: RESUME_WAIT,
+    };
+    // A stream belongs to its session: after a renewal its events are gone (and the renewal
+    // opens a GET stream of its own). A 2026-era server has no sessions and no resumption.
+    let session = lock(&shared.session).clone();
+    let resumable = lock(&shared.version).is_some();
+    loop {
+        let ended = match read_events(shared, resp, until, method, &mut resume).await {
+            Ended::Answered => return,
+            Ended::Final(why) => why,
+            Ended::Resumable(why) => match &resume.last_id {
+                Some(_) if !resumable => why,
+                None => why,
+                Some(_) if *lock(&shared.session) != session => {
+                    format!("{why}; not resumed: its session was renewed")
+                }
+                Some(last_id) => {
+                    tracing::debug!(server = %shared.server, last_id = %last_id, wait_ms = resume.wait.as_millis() as u64, "resuming the remote server's event stream");
+                    tokio::time::sleep(resume.wait.max(RESUME_WAIT_MIN)).await;
+                    match resume_stream(shared, last_id, session.as_ref()).await {
+                        Ok(again) => {
+                            resp = again;
+                            continue;
+                        }
+                        Err(e) => format!("{why}; resuming it failed: {e}"),
+                    }
+                }
+            },
+        };
+        if let Some(id) = until {
+            deliver(shared, error_answer(id, ended)).await;
+        } else {
+            tracing::debug!(server = %shared.server, reason = %ended, "the remote server's event stream ended");
+        }
+        return;
+    }
+}
+
+/// Where a stream stands for its resumption: the last event id and the wait the server asked
+/// for.
+struct Resume {
+    last_id: Option<String>,
+    wait: Duration,
+}
+
+/// How one response's events ended.
+enum Ended {
+    /// The answer to the request was delivered (or the actor is gone).
+    Answered,
+    /// The stream ended, or its connection broke: it may be resumed.
+    Resumable(String),
+    /// An event over the size limit or one that does not parse: resuming would read it again.
+    Final(String),
+}
+
+/// Reads one response's events, delivering each message.
+async fn read_events(
     shared: &Shared,
     resp: reqwest::Response,
     until: Option<&Value>,
     method: &str,
-) {
+    resume: &mut Resume,
+) -> Ended {
     let max = shared.max_message_bytes;
     let mut event_bytes = EventBytes::new(max);
+    let too_long = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cut = too_long.clone();
     // An event is refused once it is over the limit, before the rest of it is buffered.
     let body = resp.bytes_stream().map(move |chunk| {
         let chunk = chunk.map_err(std::io::Error::other)?;
         if event_bytes.over(&chunk) {
+            cut.store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(std::io::Error::other(format!(
                 "an event of the remote server's stream is over {max} bytes"
             )));
@@ -602,16 +684,28 @@ async fn read_stream(
         Ok(chunk)
     });
     let mut events = SseStream::from_bytes_stream(body);
-    let mut ended = "the remote server's event stream ended without an answer".to_string();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
                 tracing::debug!(server = %shared.server, error = %e, "remote event stream ended");
-                ended = format!("the remote server's event stream failed: {e}");
-                break;
+                let why = format!("the remote server's event stream failed: {e}");
+                let broke = matches!(e, sse_stream::Error::Body(_))
+                    && !too_long.load(std::sync::atomic::Ordering::Relaxed);
+                return if broke {
+                    Ended::Resumable(why)
+                } else {
+                    Ended::Final(why)
+                };
             }
         };
+        // An empty id resets the last one (the SSE standard).
+        if let Some(id) = event.id {
+            resume.last_id = (!id.is_empty()).then_some(id);
+        }
+        if let Some(ms) = event.retry {
+            resume.wait = Duration::from_millis(ms);
+        }
         let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
             continue;
         };
@@ -638,11 +732,42 @@ async fn read_stream(
             note_version(shared, method, &item);
         }
         if !deliver(shared, item).await || done {
-            return;
+            return Ended::Answered;
         }
     }
-    if let Some(id) = until {
-        deliver(shared, error_answer(id, ended)).await;
+    Ended::Resumable("the remote server's event stream ended without an answer".to_string())
+}
+
+/// Opens the stream again after `last_id` (GET with `Last-Event-ID`), in `session`.
+async fn resume_stream(
+    shared: &Shared,
+    last_id: &str,
+    session: Option<&HeaderValue>,
+) -> Result<reqwest::Response, String> {
+    let mut h = get_headers(shared);
+    h.remove(headers::SESSION);
+    if let Some(s) = session {
+        h.insert(headers::SESSION, s.clone());
+    }
+    let id = HeaderValue::from_str(last_id).map_err(|_| "its last event id is no header value")?;
+    h.insert(HeaderName::from_static("last-event-id"), id);
+    let resp = shared
+        .client
+        .get(&shared.url)
+        .headers(h)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", shared.url))?;
+    let status = resp.status();
+    let is_sse = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if status.is_success() && is_sse {
+        Ok(resp)
+    } else {
+        Err(format!("the remote server answered HTTP {status}"))
     }
 }
 
@@ -704,8 +829,8 @@ impl EventBytes {
     }
 }
 
-/// The GET stream of what the server sends unasked (2025 era).
-async fn listen(shared: Arc<Shared>) {
+/// The headers of a GET stream: the session's, and `Accept: text/event-stream`.
+fn get_headers(shared: &Shared) -> HeaderMap {
     let mut h = shared.extra.clone();
     h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
     if let Some(s) = lock(&shared.session).clone() {
@@ -714,6 +839,12 @@ async fn listen(shared: Arc<Shared>) {
     if let Some(v) = lock(&shared.version).clone() {
         h.insert(headers::VERSION, v);
     }
+    h
+}
+
+/// The GET stream of what the server sends unasked (2025 era).
+async fn listen(shared: Arc<Shared>) {
+    let h = get_headers(&shared);
     match shared.client.get(&shared.url).headers(h).send().await {
         Ok(resp) if resp.status().is_success() => {
             read_stream(&shared, resp, None, "").await;

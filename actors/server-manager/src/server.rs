@@ -154,6 +154,9 @@ pub struct ServerActor {
     stopping_all: Arc<AtomicBool>,
     /// The highest stop number of a `StopProcess` handled (see [`StartAgain`]).
     last_stop: u64,
+    /// The highest `after` of a `StartAgain` that started the server: a stop numbered at most
+    /// this was asked for before that restart, which has already stopped the process.
+    started_after: u64,
     /// A `RestartServer` is stopping the process: calls that come meanwhile are held in
     /// `held` (up to `HELD_CALLS_MAX`) until its `StartAgain`, or a stop asked for, ends it.
     restart_stopping: bool,
@@ -207,6 +210,7 @@ impl Actor for ServerActor {
             handled: args.handled,
             stopping_all: args.stopping_all,
             last_stop: 0,
+            started_after: 0,
             restart_stopping: false,
             held: Vec::new(),
             answers_waiting: Arc::default(),
@@ -419,10 +423,11 @@ impl ServerActor {
         tokio::spawn(async move {
             let exit = match child.wait().await {
                 Ok(status) => process::exit_info(status),
-                Err(_) => ExitInfo {
+                Err(e) => ExitInfo {
                     code: None,
                     signal: None,
                     at: SystemTime::now(),
+                    reason: Some(format!("waiting for the process failed: {e}")),
                 },
             };
             // The leader is gone, however it ended: what it left in its group (helpers of a
@@ -1108,9 +1113,14 @@ impl ServerActor {
     }
 
     /// An exit nobody asked for: the restart policy decides.
-    fn on_unexpected_exit(&mut self, actor_ref: &ActorRef<Self>, exit: ExitInfo) {
+    /// `killed`: why mcp-fleet killed the process, if it did.
+    fn on_unexpected_exit(
+        &mut self,
+        actor_ref: &ActorRef<Self>,
+        exit: ExitInfo,
+        killed: Option<String>,
+    ) {
         let name = self.spec.name.clone();
-        let killed = self.kill_reason.take();
         let failure = killed.is_some() || !exit.success();
         let why = killed.unwrap_or_else(|| format!("exited unexpectedly ({exit})"));
         tracing::error!(server = %name, %exit, reason = %why, "server process ended");
@@ -1456,6 +1466,14 @@ impl Message<Exited> for ServerActor {
             return;
         }
         let expected = self.stopping;
+        // Taken whether the exit was expected or not: it is this process's, not the next one's.
+        let killed = self.kill_reason.take();
+        let mut exit = msg.exit;
+        // mcp-fleet's own reason for a kill it made is the exit's, for the status and callers.
+        if exit.reason.is_none() {
+            exit.reason.clone_from(&killed);
+        }
+        let msg = Exited { exit, ..msg };
         self.table.close_lane();
         self.running = None;
         self.status.pid = None;
@@ -1464,7 +1482,7 @@ impl Message<Exited> for ServerActor {
         self.metric(MetricEvent::ServerExited {
             server: self.spec.name.clone(),
             exit: msg.exit.clone(),
-            reason: ExitReason::classify(&msg.exit, expected, self.kill_reason.is_some()),
+            reason: ExitReason::classify(&msg.exit, expected, killed.is_some()),
         });
         if expected {
             tracing::info!(server = %self.spec.name, exit = %msg.exit, "server stopped");
@@ -1478,7 +1496,7 @@ impl Message<Exited> for ServerActor {
                 self.push_status();
             }
         } else {
-            self.on_unexpected_exit(ctx.actor_ref(), msg.exit);
+            self.on_unexpected_exit(ctx.actor_ref(), msg.exit, killed);
         }
         let err = self.not_serving();
         for w in self.ready_waiters.drain(..) {
@@ -1540,6 +1558,7 @@ impl Message<HandshakeFinished> for ServerActor {
                 };
                 // A server that cannot speak MCP is of no use: end its process.
                 if let Some(stop) = self.begin_stop() {
+                    self.kill_reason = Some(format!("handshake failed: {reason}"));
                     tokio::spawn(stop);
                 }
                 self.set_state(ServerState::Failed {
@@ -1682,6 +1701,7 @@ impl Message<StartAgain> for ServerActor {
                 state: "stopping: the fleet stops every server".into(),
             }));
         }
+        self.started_after = self.started_after.max(msg.after);
         // Someone asked: a fresh start, with the restart history forgotten.
         self.tracker.reset();
         self.status.next_restart_at = None;
@@ -1903,6 +1923,19 @@ impl Message<StopProcess> for ServerActor {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         match msg.stop {
+            // The stop's ask was sent from a task of its own (`handlers::stop_process`), so a
+            // restart asked for after it can be here first; that restart has stopped the
+            // process already, and the one it started stays.
+            Some(number) if number <= self.started_after => {
+                tracing::debug!(server = %self.spec.name, stop = number, "stop superseded by a later restart");
+                return ctx.reply(Ok(StoppedServer {
+                    name: self.spec.name.clone(),
+                    pid: None,
+                    method: StopMethod::Superseded,
+                    exit: None,
+                    took: Duration::ZERO,
+                }));
+            }
             Some(number) => {
                 self.last_stop = self.last_stop.max(number);
                 // No restart follows: the calls it held fail with the state.

@@ -1,7 +1,8 @@
 //! Remote (`url`) servers that misbehave, served by a Python Streamable HTTP server
 //! (`tests/remote/upstream.py`, 2025-11-25 sessions): a redirect, an answer to another request
 //! on a call's event stream, an event that never ends, a call that is never answered, a
-//! notification slow to be taken and a session that expires.
+//! notification slow to be taken, a session that expires, a link lost and streams the server
+//! closes early (SEP-1699).
 
 mod common;
 
@@ -115,6 +116,87 @@ async fn a_session_the_server_ended_is_started_again_and_the_call_answered() {
         (0, &None),
         "{status:?}"
     );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+/// A link lost says why, in the error of the call that met the loss and in the server's last
+/// exit, not only in the log.
+#[tokio::test]
+async fn a_lost_link_says_why_in_the_call_and_the_status() {
+    let (upstream, manager) = linked(config()).await;
+    let url = format!("http://127.0.0.1:{}/mcp", upstream.port);
+    drop(upstream);
+    // Calls that meet a pooled connection the upstream's death reset fail as requests; the
+    // first that has to connect finds the server gone and loses the link, and says so.
+    let mut errors = Vec::new();
+    for _ in 0..10 {
+        let e = manager.ask(call("echo")).await.unwrap_err().to_string();
+        let lost = e.contains("link lost");
+        errors.push(e);
+        if lost {
+            break;
+        }
+    }
+    assert!(
+        errors
+            .last()
+            .is_some_and(|e| e.contains("link lost: cannot reach") && e.contains(&url)),
+        "{errors:?}"
+    );
+    let exit = wait_for(Duration::from_secs(10), "the exit recorded", || async {
+        let status = manager
+            .ask(fleet_protocol::messages::server::GetServerStatus { name: "up".into() })
+            .await
+            .unwrap();
+        status.last_exit
+    })
+    .await;
+    let reason = exit.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("link lost: cannot reach") && reason.contains(&url),
+        "{reason}"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+/// A stream the server closes after a priming event (SEP-1699 polling) is resumed with a GET
+/// carrying `Last-Event-ID`, after the `retry` the server asked for, as often as the server
+/// closes it: the call gets its answer.
+#[tokio::test]
+async fn a_stream_the_server_closes_is_resumed_after_its_retry() {
+    let (upstream, manager) = linked(config()).await;
+    let answer = manager
+        .ask(call("poll"))
+        .await
+        .expect("answered after two resumptions");
+    assert_eq!(text(&answer.result), "polled");
+    let seen = upstream.seen().await;
+    let waits: Vec<u64> = seen
+        .iter()
+        .filter_map(|s| s.strip_prefix("resumed ")?.split(" after ").nth(1))
+        .map(|ms| ms.trim_end_matches(" ms").parse().expect("a wait in ms"))
+        .collect();
+    assert_eq!(waits.len(), 2, "{seen:?}");
+    // The server's `retry: 300` holds for the second resumption too (the SSE standard).
+    assert!(
+        waits.iter().all(|ms| *ms >= 295),
+        "the retry of 300 ms is waited for: {seen:?}"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+/// A stream whose resumption the server refuses fails the call at once, and says why.
+#[tokio::test]
+async fn a_stream_whose_resumption_is_refused_fails_the_call_with_the_reason() {
+    let (upstream, manager) = linked(config()).await;
+    let err = manager.ask(call("vanish")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("resuming it failed: the remote server answered HTTP 404"),
+        "{err}"
+    );
+    let seen = upstream.seen().await;
+    let tries = seen.iter().filter(|s| s.starts_with("resumed v")).count();
+    assert_eq!(tries, 1, "{seen:?}");
     manager.ask(StopAllServers).await.unwrap();
 }
 

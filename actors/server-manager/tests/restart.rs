@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{config, quick_restarts, reference, spawn_manager, wait_for};
 use fleet_protocol::messages::health::HealthChanged;
 use fleet_protocol::messages::server::{
-    CallServer, GetServerStatus, LaunchServer, RestartServer, StopAllServers,
+    CallServer, GetServerStatus, LaunchServer, RestartServer, StopAllServers, StopServer,
 };
 use fleet_protocol::{FleetError, ServerState, ServerStatus};
 use fleet_server_manager::{INSTANCE_VAR, ServerManager, ServerManagerConfig, sweep_orphans};
@@ -166,10 +166,35 @@ async fn a_handshake_that_fails_after_a_restart_is_retried_by_the_policy() {
     })
     .await;
     assert_eq!(back.recent_exits.len(), 2, "{back:?}");
+    // The broken run's exit says why mcp-fleet ended it.
+    let reason = back.recent_exits[1].reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("handshake failed") && reason.contains("temporarily broken"),
+        "{back:?}"
+    );
     let r = manager.ask(echo("flaky", "three")).await.unwrap();
     assert_eq!(r.result["content"][0]["text"], "three");
     manager.ask(StopAllServers).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A launch whose handshake fails ends the process, and its exit says why, as the state does.
+#[tokio::test]
+async fn a_launch_whose_handshake_fails_says_why_in_the_exit() {
+    let manager = spawn_manager(config());
+    let broken = common::python_script(r#"out["error"] = {"code": -32603, "message": "broken"}"#);
+    let spec = fleet_protocol::ServerSpec::stdio("broken", "python3", ["-c".to_string(), broken]);
+    manager.ask(LaunchServer { spec }).await.unwrap_err();
+    let exit = wait_for(Duration::from_secs(10), "the exit recorded", || async {
+        status(&manager, "broken").await.last_exit
+    })
+    .await;
+    let reason = exit.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("handshake failed") && reason.contains("broken"),
+        "{exit:?}"
+    );
+    manager.ask(StopAllServers).await.unwrap();
 }
 
 /// A server that comes back from a crash with a handshake that hangs, longer than the policy's
@@ -211,6 +236,38 @@ async fn a_hung_handshake_after_a_restart_does_not_reset_the_budget() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A restart asked for right after a stop wins, whichever of the two reaches the server's actor
+/// first (the stop's ask is sent from a task of its own): the server is left running. Rounds
+/// from a stopped server, whose restart does not wait for a process to stop and so can overtake
+/// the stop most easily, and from a running one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_asked_right_after_a_stop_leaves_the_server_running() {
+    let manager = spawn_manager(config());
+    let spec = reference("r", &[]);
+    manager.ask(LaunchServer { spec }).await.unwrap();
+    for round in 0..60 {
+        if round % 2 == 0 {
+            manager.ask(StopServer { name: "r".into() }).await.unwrap();
+        }
+        let stop = manager
+            .ask(StopServer { name: "r".into() })
+            .enqueue()
+            .await
+            .unwrap();
+        let restarted = manager.ask(RestartServer { name: "r".into() }).await;
+        let stopped = stop.await.unwrap();
+        let restarted = restarted.unwrap_or_else(|e| panic!("round {round}: {e}; {stopped:?}"));
+        let now = status(&manager, "r").await;
+        assert!(
+            now.state == ServerState::Ready && now.pid == restarted.pid,
+            "round {round}: {now:?} after {stopped:?}"
+        );
+    }
+    let r = manager.ask(echo("r", "still")).await.unwrap();
+    assert_eq!(r.result["content"][0]["text"], "still");
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 /// A health verdict names the process it was about: one about a process that has since been
 /// replaced leaves the new one alone, while one about the current process kills it.
 #[tokio::test]
@@ -237,15 +294,23 @@ async fn a_verdict_about_a_replaced_process_spares_its_successor() {
     assert_eq!(r.result["content"][0]["text"], "still");
     assert_eq!(status(&manager, "h").await.pid, again.pid);
     manager.tell(verdict(&again)).await.unwrap();
-    wait_for(
+    let replaced = wait_for(
         Duration::from_secs(10),
         "the unhealthy process replaced",
         || async {
             let s = status(&manager, "h").await;
-            (s.state == ServerState::Ready && s.pid != again.pid && s.pid.is_some()).then_some(())
+            (s.state == ServerState::Ready && s.pid != again.pid && s.pid.is_some()).then_some(s)
         },
     )
     .await;
+    // The status says why the process before it ended: mcp-fleet killed it, and what for.
+    let exit = replaced.last_exit.expect("the killed process's exit");
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    assert_eq!(
+        exit.reason.as_deref(),
+        Some("unhealthy: 3 probes failed in a row (probe failed)"),
+        "{exit:?}"
+    );
     manager.ask(StopAllServers).await.unwrap();
 }
 

@@ -309,6 +309,7 @@ mod tests {
             code,
             signal,
             at: SystemTime::UNIX_EPOCH,
+            reason: None,
         }
     }
 

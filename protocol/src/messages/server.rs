@@ -290,6 +290,10 @@ pub enum StopMethod {
     Killed,
     /// There was no process to stop.
     NotRunning,
+    /// A restart asked for after this stop had already stopped the process and started
+    /// another, which was left running: the later request wins. (A removal superseded so
+    /// still removes the server, and with it that process.)
+    Superseded,
 }
 
 /// The end of one server's process.

@@ -4,7 +4,10 @@ the server manager's remote-link tests. Prints its port, then serves 127.0.0.1 u
 tools/call by name: `echo`; `slow` (answers after 2 s); `redirect` (307 to /elsewhere);
 `hijack` (an SSE stream carrying an answer to the `slow` call under way, then its own);
 `huge` (an SSE event that never ends); `stall` (answers nothing, and notes when its connection
-closes). A `notifications/cancelled` takes 3 s to be accepted. GET /expire ends the session:
+closes); `poll` (SEP-1699: a priming event with an id and `retry: 300`, then the stream
+closes; a GET with `Last-Event-ID` gets one more such event and close, and the next the
+answer); `vanish` (a priming event and close, and the GET resuming it is refused, 404).
+A `notifications/cancelled` takes 3 s to be accepted. GET /expire ends the session:
 a request of it gets 404 until a new `initialize`. GET /seen: what happened, as JSON."""
 import json
 import socket
@@ -15,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 seen = []
 slow_ids = []
+polls = {}  # event id -> (request id, what comes next, when the stream closed)
 sessions = {"current": None, "made": 0}
 lock = threading.Lock()
 
@@ -64,12 +68,45 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/elsewhere":
             note("followed the redirect")
             self.reply(200, b"{}", [("Content-Type", "application/json")])
+        elif self.headers.get("Last-Event-ID"):
+            self.resume(self.headers["Last-Event-ID"])
         elif self.path == "/expire":
             with lock:
                 sessions["current"] = None
             self.reply(200, b"{}", [("Content-Type", "application/json")])
         else:
             self.reply(405)
+
+    def resume(self, last):
+        with lock:
+            current = sessions["current"]
+            poll = polls.pop(last, None)
+        if self.headers.get("Mcp-Session-Id") != current or poll is None:
+            note("resume refused")
+            self.reply(404)
+            return
+        id, then, closed = poll
+        note(f"resumed {last} after {int((time.monotonic() - closed) * 1000)} ms")
+        if then == "gone":
+            self.reply(404)
+            return
+        self.sse_start()
+        if then == "answer":
+            self.wfile.write(b"id: " + last.encode() + b"-a\n")
+            self.sse({"jsonrpc": "2.0", "id": id,
+                      "result": {"content": [{"type": "text", "text": "polled"}]}})
+        else:
+            self.prime(id, last + "-b", "answer", retry=False)
+
+    def prime(self, id, event_id, then, retry=True):
+        """A priming event (an id, empty data), then the stream closes."""
+        with lock:
+            polls[event_id] = (id, then, None)
+        self.wfile.write(b"id: " + event_id.encode() + b"\n"
+                         + (b"retry: 300\n" if retry else b"") + b"data: \n\n")
+        self.wfile.flush()
+        with lock:
+            polls[event_id] = (id, then, time.monotonic())
 
     def do_DELETE(self):
         self.reply(200)
@@ -105,7 +142,8 @@ class Handler(BaseHTTPRequestHandler):
                         [("Mcp-Session-Id", session)])
         elif method == "tools/list":
             self.answer(id, {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in
-                                       ["echo", "slow", "redirect", "hijack", "huge", "stall"]]})
+                                       ["echo", "slow", "redirect", "hijack", "huge", "stall",
+                                        "poll", "vanish"]]})
         elif method == "tools/call":
             self.call(id, m["params"]["name"])
         elif method == "ping":
@@ -156,6 +194,12 @@ class Handler(BaseHTTPRequestHandler):
                 except BlockingIOError:
                     pass
                 time.sleep(0.1)
+        elif name == "poll":
+            self.sse_start()
+            self.prime(id, f"p{id}", "again")
+        elif name == "vanish":
+            self.sse_start()
+            self.prime(id, f"v{id}", "gone")
         else:
             self.text(id, name)
 
