@@ -24,9 +24,15 @@ struct Upstream {
 
 impl Upstream {
     async fn start() -> Upstream {
+        Upstream::start_with(&[]).await
+    }
+
+    /// The upstream with these flags (`--listen`).
+    async fn start_with(flags: &[&str]) -> Upstream {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/remote/upstream.py");
         let mut child = tokio::process::Command::new("python3")
             .arg(script)
+            .args(flags)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -64,7 +70,13 @@ impl Upstream {
 }
 
 async fn linked(config: ServerManagerConfig) -> (Upstream, ActorRef<ServerManager>) {
-    let upstream = Upstream::start().await;
+    linked_to(Upstream::start().await, config).await
+}
+
+async fn linked_to(
+    upstream: Upstream,
+    config: ServerManagerConfig,
+) -> (Upstream, ActorRef<ServerManager>) {
     let manager = spawn_manager(config);
     manager
         .ask(LaunchServer {
@@ -181,6 +193,33 @@ async fn a_stream_the_server_closes_is_resumed_after_its_retry() {
     assert!(
         waits.iter().all(|ms| *ms >= 295),
         "the retry of 300 ms is waited for: {seen:?}"
+    );
+    manager.ask(StopAllServers).await.unwrap();
+}
+
+/// The GET stream of what the server sends unasked is resumed too when the server closes it
+/// after an event id (here with no `retry`: the default wait): the tools change the server
+/// sends on the resumed stream makes the server's tools be listed again.
+#[tokio::test]
+async fn a_listen_stream_the_server_closes_is_resumed() {
+    let (upstream, manager) = linked_to(Upstream::start_with(&["--listen"]).await, config()).await;
+    let seen = wait_for(
+        Duration::from_secs(10),
+        "the tools listed again",
+        || async {
+            let seen = upstream.seen().await;
+            (seen.iter().filter(|s| *s == "tools/list").count() == 2).then_some(seen)
+        },
+    )
+    .await;
+    assert_eq!(
+        seen.iter().filter(|s| *s == "listen").count(),
+        1,
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s.starts_with("resumed L1 after")),
+        "{seen:?}"
     );
     manager.ask(StopAllServers).await.unwrap();
 }

@@ -7,7 +7,10 @@ tools/call by name: `echo`; `slow` (answers after 2 s); `redirect` (307 to /else
 closes); `poll` (SEP-1699: a priming event with an id and `retry: 300`, then the stream
 closes; a GET with `Last-Event-ID` gets one more such event and close, and the next the
 answer); `vanish` (a priming event and close, and the GET resuming it is refused, 404).
-A `notifications/cancelled` takes 3 s to be accepted. GET /expire ends the session:
+With `--listen`, a GET opens the session's stream of what the server sends unasked: a priming
+event and close; the GET resuming it gets `notifications/tools/list_changed` (event `L2`) and
+close, and one resuming after `L2` is refused. A `notifications/cancelled` takes 3 s to be
+accepted. GET /expire ends the session:
 a request of it gets 404 until a new `initialize`. GET /seen: what happened, as JSON."""
 import json
 import socket
@@ -19,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 seen = []
 slow_ids = []
 polls = {}  # event id -> (request id, what comes next, when the stream closed)
+LISTEN = "--listen" in sys.argv[1:]
 sessions = {"current": None, "made": 0}
 lock = threading.Lock()
 
@@ -70,6 +74,15 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, b"{}", [("Content-Type", "application/json")])
         elif self.headers.get("Last-Event-ID"):
             self.resume(self.headers["Last-Event-ID"])
+        elif LISTEN and self.path == "/mcp":
+            with lock:
+                current = sessions["current"]
+            if self.headers.get("Mcp-Session-Id") != current:
+                self.reply(404)
+                return
+            note("listen")
+            self.sse_start()
+            self.prime(None, "L1", "changed", retry=False)
         elif self.path == "/expire":
             with lock:
                 sessions["current"] = None
@@ -91,7 +104,10 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(404)
             return
         self.sse_start()
-        if then == "answer":
+        if then == "changed":
+            self.wfile.write(b"id: L2\n")
+            self.sse({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        elif then == "answer":
             self.wfile.write(b"id: " + last.encode() + b"-a\n")
             self.sse({"jsonrpc": "2.0", "id": id,
                       "result": {"content": [{"type": "text", "text": "polled"}]}})
@@ -141,6 +157,7 @@ class Handler(BaseHTTPRequestHandler):
                              "serverInfo": {"name": "upstream", "version": "1"}},
                         [("Mcp-Session-Id", session)])
         elif method == "tools/list":
+            note("tools/list")
             self.answer(id, {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in
                                        ["echo", "slow", "redirect", "hijack", "huge", "stall",
                                         "poll", "vanish"]]})
