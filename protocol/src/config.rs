@@ -6,7 +6,7 @@
 //! the caller passes. Every error names the source (a file path), the line and column, and the
 //! key (`mcpServers.docker.args`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -419,10 +419,11 @@ pub fn parse_mcp_servers_json_with_env(
     };
     let mut config = FleetConfig::default();
     let mut errors = Vec::new();
+    // Each entry's own position, for a useful line number: every key found in one pass.
+    let positions = server_key_positions(text);
     for (name, value) in entries {
         let key = format!("{top}.{name}");
-        // The entry's own position: find its key in the text for a useful line number.
-        let (line, column) = locate_key(text, &name);
+        let (line, column) = positions.get(&name).copied().unwrap_or((1, 1));
         let entry_text = value.to_string();
         let entry: McpServerEntry = match deserialize_at(source, &entry_text, &key) {
             Ok(e) => e,
@@ -669,6 +670,29 @@ fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
     }
+}
+
+/// Line and column (1-based) of each key two objects deep (a server's name in `mcpServers` or
+/// `servers`), decoded, the first of a name kept: one pass over the text, however many servers.
+fn server_key_positions(text: &str) -> HashMap<String, (usize, usize)> {
+    let mut positions = HashMap::new();
+    let (mut line, mut line_start, mut scanned) = (1, 0, 0);
+    for k in crate::json_keys::keys(text.as_bytes()).filter(|k| k.depth == 2) {
+        let Ok(name) = serde_json::from_str::<String>(&text[k.start..k.end]) else {
+            continue;
+        };
+        for (i, b) in text.as_bytes()[scanned..k.start].iter().enumerate() {
+            if *b == b'\n' {
+                line += 1;
+                line_start = scanned + i + 1;
+            }
+        }
+        scanned = k.start;
+        positions
+            .entry(name)
+            .or_insert((line, k.start - line_start + 1));
+    }
+    positions
 }
 
 /// Line and column (1-based) of the server `name` as a key of `mcpServers` (or `servers`),
@@ -1505,6 +1529,23 @@ headers = { Authorization = "Bearer ${env:TOK}" }
             let e = json_error(text);
             assert!(e.message.contains("must be a JSON object"), "{text:?}: {e}");
         }
+    }
+
+    /// The one-pass positions are those `locate_key` finds one name at a time: escaped names,
+    /// a field of another entry that shares a name, CRLF line ends.
+    #[test]
+    fn server_key_positions_match_locate_key() {
+        let text = "{\r\n \"mcpServers\": {\n  \"a\": {\"command\": \"x\", \"env\": {\"b\": \"1\"}},\n\n   \"\\u0062\": {\"command\": \"y\"},  \"c\":\n {\"command\": \"z\"}\n}}";
+        let positions = server_key_positions(text);
+        for name in ["a", "b", "c"] {
+            assert_eq!(
+                positions.get(name).copied(),
+                Some(locate_key(text, name)),
+                "{name}"
+            );
+        }
+        assert_eq!(locate_key(text, "b"), (5, 4));
+        assert_eq!(positions.len(), 3);
     }
 
     #[test]

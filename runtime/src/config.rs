@@ -66,10 +66,13 @@ pub fn load_all(path: &Path) -> Result<Loaded, ConfigErrors> {
         let json_text = read(&json)?;
         let more = parse_mcp_servers_json_with_env(&json_source, &json_text, &env)?;
         // A name in both files is an error, enabled or not: the two entries cannot both hold.
-        let taken = |name: &str| {
-            servers.servers.iter().any(|s| s.name == name)
-                || servers.disabled.iter().any(|d| d == name)
-        };
+        let names: std::collections::HashSet<&str> = servers
+            .servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(servers.disabled.iter().map(String::as_str))
+            .collect();
+        let taken = |name: &str| names.contains(name);
         let errors: Vec<ConfigError> = more
             .servers
             .iter()

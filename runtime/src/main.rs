@@ -104,9 +104,15 @@ enum ServersAction {
     /// argument, `--env` or `--url` included (as `npx -y` needs its own flags).
     Add {
         name: String,
-        command: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The server's command and its arguments: every word from COMMAND on is the server's.
+        #[arg(
+            value_name = "COMMAND [ARGS]...",
+            required = true,
+            num_args = 1..,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        command: Vec<String>,
         /// An environment variable for the server, `KEY=VALUE` (repeat for more).
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
@@ -207,10 +213,19 @@ async fn servers(c: cli::Client, action: ServersAction) -> Result<(), cli::CliEr
         ServersAction::Add {
             name,
             command,
-            args,
             env,
             cwd,
         } => {
+            let (command, args) = command.split_first().expect("clap requires COMMAND");
+            // A relative path is this command's, as `--cwd` is; a bare name is looked up on
+            // the fleet's PATH.
+            let command = if command.contains('/') {
+                std::path::absolute(command)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| command.clone())
+            } else {
+                command.clone()
+            };
             let mut vars = serde_json::Map::new();
             for kv in env {
                 let Some((k, v)) = kv.split_once('=') else {
@@ -714,4 +729,44 @@ async fn run(args: RunArgs) -> ExitCode {
     let _ = stop_http.send(());
     let _ = server.await;
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, ServersAction};
+
+    fn add(words: &[&str]) -> (String, Vec<String>, Vec<String>) {
+        let cli = Cli::try_parse_from(["mcp-fleet", "servers", "add"].iter().chain(words))
+            .unwrap_or_else(|e| panic!("{words:?}: {e}"));
+        match cli.command {
+            Command::Servers {
+                action:
+                    ServersAction::Add {
+                        name, command, env, ..
+                    },
+                ..
+            } => (name, command, env),
+            _ => panic!("not `servers add`"),
+        }
+    }
+
+    /// Every word from COMMAND on is the server's, options of `servers add` included.
+    #[test]
+    fn servers_add_gives_every_word_after_the_command_to_the_server() {
+        let (name, command, env) = add(&[
+            "--env", "K=V", "z", "npx", "-y", "pkg", "--env", "A=B", "--url", "http://x",
+        ]);
+        assert_eq!(name, "z");
+        assert_eq!(
+            command,
+            ["npx", "-y", "pkg", "--env", "A=B", "--url", "http://x"]
+        );
+        assert_eq!(env, ["K=V"]);
+        assert!(
+            Cli::try_parse_from(["mcp-fleet", "servers", "add", "z"]).is_err(),
+            "COMMAND is required"
+        );
+    }
 }
