@@ -551,6 +551,22 @@ fn entry_transport(
                     );
                 }
             }
+            // Checked as the HTTP client will check them when the server starts.
+            for (k, v) in &entry.headers {
+                if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    return fail(
+                        &format!(".headers.{k}"),
+                        format!("`{k}` is not a valid HTTP header name"),
+                    );
+                }
+                if http::HeaderValue::from_str(v).is_err() {
+                    return fail(
+                        &format!(".headers.{k}"),
+                        "the value is not valid in HTTP: visible ASCII, spaces and tabs only"
+                            .into(),
+                    );
+                }
+            }
             Transport::Http {
                 url,
                 headers: entry.headers,
@@ -603,7 +619,11 @@ fn substitute_entry(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), (String, String)> {
     let apply = |field: String, value: &mut String| -> Result<(), (String, String)> {
-        *value = substitute_env(value, lookup).map_err(|m| (field, m))?;
+        *value = substitute_env(value, lookup).map_err(|m| (field.clone(), m))?;
+        // No program can be given one (the spawn would fail), nor can a URL or header hold it.
+        if value.contains('\0') {
+            return Err((field, "must not hold a NUL character".into()));
+        }
         Ok(())
     };
     if let Some(c) = &mut entry.command {
@@ -1529,6 +1549,42 @@ headers = { Authorization = "Bearer ${env:TOK}" }
             let e = json_error(text);
             assert!(e.message.contains("must be a JSON object"), "{text:?}: {e}");
         }
+    }
+
+    /// What the spawn or the HTTP client would refuse at run time is refused by the check:
+    /// a NUL anywhere a program or URL gets it, a header name or value HTTP does not allow.
+    #[test]
+    fn nul_characters_and_bad_headers_are_refused_by_the_check() {
+        for (entry, key) in [
+            (r#"{"command": "a\u0000b"}"#, "mcpServers.s.command"),
+            (
+                r#"{"command": "x", "args": ["ok", "a\u0000"]}"#,
+                "mcpServers.s.args[1]",
+            ),
+            (
+                r#"{"command": "x", "env": {"K": "\u0000"}}"#,
+                "mcpServers.s.env.K",
+            ),
+            (
+                r#"{"command": "x", "cwd": "/tmp\u0000"}"#,
+                "mcpServers.s.cwd",
+            ),
+            (r#"{"url": "http://h/\u0000"}"#, "mcpServers.s.url"),
+            (
+                r#"{"url": "http://h/", "headers": {"Bad Name": "v"}}"#,
+                "mcpServers.s.headers.Bad Name",
+            ),
+            (
+                r#"{"url": "http://h/", "headers": {"A": "line\nbreak"}}"#,
+                "mcpServers.s.headers.A",
+            ),
+        ] {
+            let text = format!(r#"{{"mcpServers": {{"s": {entry}}}}}"#);
+            let err = json_error(&text);
+            assert_eq!(err.key, key, "{entry}: {err:?}");
+        }
+        let fine = r#"{"mcpServers": {"s": {"url": "http://h/", "headers": {"Authorization": "Bearer a b\tc"}}}}"#;
+        parse_mcp_servers_json("f", fine).unwrap();
     }
 
     /// The one-pass positions are those `locate_key` finds one name at a time: escaped names,
