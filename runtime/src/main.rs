@@ -621,6 +621,7 @@ async fn run(args: RunArgs) -> ExitCode {
         fleet.server_manager.clone(),
         config.servers.clone(),
         file.restart.clone(),
+        file.clone(),
         changes,
     ));
     let specs = reloader.running().await;

@@ -9,7 +9,7 @@ use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use fleet_protocol::config::{ConfigDiff, ConfigErrors};
+use fleet_protocol::config::{ConfigDiff, ConfigErrors, FleetFile};
 use fleet_protocol::{FleetError, RestartPolicy, ServerSpec, ServerStatus};
 use kameo::error::SendError;
 
@@ -27,7 +27,43 @@ pub struct ReloadReport {
     pub stopped: Vec<String>,
     pub unchanged: Vec<String>,
     pub failed: Vec<(String, String)>,
+    /// What the reload read but did not apply: fleet options that take effect at the next
+    /// start, and servers of the file that one added at runtime stands in for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub took: std::time::Duration,
+}
+
+/// The fleet options of `new` that differ from `old`, the ones mcp-fleet read at start: a
+/// reload applies the servers and `[restart]` only (and `servers_file`, read anew each time).
+pub fn options_read_at_start_only(old: &FleetFile, new: &FleetFile) -> Vec<&'static str> {
+    let changed = [
+        ("listen", old.listen != new.listen),
+        ("token", old.token != new.token),
+        ("stop_grace_secs", old.stop_grace != new.stop_grace),
+        ("state", old.state != new.state),
+        ("session_ttl_secs", old.session_ttl != new.session_ttl),
+        (
+            "request_timeout_secs",
+            old.request_timeout != new.request_timeout,
+        ),
+        (
+            "health.interval_secs",
+            old.health_interval != new.health_interval,
+        ),
+        (
+            "health.timeout_secs",
+            old.health_timeout != new.health_timeout,
+        ),
+        (
+            "health.failure_threshold",
+            old.health_failure_threshold != new.health_failure_threshold,
+        ),
+    ];
+    changed
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
 }
 
 /// The servers in force: the config file's, with the changes made at runtime (kept in the state
@@ -42,6 +78,8 @@ pub struct Reloader {
     /// does not stop what the launch is starting, and is refused once mcp-fleet stops
     /// (`stopping`), so that it neither starts servers nor holds up the shutdown.
     phase: tokio::sync::watch::Sender<Phase>,
+    /// The fleet options read at start (servers left out), which a reload does not apply.
+    options: FleetFile,
 }
 
 /// See `Reloader::phase`.
@@ -88,14 +126,15 @@ fn names(specs: &[ServerSpec]) -> Vec<String> {
 }
 
 impl Reloader {
-    /// `file`: the config file's servers read at start, and its `[restart]`; `changes`: the
-    /// state file's.
+    /// `file`: the config file's servers read at start, and its `[restart]`; `options`: its
+    /// fleet options as read at start; `changes`: the state file's.
     pub fn new(
         path: PathBuf,
         state_path: PathBuf,
         manager: ActorRef<ServerManager>,
         file: Vec<ServerSpec>,
         restart: RestartPolicy,
+        options: FleetFile,
         changes: RuntimeChanges,
     ) -> Self {
         let changes = changes.with_restart(&restart);
@@ -113,6 +152,10 @@ impl Reloader {
             }),
             enabled,
             phase: tokio::sync::watch::Sender::new(Phase::Launching),
+            options: FleetFile {
+                servers: Default::default(),
+                ..options
+            },
         }
     }
 
@@ -155,10 +198,28 @@ impl Reloader {
         let mut inner = self.inner.lock().await;
         let loaded = crate::config::load_all(&self.path).map_err(ReloadError::Config)?;
         let config = loaded.servers;
-        let restart = loaded.options.unwrap_or_default().restart;
+        let options = loaded.options.unwrap_or_default();
+        let mut notes: Vec<String> = options_read_at_start_only(&self.options, &options)
+            .into_iter()
+            .map(|o| format!("`{o}` changed: it takes effect when mcp-fleet starts again"))
+            .collect();
+        let restart = options.restart;
         // Servers added at runtime take the file's `[restart]` as it is now, as its own do.
         let changes = inner.changes.clone().with_restart(&restart);
         let next = changes.apply(&config.servers);
+        notes.extend(
+            config
+                .servers
+                .iter()
+                .filter(|s| changes.added.iter().any(|a| a.name == s.name))
+                .map(|s| {
+                    format!(
+                        "`{}` of the file is not used: the server of that name added at runtime \
+                         stands in for it (kept in the state file)",
+                        s.name
+                    )
+                }),
+        );
         let diff = ConfigDiff::between(&inner.running, &next);
         // The stops and removals are done, and the launches sent, under the lock; the launches
         // are waited for without it, so that an addition or a removal (of a server whose
@@ -170,7 +231,11 @@ impl Reloader {
         inner.restart = restart;
         self.enabled.send_replace(names(&inner.running));
         drop(inner);
-        let report = launches.finish().await;
+        let mut report = launches.finish().await;
+        for note in &notes {
+            tracing::warn!(note = %note, "reload: read but not applied");
+        }
+        report.notes = notes;
         tracing::info!(
             started = ?report.started,
             restarted = ?report.restarted,

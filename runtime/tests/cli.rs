@@ -1165,16 +1165,28 @@ restart = {{ mode = "never" }}
     assert_eq!(restart["backoff_base"]["nanos"], 100_000_000, "{state}");
     // The TOML's `[restart]` changes: a reload gives it to the added server too, which restarts
     // with it like the servers of the files.
+    // The same reload reads a fleet option that only a start applies, and a server of the
+    // file named as the one added at runtime: the report says it applied neither.
     let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(
         &toml,
-        text.replace("backoff_base_ms = 100", "backoff_base_ms = 200"),
+        text.replace("backoff_base_ms = 100", "backoff_base_ms = 200")
+            .replace("state = ", "stop_grace_secs = 3\nstate = ")
+            + &format!("\n[servers.added]\ncommand = \"{}\"\n", bin.display()),
     )
     .unwrap();
     let report = reload_through_the_api(&format!("http://127.0.0.1:{port}")).await;
     let restarted = report["restarted"].as_array().unwrap();
     assert!(
         restarted.contains(&json!("added")) && restarted.contains(&json!("json")),
+        "{report}"
+    );
+    assert_eq!(
+        report["notes"],
+        json!([
+            "`stop_grace_secs` changed: it takes effect when mcp-fleet starts again",
+            "`added` of the file is not used: the server of that name added at runtime stands in for it (kept in the state file)"
+        ]),
         "{report}"
     );
     common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
