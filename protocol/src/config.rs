@@ -280,9 +280,10 @@ struct McpServersFile {
     inputs: serde_json::Value,
 }
 
-/// The entries of `mcpServers` (or `servers`) in file order. A name given twice is an error:
+/// The entries of `mcpServers` (or `servers`) in file order, each as its text (so that a field
+/// given twice in an entry is refused when the entry is read). A name given twice is an error:
 /// JSON parsers keep the last, which would run one server and silently drop the other.
-struct Entries(serde_json::Map<String, serde_json::Value>);
+struct Entries(Vec<(String, Box<serde_json::value::RawValue>)>);
 
 impl<'de> Deserialize<'de> for Entries {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -292,25 +293,51 @@ impl<'de> Deserialize<'de> for Entries {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object of servers by name")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Entries, A::Error> {
-                let mut entries = serde_json::Map::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    let value = map.next_value()?;
-                    if entries.contains_key(&name) {
-                        return Err(serde::de::Error::custom(format!(
-                            "the server name `{name}` is given twice"
-                        )));
-                    }
-                    entries.insert(name, value);
-                }
-                Ok(Entries(entries))
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Entries, A::Error> {
+                unique_members(map, |name| {
+                    format!("the server name `{name}` is given twice")
+                })
+                .map(Entries)
             }
         }
         deserializer.deserialize_map(Visitor)
     }
+}
+
+/// The members of an object in order; a key given twice is an error (`twice` says it), where
+/// JSON parsers would keep the last in silence.
+fn unique_members<'de, A: serde::de::MapAccess<'de>, V: Deserialize<'de>>(
+    mut map: A,
+    twice: impl Fn(&str) -> String,
+) -> Result<Vec<(String, V)>, A::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let mut members = Vec::new();
+    while let Some(key) = map.next_key::<String>()? {
+        let value = map.next_value()?;
+        if !seen.insert(key.clone()) {
+            return Err(serde::de::Error::custom(twice(&key)));
+        }
+        members.push((key, value));
+    }
+    Ok(members)
+}
+
+/// A map of strings (`env`, `headers`) with each key once.
+fn unique_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of strings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            unique_members(map, |key| format!("`{key}` is given twice"))
+                .map(|members| members.into_iter().collect())
+        }
+    }
+    deserializer.deserialize_map(Visitor)
 }
 
 /// Replaces every `${env:NAME}` in `value` with `lookup(NAME)`. A name `lookup` does not know,
@@ -355,12 +382,12 @@ struct McpServerEntry {
     command: Option<String>,
     #[serde(default)]
     args: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_map")]
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
     url: Option<String>,
     /// HTTP headers sent to a remote (`url`) server, such as `Authorization`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_map")]
     headers: BTreeMap<String, String>,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -424,8 +451,7 @@ pub fn parse_mcp_servers_json_with_env(
     for (name, value) in entries {
         let key = format!("{top}.{name}");
         let (line, column) = positions.get(&name).copied().unwrap_or((1, 1));
-        let entry_text = value.to_string();
-        let entry: McpServerEntry = match deserialize_at(source, &entry_text, &key) {
+        let entry: McpServerEntry = match deserialize_at(source, value.get(), &key) {
             Ok(e) => e,
             Err(ConfigErrors(errs)) => {
                 errors.extend(errs.into_iter().map(|e| ConfigError { line, column, ..e }));
@@ -1548,6 +1574,37 @@ headers = { Authorization = "Bearer ${env:TOK}" }
         for text in ["[]", "  \"x\"", ""] {
             let e = json_error(text);
             assert!(e.message.contains("must be a JSON object"), "{text:?}: {e}");
+        }
+    }
+
+    /// A field or an `env`/`headers` key given twice in an entry is refused, as a server name
+    /// given twice is: JSON parsers would keep the last in silence.
+    #[test]
+    fn a_field_or_key_given_twice_in_an_entry_is_refused() {
+        for (entry, key, message) in [
+            (
+                r#"{"command": "x", "command": "y"}"#,
+                "mcpServers.s",
+                "duplicate field `command`",
+            ),
+            (
+                r#"{"command": "x", "env": {"A": "1", "A": "2"}}"#,
+                "mcpServers.s.env",
+                "`A` is given twice",
+            ),
+            (
+                r#"{"url": "http://h/", "headers": {"H": "1", "H": "2"}}"#,
+                "mcpServers.s.headers",
+                "`H` is given twice",
+            ),
+        ] {
+            let text = format!(r#"{{"mcpServers": {{"s": {entry}}}}}"#);
+            let err = json_error(&text);
+            assert_eq!(
+                (err.key.as_str(), err.message.as_str()),
+                (key, message),
+                "{entry}: {err:?}"
+            );
         }
     }
 
