@@ -27,9 +27,13 @@ pub fn init_logging(default: &str, format: LogFormat) {
         },
         Err(_) => (EnvFilter::new(default), None),
     };
+    // A line that cannot be written (stderr a closed pipe: `| head`, a log shipper gone) is
+    // dropped: tracing-subscriber would otherwise say so with `eprintln!`, which panics on
+    // that same closed pipe and takes the fleet down without its orderly stop.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())

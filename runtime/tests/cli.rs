@@ -1246,3 +1246,32 @@ restart = {{ mode = "never" }}
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A closed stderr (`mcp-fleet run ... 2>&1 | head`, a log shipper gone) costs the log lines
+/// only: the fleet serves on and stops in order on SIGTERM (exit 0), in both log formats.
+/// tracing-subscriber used to report the failed write with `eprintln!`, which panicked on the
+/// same closed pipe (exit 101, no orderly stop).
+#[tokio::test]
+async fn a_closed_stderr_does_not_take_the_fleet_down() {
+    let bin = mcp_reference_server::binary_path();
+    for format in ["text", "json"] {
+        let config = write_config(&format!(
+            r#"{{ "mcpServers": {{ "a": {{ "command": "{}" }} }} }}"#,
+            bin.display()
+        ));
+        let (mut child, port) = common::spawn_fleet_with(
+            &config.0,
+            Stdio::piped(),
+            &["--log-format", format],
+            &[],
+            &[],
+        );
+        drop(child.stderr.take());
+        wait_for(Duration::from_secs(30), "a up", || async {
+            let body = common::scrape(port).await?;
+            body.contains(r#"mcp_fleet_up{server="a"} 1"#).then_some(())
+        })
+        .await;
+        common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
+    }
+}
