@@ -158,8 +158,14 @@ impl Drop for ResponseTally {
 /// one would be lost to them.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long the open connections get to finish their requests once `serve` is told to stop
+/// (by then every server has stopped and every session ended). A client that stopped reading
+/// an event stream, or sent half a request, would otherwise hold mcp-fleet's exit for up to
+/// [`HEADER_READ_TIMEOUT`], or for ever, past a service manager's stop timeout.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the open connections
-/// finish their requests. HTTP/1.1 by hyper, as `axum::serve` does, plus the header timeout
+/// finish their requests, for at most [`DRAIN_LIMIT`]. HTTP/1.1 by hyper, as `axum::serve` does, plus the header timeout
 /// above. Connections are `TCP_NODELAY`: an SSE event (progress, a server's notification) is
 /// sent when written, not held back by Nagle's algorithm until the client acknowledges the one
 /// before (up to its delayed-ACK timeout, 40 ms on Linux).
@@ -207,7 +213,15 @@ pub async fn serve_with(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            limit_ms = DRAIN_LIMIT.as_millis() as u64,
+            "HTTP connections still open after the drain limit (a client not reading, or a request sent in part): closed"
+        );
+    }
     Ok(())
 }
 

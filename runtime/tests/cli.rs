@@ -1275,3 +1275,42 @@ async fn a_closed_stderr_does_not_take_the_fleet_down() {
         common::stop_cleanly(&mut child, Duration::from_secs(15)).await;
     }
 }
+
+/// A client that holds a connection open (half a request's headers; a body shorter than its
+/// `Content-Length`; an event stream it stops reading) cannot hold up mcp-fleet's exit after
+/// SIGTERM beyond the HTTP drain limit (5 s): it used to wait for the header timeout (120 s),
+/// the body deadline, or for ever.
+#[tokio::test]
+async fn stalled_clients_do_not_hold_up_the_exit() {
+    use tokio::io::AsyncWriteExt;
+    let bin = mcp_reference_server::binary_path();
+    let config = write_config(&format!(
+        r#"{{ "mcpServers": {{ "a": {{ "command": "{}" }} }} }}"#,
+        bin.display()
+    ));
+    let (mut child, port) = common::spawn_fleet_with(&config.0, Stdio::null(), &[], &[], &[]);
+    wait_for(Duration::from_secs(30), "a up", || async {
+        let body = common::scrape(port).await?;
+        body.contains(r#"mcp_fleet_up{server="a"} 1"#).then_some(())
+    })
+    .await;
+    let mut stalled = Vec::new();
+    for start in [
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n".to_string(),
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{{"
+        ),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream.write_all(start.as_bytes()).await.unwrap();
+        stalled.push(stream);
+    }
+    // Time for the listener to accept both (it answers nothing to either, so no event says
+    // when it has); a connection still in the backlog at the signal would not be waited for.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::stop_cleanly(&mut child, Duration::from_secs(12)).await;
+    drop(stalled);
+}
