@@ -1479,16 +1479,21 @@ impl Message<Exited> for ServerActor {
         self.status.pid = None;
         self.status.last_exit = Some(msg.exit.clone());
         self.fail_pending(Some(msg.exit.clone()));
+        // A stop mcp-fleet made of its own accord (a handshake failed at a launch) is no stop
+        // someone asked for: its exit counts as the kill it is.
+        let asked = expected && killed.is_none();
         self.metric(MetricEvent::ServerExited {
             server: self.spec.name.clone(),
             exit: msg.exit.clone(),
-            reason: ExitReason::classify(&msg.exit, expected, killed.is_some()),
+            reason: ExitReason::classify(&msg.exit, asked, killed.is_some()),
         });
         if expected {
             tracing::info!(server = %self.spec.name, exit = %msg.exit, "server stopped");
-            self.metric(MetricEvent::ServerStopped {
-                server: self.spec.name.clone(),
-            });
+            if asked {
+                self.metric(MetricEvent::ServerStopped {
+                    server: self.spec.name.clone(),
+                });
+            }
             // A server stopped because its handshake failed stays failed, with that reason.
             if !matches!(self.status.state, ServerState::Failed { .. }) {
                 self.set_state(ServerState::Stopped);

@@ -354,6 +354,30 @@ async fn exits_say_why_and_each_restart_is_counted_once() {
     manager.ask(StopAllServers).await.unwrap();
 }
 
+/// A launch whose handshake fails is ended by the fleet: its exit is `unresponsive`, and no
+/// stop is counted, as none was asked for.
+#[tokio::test]
+async fn a_failed_handshake_at_a_launch_is_no_stop_asked_for() {
+    let (manager, events) = spawn_with_metrics(config());
+    let broken = common::python_script(r#"out["error"] = {"code": -32603, "message": "broken"}"#);
+    let spec = fleet_protocol::ServerSpec::stdio("broken", "python3", ["-c".to_string(), broken]);
+    manager.ask(LaunchServer { spec }).await.unwrap_err();
+    let reason = next_matching(&events, "the exit", |e| match e {
+        MetricEvent::ServerExited { reason, .. } => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, ExitReason::Unresponsive);
+    let stops = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, MetricEvent::ServerStopped { .. }))
+        .count();
+    assert_eq!(stops, 0);
+    manager.ask(StopAllServers).await.unwrap();
+}
+
 #[tokio::test]
 async fn request_metrics_come_in_batches_and_none_is_lost() {
     const CALLS: usize = 150;
