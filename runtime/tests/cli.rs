@@ -1308,9 +1308,13 @@ async fn stalled_clients_do_not_hold_up_the_exit() {
         stream.write_all(start.as_bytes()).await.unwrap();
         stalled.push(stream);
     }
-    // Time for the listener to accept both (it answers nothing to either, so no event says
-    // when it has); a connection still in the backlog at the signal would not be waited for.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both are accepted once a later connection is answered: the listener accepts in the
+    // order the connections were made (a connection still in the backlog at the signal would
+    // not be waited for, and the test could not fail).
+    let healthz = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert!(healthz.status().is_success());
     common::stop_cleanly(&mut child, Duration::from_secs(12)).await;
     drop(stalled);
 }
