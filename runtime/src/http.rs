@@ -165,8 +165,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the open connections
-/// finish their requests, for at most [`DRAIN_LIMIT`]. HTTP/1.1 by hyper, as `axum::serve` does, plus the header timeout
-/// above. Connections are `TCP_NODELAY`: an SSE event (progress, a server's notification) is
+/// finish their requests, for at most [`DRAIN_LIMIT`]. HTTP/1.1 by hyper, as `axum::serve`
+/// does, plus the header timeout above. Connections are `TCP_NODELAY`: an SSE event (progress, a server's notification) is
 /// sent when written, not held back by Nagle's algorithm until the client acknowledges the one
 /// before (up to its delayed-ACK timeout, 40 ms on Linux).
 pub async fn serve(

@@ -216,7 +216,12 @@ async fn servers(c: cli::Client, action: ServersAction) -> Result<(), cli::CliEr
             env,
             cwd,
         } => {
-            let (command, args) = command.split_first().expect("clap requires COMMAND");
+            let Some((command, args)) = command.split_first() else {
+                return Err(cli::CliError::Refused {
+                    status: 400,
+                    message: "servers add takes NAME COMMAND [ARGS]...".into(),
+                });
+            };
             // A relative path is this command's, as `--cwd` is; a bare name is looked up on
             // the fleet's PATH.
             let command = if command.contains('/') {
@@ -620,7 +625,6 @@ async fn run(args: RunArgs) -> ExitCode {
         state_path,
         fleet.server_manager.clone(),
         config.servers.clone(),
-        file.restart.clone(),
         file.clone(),
         changes,
     ));

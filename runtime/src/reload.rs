@@ -36,7 +36,7 @@ pub struct ReloadReport {
 
 /// The fleet options of `new` that differ from `old`, the ones mcp-fleet read at start: a
 /// reload applies the servers and `[restart]` only (and `servers_file`, read anew each time).
-pub fn options_read_at_start_only(old: &FleetFile, new: &FleetFile) -> Vec<&'static str> {
+fn options_read_at_start_only(old: &FleetFile, new: &FleetFile) -> Vec<&'static str> {
     let changed = [
         ("listen", old.listen != new.listen),
         ("token", old.token != new.token),
@@ -126,17 +126,17 @@ fn names(specs: &[ServerSpec]) -> Vec<String> {
 }
 
 impl Reloader {
-    /// `file`: the config file's servers read at start, and its `[restart]`; `options`: its
-    /// fleet options as read at start; `changes`: the state file's.
+    /// `file`: the config file's servers read at start; `options`: its fleet options as read
+    /// at start, `[restart]` included; `changes`: the state file's.
     pub fn new(
         path: PathBuf,
         state_path: PathBuf,
         manager: ActorRef<ServerManager>,
         file: Vec<ServerSpec>,
-        restart: RestartPolicy,
         options: FleetFile,
         changes: RuntimeChanges,
     ) -> Self {
+        let restart = options.restart.clone();
         let changes = changes.with_restart(&restart);
         let running = changes.apply(&file);
         let (enabled, _) = tokio::sync::watch::channel(names(&running));

@@ -6,9 +6,10 @@
 //!   that request arrives; answers to other requests on it are dropped, and an event past the
 //!   largest message ends it; one the server closes after an event id is resumed with a GET
 //!   carrying `Last-Event-ID`, after the server's `retry`); requests run concurrently, each on
-//!   a task kept by its wire id, which the actor's `notifications/cancelled` aborts. `notifications/initialized` is POSTed
-//!   and waited for before the next request; other notifications and responses are POSTed in
-//!   order by a task of their own. Redirects are not followed.
+//!   a task kept by its wire id, which the actor's `notifications/cancelled` aborts.
+//!   `notifications/initialized` is POSTed and waited for before the next request; other
+//!   notifications and responses are POSTed in order by a task of their own. Redirects are not
+//!   followed.
 //! - A 2025-era session id (from the `initialize` answer) and the negotiated version go on every
 //!   later POST; a 2026-era request gets `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` from
 //!   its own body. After `notifications/initialized` a GET stream carries what the server sends
@@ -535,12 +536,7 @@ async fn request(shared: &Arc<Shared>, out: Outgoing, id: Value, method: &str) {
         deliver(shared, error_answer(&id, message)).await;
         return;
     }
-    let is_sse = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if is_sse && status.is_success() {
+    if is_event_stream(&resp) && status.is_success() {
         read_stream(shared, resp, Some(&id), method).await;
         return;
     }
@@ -615,8 +611,7 @@ async fn read_stream(
         let ended = match read_events(shared, resp, until, method, &mut resume).await {
             Ended::Answered => return,
             Ended::Final(why) => why,
-            Ended::Resumable(why) => match &resume.last_id {
-                Some(_) if !resumable => why,
+            Ended::Resumable(why) => match resume.last_id.as_ref().filter(|_| resumable) {
                 None => why,
                 Some(_) if *lock(&shared.session) != session => {
                     format!("{why}; not resumed: its session was renewed")
@@ -758,17 +753,19 @@ async fn resume_stream(
         .send()
         .await
         .map_err(|e| format!("cannot reach {}: {e}", shared.url))?;
-    let status = resp.status();
-    let is_sse = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if status.is_success() && is_sse {
+    if resp.status().is_success() && is_event_stream(&resp) {
         Ok(resp)
     } else {
-        Err(format!("the remote server answered HTTP {status}"))
+        Err(format!("the remote server answered HTTP {}", resp.status()))
     }
+}
+
+/// Whether `resp` is an SSE stream (`Content-Type: text/event-stream`).
+fn is_event_stream(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
 /// Whether `item` answers a request other than `own` (any, on a stream of no request).

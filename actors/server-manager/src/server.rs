@@ -1473,22 +1473,21 @@ impl Message<Exited> for ServerActor {
         if exit.reason.is_none() {
             exit.reason.clone_from(&killed);
         }
-        let msg = Exited { exit, ..msg };
         self.table.close_lane();
         self.running = None;
         self.status.pid = None;
-        self.status.last_exit = Some(msg.exit.clone());
-        self.fail_pending(Some(msg.exit.clone()));
+        self.status.last_exit = Some(exit.clone());
+        self.fail_pending(Some(exit.clone()));
         // A stop mcp-fleet made of its own accord (a handshake failed at a launch) is no stop
         // someone asked for: its exit counts as the kill it is.
         let asked = expected && killed.is_none();
         self.metric(MetricEvent::ServerExited {
             server: self.spec.name.clone(),
-            exit: msg.exit.clone(),
-            reason: ExitReason::classify(&msg.exit, asked, killed.is_some()),
+            exit: exit.clone(),
+            reason: ExitReason::classify(&exit, asked, killed.is_some()),
         });
         if expected {
-            tracing::info!(server = %self.spec.name, exit = %msg.exit, "server stopped");
+            tracing::info!(server = %self.spec.name, exit = %exit, "server stopped");
             if asked {
                 self.metric(MetricEvent::ServerStopped {
                     server: self.spec.name.clone(),
@@ -1501,7 +1500,7 @@ impl Message<Exited> for ServerActor {
                 self.push_status();
             }
         } else {
-            self.on_unexpected_exit(ctx.actor_ref(), msg.exit, killed);
+            self.on_unexpected_exit(ctx.actor_ref(), exit, killed);
         }
         let err = self.not_serving();
         for w in self.ready_waiters.drain(..) {
